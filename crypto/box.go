@@ -1,0 +1,162 @@
+package crypto
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+
+	"golang.org/x/crypto/nacl/box"
+)
+
+// NonceSize is the size of a crypto_box nonce.
+const NonceSize = 24
+
+// SealedBoxOverhead is how much longer a sealed box is than its plaintext.
+const SealedBoxOverhead = box.AnonymousOverhead
+
+// BoxOverhead is how much longer a crypto_box ciphertext is than its
+// plaintext.
+const BoxOverhead = box.Overhead
+
+// ErrOpen is returned when a box does not open: wrong key, tampered bytes or
+// truncated input. It deliberately says nothing more.
+var ErrOpen = errors.New("crypto: box does not open")
+
+// SealAnonymous encrypts msg to recipient in the libsodium crypto_box_seal
+// format (ephemeral public key ‖ box). Only the recipient can open it.
+func SealAnonymous(msg []byte, recipient BoxPublicKey) ([]byte, error) {
+	pk := [KeySize]byte(recipient)
+	out, err := box.SealAnonymous(make([]byte, 0, len(msg)+SealedBoxOverhead), msg, &pk, rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	return out, nil
+}
+
+// OpenAnonymous opens a sealed box addressed to kp.
+func (kp *BoxKeyPair) OpenAnonymous(sealed []byte) ([]byte, error) {
+	if len(sealed) < SealedBoxOverhead {
+		return nil, ErrOpen
+	}
+	pub := [KeySize]byte(kp.Public)
+	out, ok := box.OpenAnonymous(make([]byte, 0, len(sealed)-SealedBoxOverhead), sealed, &pub, &kp.private)
+	if !ok {
+		return nil, ErrOpen
+	}
+	return out, nil
+}
+
+// Seal encrypts msg from kp to peer with a fresh random nonce (crypto_box,
+// no precomputation). Prefer SharedKey for repeated use.
+func (kp *BoxKeyPair) Seal(msg []byte, peer BoxPublicKey) (ciphertext []byte, nonce [NonceSize]byte, err error) {
+	if _, err = rand.Read(nonce[:]); err != nil {
+		return nil, nonce, fmt.Errorf("box nonce: %w", err)
+	}
+	pk := [KeySize]byte(peer)
+	return box.Seal(nil, msg, &nonce, &pk, &kp.private), nonce, nil
+}
+
+// Open opens a crypto_box ciphertext sent by peer to kp (no precomputation).
+func (kp *BoxKeyPair) Open(ciphertext []byte, nonce *[NonceSize]byte, peer BoxPublicKey) ([]byte, error) {
+	pk := [KeySize]byte(peer)
+	out, ok := box.Open(nil, ciphertext, nonce, &pk, &kp.private)
+	if !ok {
+		return nil, ErrOpen
+	}
+	return out, nil
+}
+
+// SharedKey is a precomputed crypto_box key between two parties. Opening with
+// it skips the X25519 scalar multiplication that dominates box.Open.
+type SharedKey struct{ k [KeySize]byte }
+
+// Precompute derives the shared key between kp and peer.
+func (kp *BoxKeyPair) Precompute(peer BoxPublicKey) *SharedKey {
+	pk := [KeySize]byte(peer)
+	s := &SharedKey{}
+	box.Precompute(&s.k, &pk, &kp.private)
+	return s
+}
+
+// Seal encrypts msg with a fresh random nonce.
+func (s *SharedKey) Seal(msg []byte) (ciphertext []byte, nonce [NonceSize]byte, err error) {
+	if _, err = rand.Read(nonce[:]); err != nil {
+		return nil, nonce, fmt.Errorf("box nonce: %w", err)
+	}
+	return box.SealAfterPrecomputation(make([]byte, 0, len(msg)+BoxOverhead), msg, &nonce, &s.k), nonce, nil
+}
+
+// SealWithNonce encrypts msg with the given nonce. The nonce must never be
+// reused with the same key; this exists for known-answer tests.
+func (s *SharedKey) SealWithNonce(msg []byte, nonce *[NonceSize]byte) []byte {
+	return box.SealAfterPrecomputation(make([]byte, 0, len(msg)+BoxOverhead), msg, nonce, &s.k)
+}
+
+// Open opens ciphertext sealed with nonce.
+func (s *SharedKey) Open(ciphertext []byte, nonce *[NonceSize]byte) ([]byte, error) {
+	if len(ciphertext) < BoxOverhead {
+		return nil, ErrOpen
+	}
+	out, ok := box.OpenAfterPrecomputation(make([]byte, 0, len(ciphertext)-BoxOverhead), ciphertext, nonce, &s.k)
+	if !ok {
+		return nil, ErrOpen
+	}
+	return out, nil
+}
+
+// Wipe overwrites the shared key. It must not be used afterwards.
+func (s *SharedKey) Wipe() { Wipe(s.k[:]) }
+
+// SharedKeyCache caches the shared keys between one local key pair and many
+// peers, bounded in size. It is safe for concurrent use.
+type SharedKeyCache struct {
+	local *BoxKeyPair
+	max   int
+
+	mu   sync.Mutex
+	keys map[BoxPublicKey]*SharedKey
+}
+
+// NewSharedKeyCache returns a cache for local holding at most max keys
+// (max ≤ 0 means 10,000).
+func NewSharedKeyCache(local *BoxKeyPair, max int) *SharedKeyCache {
+	if max <= 0 {
+		max = 10000
+	}
+	return &SharedKeyCache{local: local, max: max, keys: make(map[BoxPublicKey]*SharedKey)}
+}
+
+// Get returns the shared key with peer, computing it on first use. When the
+// cache is full an arbitrary entry is evicted (it is recomputed if needed).
+func (c *SharedKeyCache) Get(peer BoxPublicKey) *SharedKey {
+	c.mu.Lock()
+	k, ok := c.keys[peer]
+	c.mu.Unlock()
+	if ok {
+		return k
+	}
+	k = c.local.Precompute(peer)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.keys[peer]; ok {
+		return old
+	}
+	if len(c.keys) >= c.max {
+		for p := range c.keys {
+			// Evicted keys may still be in use by a caller; they are
+			// dropped, not wiped.
+			delete(c.keys, p)
+			break
+		}
+	}
+	c.keys[peer] = k
+	return k
+}
+
+// Forget removes peer's shared key, e.g. when an agent unregisters.
+func (c *SharedKeyCache) Forget(peer BoxPublicKey) {
+	c.mu.Lock()
+	delete(c.keys, peer)
+	c.mu.Unlock()
+}
