@@ -280,8 +280,9 @@ func parseSealed(s string) (uint32, []byte, []byte, error) {
 	if err != nil || v == 0 {
 		return 0, nil, nil, ErrMalformedSecret
 	}
-	wrapped, err1 := base64.RawURLEncoding.DecodeString(parts[2])
-	ct, err2 := base64.RawURLEncoding.DecodeString(parts[3])
+	strict := base64.RawURLEncoding.Strict()
+	wrapped, err1 := strict.DecodeString(parts[2])
+	ct, err2 := strict.DecodeString(parts[3])
 	if err1 != nil || err2 != nil {
 		return 0, nil, nil, ErrMalformedSecret
 	}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The project's one test command (README "Test"; .ci/run calls exactly this).
+# Runs gofmt, go vet, staticcheck and `go test -race ./...` against a real
+# Redis: $REDIS_URL if set, else 127.0.0.1:6379 if it answers, else a private
+# redis-server on a free port that is stopped afterwards. A missing Redis
+# fails the run; nothing is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STATICCHECK_VERSION=v0.8.2 # staticcheck 2026.2.2
+export PATH="$(go env GOPATH)/bin:$PATH"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+ensure_redis_server() {
+  command -v redis-server >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    step "installing redis-server with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    command -v redis-server >/dev/null 2>&1 && return 0
+  fi
+  echo "error: redis-server is not installed and could not be installed automatically." >&2
+  echo "       install it and re-run:  sudo apt-get install -y redis-server   (macOS: brew install redis)" >&2
+  exit 1
+}
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+private_redis_dir=""
+cleanup() {
+  if [ -n "$private_redis_dir" ]; then
+    redis-cli -p "$private_redis_port" shutdown nosave >/dev/null 2>&1 || kill "$(cat "$private_redis_dir/redis.pid" 2>/dev/null)" 2>/dev/null || true
+    rm -rf "$private_redis_dir"
+  fi
+}
+trap cleanup EXIT
+
+step "gofmt"
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:" >&2
+  echo "$unformatted" >&2
+  exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "staticcheck $STATICCHECK_VERSION"
+if ! staticcheck -version 2>/dev/null | grep -q "(${STATICCHECK_VERSION#v})"; then
+  go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
+staticcheck ./...
+
+step "redis"
+# Tests that kill and restart Redis start their own redis-server, so the
+# binary is required even when a server is already running.
+ensure_redis_server
+if [ -z "${REDIS_URL:-}" ]; then
+  if port_open 127.0.0.1 6379; then
+    export REDIS_URL="redis://127.0.0.1:6379/0"
+  else
+    private_redis_dir=$(mktemp -d)
+    for _ in $(seq 1 50); do
+      private_redis_port=$((20000 + RANDOM % 20000))
+      port_open 127.0.0.1 "$private_redis_port" || break
+    done
+    redis-server --port "$private_redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+      --dir "$private_redis_dir" --daemonize yes --pidfile "$private_redis_dir/redis.pid" \
+      --logfile "$private_redis_dir/redis.log"
+    for _ in $(seq 1 100); do port_open 127.0.0.1 "$private_redis_port" && break; sleep 0.05; done
+    port_open 127.0.0.1 "$private_redis_port" || { echo "error: private redis-server did not start:" >&2; cat "$private_redis_dir/redis.log" >&2; exit 1; }
+    export REDIS_URL="redis://127.0.0.1:$private_redis_port/0"
+  fi
+fi
+echo "using $REDIS_URL"
+
+step "go test -race ./..."
+go test -race -count=1 ./...
