@@ -176,10 +176,11 @@ type State interface {
 	// RevokeInstallation deletes the stored bot and refresh tokens and marks
 	// the installation revoked at the given time. ErrNotFound if absent.
 	RevokeInstallation(ctx context.Context, orgID string, at time.Time) error
-	// RewrapSecrets calls fn for every stored secret (bot and refresh tokens,
+	// RewrapSecrets calls fn (e.g. crypto.Keyring.Rewrap) for every stored
+	// secret (bot and refresh tokens,
 	// owner = org id) and stores the result when fn reports a change. It
 	// returns how many secrets were changed. Used by `keys rotate`.
-	RewrapSecrets(ctx context.Context, fn func(owner, stored string) (string, bool, error)) (int, error)
+	RewrapSecrets(ctx context.Context, fn func(stored, owner string) (string, bool, error)) (int, error)
 
 	// PutRegistrationToken stores a registration token hash for orgID.
 	PutRegistrationToken(ctx context.Context, h TokenHash, orgID string, expiresAt time.Time) error
