@@ -1,0 +1,508 @@
+// Package bridge is the agent half of sealrelay. It runs next to the agent,
+// behind NAT, with outbound HTTPS only: it long-polls the broker's inbox,
+// verifies, decrypts and de-duplicates each message, delivers it to the
+// local app (forwarded as a signed Slack request, or streamed as Server-Sent
+// Events), acks what was delivered, and relays the agent's replies to the
+// broker through a local API on 127.0.0.1:7890.
+//
+// Typical library use:
+//
+//	id, _ := bridge.LoadIdentity(path, nil, false)
+//	b, _ := bridge.New(bridge.Config{Identity: *id, StateDir: dir, Stream: true}, logger)
+//	defer b.Close()
+//	go http.Serve(ln, b.Handler())
+//	err := b.Run(ctx)
+package bridge
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/protocol"
+)
+
+// Bridge is a running agent half: the poll loop (Run) and the local API
+// (Handler). Create it with New; it is safe for concurrent use.
+type Bridge struct {
+	cfg           Config
+	log           *slog.Logger
+	client        *client
+	forwardClient *http.Client
+	shared        *crypto.SharedKey
+	dedup         *dedupStore
+	hub           *streamHub
+	metrics       *metrics
+	done          chan struct{}
+	closeOnce     sync.Once
+
+	// partial records which sinks already took a message whose delivery
+	// failed at a later sink, so that a retry does not repeat them.
+	partial map[string]uint8
+
+	mu     sync.Mutex
+	health Health
+}
+
+// Health is the bridge's status, served on GET /health.
+type Health struct {
+	OK                  bool       `json:"ok"`
+	BrokerURL           string     `json:"broker_url"`
+	OrgID               string     `json:"org_id"`
+	LastPollAt          *time.Time `json:"last_poll_at,omitempty"`
+	LastAckAt           *time.Time `json:"last_ack_at,omitempty"`
+	LastOutboundAt      *time.Time `json:"last_outbound_at,omitempty"`
+	LastError           string     `json:"last_error,omitempty"`
+	ConsecutiveFailures int        `json:"consecutive_failures"`
+	Backlog             int        `json:"backlog"`
+	StreamBuffered      int        `json:"stream_buffered"`
+	StreamDropped       uint64     `json:"stream_dropped"`
+	Delivered           uint64     `json:"delivered"`
+	Duplicates          uint64     `json:"duplicates"`
+	Poison              uint64     `json:"poison"`
+	AccessTokenExpires  *time.Time `json:"access_token_expires_at,omitempty"`
+}
+
+const (
+	sinkStream uint8 = 1 << iota
+	sinkCustom
+	sinkForward
+)
+
+// New validates cfg, opens the de-duplication store in cfg.StateDir (locking
+// it against a second bridge) and returns a Bridge. Close it when done.
+func New(cfg Config, logger *slog.Logger) (*Bridge, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	store, err := openDedupStore(cfg.StateDir, cfg.DedupTTL, cfg.Now)
+	if err != nil {
+		return nil, err
+	}
+	fc := cfg.ForwardClient
+	if fc == nil {
+		fc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	b := &Bridge{
+		cfg:           cfg,
+		log:           logger,
+		client:        newClient(cfg.BrokerURLs, cfg.HTTPClient),
+		forwardClient: fc,
+		shared:        cfg.BoxKey.Precompute(cfg.BrokerBoxKey),
+		dedup:         store,
+		hub:           newStreamHub(cfg.StreamBuffer, cfg.Now()),
+		metrics:       newMetrics(),
+		done:          make(chan struct{}),
+		partial:       map[string]uint8{},
+	}
+	b.health.BrokerURL = b.client.current()
+	b.health.OrgID = cfg.OrgID
+	if !cfg.AccessTokenExpiresAt.IsZero() {
+		t := cfg.AccessTokenExpiresAt
+		b.health.AccessTokenExpires = &t
+	}
+	return b, nil
+}
+
+// Close releases the dedup store, wipes the cached shared key and ends
+// open event streams. Call it after Run returned.
+func (b *Bridge) Close() error {
+	var err error
+	b.closeOnce.Do(func() {
+		close(b.done)
+		b.shared.Wipe()
+		err = b.dedup.Close()
+	})
+	return err
+}
+
+// ErrReauthenticate is wrapped by Run's error when the broker refuses the
+// bridge's credentials (expired token, unknown agent): the bridge must be
+// registered again.
+var ErrReauthenticate = errors.New("the broker no longer accepts this bridge's credentials")
+
+func reauthError(cause error) error {
+	return fmt.Errorf("%w (%v) — the access token expired or the agent was removed at the broker; run `bridge register` again with a new registration token from the broker's Slack install page, then restart `bridge run`", ErrReauthenticate, cause)
+}
+
+// isAuthFailure reports whether err means the credentials are dead.
+func isAuthFailure(err error) bool {
+	var be *BrokerError
+	if !errors.As(err, &be) {
+		return false
+	}
+	return be.Status == http.StatusUnauthorized || be.Status == http.StatusForbidden
+}
+
+// Run long-polls the broker until ctx is cancelled (then it finishes the
+// delivery in progress, acks what was delivered and returns nil) or the
+// broker refuses the credentials (an error wrapping ErrReauthenticate).
+func (b *Bridge) Run(ctx context.Context) error {
+	if exp := b.cfg.AccessTokenExpiresAt; !exp.IsZero() && !b.cfg.Now().Before(exp) {
+		return reauthError(fmt.Errorf("access token expired at %s", exp.UTC().Format(time.RFC3339)))
+	}
+	b.log.Info("bridge polling", "broker", b.client.current(), "org_id", b.cfg.OrgID,
+		"wait_seconds", b.cfg.WaitSeconds, "max_messages", b.cfg.MaxMessages,
+		"forward", b.cfg.ForwardURL != "", "stream", b.cfg.Stream)
+	backoff := b.cfg.BackoffMin
+	for {
+		if ctx.Err() != nil {
+			b.log.Info("bridge stopped")
+			return nil
+		}
+		err := b.cycle(ctx)
+		if err == nil {
+			backoff = b.cfg.BackoffMin
+			b.setFailures(0, "")
+			continue
+		}
+		if ctx.Err() != nil {
+			b.log.Info("bridge stopped")
+			return nil
+		}
+		if isAuthFailure(err) {
+			b.log.Error("broker refused the bridge's credentials", "err", err)
+			return reauthError(err)
+		}
+		n := b.setFailures(1, err.Error())
+		var be *BrokerError
+		if errors.As(err, &be) && be.Contains(protocol.ErrTimestampWindow) {
+			b.log.Error("broker says our clock is off by more than 5 minutes; fix the system clock (NTP)", "err", err)
+		} else {
+			b.log.Warn("poll cycle failed", "err", err, "consecutive_failures", n, "retry_in", backoff)
+		}
+		if !sleepCtx(ctx, jitter(backoff)) {
+			continue
+		}
+		backoff = min(backoff*2, b.cfg.BackoffMax)
+	}
+}
+
+// jitter returns d ± 20 %.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d*4/5 + rand.N(d*2/5+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// setFailures adds delta (0 resets) to the consecutive failure count.
+func (b *Bridge) setFailures(delta int, lastErr string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if delta == 0 {
+		b.health.ConsecutiveFailures = 0
+	} else {
+		b.health.ConsecutiveFailures += delta
+		b.health.LastError = lastErr
+	}
+	b.metrics.failures.Set(float64(b.health.ConsecutiveFailures))
+	return b.health.ConsecutiveFailures
+}
+
+// errDelivery marks a cycle that failed at local delivery.
+var errDelivery = errors.New("local delivery failed")
+
+// cycle is one pull → process → ack round.
+func (b *Bridge) cycle(ctx context.Context) error {
+	msgs, err := b.pull(ctx)
+	if err != nil {
+		b.metrics.pullErrors.Inc()
+		return err
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	ackIDs, derr := b.process(ctx, msgs)
+	if len(ackIDs) > 0 {
+		// Ack even when shutting down: what was delivered must not come back.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		err := b.ack(actx, ackIDs)
+		cancel()
+		if err != nil {
+			b.metrics.ackErrors.Inc()
+			// The messages come back after their lease; the dedup store
+			// suppresses them then.
+			return fmt.Errorf("ack: %w", err)
+		}
+	}
+	return derr
+}
+
+func (b *Bridge) pull(ctx context.Context) ([]protocol.InboxMessage, error) {
+	ts := b.cfg.Now().Unix()
+	maxM, wait := b.cfg.MaxMessages, b.cfg.WaitSeconds
+	sig := b.cfg.SigningKey.Sign(protocol.PullSigningBytes(b.cfg.OrgID, ts, maxM, wait))
+	body, err := marshal(protocol.PullRequest{
+		OrgID: b.cfg.OrgID, WorkspaceID: b.cfg.OrgID, ProtocolVersion: protocol.Version,
+		MaxMessages: &maxM, WaitSeconds: &wait, Timestamp: ts, Signature: protocol.EncodeSignature(sig),
+	})
+	if err != nil {
+		return nil, err
+	}
+	var resp protocol.PullResponse
+	if err := b.client.do(ctx, http.MethodPost, "/api/inbox/pull", b.cfg.AccessToken, body, time.Duration(wait+15)*time.Second, &resp); err != nil {
+		return nil, fmt.Errorf("pull: %w", err)
+	}
+	now := b.cfg.Now()
+	b.mu.Lock()
+	b.health.LastPollAt = &now
+	b.health.BrokerURL = b.client.current()
+	b.mu.Unlock()
+	b.metrics.lastPoll.Set(float64(now.Unix()))
+	return resp.Messages, nil
+}
+
+func (b *Bridge) ack(ctx context.Context, ids []string) error {
+	ts := b.cfg.Now().Unix()
+	sig := b.cfg.SigningKey.Sign(protocol.AckSigningBytes(b.cfg.OrgID, ts, ids))
+	body, err := marshal(protocol.AckRequest{
+		OrgID: b.cfg.OrgID, WorkspaceID: b.cfg.OrgID, ProtocolVersion: protocol.Version,
+		MessageIDs: ids, Timestamp: ts, Signature: protocol.EncodeSignature(sig),
+	})
+	if err != nil {
+		return err
+	}
+	var resp protocol.AckResponse
+	if err := b.client.do(ctx, http.MethodPost, "/api/inbox/ack", b.cfg.AccessToken, body, 30*time.Second, &resp); err != nil {
+		return err
+	}
+	now := b.cfg.Now()
+	b.mu.Lock()
+	b.health.LastAckAt = &now
+	b.mu.Unlock()
+	b.metrics.acked.Add(float64(len(ids)))
+	b.log.Debug("acked", "count", len(ids), "removed", resp.Acked)
+	return nil
+}
+
+// maxMessageIDLen bounds the message ids the bridge handles.
+const maxMessageIDLen = 512
+
+// process verifies, opens, de-duplicates and delivers msgs in order. It
+// returns the ids to ack (delivered, duplicate or poison) and errDelivery
+// when it stopped at a message that could not be delivered.
+func (b *Bridge) process(ctx context.Context, msgs []protocol.InboxMessage) ([]string, error) {
+	ackIDs := make([]string, 0, len(msgs))
+	var derr error
+	for i := range msgs {
+		if ctx.Err() != nil {
+			break // shutting down: the rest comes back after its lease
+		}
+		id, err := b.receive(ctx, &msgs[i])
+		if err != nil {
+			derr = err
+			break
+		}
+		if id != "" {
+			ackIDs = append(ackIDs, id)
+		}
+	}
+	if err := b.dedup.Sync(); err != nil {
+		b.log.Error("dedup store sync failed", "err", err)
+	}
+	return ackIDs, derr
+}
+
+// receive handles one message: verify → open → dedup → deliver. It returns
+// the id to ack ("" when the message cannot even be acked) or a delivery
+// error.
+func (b *Bridge) receive(ctx context.Context, m *protocol.InboxMessage) (string, error) {
+	b.metrics.received.Inc()
+	if m.MessageID == "" || len(m.MessageID) > maxMessageIDLen {
+		b.poison("bad_message_id", m, nil)
+		return "", nil
+	}
+	if m.OrgID != b.cfg.OrgID || (m.WorkspaceID != "" && m.WorkspaceID != m.OrgID) {
+		b.poison("wrong_org", m, nil)
+		return m.MessageID, nil
+	}
+	env, pt, err := protocol.OpenEnvelope(*m, b.cfg.BrokerSigningKey, b.cfg.BoxKey)
+	if err != nil {
+		reason := "malformed"
+		switch {
+		case errors.Is(err, protocol.ErrEnvelopeSignature):
+			reason = "bad_signature"
+		case errors.Is(err, protocol.ErrEnvelopeOpen):
+			reason = "does_not_open"
+		}
+		b.poison(reason, m, err)
+		return m.MessageID, nil
+	}
+	crypto.Wipe(pt) // env holds its own copy of the payload
+	if b.dedup.Seen(m.MessageID) {
+		b.metrics.duplicates.Inc()
+		b.mu.Lock()
+		b.health.Duplicates++
+		b.mu.Unlock()
+		b.log.Debug("duplicate suppressed", "message_id", m.MessageID)
+		return m.MessageID, nil
+	}
+	ev := &Event{
+		MessageID:       m.MessageID,
+		Source:          env.Source,
+		Type:            env.Type,
+		BrokerTimestamp: env.BrokerTimestamp,
+		Payload:         env.Payload,
+	}
+	if env.Source == protocol.SourceSlack {
+		ev.ThreadID = ThreadIDFor(env.Type, env.Payload)
+	}
+	dctx := context.WithoutCancel(ctx) // finish this delivery even when stopping
+	if err := b.deliver(dctx, ev); err != nil {
+		b.metrics.deliveryErrors.Inc()
+		b.log.Warn("local delivery failed; will retry", "message_id", m.MessageID, "type", ev.Type, "err", err)
+		return "", fmt.Errorf("%w: %v", errDelivery, err)
+	}
+	if err := b.dedup.Mark(m.MessageID); err != nil {
+		b.log.Error("dedup store write failed", "err", err)
+	}
+	b.metrics.delivered.Inc()
+	b.mu.Lock()
+	b.health.Delivered++
+	b.mu.Unlock()
+	b.log.Debug("delivered", "message_id", m.MessageID, "source", ev.Source, "type", ev.Type)
+	return m.MessageID, nil
+}
+
+func (b *Bridge) poison(reason string, m *protocol.InboxMessage, err error) {
+	b.metrics.poison.WithLabelValues(reason).Inc()
+	b.mu.Lock()
+	b.health.Poison++
+	b.mu.Unlock()
+	attrs := []any{"reason", reason, "message_id", truncate(m.MessageID, 64), "org_id", truncate(m.OrgID, 64)}
+	if err != nil {
+		attrs = append(attrs, "err", err)
+	}
+	b.log.Warn("poison message acked without delivery", attrs...)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// deliver hands ev to every configured sink, skipping sinks that took it on
+// an earlier, partly failed attempt.
+func (b *Bridge) deliver(ctx context.Context, ev *Event) error {
+	done := b.partial[ev.MessageID]
+	if b.cfg.Stream && done&sinkStream == 0 {
+		dropped, err := b.hub.publish(ev)
+		if err != nil {
+			return err
+		}
+		if dropped {
+			b.metrics.streamDropped.Inc()
+		}
+		done |= sinkStream
+	}
+	if b.cfg.Deliver != nil && done&sinkCustom == 0 {
+		if err := b.cfg.Deliver(ctx, ev); err != nil {
+			b.remember(ev.MessageID, done)
+			return err
+		}
+		done |= sinkCustom
+	}
+	if b.cfg.ForwardURL != "" && done&sinkForward == 0 {
+		if err := b.forward(ctx, ev); err != nil {
+			b.remember(ev.MessageID, done)
+			return err
+		}
+	}
+	delete(b.partial, ev.MessageID)
+	return nil
+}
+
+func (b *Bridge) remember(id string, done uint8) {
+	if done == 0 {
+		return
+	}
+	if len(b.partial) > 10000 {
+		clear(b.partial)
+	}
+	b.partial[id] = done
+}
+
+// Send relays one outbound call to the broker: it encrypts body with
+// crypto_box to the broker (cached shared key), signs the request and
+// returns the broker's answer. A broker refusal is a *BrokerError carrying
+// the broker's status and error text.
+func (b *Bridge) Send(ctx context.Context, action string, routing protocol.Routing, body protocol.SendBody) (*protocol.SendResponse, error) {
+	pt, err := marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	ct, nonce, err := b.shared.Seal(pt)
+	crypto.Wipe(pt)
+	if err != nil {
+		return nil, err
+	}
+	ts := b.cfg.Now().Unix()
+	encBody := base64.StdEncoding.EncodeToString(ct)
+	nonceB64 := base64.StdEncoding.EncodeToString(nonce[:])
+	sig := b.cfg.SigningKey.Sign(protocol.SendSigningBytes(b.cfg.OrgID, action, ts, encBody, nonceB64, routing))
+	req, err := marshal(protocol.SendRequest{
+		OrgID: b.cfg.OrgID, WorkspaceID: b.cfg.OrgID, Action: action, Routing: routing,
+		EncryptedBody: encBody, Nonce: nonceB64, Timestamp: ts, Signature: protocol.EncodeSignature(sig),
+	})
+	if err != nil {
+		return nil, err
+	}
+	var resp protocol.SendResponse
+	err = b.client.do(ctx, http.MethodPost, "/api/send", b.cfg.AccessToken, req, 30*time.Second, &resp)
+	status := "200"
+	if err != nil {
+		var be *BrokerError
+		if errors.As(err, &be) {
+			status = fmt.Sprint(be.Status)
+		} else {
+			status = "unreachable"
+		}
+	}
+	b.metrics.outbound.WithLabelValues(action, status).Inc()
+	now := b.cfg.Now()
+	b.mu.Lock()
+	b.health.LastOutboundAt = &now
+	b.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("send %s: %w", action, err)
+	}
+	return &resp, nil
+}
+
+// Health returns the bridge's current status.
+func (b *Bridge) Health() Health {
+	buffered, dropped := b.hub.stats()
+	b.mu.Lock()
+	h := b.health
+	b.mu.Unlock()
+	h.StreamBuffered = buffered
+	h.StreamDropped = dropped
+	h.Backlog = buffered
+	h.OK = h.ConsecutiveFailures == 0
+	return h
+}

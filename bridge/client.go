@@ -1,0 +1,247 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/sealrelay/sealrelay/protocol"
+)
+
+// maxResponseSize bounds every broker response body the bridge reads. A pull
+// answer carries at most 100 messages of at most a few hundred KiB each.
+const maxResponseSize = 64 << 20
+
+// BrokerError is a failed broker answer: an HTTP status and the broker's
+// error text.
+type BrokerError struct {
+	Status     int
+	Message    string
+	RetryAfter string // Retry-After header, when present
+}
+
+func (e *BrokerError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("broker answered HTTP %d", e.Status)
+	}
+	return fmt.Sprintf("broker answered HTTP %d: %s", e.Status, e.Message)
+}
+
+// Contains reports whether the broker's error text contains phrase.
+func (e *BrokerError) Contains(phrase string) bool { return strings.Contains(e.Message, phrase) }
+
+// ErrUnreachable wraps transport failures (connection refused, timeouts,
+// TLS errors) after every broker URL was tried.
+var ErrUnreachable = errors.New("broker unreachable")
+
+// ParseBrokerURLs splits a comma-separated list of broker base URLs and
+// validates each: http or https, a host, no query or fragment. Plain http is
+// refused unless the host is loopback or insecure is set, because the bearer
+// token would travel in clear.
+func ParseBrokerURLs(list string, insecure bool) ([]string, error) {
+	var out []string
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return nil, fmt.Errorf("broker URL %q: want an absolute http(s) URL such as https://broker.example.com", s)
+		}
+		if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return nil, fmt.Errorf("broker URL %q: must not carry credentials, a query or a fragment", s)
+		}
+		if u.Scheme == "http" && !insecure && !isLoopbackHost(u.Hostname()) {
+			return nil, fmt.Errorf("broker URL %q uses plain http: the access token would travel in clear; use https, or pass --insecure-http if you really mean it", s)
+		}
+		out = append(out, strings.TrimRight(u.String(), "/"))
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no broker URL: pass --broker-url or set " + EnvBrokerURL)
+	}
+	return out, nil
+}
+
+func isLoopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// client talks to one logical broker served by one or more replicas. On a
+// connection error or a 5xx answer it moves to the next URL.
+type client struct {
+	urls []string
+	http *http.Client
+	cur  atomic.Uint32
+}
+
+func newClient(urls []string, hc *http.Client) *client {
+	if hc == nil {
+		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	return &client{urls: urls, http: hc}
+}
+
+// current returns the URL requests go to now.
+func (c *client) current() string { return c.urls[int(c.cur.Load())%len(c.urls)] }
+
+func (c *client) rotate(from uint32) {
+	c.cur.CompareAndSwap(from, (from+1)%uint32(len(c.urls)))
+}
+
+// do sends one request and decodes a successful JSON answer into out. body is
+// resent unchanged to the next replica on failure (signed requests stay valid:
+// pulls and acks are idempotent and a send's nonce makes a duplicate a 409).
+// It tries each URL at most once.
+func (c *client) do(ctx context.Context, method, path, bearer string, body []byte, timeout time.Duration, out any) error {
+	var lastErr error
+	for range c.urls {
+		idx := c.cur.Load()
+		base := c.urls[int(idx)%len(c.urls)]
+		err := c.once(ctx, method, base+path, bearer, body, timeout, out)
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			return err
+		}
+		var be *BrokerError
+		if errors.As(err, &be) && !retryableStatus(be.Status, be.Message) {
+			return err
+		}
+		c.rotate(idx)
+	}
+	return lastErr
+}
+
+// retryableStatus says whether another replica might answer better: 5xx
+// that is not a relayed Slack error.
+func retryableStatus(status int, msg string) bool {
+	if status < 500 {
+		return false
+	}
+	// A send relays Slack errors as 502 with a Slack error code; those are
+	// answers, not replica failures. Slack codes are snake_case words.
+	if status == http.StatusBadGateway && msg != "" && isSlackErrorCode(msg) {
+		return false
+	}
+	return true
+}
+
+func isSlackErrorCode(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *client) once(ctx context.Context, method, u, bearer string, body []byte, timeout time.Duration, out any) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %s %s: %v", ErrUnreachable, method, redactURL(u), unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	data, err := readLimited(resp.Body, maxResponseSize)
+	if err != nil {
+		return fmt.Errorf("%w: read answer of %s: %v", ErrUnreachable, redactURL(u), err)
+	}
+	var status struct {
+		OK    *bool  `json:"ok"`
+		Error string `json:"error"`
+	}
+	jsonErr := json.Unmarshal(data, &status)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 || jsonErr != nil || status.OK == nil || !*status.OK {
+		msg := status.Error
+		if msg == "" {
+			msg = http.StatusText(resp.StatusCode)
+			if jsonErr != nil {
+				msg += " (answer is not sealrelay JSON; is this the broker URL?)"
+			}
+		}
+		st := resp.StatusCode
+		if st >= 200 && st <= 299 {
+			// ok:false with a 2xx status: treat as a bad gateway answer.
+			st = http.StatusBadGateway
+		}
+		return &BrokerError{Status: st, Message: msg, RetryAfter: resp.Header.Get("Retry-After")}
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode broker answer: %w", err)
+		}
+	}
+	return nil
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "broker"
+	}
+	return p.Scheme + "://" + p.Host + p.Path
+}
+
+// brokerPubkey fetches GET /api/broker-pubkey.
+func (c *client) brokerPubkey(ctx context.Context) (*protocol.BrokerPubkeyResponse, error) {
+	var r protocol.BrokerPubkeyResponse
+	if err := c.do(ctx, http.MethodGet, "/api/broker-pubkey", "", nil, 30*time.Second, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func marshal(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode request: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,57 @@
+package bridge
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the bridge's Prometheus series, in a registry of its own so
+// that several bridges can live in one process.
+type metrics struct {
+	reg             *prometheus.Registry
+	received        prometheus.Counter
+	delivered       prometheus.Counter
+	duplicates      prometheus.Counter
+	poison          *prometheus.CounterVec
+	acked           prometheus.Counter
+	pullErrors      prometheus.Counter
+	ackErrors       prometheus.Counter
+	deliveryErrors  prometheus.Counter
+	outbound        *prometheus.CounterVec
+	streamDropped   prometheus.Counter
+	streamConsumers prometheus.Gauge
+	failures        prometheus.Gauge
+	lastPoll        prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	const ns = "sealrelay_bridge"
+	m := &metrics{
+		reg:             prometheus.NewRegistry(),
+		received:        prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "messages_received_total", Help: "Inbox messages received from the broker."}),
+		delivered:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "messages_delivered_total", Help: "Messages delivered locally."}),
+		duplicates:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "messages_duplicate_total", Help: "Redelivered messages suppressed by the dedup store."}),
+		poison:          prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "messages_poison_total", Help: "Messages acked without delivery because they can never be processed."}, []string{"reason"}),
+		acked:           prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "messages_acked_total", Help: "Message ids acked at the broker."}),
+		pullErrors:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "pull_errors_total", Help: "Failed inbox pulls."}),
+		ackErrors:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "ack_errors_total", Help: "Failed inbox acks."}),
+		deliveryErrors:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "delivery_errors_total", Help: "Failed local deliveries (retried later)."}),
+		outbound:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "outbound_requests_total", Help: "Local API calls relayed to the broker, by action and HTTP status."}, []string{"action", "status"}),
+		streamDropped:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "stream_dropped_total", Help: "Events dropped from the full stream buffer."}),
+		streamConsumers: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "stream_consumers", Help: "Connected SSE consumers."}),
+		failures:        prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consecutive_failures", Help: "Consecutive failed poll cycles."}),
+		lastPoll:        prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "last_poll_timestamp_seconds", Help: "Unix time of the last successful pull."}),
+	}
+	m.reg.MustRegister(m.received, m.delivered, m.duplicates, m.poison, m.acked, m.pullErrors, m.ackErrors,
+		m.deliveryErrors, m.outbound, m.streamDropped, m.streamConsumers, m.failures, m.lastPoll,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// MetricsHandler serves the bridge's Prometheus metrics.
+func (b *Bridge) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{})
+}
