@@ -1,0 +1,696 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// harness adapts one Store implementation to the conformance suite.
+type harness struct {
+	// open returns n store instances sharing one fresh, isolated backing
+	// store (for the embedded store all n may be the same instance). The
+	// stores are closed and the backing store removed when t ends. Waiting
+	// pulls must not rely on a periodic safety-net poll shorter than a
+	// minute, so that a wake-up test proves the wake-up.
+	open func(t *testing.T, opts Options, n int) []Store
+	// residue counts what the store keeps for any inbox (keys, buckets,
+	// registry entries); zero means nothing was left behind.
+	residue func(t *testing.T, s Store) int
+}
+
+// waitCounter is implemented by both stores: how many Pulls wait on an inbox.
+type waitCounter interface{ waiting(inbox string) int }
+
+// runConformance runs the contract of the package doc against h.
+func runConformance(t *testing.T, h harness) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, h harness)
+	}{
+		{"FIFO", testFIFO},
+		{"Validation", testValidation},
+		{"LeaseExclusivity", testLeaseExclusivity},
+		{"ExpiryRedelivery", testExpiryRedelivery},
+		{"Receipts", testReceipts},
+		{"DeadLetters", testDeadLetters},
+		{"Retention", testRetention},
+		{"Capacity", testCapacity},
+		{"Isolation", testIsolation},
+		{"LargePayload", testLargePayload},
+		{"CancelWaitingPull", testCancelWaitingPull},
+		{"CrossInstanceWakeUp", testCrossInstanceWakeUp},
+		{"CloseWakesWaiters", testCloseWakesWaiters},
+		{"Stats", testStats},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, h) })
+	}
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// noResidue waits until the store keeps nothing for any inbox (the Redis
+// store's registry entry goes with the next sweep).
+func noResidue(t *testing.T, h harness, s Store, what string) {
+	t.Helper()
+	eventually(t, 30*time.Second, what+" to leave no key or bucket behind", func() bool {
+		return h.residue(t, s) == 0
+	})
+}
+
+// eventually polls cond every 10 ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func mustEnqueue(t *testing.T, s Store, inbox string, body []byte) string {
+	t.Helper()
+	id, err := s.Enqueue(testCtx(t), inbox, body)
+	if err != nil {
+		t.Fatalf("Enqueue(%s): %v", inbox, err)
+	}
+	if id == "" || strings.Contains(id, "#") {
+		t.Fatalf("Enqueue(%s) returned bad id %q", inbox, id)
+	}
+	return id
+}
+
+func mustPull(t *testing.T, s Store, inbox string, n int, wait time.Duration) []Message {
+	t.Helper()
+	msgs, err := s.Pull(testCtx(t), inbox, n, wait)
+	if err != nil {
+		t.Fatalf("Pull(%s, %d, %v): %v", inbox, n, wait, err)
+	}
+	if msgs == nil {
+		t.Fatalf("Pull(%s) returned a nil slice", inbox)
+	}
+	return msgs
+}
+
+func mustAck(t *testing.T, s Store, inbox string, receipts ...string) int {
+	t.Helper()
+	n, err := s.Ack(testCtx(t), inbox, receipts)
+	if err != nil {
+		t.Fatalf("Ack(%s, %v): %v", inbox, receipts, err)
+	}
+	return n
+}
+
+func mustStats(t *testing.T, s Store, inbox string) Stats {
+	t.Helper()
+	st, err := s.Stats(testCtx(t), inbox)
+	if err != nil {
+		t.Fatalf("Stats(%s): %v", inbox, err)
+	}
+	return st
+}
+
+func ids(msgs []Message) []string {
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.ID
+	}
+	return out
+}
+
+func testFIFO(t *testing.T, h harness) {
+	s := h.open(t, Options{}, 1)[0]
+	const n = 50
+	var want []string
+	for i := range n {
+		want = append(want, mustEnqueue(t, s, "fifo", fmt.Appendf(nil, "m%03d", i)))
+	}
+	seen := map[string]bool{}
+	var got []Message
+	for len(got) < n {
+		batch := mustPull(t, s, "fifo", 7, 0)
+		if len(batch) == 0 {
+			t.Fatalf("pull returned nothing after %d of %d messages", len(got), n)
+		}
+		if len(batch) > 7 {
+			t.Fatalf("pull of 7 returned %d", len(batch))
+		}
+		got = append(got, batch...)
+	}
+	for i, m := range got {
+		if m.ID != want[i] {
+			t.Fatalf("message %d: id %s, want %s (order %v)", i, m.ID, want[i], ids(got))
+		}
+		if seen[m.ID] {
+			t.Fatalf("id %s delivered twice", m.ID)
+		}
+		seen[m.ID] = true
+		if wantBody := fmt.Sprintf("m%03d", i); string(m.Body) != wantBody {
+			t.Fatalf("message %d: body %q, want %q", i, m.Body, wantBody)
+		}
+		if m.Deliveries != 1 || m.Receipt != FormatReceipt(m.ID, 1) {
+			t.Fatalf("message %d: deliveries %d receipt %q", i, m.Deliveries, m.Receipt)
+		}
+		if m.EnqueuedAt.IsZero() || time.Since(m.EnqueuedAt) > time.Hour || time.Until(m.EnqueuedAt) > time.Minute {
+			t.Fatalf("message %d: implausible EnqueuedAt %v", i, m.EnqueuedAt)
+		}
+	}
+	if extra := mustPull(t, s, "fifo", 10, 0); len(extra) != 0 {
+		t.Fatalf("leased messages delivered again: %v", ids(extra))
+	}
+}
+
+func testValidation(t *testing.T, h harness) {
+	s := h.open(t, Options{}, 1)[0]
+	ctx := testCtx(t)
+	cases := []struct {
+		name string
+		call func() error
+		want error
+	}{
+		{"empty inbox", func() error { _, err := s.Enqueue(ctx, "", []byte("x")); return err }, ErrInvalidInbox},
+		{"inbox with brace", func() error { _, err := s.Enqueue(ctx, "a{b}", []byte("x")); return err }, ErrInvalidInbox},
+		{"inbox too long", func() error { _, err := s.Pull(ctx, strings.Repeat("a", 201), 1, 0); return err }, ErrInvalidInbox},
+		{"pull zero", func() error { _, err := s.Pull(ctx, "v", 0, 0); return err }, ErrInvalidArgument},
+		{"pull too many", func() error { _, err := s.Pull(ctx, "v", MaxPull+1, 0); return err }, ErrInvalidArgument},
+		{"negative wait", func() error { _, err := s.Pull(ctx, "v", 1, -time.Second); return err }, ErrInvalidArgument},
+		{"dead letters limit", func() error { _, err := s.DeadLetters(ctx, "v", 0); return err }, ErrInvalidArgument},
+		{"ack bad inbox", func() error { _, err := s.Ack(ctx, "a b", []string{"1"}); return err }, ErrInvalidInbox},
+		{"too large", func() error { _, err := s.Enqueue(ctx, "v", make([]byte, MaxMessageSize+1)); return err }, ErrTooLarge},
+	}
+	for _, tc := range cases {
+		if err := tc.call(); !errors.Is(err, tc.want) {
+			t.Errorf("%s: error %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if n := h.residue(t, s); n != 0 {
+		t.Errorf("rejected calls left %d keys/buckets behind", n)
+	}
+}
+
+// testLeaseExclusivity: 2 store instances × 16 goroutines pull one inbox of
+// 5,000 messages; with leases longer than the test, each message must be
+// delivered exactly once.
+func testLeaseExclusivity(t *testing.T, h harness) {
+	stores := h.open(t, Options{Lease: 5 * time.Minute}, 2)
+	const total, producers, pullers = 5000, 16, 16
+	ctx := testCtx(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, producers+2*pullers)
+	for p := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := stores[p%2]
+			for i := p; i < total; i += producers {
+				if _, err := s.Enqueue(ctx, "excl", fmt.Appendf(nil, "%d", i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if st := mustStats(t, stores[0], "excl"); st.Ready != total {
+		t.Fatalf("after enqueue: %+v, want %d ready", st, total)
+	}
+	var (
+		mu        sync.Mutex
+		delivered = map[string]string{}
+		count     atomic.Int64
+	)
+	for _, s := range stores {
+		for range pullers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for count.Load() < total {
+					msgs, err := s.Pull(ctx, "excl", 10, 0)
+					if err != nil {
+						errs <- err
+						return
+					}
+					var receipts []string
+					mu.Lock()
+					for _, m := range msgs {
+						if prev, dup := delivered[m.ID]; dup {
+							errs <- fmt.Errorf("message %s delivered twice (%s, then %s)", m.ID, prev, m.Receipt)
+						}
+						if m.Deliveries != 1 {
+							errs <- fmt.Errorf("message %s has deliveries %d", m.ID, m.Deliveries)
+						}
+						delivered[m.ID] = m.Receipt
+						receipts = append(receipts, m.Receipt)
+					}
+					mu.Unlock()
+					count.Add(int64(len(msgs)))
+					if len(receipts) > 0 {
+						n, err := s.Ack(ctx, "excl", receipts)
+						if err != nil {
+							errs <- err
+							return
+						}
+						if n != len(receipts) {
+							errs <- fmt.Errorf("ack of %d fresh receipts removed %d", len(receipts), n)
+						}
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if len(delivered) != total {
+		t.Fatalf("delivered %d distinct messages, want %d", len(delivered), total)
+	}
+	if st := mustStats(t, stores[1], "excl"); st.Depth() != 0 || st.DeadLetters != 0 {
+		t.Fatalf("after acking everything: %+v", st)
+	}
+	noResidue(t, h, stores[0], "an emptied inbox")
+}
+
+func testExpiryRedelivery(t *testing.T, h harness) {
+	s := h.open(t, Options{Lease: 200 * time.Millisecond}, 1)[0]
+	a := mustEnqueue(t, s, "exp", []byte("a"))
+	b := mustEnqueue(t, s, "exp", []byte("b"))
+	c := mustEnqueue(t, s, "exp", []byte("c"))
+	first := mustPull(t, s, "exp", 3, 0)
+	if got := ids(first); len(got) != 3 || got[0] != a || got[1] != b || got[2] != c {
+		t.Fatalf("first pull %v, want [%s %s %s]", got, a, b, c)
+	}
+	if n := mustAck(t, s, "exp", first[1].Receipt); n != 1 {
+		t.Fatalf("ack of b removed %d", n)
+	}
+	// d is ready while a and c are leased; once their leases lapse, a and c
+	// are back in their original places, ahead of d.
+	d := mustEnqueue(t, s, "exp", []byte("d"))
+	eventually(t, 30*time.Second, "leases to lapse", func() bool {
+		return mustStats(t, s, "exp").Ready == 3
+	})
+	again := mustPull(t, s, "exp", 3, 0)
+	checkPulled(t, again, []string{a, c, d}, []int{2, 2, 1})
+	if string(again[0].Body) != "a" || string(again[1].Body) != "c" || string(again[2].Body) != "d" {
+		t.Fatalf("redelivered bodies %q %q %q", again[0].Body, again[1].Body, again[2].Body)
+	}
+	// Nothing is ready until the leases lapse again; a long poll notices the
+	// lapse by itself (the harness disables short safety-net polls).
+	third := mustPull(t, s, "exp", 3, 5*time.Minute)
+	checkPulled(t, third, []string{a, c, d}, []int{3, 3, 2})
+}
+
+func checkPulled(t *testing.T, msgs []Message, wantIDs []string, wantDeliveries []int) {
+	t.Helper()
+	if len(msgs) != len(wantIDs) {
+		t.Fatalf("pulled %v, want %v", ids(msgs), wantIDs)
+	}
+	for i, m := range msgs {
+		if m.ID != wantIDs[i] || m.Deliveries != wantDeliveries[i] || m.Receipt != FormatReceipt(m.ID, wantDeliveries[i]) {
+			t.Fatalf("pulled #%d: %s deliveries %d receipt %q; want %s with %d (all: %v)",
+				i, m.ID, m.Deliveries, m.Receipt, wantIDs[i], wantDeliveries[i], ids(msgs))
+		}
+	}
+}
+
+func testReceipts(t *testing.T, h harness) {
+	s := h.open(t, Options{Lease: 200 * time.Millisecond}, 1)[0]
+	id := mustEnqueue(t, s, "rcpt", []byte("x"))
+	other := mustEnqueue(t, s, "rcpt", []byte("y"))
+	if n := mustAck(t, s, "rcpt", id, other); n != 0 {
+		t.Fatalf("bare-id ack of never-delivered messages removed %d", n)
+	}
+	m1 := mustPull(t, s, "rcpt", 1, 0)
+	if len(m1) != 1 || m1[0].ID != id {
+		t.Fatalf("pull got %v, want [%s]", ids(m1), id)
+	}
+	// Let the lease lapse; the message comes back with delivery 2.
+	var m2 []Message
+	eventually(t, 30*time.Second, "redelivery", func() bool {
+		m2 = mustPull(t, s, "rcpt", 1, 2*time.Second)
+		return len(m2) == 1 && m2[0].ID == id
+	})
+	if m2[0].Deliveries != 2 {
+		t.Fatalf("redelivery count %d, want 2", m2[0].Deliveries)
+	}
+	cases := []struct {
+		name     string
+		receipts []string
+		want     int
+	}{
+		{"stale receipt", []string{m1[0].Receipt}, 0},
+		{"future receipt", []string{FormatReceipt(id, 3)}, 0},
+		{"unknown id", []string{"999999999", "999999999#1"}, 0},
+		{"malformed", []string{"", "#", "#1", id + "#0", id + "#-1", id + "#x", id + "#1#2", strings.Repeat("9", 100)}, 0},
+		{"current receipt", []string{m2[0].Receipt}, 1},
+		{"already acked", []string{m2[0].Receipt, id}, 0},
+	}
+	for _, tc := range cases {
+		if n := mustAck(t, s, "rcpt", tc.receipts...); n != tc.want {
+			t.Fatalf("%s: Ack(%q) removed %d, want %d", tc.name, tc.receipts, n, tc.want)
+		}
+	}
+	// A bare id removes a delivered message whatever its lease.
+	m3 := mustPull(t, s, "rcpt", 1, 0)
+	if len(m3) != 1 || m3[0].ID != other {
+		t.Fatalf("pull got %v, want [%s]", ids(m3), other)
+	}
+	if n := mustAck(t, s, "rcpt", other, other); n != 1 {
+		t.Fatalf("bare-id ack removed %d, want 1", n)
+	}
+	if st := mustStats(t, s, "rcpt"); st.Depth() != 0 {
+		t.Fatalf("after acks: %+v", st)
+	}
+	noResidue(t, h, s, "emptied inbox")
+}
+
+func testDeadLetters(t *testing.T, h harness) {
+	const maxd = 3
+	s := h.open(t, Options{Lease: 100 * time.Millisecond, MaxDeliveries: maxd}, 1)[0]
+	ctx := testCtx(t)
+	id := mustEnqueue(t, s, "dl", []byte("poison"))
+	keep := mustEnqueue(t, s, "dl", []byte("fine"))
+	// Deliver `id` maxd times without acking; ack `keep`.
+	deliveries := 0
+	eventually(t, 30*time.Second, "dead-lettering", func() bool {
+		for _, m := range mustPull(t, s, "dl", 10, 300*time.Millisecond) {
+			switch m.ID {
+			case keep:
+				if n := mustAck(t, s, "dl", m.Receipt); n != 1 {
+					t.Fatalf("ack of %s removed %d", keep, n)
+				}
+			case id:
+				deliveries++
+				if m.Deliveries != deliveries || m.Deliveries > maxd {
+					t.Fatalf("delivery %d of %s reports %d (max %d)", deliveries, id, m.Deliveries, maxd)
+				}
+			default:
+				t.Fatalf("unexpected message %s", m.ID)
+			}
+		}
+		return mustStats(t, s, "dl").DeadLetters == 1
+	})
+	if deliveries != maxd {
+		t.Fatalf("%s delivered %d times before dead-lettering, want %d", id, deliveries, maxd)
+	}
+	if st := mustStats(t, s, "dl"); st.Depth() != 0 || st.DeadLetters != 1 {
+		t.Fatalf("stats after dead-lettering: %+v", st)
+	}
+	dead, err := s.DeadLetters(ctx, "dl", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) != 1 || dead[0].ID != id || string(dead[0].Body) != "poison" || dead[0].Deliveries != maxd {
+		t.Fatalf("dead letters %+v", dead)
+	}
+	if n := mustAck(t, s, "dl", id, FormatReceipt(id, maxd)); n != 0 {
+		t.Fatalf("ack removed %d dead letters; only purge may", n)
+	}
+	if msgs := mustPull(t, s, "dl", 10, 0); len(msgs) != 0 {
+		t.Fatalf("dead letter delivered: %v", ids(msgs))
+	}
+	// Redrive: back in the ready list with a fresh count.
+	if n, err := s.Redrive(ctx, "dl", []string{"12345", "nope"}); err != nil || n != 0 {
+		t.Fatalf("redrive of unknown ids: %d, %v", n, err)
+	}
+	if n, err := s.Redrive(ctx, "dl", nil); err != nil || n != 1 {
+		t.Fatalf("redrive all: %d, %v", n, err)
+	}
+	if st := mustStats(t, s, "dl"); st.Ready != 1 || st.DeadLetters != 0 {
+		t.Fatalf("stats after redrive: %+v", st)
+	}
+	msgs := mustPull(t, s, "dl", 10, 0)
+	if len(msgs) != 1 || msgs[0].ID != id || msgs[0].Deliveries != 1 {
+		t.Fatalf("after redrive pulled %+v", msgs)
+	}
+	// Let it die again, then redrive by id, then die again and purge.
+	eventually(t, 30*time.Second, "second dead-lettering", func() bool {
+		mustPull(t, s, "dl", 10, 300*time.Millisecond)
+		return mustStats(t, s, "dl").DeadLetters == 1
+	})
+	if n, err := s.Redrive(ctx, "dl", []string{id}); err != nil || n != 1 {
+		t.Fatalf("redrive by id: %d, %v", n, err)
+	}
+	eventually(t, 30*time.Second, "third dead-lettering", func() bool {
+		mustPull(t, s, "dl", 10, 300*time.Millisecond)
+		return mustStats(t, s, "dl").DeadLetters == 1
+	})
+	if n, err := s.PurgeDeadLetters(ctx, "dl"); err != nil || n != 1 {
+		t.Fatalf("purge: %d, %v", n, err)
+	}
+	if n, err := s.PurgeDeadLetters(ctx, "dl"); err != nil || n != 0 {
+		t.Fatalf("second purge: %d, %v", n, err)
+	}
+	if st := mustStats(t, s, "dl"); st != (Stats{}) {
+		t.Fatalf("stats after purge: %+v", st)
+	}
+	noResidue(t, h, s, "purged inbox")
+}
+
+func testRetention(t *testing.T, h harness) {
+	s := h.open(t, Options{Retention: 500 * time.Millisecond, Lease: time.Minute}, 1)[0]
+	// "idle": never pulled, only the sweeper can clean it.
+	mustEnqueue(t, s, "idle", []byte("1"))
+	old := mustEnqueue(t, s, "idle", []byte("2"))
+	// "leased": a leased message expires too.
+	mustEnqueue(t, s, "leased", []byte("3"))
+	if got := mustPull(t, s, "leased", 1, 0); len(got) != 1 {
+		t.Fatalf("pull got %d messages", len(got))
+	}
+	eventually(t, 30*time.Second, "inboxes emptied by retention", func() bool {
+		for _, ib := range []string{"idle", "leased"} {
+			if mustStats(t, s, ib).Depth() != 0 {
+				return false
+			}
+		}
+		return h.residue(t, s) == 0
+	})
+	if msgs := mustPull(t, s, "idle", 10, 0); len(msgs) != 0 {
+		t.Fatalf("expired messages delivered: %v", ids(msgs))
+	}
+	if n := mustAck(t, s, "idle", old); n != 0 {
+		t.Fatalf("ack of an expired message removed %d", n)
+	}
+	// A fresh message is unaffected by the expiry of older ones.
+	fresh := mustEnqueue(t, s, "idle", []byte("new"))
+	if msgs := mustPull(t, s, "idle", 10, 0); len(msgs) != 1 || msgs[0].ID != fresh {
+		t.Fatalf("fresh message: got %v, want [%s]", ids(msgs), fresh)
+	}
+
+	// Dead letters expire too.
+	s = h.open(t, Options{Retention: 2 * time.Second, Lease: 20 * time.Millisecond, MaxDeliveries: 1}, 1)[0]
+	mustEnqueue(t, s, "dead", []byte("4"))
+	if got := mustPull(t, s, "dead", 1, 0); len(got) != 1 {
+		t.Fatalf("pull got %d messages", len(got))
+	}
+	eventually(t, 30*time.Second, "dead-lettering", func() bool {
+		mustPull(t, s, "dead", 1, 0)
+		return mustStats(t, s, "dead").DeadLetters == 1
+	})
+	eventually(t, 30*time.Second, "dead letter removed by retention", func() bool {
+		return mustStats(t, s, "dead").DeadLetters == 0 && h.residue(t, s) == 0
+	})
+}
+
+func testCapacity(t *testing.T, h harness) {
+	s := h.open(t, Options{Capacity: 5}, 1)[0]
+	ctx := testCtx(t)
+	for i := range 5 {
+		mustEnqueue(t, s, "cap", []byte{byte(i)})
+	}
+	if _, err := s.Enqueue(ctx, "cap", []byte("6th")); !errors.Is(err, ErrInboxFull) {
+		t.Fatalf("6th enqueue: %v, want ErrInboxFull", err)
+	}
+	msgs := mustPull(t, s, "cap", 2, 0)
+	if _, err := s.Enqueue(ctx, "cap", []byte("leased still count")); !errors.Is(err, ErrInboxFull) {
+		t.Fatalf("enqueue with 3 ready + 2 leased: %v, want ErrInboxFull", err)
+	}
+	mustEnqueue(t, s, "other", []byte("other inboxes are unaffected"))
+	if n := mustAck(t, s, "cap", msgs[0].Receipt); n != 1 {
+		t.Fatalf("ack removed %d", n)
+	}
+	mustEnqueue(t, s, "cap", []byte("room again"))
+	if st := mustStats(t, s, "cap"); st.Ready != 4 || st.Leased != 1 {
+		t.Fatalf("stats %+v, want 4 ready 1 leased (nothing evicted)", st)
+	}
+}
+
+func testIsolation(t *testing.T, h harness) {
+	s := h.open(t, Options{}, 1)[0]
+	a := mustEnqueue(t, s, "agent-a", []byte("for a"))
+	b := mustEnqueue(t, s, "agent-b", []byte("for b"))
+	ma := mustPull(t, s, "agent-a", 10, 0)
+	if len(ma) != 1 || ma[0].ID != a || string(ma[0].Body) != "for a" {
+		t.Fatalf("agent-a pulled %+v", ma)
+	}
+	if n := mustAck(t, s, "agent-b", ma[0].Receipt); n != 0 {
+		t.Fatalf("agent-a's receipt removed %d messages from agent-b", n)
+	}
+	if st := mustStats(t, s, "agent-b"); st.Ready != 1 || st.Leased != 0 {
+		t.Fatalf("agent-b stats %+v", st)
+	}
+	mb := mustPull(t, s, "agent-b", 10, 0)
+	if len(mb) != 1 || mb[0].ID != b || string(mb[0].Body) != "for b" {
+		t.Fatalf("agent-b pulled %+v", mb)
+	}
+	if err := s.DeleteInbox(testCtx(t), "agent-b"); err != nil {
+		t.Fatal(err)
+	}
+	if st := mustStats(t, s, "agent-a"); st.Leased != 1 {
+		t.Fatalf("deleting agent-b touched agent-a: %+v", st)
+	}
+	if st := mustStats(t, s, "agent-b"); st != (Stats{}) {
+		t.Fatalf("agent-b after delete: %+v", st)
+	}
+}
+
+func testLargePayload(t *testing.T, h harness) {
+	s := h.open(t, Options{}, 1)[0]
+	big := bytes.Repeat([]byte{0, 1, 2, 0xff, '#', '\n'}, MaxMessageSize/6+1)[:MaxMessageSize]
+	id := mustEnqueue(t, s, "big", big)
+	msgs := mustPull(t, s, "big", 1, 0)
+	if len(msgs) != 1 || msgs[0].ID != id || !bytes.Equal(msgs[0].Body, big) {
+		t.Fatalf("1 MiB payload did not round-trip (got %d messages)", len(msgs))
+	}
+	if _, err := s.Enqueue(testCtx(t), "big", append(big, 0)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("1 MiB + 1: %v, want ErrTooLarge", err)
+	}
+	empty := mustEnqueue(t, s, "big", nil)
+	mustAck(t, s, "big", msgs[0].Receipt)
+	if msgs := mustPull(t, s, "big", 1, 0); len(msgs) != 1 || msgs[0].ID != empty || len(msgs[0].Body) != 0 {
+		t.Fatalf("empty payload: %+v", msgs)
+	}
+}
+
+// startWaitingPull starts a Pull in a goroutine and returns once the store
+// has registered it as waiting.
+func startWaitingPull(t *testing.T, ctx context.Context, s Store, inbox string, wait time.Duration) <-chan pullResult {
+	t.Helper()
+	before := s.(waitCounter).waiting(inbox)
+	ch := make(chan pullResult, 1)
+	go func() {
+		msgs, err := s.Pull(ctx, inbox, 10, wait)
+		ch <- pullResult{msgs, err, time.Now()}
+	}()
+	eventually(t, 10*time.Second, "pull to start waiting", func() bool {
+		return s.(waitCounter).waiting(inbox) > before
+	})
+	return ch
+}
+
+type pullResult struct {
+	msgs []Message
+	err  error
+	at   time.Time
+}
+
+func testCancelWaitingPull(t *testing.T, h harness) {
+	s := h.open(t, Options{}, 1)[0]
+	ctx, cancel := context.WithCancel(testCtx(t))
+	res := startWaitingPull(t, ctx, s, "cancel", 10*time.Minute)
+	cancelled := time.Now()
+	cancel()
+	var r pullResult
+	select {
+	case r = <-res:
+	case <-time.After(time.Minute):
+		t.Fatal("cancelled pull did not return")
+	}
+	if !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("cancelled pull: %v, want context.Canceled", r.err)
+	}
+	t.Logf("cancelled pull returned after %v", r.at.Sub(cancelled))
+	if n := s.(waitCounter).waiting("cancel"); n != 0 {
+		t.Fatalf("%d waiters left registered", n)
+	}
+	// A wait that simply ends returns an empty list and no error.
+	msgs, err := s.Pull(testCtx(t), "cancel", 10, 50*time.Millisecond)
+	if err != nil || msgs == nil || len(msgs) != 0 {
+		t.Fatalf("expired wait: %v, %v", msgs, err)
+	}
+}
+
+func testCrossInstanceWakeUp(t *testing.T, h harness) {
+	stores := h.open(t, Options{}, 2)
+	a, b := stores[0], stores[1]
+	ctx := testCtx(t)
+	for round := range 3 {
+		res := startWaitingPull(t, ctx, b, "wake", 5*time.Minute)
+		id := mustEnqueue(t, a, "wake", fmt.Appendf(nil, "round %d", round))
+		var r pullResult
+		select {
+		case r = <-res:
+		case <-time.After(time.Minute):
+			t.Fatalf("round %d: waiting pull on B not woken by enqueue on A", round)
+		}
+		if r.err != nil || len(r.msgs) != 1 || r.msgs[0].ID != id {
+			t.Fatalf("round %d: woken pull got %v, %v; want [%s]", round, ids(r.msgs), r.err, id)
+		}
+		mustAck(t, b, "wake", r.msgs[0].Receipt)
+	}
+	if n := b.(waitCounter).waiting("wake"); n != 0 {
+		t.Fatalf("%d waiters left", n)
+	}
+}
+
+func testCloseWakesWaiters(t *testing.T, h harness) {
+	stores := h.open(t, Options{}, 1)
+	s := stores[0]
+	res := startWaitingPull(t, testCtx(t), s, "closing", 10*time.Minute)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case r := <-res:
+		if !errors.Is(r.err, ErrClosed) {
+			t.Fatalf("pull after Close: %v, want ErrClosed", r.err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Close did not wake the waiting pull")
+	}
+	if _, err := s.Enqueue(testCtx(t), "closing", nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("enqueue after Close: %v, want ErrClosed", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func testStats(t *testing.T, h harness) {
+	s := h.open(t, Options{Lease: 300 * time.Millisecond}, 1)[0]
+	if st := mustStats(t, s, "stats"); st != (Stats{}) {
+		t.Fatalf("unknown inbox: %+v", st)
+	}
+	for i := range 4 {
+		mustEnqueue(t, s, "stats", []byte{byte(i)})
+	}
+	mustPull(t, s, "stats", 3, 0)
+	st := mustStats(t, s, "stats")
+	if st.Ready != 1 || st.Leased != 3 || st.DeadLetters != 0 || st.Depth() != 4 {
+		t.Fatalf("stats %+v, want 1 ready 3 leased", st)
+	}
+	eventually(t, 30*time.Second, "lapsed leases to count as ready", func() bool {
+		st = mustStats(t, s, "stats")
+		return st.Ready == 4 && st.Leased == 0
+	})
+	eventually(t, 30*time.Second, "oldest age to grow", func() bool {
+		return mustStats(t, s, "stats").OldestAge >= 10*time.Millisecond
+	})
+	if err := s.Ping(testCtx(t)); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+}

@@ -1,0 +1,140 @@
+package queue
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// newTestRedisClient connects to REDIS_CLUSTER_ADDRS (comma-separated, a
+// Redis Cluster), else REDIS_URL, else 127.0.0.1:6379. A missing Redis fails
+// the test; it never skips.
+func newTestRedisClient(t testing.TB) redis.UniversalClient {
+	t.Helper()
+	var c redis.UniversalClient
+	if addrs := os.Getenv("REDIS_CLUSTER_ADDRS"); addrs != "" {
+		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ",")})
+	} else {
+		opts := &redis.Options{Addr: "127.0.0.1:6379"}
+		if u := os.Getenv("REDIS_URL"); u != "" {
+			var err error
+			if opts, err = redis.ParseURL(u); err != nil {
+				t.Fatalf("REDIS_URL: %v", err)
+			}
+		}
+		c = redis.NewClient(opts)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		_ = c.Close()
+		t.Fatalf("no Redis for the tests (set REDIS_URL or start redis-server on 127.0.0.1:6379): %v", err)
+	}
+	return c
+}
+
+// scanKeys lists the keys matching pattern on every master.
+func scanKeys(ctx context.Context, c redis.UniversalClient, pattern string) ([]string, error) {
+	scan := func(ctx context.Context, c *redis.Client) ([]string, error) {
+		var out []string
+		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+		for iter.Next(ctx) {
+			out = append(out, iter.Val())
+		}
+		return out, iter.Err()
+	}
+	switch c := c.(type) {
+	case *redis.ClusterClient:
+		var (
+			all []string
+			mu  = make(chan struct{}, 1)
+		)
+		err := c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			keys, err := scan(ctx, n)
+			mu <- struct{}{}
+			all = append(all, keys...)
+			<-mu
+			return err
+		})
+		return all, err
+	case *redis.Client:
+		return scan(ctx, c)
+	default:
+		panic("unsupported client")
+	}
+}
+
+// testPrefix returns a key prefix unique to this test run.
+func testPrefix() string { return "sr-test:" + randomToken()[:12] + ":" }
+
+// cleanupPrefix deletes every key under prefix when t ends.
+func cleanupPrefix(t testing.TB, c redis.UniversalClient, prefix string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		keys, err := scanKeys(ctx, c, prefix+"*")
+		if err != nil {
+			t.Errorf("cleanup scan: %v", err)
+		}
+		for _, k := range keys {
+			c.Del(ctx, k)
+		}
+	})
+}
+
+func openRedisStores(t testing.TB, opts RedisOptions, n int) []*RedisStore {
+	t.Helper()
+	admin := newTestRedisClient(t)
+	t.Cleanup(func() { _ = admin.Close() })
+	if opts.Prefix == "" {
+		opts.Prefix = testPrefix()
+	}
+	cleanupPrefix(t, admin, opts.Prefix)
+	var out []*RedisStore
+	for range n {
+		c := newTestRedisClient(t)
+		s, err := NewRedisStore(c, opts)
+		if err != nil {
+			t.Fatalf("NewRedisStore: %v", err)
+		}
+		t.Cleanup(func() {
+			_ = s.Close()
+			_ = c.Close()
+		})
+		out = append(out, s)
+	}
+	return out
+}
+
+func redisHarness() harness {
+	return harness{
+		open: func(t *testing.T, opts Options, n int) []Store {
+			var out []Store
+			for _, s := range openRedisStores(t, RedisOptions{Options: opts, SweepInterval: 100 * time.Millisecond, PollInterval: time.Hour}, n) {
+				out = append(out, s)
+			}
+			return out
+		},
+		residue: func(t *testing.T, st Store) int {
+			s := st.(*RedisStore)
+			ctx := testCtx(t)
+			keys, err := scanKeys(ctx, s.c, s.opts.Prefix+"ib:*")
+			if err != nil {
+				t.Fatalf("scan: %v", err)
+			}
+			reg, err := s.c.ZCard(ctx, s.registry).Result()
+			if err != nil {
+				t.Fatalf("registry: %v", err)
+			}
+			return len(keys) + int(reg)
+		},
+	}
+}
+
+func TestRedisConformance(t *testing.T) {
+	runConformance(t, redisHarness())
+}
