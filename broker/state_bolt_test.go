@@ -1,0 +1,264 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func openTestBoltState(t *testing.T, path string, opts ...BoltStateOption) *BoltState {
+	t.Helper()
+	st, err := OpenBoltState(path, opts...)
+	if err != nil {
+		t.Fatalf("OpenBoltState: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+func TestBoltState(t *testing.T) {
+	testState(t, func(t *testing.T) State {
+		return openTestBoltState(t, filepath.Join(t.TempDir(), BoltStateFileName))
+	})
+}
+
+// fakeClock is a settable clock for TTL tests.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func TestBoltStateTTL(t *testing.T) {
+	ctx := context.Background()
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	st := openTestBoltState(t, filepath.Join(t.TempDir(), "s.db"), WithBoltClock(clk.Now), WithBoltCleanupInterval(0))
+	hk := testHashKey(t)
+
+	oauth := hk.Hash(KindOAuthState, "o")
+	sig := hk.Hash(KindUnregisterSig, "s")
+	if err := st.PutOAuthState(ctx, oauth, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := st.UseNonce(ctx, "a1", "n1", time.Minute); err != nil || !ok {
+		t.Fatalf("UseNonce: %v %v", ok, err)
+	}
+	if ok, err := st.UseSignature(ctx, sig, time.Minute); err != nil || !ok {
+		t.Fatalf("UseSignature: %v %v", ok, err)
+	}
+	if c, err := st.ClaimEvent(ctx, "Ev1"); err != nil || c != EventClaimed {
+		t.Fatalf("ClaimEvent: %v %v", c, err)
+	}
+	if c, err := st.ClaimEvent(ctx, "Ev2"); err != nil || c != EventClaimed {
+		t.Fatalf("ClaimEvent: %v %v", c, err)
+	}
+	if err := st.CompleteEvent(ctx, "Ev2", 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+
+	// Pending claims lapse after EventPendingTTL.
+	clk.Advance(EventPendingTTL)
+	if c, _ := st.ClaimEvent(ctx, "Ev1"); c != EventClaimed {
+		t.Fatalf("claim after pending TTL = %v, want EventClaimed", c)
+	}
+	// Everything with a one-minute TTL is gone after a minute (enforced on
+	// read, before any cleanup ran).
+	clk.Advance(time.Minute - EventPendingTTL)
+	if ok, _ := st.ConsumeOAuthState(ctx, oauth); ok {
+		t.Fatal("expired OAuth state was accepted")
+	}
+	if ok, _ := st.UseNonce(ctx, "a1", "n1", time.Minute); !ok {
+		t.Fatal("nonce still remembered after its TTL")
+	}
+	if ok, _ := st.UseSignature(ctx, sig, time.Minute); !ok {
+		t.Fatal("signature still remembered after its TTL")
+	}
+	if c, _ := st.ClaimEvent(ctx, "Ev2"); c != EventDone {
+		t.Fatalf("completed event within its TTL: %v, want EventDone", c)
+	}
+	clk.Advance(time.Minute)
+	if c, _ := st.ClaimEvent(ctx, "Ev2"); c != EventClaimed {
+		t.Fatalf("completed event after its TTL: %v, want EventClaimed", c)
+	}
+}
+
+func TestBoltStateCleanup(t *testing.T) {
+	ctx := context.Background()
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	st := openTestBoltState(t, filepath.Join(t.TempDir(), "s.db"), WithBoltClock(clk.Now), WithBoltCleanupInterval(0))
+	hk := testHashKey(t)
+
+	now := clk.Now()
+	reg := hk.Hash(KindRegistrationToken, "r")
+	if err := st.PutRegistrationToken(ctx, reg, "T1", now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	a := testAgent(t, hk, "a1", "T1", now)
+	a.AccessTokenExpiresAt = now.Add(2 * time.Hour)
+	if err := st.RegisterAgent(ctx, reg, a, now); err != nil {
+		t.Fatal(err)
+	}
+	_ = st.PutOAuthState(ctx, hk.Hash(KindOAuthState, "o"), time.Minute)
+	_, _ = st.UseNonce(ctx, "a1", "n", time.Minute)
+	_, _ = st.UseSignature(ctx, hk.Hash(KindUnregisterSig, "s"), time.Minute)
+	_, _ = st.ClaimEvent(ctx, "Ev")
+
+	steps := []struct {
+		advance time.Duration
+		want    int
+	}{
+		{0, 0},
+		{time.Minute, 4},   // oauth, nonce, signature, pending event
+		{2 * time.Hour, 1}, // access token
+		{24 * time.Hour, 1},
+		{24 * time.Hour, 0},
+	}
+	for i, s := range steps {
+		clk.Advance(s.advance)
+		n, err := st.Cleanup(ctx)
+		if err != nil || n != s.want {
+			t.Fatalf("step %d: Cleanup = %d, %v; want %d", i, n, err, s.want)
+		}
+	}
+	// The agent itself is not a TTL record; only its token went away.
+	if _, err := st.GetAgent(ctx, "a1"); err != nil {
+		t.Fatalf("agent after cleanup: %v", err)
+	}
+	if _, err := st.LookupAccessToken(ctx, a.AccessTokenHash, clk.Now()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("access token after cleanup: %v", err)
+	}
+}
+
+func TestBoltStateCleanupLoop(t *testing.T) {
+	ctx := context.Background()
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	st := openTestBoltState(t, filepath.Join(t.TempDir(), "s.db"), WithBoltClock(clk.Now), WithBoltCleanupInterval(time.Millisecond))
+	if err := st.PutOAuthState(ctx, testHashKey(t).Hash(KindOAuthState, "o"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Hour)
+	// Poll the file until the background loop has removed the record.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := 0
+		_ = st.db.View(func(tx *bolt.Tx) error {
+			n = tx.Bucket(boltBktOAuth).Stats().KeyN
+			return nil
+		})
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("background cleanup never removed the expired OAuth state")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestBoltStatePersistsAndLocks(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "nested", "data")
+	path := filepath.Join(dir, BoltStateFileName)
+	st, err := OpenBoltState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutInstallation(ctx, &Installation{OrgID: "T1", TeamName: "acme", BotToken: "sr1.a"}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("state file mode %v, want 0600", fi.Mode().Perm())
+	}
+	di, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if di.Mode().Perm() != 0o700 {
+		t.Fatalf("state dir mode %v, want 0700", di.Mode().Perm())
+	}
+	// A second open of the same file is refused while the first holds it.
+	if st2, err := OpenBoltState(path); err == nil {
+		_ = st2.Close()
+		t.Fatal("second OpenBoltState of a locked file succeeded")
+	}
+	if err := st.Ping(ctx); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Ping(ctx); err == nil {
+		t.Fatal("ping after Close succeeded")
+	}
+	if err := st.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+
+	st = openTestBoltState(t, path)
+	inst, err := st.GetInstallation(ctx, "T1")
+	if err != nil || inst.TeamName != "acme" || inst.BotToken != "sr1.a" {
+		t.Fatalf("after reopen: %+v %v", inst, err)
+	}
+}
+
+func TestBoltStateRewrapFailureIsAtomic(t *testing.T) {
+	ctx := context.Background()
+	st := openTestBoltState(t, filepath.Join(t.TempDir(), "s.db"))
+	for _, org := range []string{"T1", "T2"} {
+		if err := st.PutInstallation(ctx, &Installation{OrgID: org, BotToken: "old-" + org}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	boom := errors.New("boom")
+	n, err := st.RewrapSecrets(ctx, func(stored, owner string) (string, bool, error) {
+		if owner == "T2" {
+			return "", false, boom
+		}
+		return "new-" + owner, true, nil
+	})
+	if !errors.Is(err, boom) || n != 0 {
+		t.Fatalf("RewrapSecrets = %d, %v; want 0, boom", n, err)
+	}
+	inst, _ := st.GetInstallation(ctx, "T1")
+	if inst.BotToken != "old-T1" {
+		t.Fatalf("T1 was rewritten by a failed rewrap: %q", inst.BotToken)
+	}
+}
+
+func TestBoltStateContextCanceled(t *testing.T) {
+	st := openTestBoltState(t, filepath.Join(t.TempDir(), "s.db"))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	calls := map[string]func() error{
+		"PutInstallation": func() error { return st.PutInstallation(ctx, &Installation{OrgID: "T1"}) },
+		"ClaimEvent":      func() error { _, err := st.ClaimEvent(ctx, "e"); return err },
+		"UseNonce":        func() error { _, err := st.UseNonce(ctx, "a", "n", time.Minute); return err },
+		"Ping":            func() error { return st.Ping(ctx) },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with canceled ctx: %v", name, err)
+		}
+	}
+}
