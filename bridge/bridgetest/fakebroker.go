@@ -1,0 +1,586 @@
+// Package bridgetest provides a scripted broker for testing bridges: an
+// httptest server that speaks sealrelay protocol 2026-02-1 with the real
+// protocol and crypto packages (register, broker-pubkey, long-poll pull of
+// sealed and signed envelopes, ack, send with crypto_box bodies, unregister)
+// and lets a test inject failures.
+package bridgetest
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/protocol"
+)
+
+// RegistrationToken is the token a FakeBroker accepts by default.
+const RegistrationToken = "test-registration-token-0123456789abcdef"
+
+// Sent is one /api/send call as the broker decrypted it.
+type Sent struct {
+	Action  string
+	Routing protocol.Routing
+	Body    protocol.SendBody
+	Nonce   string
+}
+
+// Failure is a scripted error answer.
+type Failure struct {
+	Status  int
+	Message string
+	Header  http.Header
+}
+
+type queued struct {
+	msg   protocol.InboxMessage
+	acked bool
+}
+
+// FakeBroker is a scripted broker. Its fields are guarded by its mutex; use
+// the methods.
+type FakeBroker struct {
+	OrgID       string
+	BoxKey      *crypto.BoxKeyPair
+	SigningKey  *crypto.SigningKey
+	AccessToken string
+
+	t      testing.TB
+	server *httptest.Server
+	addr   string
+
+	mu           sync.Mutex
+	agentBox     crypto.BoxPublicKey
+	agentSign    crypto.SigningPublicKey
+	registered   bool
+	regUsed      bool
+	tokenExpired bool
+	queue        []*queued
+	seq          int
+	changed      chan struct{}
+	acks         [][]string
+	sends        []Sent
+	pulls        int
+	nonces       map[string]bool
+
+	// Scripted failures: the next call of that kind answers with it.
+	registerFailure *Failure
+	pullFailures    []Failure
+	ackFailures     []Failure
+	sendAnswer      *Failure
+	dropAcks        int
+	registerPubkey  string // when set, /api/register answers this broker_pubkey
+}
+
+// New starts a FakeBroker for orgID on a loopback port. It is closed when
+// the test ends.
+func New(t testing.TB, orgID string) *FakeBroker {
+	t.Helper()
+	box, err := crypto.GenerateBoxKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign, err := crypto.GenerateSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &FakeBroker{OrgID: orgID, BoxKey: box, SigningKey: sign, AccessToken: "fake-access-token-" + orgID,
+		t: t, changed: make(chan struct{}), nonces: map[string]bool{}}
+	f.start("127.0.0.1:0")
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *FakeBroker) start(addr string) {
+	var ln net.Listener
+	var err error
+	for i := 0; i < 100; i++ {
+		ln, err = net.Listen("tcp", addr)
+		if err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // port still in TIME_WAIT after Restart
+	}
+	if err != nil {
+		f.t.Fatalf("fake broker listen: %v", err)
+	}
+	s := httptest.NewUnstartedServer(f.handler())
+	s.Listener.Close()
+	s.Listener = ln
+	s.Start()
+	f.server = s
+	f.addr = ln.Addr().String()
+}
+
+// URL returns the broker's base URL.
+func (f *FakeBroker) URL() string { return "http://" + f.addr }
+
+// Close stops the server.
+func (f *FakeBroker) Close() {
+	if f.server != nil {
+		f.server.CloseClientConnections()
+		f.server.Close()
+		f.server = nil
+	}
+}
+
+// Restart stops the server (dropping open long polls) and starts it again
+// on the same address, keeping its state.
+func (f *FakeBroker) Restart() {
+	f.Close()
+	f.start(f.addr)
+}
+
+// SetAgent registers an agent directly, bypassing /api/register.
+func (f *FakeBroker) SetAgent(box crypto.BoxPublicKey, sign crypto.SigningPublicKey) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.agentBox, f.agentSign, f.registered = box, sign, true
+}
+
+// ExpireToken makes every later authenticated call answer 401.
+func (f *FakeBroker) ExpireToken() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tokenExpired = true
+}
+
+// FailRegister makes the next /api/register answer with status and message.
+func (f *FakeBroker) FailRegister(status int, message string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.registerFailure = &Failure{Status: status, Message: message}
+}
+
+// AnswerRegisterWithPubkey makes /api/register name a different broker box
+// key than /api/broker-pubkey (a tampering scenario).
+func (f *FakeBroker) AnswerRegisterWithPubkey(b64 string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.registerPubkey = b64
+}
+
+// FailPulls queues failures for the next pulls.
+func (f *FakeBroker) FailPulls(fs ...Failure) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pullFailures = append(f.pullFailures, fs...)
+}
+
+// DropAcks makes the next n acks abort the connection without acking (as if
+// the bridge died before its ack arrived).
+func (f *FakeBroker) DropAcks(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dropAcks = n
+}
+
+// AnswerSends makes every later /api/send answer with this failure (nil: ok).
+func (f *FakeBroker) AnswerSends(fl *Failure) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sendAnswer = fl
+}
+
+// Enqueue seals env to the agent, signs it and queues it. It returns the
+// message id.
+func (f *FakeBroker) Enqueue(env protocol.Envelope) string {
+	f.t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.registered {
+		f.t.Fatal("fake broker: Enqueue before an agent is registered")
+	}
+	if env.BrokerTimestamp == 0 {
+		env.BrokerTimestamp = time.Now().Unix()
+	}
+	pt, err := json.Marshal(env)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.seq++
+	id := fmt.Sprintf("m-%d", f.seq)
+	m, err := protocol.SealEnvelope(pt, f.OrgID, id, env.BrokerTimestamp, f.agentBox, f.SigningKey)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.pushLocked(m)
+	return id
+}
+
+// EnqueueRaw queues m as is (for poison messages). An empty MessageID gets
+// a fresh one, which is returned.
+func (f *FakeBroker) EnqueueRaw(m protocol.InboxMessage) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if m.MessageID == "" {
+		f.seq++
+		m.MessageID = fmt.Sprintf("m-%d", f.seq)
+	}
+	f.pushLocked(m)
+	return m.MessageID
+}
+
+// Seal returns a valid sealed and signed message for env without queueing
+// it, for building poison variants.
+func (f *FakeBroker) Seal(env protocol.Envelope, id string) protocol.InboxMessage {
+	f.t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	pt, err := json.Marshal(env)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	m, err := protocol.SealEnvelope(pt, f.OrgID, id, env.BrokerTimestamp, f.agentBox, f.SigningKey)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return m
+}
+
+func (f *FakeBroker) pushLocked(m protocol.InboxMessage) {
+	f.queue = append(f.queue, &queued{msg: m})
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// Acked returns the ids acked so far, in order.
+func (f *FakeBroker) Acked() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, a := range f.acks {
+		out = append(out, a...)
+	}
+	return out
+}
+
+// AckBatches returns the ack calls' id lists.
+func (f *FakeBroker) AckBatches() [][]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([][]string(nil), f.acks...)
+}
+
+// Pending returns the number of unacked messages.
+func (f *FakeBroker) Pending() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, q := range f.queue {
+		if !q.acked {
+			n++
+		}
+	}
+	return n
+}
+
+// WaitChange returns a channel closed at the next queue change (enqueue or
+// ack).
+func (f *FakeBroker) WaitChange() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.changed
+}
+
+// Sends returns the decrypted /api/send calls.
+func (f *FakeBroker) Sends() []Sent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Sent(nil), f.sends...)
+}
+
+// Pulls returns how many pulls were answered.
+func (f *FakeBroker) Pulls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pulls
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func fail(w http.ResponseWriter, fl Failure) {
+	for k, vs := range fl.Header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	writeJSON(w, fl.Status, protocol.ErrorResponse{Error: fl.Message})
+}
+
+func (f *FakeBroker) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/broker-pubkey", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, protocol.BrokerPubkeyResponse{OK: true, BrokerPubkey: f.BoxKey.Public.String(), BrokerSigningPubkey: f.SigningKey.Public().String()})
+	})
+	mux.HandleFunc("POST /api/register", f.register)
+	mux.HandleFunc("DELETE /api/register", f.unregister)
+	mux.HandleFunc("POST /api/inbox/pull", f.pull)
+	mux.HandleFunc("POST /api/inbox/ack", f.ack)
+	mux.HandleFunc("POST /api/send", f.send)
+	return mux
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	b, err := io.ReadAll(io.LimitReader(r.Body, protocol.MaxBodySize+1))
+	if err != nil {
+		return false
+	}
+	if len(b) > protocol.MaxBodySize {
+		fail(w, Failure{Status: 413, Message: protocol.ErrBodyTooLarge})
+		return false
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		fail(w, Failure{Status: 400, Message: protocol.ErrInvalidJSON})
+		return false
+	}
+	return true
+}
+
+func (f *FakeBroker) register(w http.ResponseWriter, r *http.Request) {
+	var req protocol.RegisterRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if fl := f.registerFailure; fl != nil {
+		f.registerFailure = nil
+		fail(w, *fl)
+		return
+	}
+	org, err := protocol.ResolveOrgID(req.OrgID, req.WorkspaceID)
+	if err != nil {
+		fail(w, Failure{Status: 400, Message: err.Error()})
+		return
+	}
+	if org != f.OrgID {
+		fail(w, Failure{Status: 404, Message: protocol.ErrOrgNotFound})
+		return
+	}
+	if req.Token() == "" {
+		fail(w, Failure{Status: 400, Message: protocol.ErrMissingRegistrationProof})
+		return
+	}
+	if !crypto.EqualString(req.Token(), RegistrationToken) {
+		fail(w, Failure{Status: 403, Message: protocol.ErrInvalidRegistrationToken})
+		return
+	}
+	if f.regUsed {
+		fail(w, Failure{Status: 403, Message: protocol.ErrRegistrationTokenUsed})
+		return
+	}
+	box, err1 := crypto.ParseBoxPublicKey(req.ServerPubkey)
+	sign, err2 := crypto.ParseSigningPublicKey(req.ServerSigningPubkey)
+	if err1 != nil || err2 != nil {
+		fail(w, Failure{Status: 400, Message: "invalid server_pubkey or server_signing_pubkey"})
+		return
+	}
+	f.regUsed = true
+	f.agentBox, f.agentSign, f.registered = box, sign, true
+	pub := f.BoxKey.Public.String()
+	if f.registerPubkey != "" {
+		pub = f.registerPubkey
+	}
+	writeJSON(w, 200, protocol.RegisterResponse{OK: true, BrokerPubkey: pub, BrokerSigningPubkey: f.SigningKey.Public().String(),
+		BrokerAccessToken: f.AccessToken, BrokerAccessTokenExpiresAt: time.Now().Add(90 * 24 * time.Hour).UTC().Format(time.RFC3339),
+		BrokerAccessTokenScopes: protocol.DefaultScopes})
+}
+
+// authLocked checks bearer, org, timestamp and signature, answering the
+// failure itself.
+func (f *FakeBroker) authLocked(w http.ResponseWriter, r *http.Request, orgID, wsID string, ts int64, msg []byte, sig string) bool {
+	org, err := protocol.ResolveOrgID(orgID, wsID)
+	if err != nil {
+		fail(w, Failure{Status: 400, Message: err.Error()})
+		return false
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	switch {
+	case !ok:
+		fail(w, Failure{Status: 401, Message: protocol.ErrMissingToken})
+		return false
+	case !f.registered || f.tokenExpired || !crypto.EqualString(tok, f.AccessToken):
+		fail(w, Failure{Status: 401, Message: protocol.ErrInvalidToken})
+		return false
+	case org != f.OrgID:
+		fail(w, Failure{Status: 403, Message: protocol.ErrTokenOrgMismatch})
+		return false
+	}
+	if d := time.Now().Unix() - ts; d > protocol.TimestampWindow || d < -protocol.TimestampWindow {
+		fail(w, Failure{Status: 400, Message: protocol.ErrTimestampWindow})
+		return false
+	}
+	if !protocol.VerifySignature(f.agentSign, msg, sig) {
+		fail(w, Failure{Status: 403, Message: protocol.ErrInvalidSignature})
+		return false
+	}
+	return true
+}
+
+func (f *FakeBroker) unregister(w http.ResponseWriter, r *http.Request) {
+	var req protocol.UnregisterRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.authLocked(w, r, req.OrgID, req.WorkspaceID, req.Timestamp, protocol.UnregisterSigningBytes(f.OrgID, req.Timestamp), req.Signature) {
+		return
+	}
+	f.registered = false
+	f.queue = nil
+	writeJSON(w, 200, map[string]any{"ok": true})
+}
+
+func (f *FakeBroker) pull(w http.ResponseWriter, r *http.Request) {
+	var req protocol.PullRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	maxM, wait, err := req.Limits()
+	if err != nil {
+		fail(w, Failure{Status: 400, Message: err.Error()})
+		return
+	}
+	if req.ProtocolVersion != "" && req.ProtocolVersion != protocol.Version {
+		fail(w, Failure{Status: 400, Message: protocol.ErrUnsupportedVersion})
+		return
+	}
+	deadline := time.NewTimer(time.Duration(wait) * time.Second)
+	defer deadline.Stop()
+	for {
+		f.mu.Lock()
+		if len(f.pullFailures) > 0 {
+			fl := f.pullFailures[0]
+			f.pullFailures = f.pullFailures[1:]
+			f.mu.Unlock()
+			fail(w, fl)
+			return
+		}
+		if !f.authLocked(w, r, req.OrgID, req.WorkspaceID, req.Timestamp, protocol.PullSigningBytes(f.OrgID, req.Timestamp, maxM, wait), req.Signature) {
+			f.mu.Unlock()
+			return
+		}
+		msgs := []protocol.InboxMessage{}
+		for _, q := range f.queue {
+			if !q.acked && len(msgs) < maxM {
+				msgs = append(msgs, q.msg)
+			}
+		}
+		changed := f.changed
+		if len(msgs) > 0 || wait == 0 {
+			f.pulls++
+			f.mu.Unlock()
+			writeJSON(w, 200, protocol.PullResponse{OK: true, Messages: msgs})
+			return
+		}
+		f.mu.Unlock()
+		select {
+		case <-changed:
+		case <-deadline.C:
+			wait = 0
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func (f *FakeBroker) ack(w http.ResponseWriter, r *http.Request) {
+	var req protocol.AckRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dropAcks > 0 {
+		f.dropAcks--
+		panic(http.ErrAbortHandler)
+	}
+	if len(f.ackFailures) > 0 {
+		fl := f.ackFailures[0]
+		f.ackFailures = f.ackFailures[1:]
+		fail(w, fl)
+		return
+	}
+	if !f.authLocked(w, r, req.OrgID, req.WorkspaceID, req.Timestamp, protocol.AckSigningBytes(f.OrgID, req.Timestamp, req.MessageIDs), req.Signature) {
+		return
+	}
+	n := 0
+	for _, id := range req.MessageIDs {
+		for _, q := range f.queue {
+			if q.msg.MessageID == id && !q.acked {
+				q.acked = true
+				n++
+			}
+		}
+	}
+	f.acks = append(f.acks, append([]string(nil), req.MessageIDs...))
+	close(f.changed)
+	f.changed = make(chan struct{})
+	writeJSON(w, 200, protocol.AckResponse{OK: true, Acked: n})
+}
+
+func (f *FakeBroker) send(w http.ResponseWriter, r *http.Request) {
+	var req protocol.SendRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	msg := protocol.SendSigningBytes(f.OrgID, req.Action, req.Timestamp, req.EncryptedBody, req.Nonce, req.Routing)
+	if !f.authLocked(w, r, req.OrgID, req.WorkspaceID, req.Timestamp, msg, req.Signature) {
+		return
+	}
+	if f.nonces[req.Nonce] {
+		fail(w, Failure{Status: 409, Message: protocol.ErrReplay})
+		return
+	}
+	f.nonces[req.Nonce] = true
+	ct, err1 := base64.StdEncoding.DecodeString(req.EncryptedBody)
+	nb, err2 := base64.StdEncoding.DecodeString(req.Nonce)
+	if err1 != nil || err2 != nil || len(nb) != crypto.NonceSize {
+		fail(w, Failure{Status: 400, Message: "invalid encrypted_body or nonce"})
+		return
+	}
+	nonce := [crypto.NonceSize]byte(nb)
+	pt, err := f.BoxKey.Open(ct, &nonce, f.agentBox)
+	if err != nil {
+		fail(w, Failure{Status: 400, Message: "invalid encrypted_body: does not open"})
+		return
+	}
+	var body protocol.SendBody
+	if err := json.Unmarshal(pt, &body); err != nil {
+		fail(w, Failure{Status: 400, Message: "invalid encrypted_body: not JSON"})
+		return
+	}
+	switch req.Action {
+	case protocol.ActionPostMessage, protocol.ActionUpdate, protocol.ActionReact:
+	default:
+		fail(w, Failure{Status: 400, Message: protocol.ErrUnknownAction})
+		return
+	}
+	f.sends = append(f.sends, Sent{Action: req.Action, Routing: req.Routing, Body: body, Nonce: req.Nonce})
+	if fl := f.sendAnswer; fl != nil {
+		fail(w, *fl)
+		return
+	}
+	ts := req.Routing.Timestamp
+	if ts == "" {
+		ts = strconv.FormatInt(time.Now().Unix(), 10) + "." + fmt.Sprintf("%06d", len(f.sends))
+	}
+	writeJSON(w, 200, protocol.SendResponse{OK: true, TS: ts, Channel: req.Routing.Channel})
+}

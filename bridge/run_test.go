@@ -1,0 +1,373 @@
+package bridge_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sealrelay/sealrelay/bridge"
+	"github.com/sealrelay/sealrelay/bridge/bridgetest"
+	"github.com/sealrelay/sealrelay/protocol"
+)
+
+func TestPollVerifyOpenDeliverAck(t *testing.T) {
+	fb := bridgetest.New(t, testOrg)
+	id := newIdentity(t, fb)
+	col := newCollector()
+	cfg := baseConfig(t, id, t.TempDir())
+	cfg.Deliver = col.deliver
+	r := start(t, cfg)
+
+	ids := []string{
+		fb.Enqueue(slackEvent("one", "C111", "1771464999.000100")),
+		fb.Enqueue(slackEvent("two", "C111", "1771464999.000200")),
+		fb.Enqueue(protocol.Envelope{Source: "system", Type: "agent_notice", BrokerTimestamp: time.Now().Unix(), Payload: json.RawMessage(`{"note":"x"}`)}),
+	}
+	for i, want := range ids {
+		ev := col.next(t)
+		if ev.MessageID != want {
+			t.Fatalf("event %d: got %s want %s (order)", i, ev.MessageID, want)
+		}
+	}
+	waitFor(t, fb, "acks", func() bool { return fb.Pending() == 0 })
+	if got := fb.Acked(); !equalStrings(got, ids) {
+		t.Fatalf("acked %v, want %v", got, ids)
+	}
+	r.stop(t) // the ack answer may still be in flight; Run returns after it
+	h := r.b.Health()
+	if h.Delivered != 3 || h.LastPollAt == nil || h.LastAckAt == nil {
+		t.Fatalf("health %+v", h)
+	}
+}
+
+func TestEventFields(t *testing.T) {
+	fb := bridgetest.New(t, testOrg)
+	id := newIdentity(t, fb)
+	col := newCollector()
+	cfg := baseConfig(t, id, t.TempDir())
+	cfg.Deliver = col.deliver
+	start(t, cfg)
+	env := slackEvent("hello <b>&", "C222", "1771464999.000300")
+	mid := fb.Enqueue(env)
+	ev := col.next(t)
+	if ev.MessageID != mid || ev.Source != "slack" || ev.Type != "event_callback" || ev.BrokerTimestamp != env.BrokerTimestamp {
+		t.Fatalf("event %+v", ev)
+	}
+	if ev.ThreadID != "C222:1771464999.000300" {
+		t.Fatalf("thread id %q", ev.ThreadID)
+	}
+	var p struct {
+		Event struct{ Text string } `json:"event"`
+	}
+	if err := json.Unmarshal(ev.Payload, &p); err != nil || p.Event.Text != "hello <b>&" {
+		t.Fatalf("payload %s (%v)", ev.Payload, err)
+	}
+}
+
+func TestPoisonMessagesAreAckedNotDelivered(t *testing.T) {
+	fb := bridgetest.New(t, testOrg)
+	id := newIdentity(t, fb)
+	good := slackEvent("fine", "C1", "1.1")
+
+	badSig := fb.Seal(good, "p-sig")
+	badSig.BrokerSignature = badSig.BrokerSignature[:10] + strings.Repeat("A", len(badSig.BrokerSignature)-12) + "=="
+
+	other := bridgetest.New(t, testOrg) // different broker keys: seals to us but signs with another key
+	other.SetAgent(id.BoxKey.Public, id.SigningKey.Public())
+	foreignSig := other.Seal(good, "p-foreign")
+
+	// Valid signature over a box that does not open (sealed to another key).
+	stranger := bridgetest.New(t, testOrg)
+	stranger.SigningKey = fb.SigningKey
+	strangerID := newIdentity(t, stranger)
+	_ = strangerID
+	noOpen := stranger.Seal(good, "p-open")
+
+	notJSON := protocol.Envelope{Source: "slack", Type: "event_callback", BrokerTimestamp: 5, Payload: json.RawMessage(`{}`)}
+	m := fb.Seal(notJSON, "p-ts")
+	m.BrokerTimestamp = 6 // inner timestamp differs from the signed one → re-sign so only the mismatch is wrong
+	m.BrokerSignature = protocol.EncodeSignature(fb.SigningKey.Sign(protocol.EnvelopeSigningBytes(m.OrgID, m.BrokerTimestamp, m.Encrypted)))
+
+	wrongOrg := fb.Seal(good, "p-org")
+	wrongOrg.OrgID, wrongOrg.WorkspaceID = "T999", "T999"
+	wrongOrg.BrokerSignature = protocol.EncodeSignature(fb.SigningKey.Sign(protocol.EnvelopeSigningBytes("T999", wrongOrg.BrokerTimestamp, wrongOrg.Encrypted)))
+
+	notB64 := fb.Seal(good, "p-b64")
+	notB64.Encrypted = "%%%not base64%%%"
+	notB64.BrokerSignature = protocol.EncodeSignature(fb.SigningKey.Sign(protocol.EnvelopeSigningBytes(notB64.OrgID, notB64.BrokerTimestamp, notB64.Encrypted)))
+
+	poison := []protocol.InboxMessage{badSig, foreignSig, noOpen, m, wrongOrg, notB64}
+	var poisonIDs []string
+	for _, p := range poison {
+		poisonIDs = append(poisonIDs, fb.EnqueueRaw(p))
+	}
+	goodID := fb.Enqueue(good)
+
+	col := newCollector()
+	cfg := baseConfig(t, id, t.TempDir())
+	cfg.Deliver = col.deliver
+	r := start(t, cfg)
+	ev := col.next(t)
+	if ev.MessageID != goodID {
+		t.Fatalf("delivered %s, want only the good message %s", ev.MessageID, goodID)
+	}
+	waitFor(t, fb, "all acked", func() bool { return fb.Pending() == 0 })
+	col.none(t)
+	acked := fb.Acked()
+	if !equalStrings(acked, append(poisonIDs, goodID)) {
+		t.Fatalf("acked %v", acked)
+	}
+	if h := r.b.Health(); h.Poison != uint64(len(poison)) || h.Delivered != 1 {
+		t.Fatalf("health poison=%d delivered=%d", h.Poison, h.Delivered)
+	}
+}
+
+func TestDedupAcrossRestart(t *testing.T) {
+	fb := bridgetest.New(t, testOrg)
+	id := newIdentity(t, fb)
+	dir := t.TempDir()
+	mid := fb.Enqueue(slackEvent("once", "C1", "1.1"))
+
+	// First run: deliver, then the bridge "dies" before its ack reaches the
+	// broker (the ack connection is aborted and the run is stopped from
+	// inside the delivery).
+	fb.DropAcks(1)
+	col := newCollector()
+	cfg := baseConfig(t, id, dir)
+	stopped := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg.Deliver = func(ctx2 context.Context, ev *bridge.Event) error {
+		err := col.deliver(ctx2, ev)
+		cancel()
+		close(stopped)
+		return err
+	}
+	r := startWith(t, cfg, ctx, cancel)
+	if ev := col.next(t); ev.MessageID != mid {
+		t.Fatalf("got %s", ev.MessageID)
+	}
+	<-stopped
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if fb.Pending() != 1 {
+		t.Fatalf("message should still be unacked at the broker, pending=%d", fb.Pending())
+	}
+
+	// Second run with the same state dir: the broker redelivers, the bridge
+	// must ack without delivering again.
+	cfg2 := baseConfig(t, id, dir)
+	cfg2.Deliver = col.deliver
+	r2 := start(t, cfg2)
+	next := fb.Enqueue(slackEvent("after", "C1", "1.2"))
+	if ev := col.next(t); ev.MessageID != next {
+		t.Fatalf("redelivered %s after restart (want only %s)", ev.MessageID, next)
+	}
+	waitFor(t, fb, "acks", func() bool { return fb.Pending() == 0 })
+	r2.stop(t)
+	if h := r2.b.Health(); h.Duplicates != 1 {
+		t.Fatalf("duplicates = %d, want 1", h.Duplicates)
+	}
+
+	// A third run in a fresh state dir would deliver it again: the store is
+	// what prevents it (guards against a vacuous pass).
+	fb.EnqueueRaw(fb.Seal(slackEvent("once", "C1", "1.1"), mid))
+	col2 := newCollector()
+	cfg3 := baseConfig(t, id, t.TempDir())
+	cfg3.Deliver = col2.deliver
+	start(t, cfg3)
+	if ev := col2.next(t); ev.MessageID != mid {
+		t.Fatalf("fresh state dir: got %s want %s", ev.MessageID, mid)
+	}
+}
+
+func TestStateDirLocked(t *testing.T) {
+	fb := bridgetest.New(t, testOrg)
+	id := newIdentity(t, fb)
+	dir := t.TempDir()
+	cfg := baseConfig(t, id, dir)
+	cfg.Stream = true
+	b, err := bridge.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := bridge.New(cfg, nil); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second bridge on the same state dir: %v", err)
+	}
+}
+
+func TestDeliveryFailureIsRetriedNotAcked(t *testing.T) {
+	fb := bridgetest.New(t, testOrg)
+	id := newIdentity(t, fb)
+	col := newCollector()
+	col.fail = 2
+	cfg := baseConfig(t, id, t.TempDir())
+	cfg.Deliver = col.deliver
+	a := fb.Enqueue(slackEvent("a", "C1", "1.1"))
+	bID := fb.Enqueue(slackEvent("b", "C1", "1.2"))
+	start(t, cfg)
+	if ev := col.next(t); ev.MessageID != a {
+		t.Fatalf("got %s", ev.MessageID)
+	}
+	if ev := col.next(t); ev.MessageID != bID {
+		t.Fatalf("got %s", ev.MessageID)
+	}
+	waitFor(t, fb, "acks", func() bool { return fb.Pending() == 0 })
+	// The failed attempts acked nothing: the first ack batch holds both.
+	for _, batch := range fb.AckBatches() {
+		if len(batch) == 0 {
+			t.Fatal("empty ack batch")
+		}
+	}
+	if got := fb.Acked(); !equalStrings(got, []string{a, bID}) {
+		t.Fatalf("acked %v", got)
+	}
+}
+
+func TestExpiredAccessToken(t *testing.T) {
+	t.Run("broker answers 401", func(t *testing.T) {
+		fb := bridgetest.New(t, testOrg)
+		id := newIdentity(t, fb)
+		fb.ExpireToken()
+		cfg := baseConfig(t, id, t.TempDir())
+		cfg.Stream = true
+		r := start(t, cfg)
+		select {
+		case err := <-r.done:
+			if !errors.Is(err, bridge.ErrReauthenticate) || !strings.Contains(err.Error(), "bridge register") {
+				t.Fatalf("Run: %v", err)
+			}
+			r.done <- err
+		case <-time.After(testTimeout):
+			t.Fatal("Run kept going with a dead token")
+		}
+	})
+	t.Run("expired locally", func(t *testing.T) {
+		fb := bridgetest.New(t, testOrg)
+		id := newIdentity(t, fb)
+		id.AccessTokenExpiresAt = time.Now().Add(-time.Minute)
+		cfg := baseConfig(t, id, t.TempDir())
+		cfg.Stream = true
+		b, err := bridge.New(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		err = b.Run(t.Context())
+		if !errors.Is(err, bridge.ErrReauthenticate) || fb.Pulls() != 0 {
+			t.Fatalf("Run: %v (pulls %d)", err, fb.Pulls())
+		}
+	})
+	t.Run("unknown agent 403", func(t *testing.T) {
+		fb := bridgetest.New(t, testOrg)
+		id := newIdentity(t, fb)
+		fb.FailPulls(bridgetest.Failure{Status: http.StatusForbidden, Message: protocol.ErrInvalidSignature})
+		cfg := baseConfig(t, id, t.TempDir())
+		cfg.Stream = true
+		b, err := bridge.New(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		if err := b.Run(t.Context()); !errors.Is(err, bridge.ErrReauthenticate) {
+			t.Fatalf("Run: %v", err)
+		}
+	})
+}
+
+func TestBackoffOnErrorsThenRecovers(t *testing.T) {
+	fb := bridgetest.New(t, testOrg)
+	id := newIdentity(t, fb)
+	fb.FailPulls(
+		bridgetest.Failure{Status: 503, Message: "queue unavailable"},
+		bridgetest.Failure{Status: 400, Message: protocol.ErrTimestampWindow},
+		bridgetest.Failure{Status: 500, Message: "boom"},
+	)
+	col := newCollector()
+	cfg := baseConfig(t, id, t.TempDir())
+	cfg.Deliver = col.deliver
+	r := start(t, cfg)
+	mid := fb.Enqueue(slackEvent("x", "C1", "1.1"))
+	if ev := col.next(t); ev.MessageID != mid {
+		t.Fatal(ev.MessageID)
+	}
+	waitFor(t, fb, "ack", func() bool { return fb.Pending() == 0 })
+	r.stop(t)
+	if h := r.b.Health(); h.ConsecutiveFailures != 0 || h.LastError == "" {
+		t.Fatalf("health after recovery %+v", h)
+	}
+}
+
+func TestLongPollReconnectAfterBrokerRestart(t *testing.T) {
+	fb := bridgetest.New(t, testOrg)
+	id := newIdentity(t, fb)
+	col := newCollector()
+	cfg := baseConfig(t, id, t.TempDir())
+	cfg.WaitSeconds = 20
+	cfg.Deliver = col.deliver
+	start(t, cfg)
+	first := fb.Enqueue(slackEvent("1", "C1", "1.1"))
+	if ev := col.next(t); ev.MessageID != first {
+		t.Fatal(ev.MessageID)
+	}
+	waitFor(t, fb, "ack", func() bool { return fb.Pending() == 0 })
+	// The bridge is now parked in a 20 s long poll; kill the broker under it.
+	fb.Restart()
+	second := fb.Enqueue(slackEvent("2", "C1", "1.2"))
+	if ev := col.next(t); ev.MessageID != second {
+		t.Fatal(ev.MessageID)
+	}
+	waitFor(t, fb, "ack", func() bool { return fb.Pending() == 0 })
+}
+
+func TestFailoverBetweenBrokerURLs(t *testing.T) {
+	fb := bridgetest.New(t, testOrg)
+	id := newIdentity(t, fb)
+	dead := bridgetest.New(t, testOrg)
+	deadURL := dead.URL()
+	dead.Close()
+	id.BrokerURLs = []string{deadURL, fb.URL()}
+	col := newCollector()
+	cfg := baseConfig(t, id, t.TempDir())
+	cfg.Deliver = col.deliver
+	r := start(t, cfg)
+	mid := fb.Enqueue(slackEvent("x", "C1", "1.1"))
+	if ev := col.next(t); ev.MessageID != mid {
+		t.Fatal(ev.MessageID)
+	}
+	waitFor(t, fb, "ack", func() bool { return fb.Pending() == 0 })
+	r.stop(t)
+	if h := r.b.Health(); h.BrokerURL != fb.URL() {
+		t.Fatalf("health broker_url %s", h.BrokerURL)
+	}
+}
+
+func TestGracefulShutdownAcksDelivered(t *testing.T) {
+	fb := bridgetest.New(t, testOrg)
+	id := newIdentity(t, fb)
+	a := fb.Enqueue(slackEvent("a", "C1", "1.1"))
+	fb.Enqueue(slackEvent("b", "C1", "1.2"))
+	col := newCollector()
+	cfg := baseConfig(t, id, t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg.Deliver = func(ctx2 context.Context, ev *bridge.Event) error {
+		cancel() // SIGTERM arrives during the first delivery
+		return col.deliver(ctx2, ev)
+	}
+	r := startWith(t, cfg, ctx, cancel)
+	if ev := col.next(t); ev.MessageID != a {
+		t.Fatal(ev.MessageID)
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	col.none(t)
+	if got := fb.Acked(); !equalStrings(got, []string{a}) {
+		t.Fatalf("acked %v, want only the delivered %s", got, a)
+	}
+}
