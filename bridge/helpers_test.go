@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"io"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -184,3 +186,5 @@ func equalStrings(a, b []string) bool {
 }
 
 var _ = http.StatusOK
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }

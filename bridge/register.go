@@ -151,7 +151,7 @@ func registerAdvice(err error, brokerURL, orgID string) error {
 	var advice string
 	switch {
 	case be.Contains(protocol.ErrRegistrationTokenUsed):
-		advice = "registration token already used — re-run the Slack install at " + install + " and use the new token"
+		advice = "registration token already used — re-run the Slack install and use the new token (install page: " + install + ")"
 	case be.Contains(protocol.ErrInvalidRegistrationToken):
 		advice = "invalid registration token: it is unknown, expired (tokens last one hour) or belongs to another workspace — re-run the Slack install at " + install + " and copy the new token exactly"
 	case be.Contains(protocol.ErrMissingRegistrationProof):

@@ -284,8 +284,8 @@ func (f *FakeBroker) Pending() int {
 	return n
 }
 
-// WaitChange returns a channel closed at the next queue change (enqueue or
-// ack).
+// WaitChange returns a channel closed at the next change: enqueue, ack or
+// answered pull.
 func (f *FakeBroker) WaitChange() <-chan struct{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -484,6 +484,8 @@ func (f *FakeBroker) pull(w http.ResponseWriter, r *http.Request) {
 		changed := f.changed
 		if len(msgs) > 0 || wait == 0 {
 			f.pulls++
+			close(f.changed)
+			f.changed = make(chan struct{})
 			f.mu.Unlock()
 			writeJSON(w, 200, protocol.PullResponse{OK: true, Messages: msgs})
 			return
