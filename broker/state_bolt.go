@@ -114,6 +114,9 @@ func OpenBoltState(path string, opts ...BoltStateOption) (*BoltState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open bolt state %s: %w", path, err)
 	}
+	// Hot-path writes (event claims, nonces) use DB.Batch; keep a lone
+	// writer's wait for company short.
+	db.MaxBatchDelay = time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range boltAllBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {

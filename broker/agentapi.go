@@ -1,0 +1,380 @@
+package broker
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/protocol"
+	"github.com/sealrelay/sealrelay/queue"
+)
+
+// maxAckIDs bounds message_ids in one ack.
+const maxAckIDs = 1000
+
+// storedMessage is what an inbox holds for one sealed event copy. The wire
+// message_id is the queue's message id, added at pull time.
+type storedMessage struct {
+	OrgID           string `json:"o"`
+	Encrypted       string `json:"e"`
+	BrokerTimestamp int64  `json:"t"`
+	BrokerSignature string `json:"s"`
+}
+
+// bearerToken extracts the Authorization bearer token.
+func bearerToken(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) < 7 || !strings.EqualFold(h[:7], "Bearer ") {
+		return ""
+	}
+	return strings.TrimSpace(h[7:])
+}
+
+// authAgent runs checks 4–8 of protocol §4.4 for org: bearer token present,
+// known and unexpired (401) → belongs to org (403) → protocol_version (400)
+// → timestamp window (400) → signature over signed (403).
+func (s *Server) authAgent(ctx context.Context, r *http.Request, org, version string, ts int64, signed []byte, sig string) (*Agent, *apiError) {
+	tok := bearerToken(r)
+	if tok == "" {
+		return nil, errf(http.StatusUnauthorized, protocol.ErrMissingToken)
+	}
+	if len(tok) > 512 {
+		return nil, errf(http.StatusUnauthorized, protocol.ErrInvalidToken)
+	}
+	g, err := s.st.LookupAccessToken(ctx, s.hk.Hash(KindAccessToken, tok), s.now())
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrExpired):
+		return nil, errf(http.StatusUnauthorized, protocol.ErrInvalidToken)
+	case err != nil:
+		s.logger(ctx).Error("access token lookup failed", "err", err)
+		return nil, errf(http.StatusServiceUnavailable, "state store unavailable")
+	}
+	a, err := s.st.GetAgent(ctx, g.AgentID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, errf(http.StatusUnauthorized, protocol.ErrInvalidToken)
+	case err != nil:
+		s.logger(ctx).Error("agent lookup failed", "err", err)
+		return nil, errf(http.StatusServiceUnavailable, "state store unavailable")
+	}
+	info(ctx).agent = a.ID
+	if !crypto.EqualString(a.OrgID, org) || !crypto.EqualString(g.OrgID, org) {
+		return nil, errf(http.StatusForbidden, protocol.ErrTokenOrgMismatch)
+	}
+	if version != "" && version != protocol.Version {
+		return nil, errf(http.StatusBadRequest, "%s: want %s", protocol.ErrUnsupportedVersion, protocol.Version)
+	}
+	if d := s.now().Unix() - ts; d > protocol.TimestampWindow || d < -protocol.TimestampWindow {
+		return nil, errf(http.StatusBadRequest, protocol.ErrTimestampWindow)
+	}
+	if !protocol.VerifySignature(a.SigningPublicKey, signed, sig) {
+		return nil, errf(http.StatusForbidden, protocol.ErrInvalidSignature)
+	}
+	return a, nil
+}
+
+// resolveOrg applies §3/§4.4 step 3 and records the org for logging.
+func resolveOrg(ctx context.Context, orgID, workspaceID string) (string, *apiError) {
+	org, err := protocol.ResolveOrgID(orgID, workspaceID)
+	if err != nil {
+		return "", errf(http.StatusBadRequest, "%s", err.Error())
+	}
+	info(ctx).org = org
+	return org, nil
+}
+
+func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	var req protocol.RegisterRequest
+	if e := decodeJSON(w, r, &req); e != nil {
+		s.m.registrations.WithLabelValues("bad_request").Inc()
+		s.fail(w, e)
+		return
+	}
+	resp, e := s.register(ctx, &req)
+	if e != nil {
+		outcome := "rejected"
+		if e.status >= 500 {
+			outcome = "error"
+		}
+		s.m.registrations.WithLabelValues(outcome).Inc()
+		s.fail(w, e)
+		return
+	}
+	s.m.registrations.WithLabelValues("ok").Inc()
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) register(ctx context.Context, req *protocol.RegisterRequest) (*protocol.RegisterResponse, *apiError) {
+	token := req.Token()
+	if token == "" {
+		return nil, errf(http.StatusBadRequest, protocol.ErrMissingRegistrationProof)
+	}
+	org, e := resolveOrg(ctx, req.OrgID, req.WorkspaceID)
+	if e != nil {
+		return nil, e
+	}
+	box, err := crypto.ParseBoxPublicKey(req.ServerPubkey)
+	if err != nil {
+		return nil, errf(http.StatusBadRequest, "invalid server_pubkey: want standard base64 of a 32-byte X25519 key")
+	}
+	sig, err := crypto.ParseSigningPublicKey(req.ServerSigningPubkey)
+	if err != nil {
+		return nil, errf(http.StatusBadRequest, "invalid server_signing_pubkey: want standard base64 of a 32-byte Ed25519 key")
+	}
+	inst, err := s.st.GetInstallation(ctx, org)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, errf(http.StatusNotFound, "%s: install the Slack app first", protocol.ErrOrgNotFound)
+	case err != nil:
+		s.logger(ctx).Error("installation lookup failed", "err", err)
+		return nil, errf(http.StatusServiceUnavailable, "state store unavailable")
+	case inst.Revoked:
+		return nil, errf(http.StatusNotFound, "%s: the Slack app was uninstalled; reinstall it", protocol.ErrOrgNotFound)
+	}
+	if len(token) < protocol.MinRegistrationTokenLength || len(token) > 512 {
+		return nil, errf(http.StatusForbidden, protocol.ErrInvalidRegistrationToken)
+	}
+	access, err := crypto.RandomToken(32)
+	if err != nil {
+		return nil, errf(http.StatusInternalServerError, "internal error")
+	}
+	idb, err := crypto.RandomBytes(12)
+	if err != nil {
+		return nil, errf(http.StatusInternalServerError, "internal error")
+	}
+	now := s.now()
+	a := &Agent{
+		ID: "ag-" + hex.EncodeToString(idb), OrgID: org, BoxPublicKey: box, SigningPublicKey: sig,
+		CreatedAt: now.UTC(), AccessTokenHash: s.hk.Hash(KindAccessToken, access),
+		AccessTokenExpiresAt: now.Add(s.cfg.AccessTokenTTL).UTC(),
+	}
+	err = s.st.RegisterAgent(ctx, s.hk.Hash(KindRegistrationToken, token), a, now)
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrExpired):
+		return nil, errf(http.StatusForbidden, protocol.ErrInvalidRegistrationToken)
+	case errors.Is(err, ErrUsed):
+		return nil, errf(http.StatusForbidden, protocol.ErrRegistrationTokenUsed)
+	case errors.Is(err, ErrAgentExists):
+		return nil, errf(http.StatusConflict, "agent %s: unregister it first or use new keys", protocol.ErrAlreadyActive)
+	case err != nil:
+		s.logger(ctx).Error("register agent failed", "err", err)
+		return nil, errf(http.StatusServiceUnavailable, "state store unavailable")
+	}
+	info(ctx).agent = a.ID
+	s.depth.track(a.ID, org)
+	s.logger(ctx).Info("agent registered")
+	return &protocol.RegisterResponse{
+		OK:                         true,
+		BrokerPubkey:               s.keys.Box.Public.String(),
+		BrokerSigningPubkey:        s.keys.Signing.Public().String(),
+		BrokerAccessToken:          access,
+		BrokerAccessTokenExpiresAt: a.AccessTokenExpiresAt.Format(time.RFC3339),
+		BrokerAccessTokenScopes:    append([]string(nil), protocol.DefaultScopes...),
+	}, nil
+}
+
+func (s *Server) handleUnregister(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	var req protocol.UnregisterRequest
+	if e := decodeJSON(w, r, &req); e != nil {
+		s.fail(w, e)
+		return
+	}
+	org, e := resolveOrg(ctx, req.OrgID, req.WorkspaceID)
+	if e != nil {
+		s.fail(w, e)
+		return
+	}
+	a, e := s.authAgent(ctx, r, org, "", req.Timestamp, protocol.UnregisterSigningBytes(org, req.Timestamp), req.Signature)
+	if e != nil {
+		s.fail(w, e)
+		return
+	}
+	fresh, err := s.st.UseSignature(ctx, s.hk.Hash(KindUnregisterSig, req.Signature), 2*protocol.TimestampWindow*time.Second)
+	if err != nil {
+		s.logger(ctx).Error("replay record failed", "err", err)
+		s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
+		return
+	}
+	if !fresh {
+		s.fail(w, errf(http.StatusConflict, protocol.ErrReplay))
+		return
+	}
+	if err := s.st.DeleteAgent(ctx, a.ID); err != nil && !errors.Is(err, ErrNotFound) {
+		s.logger(ctx).Error("delete agent failed", "err", err)
+		s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
+		return
+	}
+	if err := s.q.DeleteInbox(ctx, a.ID); err != nil {
+		// The agent is gone; its inbox ages out with the queue's retention.
+		s.logger(ctx).Warn("delete inbox failed", "err", err)
+	}
+	s.shared.Forget(a.BoxPublicKey)
+	s.depth.forget(a.ID)
+	s.logger(ctx).Info("agent unregistered")
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+}
+
+func (s *Server) handlePull(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	var req protocol.PullRequest
+	if e := decodeJSON(w, r, &req); e != nil {
+		s.m.pulls.WithLabelValues("rejected").Inc()
+		s.fail(w, e)
+		return
+	}
+	org, e := resolveOrg(ctx, req.OrgID, req.WorkspaceID)
+	if e != nil {
+		s.m.pulls.WithLabelValues("rejected").Inc()
+		s.fail(w, e)
+		return
+	}
+	maxN, wait, err := req.Limits()
+	if err != nil {
+		s.m.pulls.WithLabelValues("rejected").Inc()
+		s.fail(w, errf(http.StatusBadRequest, "%s", err.Error()))
+		return
+	}
+	a, e := s.authAgent(ctx, r, org, req.ProtocolVersion, req.Timestamp,
+		protocol.PullSigningBytes(org, req.Timestamp, maxN, wait), req.Signature)
+	if e != nil {
+		s.m.pulls.WithLabelValues("rejected").Inc()
+		s.fail(w, e)
+		return
+	}
+	s.depth.track(a.ID, org)
+	msgs, e := s.pull(ctx, a, maxN, time.Duration(wait)*time.Second)
+	if e != nil {
+		s.m.pulls.WithLabelValues("error").Inc()
+		s.fail(w, e)
+		return
+	}
+	s.m.pulls.WithLabelValues("ok").Inc()
+	s.m.pulledMessages.Add(float64(len(msgs)))
+	writeJSON(w, http.StatusOK, protocol.PullResponse{OK: true, Messages: msgs})
+}
+
+// pull leases messages for a, waiting up to wait (released early by
+// Shutdown). It caps concurrent waiting pulls per agent.
+func (s *Server) pull(ctx context.Context, a *Agent, maxN int, wait time.Duration) ([]protocol.InboxMessage, *apiError) {
+	if wait > LongPollMax {
+		wait = LongPollMax
+	}
+	if wait > 0 {
+		select {
+		case <-s.shutdown:
+			wait = 0 // shutting down: answer at once
+		default:
+		}
+	}
+	if wait > 0 {
+		s.pollsMu.Lock()
+		if s.polls[a.ID] >= s.cfg.MaxLongPollsPerAgent {
+			s.pollsMu.Unlock()
+			return nil, &apiError{status: http.StatusTooManyRequests, retryAfter: time.Second,
+				msg: protocol.ErrRateLimited + ": too many concurrent long polls for this agent"}
+		}
+		s.polls[a.ID]++
+		s.pollWG.Add(1)
+		s.pollsMu.Unlock()
+		s.m.longPolls.Inc()
+		defer func() {
+			s.pollsMu.Lock()
+			if s.polls[a.ID]--; s.polls[a.ID] <= 0 {
+				delete(s.polls, a.ID)
+			}
+			s.pollsMu.Unlock()
+			s.m.longPolls.Dec()
+			s.pollWG.Done()
+		}()
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-s.shutdown:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	qm, err := s.q.Pull(ctx, a.ID, maxN, wait)
+	if err != nil {
+		if ctx.Err() != nil {
+			// Released by Shutdown or the client went away: answer empty.
+			return []protocol.InboxMessage{}, nil
+		}
+		s.logger(ctx).Error("inbox pull failed", "err", err)
+		return nil, errf(http.StatusServiceUnavailable, "inbox store unavailable")
+	}
+	out := make([]protocol.InboxMessage, 0, len(qm))
+	for _, m := range qm {
+		var sm storedMessage
+		if err := json.Unmarshal(m.Body, &sm); err != nil {
+			// Not ours: drop it so it cannot block the inbox.
+			s.logger(ctx).Error("malformed inbox message acked", "message_id", m.ID)
+			_, _ = s.q.Ack(context.WithoutCancel(ctx), a.ID, []string{m.Receipt})
+			continue
+		}
+		out = append(out, protocol.InboxMessage{
+			MessageID: m.ID, OrgID: sm.OrgID, WorkspaceID: sm.OrgID, Encrypted: sm.Encrypted,
+			BrokerTimestamp: sm.BrokerTimestamp, BrokerSignature: sm.BrokerSignature,
+		})
+	}
+	return out, nil
+}
+
+func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	var req protocol.AckRequest
+	if e := decodeJSON(w, r, &req); e != nil {
+		s.m.acks.WithLabelValues("rejected").Inc()
+		s.fail(w, e)
+		return
+	}
+	org, e := resolveOrg(ctx, req.OrgID, req.WorkspaceID)
+	if e != nil {
+		s.m.acks.WithLabelValues("rejected").Inc()
+		s.fail(w, e)
+		return
+	}
+	if len(req.MessageIDs) > maxAckIDs {
+		s.m.acks.WithLabelValues("rejected").Inc()
+		s.fail(w, errf(http.StatusBadRequest, "invalid message_ids: at most %d per ack", maxAckIDs))
+		return
+	}
+	a, e := s.authAgent(ctx, r, org, req.ProtocolVersion, req.Timestamp,
+		protocol.AckSigningBytes(org, req.Timestamp, req.MessageIDs), req.Signature)
+	if e != nil {
+		s.m.acks.WithLabelValues("rejected").Inc()
+		s.fail(w, e)
+		return
+	}
+	// Bare ids only: a receipt suffix ("#n") is not part of the wire id.
+	ids := make([]string, 0, len(req.MessageIDs))
+	for _, id := range req.MessageIDs {
+		if id != "" && !strings.Contains(id, "#") {
+			ids = append(ids, id)
+		}
+	}
+	n := 0
+	if len(ids) > 0 {
+		var err error
+		n, err = s.q.Ack(ctx, a.ID, ids)
+		if err != nil && !errors.Is(err, queue.ErrInvalidArgument) {
+			s.m.acks.WithLabelValues("error").Inc()
+			s.logger(ctx).Error("inbox ack failed", "err", err)
+			s.fail(w, errf(http.StatusServiceUnavailable, "inbox store unavailable"))
+			return
+		}
+	}
+	s.m.acks.WithLabelValues("ok").Inc()
+	s.m.ackedMessages.Add(float64(n))
+	writeJSON(w, http.StatusOK, protocol.AckResponse{OK: true, Acked: n})
+}

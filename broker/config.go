@@ -1,0 +1,167 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/sealrelay/sealrelay/crypto"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultSlackAPIURL       = "https://slack.com/api/"
+	DefaultSlackAuthorizeURL = "https://slack.com/oauth/v2/authorize"
+	DefaultSendRate          = 1.0
+	DefaultSendBurst         = 20
+	DefaultMaxLongPolls      = 4
+	DefaultSlackTimeout      = 10 * time.Second
+	// LongPollMax is the longest a pull waits (protocol: wait_seconds ≤ 25).
+	LongPollMax = 25 * time.Second
+)
+
+// DefaultBotScopes are the bot scopes requested at install when
+// Config.BotScopes is empty.
+var DefaultBotScopes = []string{
+	"app_mentions:read", "channels:history", "groups:history", "im:history",
+	"mpim:history", "chat:write", "reactions:write", "commands",
+}
+
+// Config configures a Server. Secrets (client secret, signing secret) come
+// from the caller; the Server never logs them.
+type Config struct {
+	// PublicURL is the broker's externally reachable base URL, e.g.
+	// "https://broker.example.com". The OAuth redirect URI is
+	// PublicURL + "/slack/oauth/callback"; the install page shows it in the
+	// `bridge register --broker-url` command. Required.
+	PublicURL string
+	// SlackClientID and SlackClientSecret are the Slack app's OAuth
+	// credentials. Required.
+	SlackClientID     string
+	SlackClientSecret string
+	// SlackSigningSecret verifies Slack's webhooks. Required.
+	SlackSigningSecret string
+	// SlackAPIURL is the Web API base URL with a trailing slash (default
+	// https://slack.com/api/); tests point it at internal/slackfake.
+	SlackAPIURL string
+	// SlackAuthorizeURL is Slack's OAuth v2 authorize page (default
+	// https://slack.com/oauth/v2/authorize).
+	SlackAuthorizeURL string
+	// BotScopes and UserScopes are requested at install (BotScopes default
+	// DefaultBotScopes).
+	BotScopes  []string
+	UserScopes []string
+	// AccessTokenTTL is the lifetime of agent access tokens (default 90 days).
+	AccessTokenTTL time.Duration
+	// RegistrationTokenTTL is the lifetime of registration tokens (default 1 h).
+	RegistrationTokenTTL time.Duration
+	// OAuthStateTTL is how long an install's state stays valid (default 10 min).
+	OAuthStateTTL time.Duration
+	// EventDedupTTL is how long a Slack event_id is remembered (default 1 h).
+	EventDedupTTL time.Duration
+	// SendRate is the per-agent token bucket for /api/send (default 1/s,
+	// burst 20). A negative Rate disables the limit.
+	SendRate RateLimit
+	// MaxLongPollsPerAgent caps concurrent waiting pulls per agent (default 4).
+	MaxLongPollsPerAgent int
+	// SlackTimeout bounds each Slack API call (default 10 s).
+	SlackTimeout time.Duration
+	// Now returns the current time; nil means time.Now. For tests.
+	Now func() time.Time
+}
+
+// withDefaults returns c with zero fields defaulted.
+func (c Config) withDefaults() Config {
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.SlackAPIURL == "" {
+		c.SlackAPIURL = DefaultSlackAPIURL
+	}
+	if !strings.HasSuffix(c.SlackAPIURL, "/") {
+		c.SlackAPIURL += "/"
+	}
+	if c.SlackAuthorizeURL == "" {
+		c.SlackAuthorizeURL = DefaultSlackAuthorizeURL
+	}
+	if len(c.BotScopes) == 0 {
+		c.BotScopes = DefaultBotScopes
+	}
+	if c.AccessTokenTTL <= 0 {
+		c.AccessTokenTTL = DefaultAccessTokenTTL
+	}
+	if c.RegistrationTokenTTL <= 0 {
+		c.RegistrationTokenTTL = DefaultRegistrationTokenTTL
+	}
+	if c.OAuthStateTTL <= 0 {
+		c.OAuthStateTTL = DefaultOAuthStateTTL
+	}
+	if c.EventDedupTTL <= 0 {
+		c.EventDedupTTL = DefaultEventDedupTTL
+	}
+	if c.SendRate.Rate == 0 {
+		c.SendRate.Rate = DefaultSendRate
+	}
+	if c.SendRate.Burst <= 0 {
+		c.SendRate.Burst = DefaultSendBurst
+	}
+	if c.MaxLongPollsPerAgent <= 0 {
+		c.MaxLongPollsPerAgent = DefaultMaxLongPolls
+	}
+	if c.SlackTimeout <= 0 {
+		c.SlackTimeout = DefaultSlackTimeout
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Validate reports the first missing or malformed setting, naming it.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if c.PublicURL == "" {
+		return errors.New("broker config: PublicURL is required (the broker's external https URL)")
+	}
+	for name, v := range map[string]string{"PublicURL": c.PublicURL, "SlackAPIURL": c.SlackAPIURL, "SlackAuthorizeURL": c.SlackAuthorizeURL} {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("broker config: %s %q is not an absolute http(s) URL", name, v)
+		}
+	}
+	switch {
+	case c.SlackClientID == "":
+		return errors.New("broker config: SlackClientID is required (Slack app > Basic Information > Client ID)")
+	case c.SlackClientSecret == "":
+		return errors.New("broker config: SlackClientSecret is required (Slack app > Basic Information > Client Secret)")
+	case c.SlackSigningSecret == "":
+		return errors.New("broker config: SlackSigningSecret is required (Slack app > Basic Information > Signing Secret)")
+	}
+	return nil
+}
+
+// Keys are the broker's key material.
+type Keys struct {
+	// Box is the broker's X25519 key pair (agents seal sends to it).
+	Box *crypto.BoxKeyPair
+	// Signing is the broker's Ed25519 key (signs inbox messages; the token
+	// hash key is derived from it unless HashKey is set).
+	Signing *crypto.SigningKey
+	// Keyring encrypts bot and refresh tokens at rest.
+	Keyring *crypto.Keyring
+	// HashKey is the key of stored token hashes; nil derives it from
+	// Signing with DeriveHashKey.
+	HashKey *HashKey
+}
+
+func (k Keys) validate() error {
+	switch {
+	case k.Box == nil:
+		return errors.New("broker keys: box key pair missing (run `broker init`)")
+	case k.Signing == nil:
+		return errors.New("broker keys: signing key missing (run `broker init`)")
+	case k.Keyring == nil:
+		return errors.New("broker keys: master keyring missing (run `broker init`)")
+	}
+	return nil
+}

@@ -1,0 +1,408 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+
+	"github.com/slack-go/slack"
+
+	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/protocol"
+	"github.com/sealrelay/sealrelay/queue"
+)
+
+// Envelope types the broker adds for system notices.
+const (
+	TypeAppUninstalled = "app_uninstalled"
+	TypeTokensRevoked  = "tokens_revoked"
+	TypeAppRateLimited = "app_rate_limited"
+)
+
+// maxEventIDLength bounds event ids used as dedup keys.
+const maxEventIDLength = 256
+
+// verifySlack reads the body (capped) and checks Slack's signature and
+// timestamp. Any failure is 401 except an oversized body (413).
+func (s *Server) verifySlack(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+	body, e := readBody(w, r)
+	if e != nil {
+		return nil, e
+	}
+	sv, err := slack.NewSecretsVerifier(r.Header, s.cfg.SlackSigningSecret)
+	if err != nil {
+		return nil, errf(http.StatusUnauthorized, "invalid slack signature")
+	}
+	if _, err := sv.Write(body); err != nil {
+		return nil, errf(http.StatusUnauthorized, "invalid slack signature")
+	}
+	if err := sv.Ensure(); err != nil {
+		return nil, errf(http.StatusUnauthorized, "invalid slack signature")
+	}
+	return body, nil
+}
+
+// routingIDs lists candidate installation ids for a Slack payload, best
+// first: the enterprise id for org-wide installs, else the team id, then the
+// other one as a fallback.
+func routingIDs(teamID, enterpriseID string, enterpriseInstall bool) []string {
+	var ids []string
+	add := func(id string) {
+		if id == "" || protocol.ValidateID(id) != nil {
+			return
+		}
+		for _, x := range ids {
+			if x == id {
+				return
+			}
+		}
+		ids = append(ids, id)
+	}
+	if enterpriseInstall {
+		add(enterpriseID)
+	}
+	add(teamID)
+	add(enterpriseID)
+	return ids
+}
+
+// findInstallation returns the first candidate with an installation.
+func (s *Server) findInstallation(ctx context.Context, ids []string) (*Installation, error) {
+	for _, id := range ids {
+		inst, err := s.st.GetInstallation(ctx, id)
+		if err == nil {
+			return inst, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+	}
+	return nil, ErrNotFound
+}
+
+// buildEnvelope returns the generic envelope JSON around payload, which must
+// be valid JSON (it is embedded byte for byte).
+func buildEnvelope(source, typ string, ts int64, payload []byte) []byte {
+	src, _ := json.Marshal(source)
+	ty, _ := json.Marshal(typ)
+	b := make([]byte, 0, len(payload)+len(src)+len(ty)+64)
+	b = append(b, `{"source":`...)
+	b = append(b, src...)
+	b = append(b, `,"type":`...)
+	b = append(b, ty...)
+	b = append(b, `,"broker_timestamp":`...)
+	b = strconv.AppendInt(b, ts, 10)
+	b = append(b, `,"payload":`...)
+	b = append(b, payload...)
+	return append(b, '}')
+}
+
+// fanOut seals the envelope separately to every active agent of org and
+// enqueues each copy. It returns an error (→ 503) only when a copy could not
+// be stored for a reason other than a full inbox.
+func (s *Server) fanOut(ctx context.Context, org, source, typ string, payload []byte) *apiError {
+	log := s.logger(ctx)
+	agents, err := s.st.ListAgents(ctx, org)
+	if err != nil {
+		log.Error("list agents failed", "err", err)
+		return errf(http.StatusServiceUnavailable, "state store unavailable")
+	}
+	now := s.now()
+	active := agents[:0]
+	for _, a := range agents {
+		if now.Before(a.AccessTokenExpiresAt) {
+			active = append(active, a)
+		}
+	}
+	if len(active) == 0 {
+		s.m.eventsDropped.WithLabelValues("no_agents").Inc()
+		log.Info("event dropped: no active agent", "source", source, "type", typ)
+		return nil
+	}
+	ts := now.Unix()
+	plain := buildEnvelope(source, typ, ts, payload)
+	defer crypto.Wipe(plain)
+
+	enqueue := func(a *Agent) error {
+		msg, err := protocol.SealEnvelope(plain, org, "", ts, a.BoxPublicKey, s.keys.Signing)
+		if err != nil {
+			return err
+		}
+		body, err := json.Marshal(storedMessage{OrgID: org, Encrypted: msg.Encrypted,
+			BrokerTimestamp: msg.BrokerTimestamp, BrokerSignature: msg.BrokerSignature})
+		if err != nil {
+			return err
+		}
+		_, err = s.q.Enqueue(ctx, a.ID, body)
+		return err
+	}
+	errs := make([]error, len(active))
+	if len(active) == 1 {
+		errs[0] = enqueue(active[0])
+	} else {
+		var wg sync.WaitGroup
+		for i, a := range active {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = enqueue(a)
+			}()
+		}
+		wg.Wait()
+	}
+	var failed bool
+	for i, err := range errs {
+		a := active[i]
+		switch {
+		case err == nil:
+			s.m.eventsQueued.Inc()
+			s.depth.track(a.ID, org)
+		case errors.Is(err, queue.ErrInboxFull):
+			s.m.eventsDropped.WithLabelValues("inbox_full").Inc()
+			log.Warn("event copy dropped: inbox full", "agent_id", a.ID, "type", typ)
+		case errors.Is(err, queue.ErrTooLarge):
+			s.m.eventsDropped.WithLabelValues("too_large").Inc()
+			log.Warn("event copy dropped: too large", "agent_id", a.ID, "type", typ)
+		default:
+			failed = true
+			log.Error("enqueue failed", "agent_id", a.ID, "err", err)
+		}
+	}
+	if failed {
+		return errf(http.StatusServiceUnavailable, "inbox store unavailable")
+	}
+	return nil
+}
+
+// eventsBody is the part of an Events API request the broker reads.
+type eventsBody struct {
+	Type                string `json:"type"`
+	Challenge           string `json:"challenge"`
+	TeamID              string `json:"team_id"`
+	EnterpriseID        string `json:"enterprise_id"`
+	IsEnterpriseInstall bool   `json:"is_enterprise_install"`
+	EventID             string `json:"event_id"`
+	Event               struct {
+		Type   string `json:"type"`
+		Tokens struct {
+			Bot []string `json:"bot"`
+		} `json:"tokens"`
+	} `json:"event"`
+	Authorizations []struct {
+		TeamID              string `json:"team_id"`
+		EnterpriseID        string `json:"enterprise_id"`
+		IsEnterpriseInstall bool   `json:"is_enterprise_install"`
+	} `json:"authorizations"`
+}
+
+func (b *eventsBody) routing() []string {
+	if len(b.Authorizations) > 0 {
+		a := b.Authorizations[0]
+		ids := routingIDs(a.TeamID, a.EnterpriseID, a.IsEnterpriseInstall)
+		return append(ids, routingIDs(b.TeamID, b.EnterpriseID, b.IsEnterpriseInstall)...)
+	}
+	return routingIDs(b.TeamID, b.EnterpriseID, b.IsEnterpriseInstall)
+}
+
+func (s *Server) handleSlackEvents(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	body, e := s.verifySlack(w, r)
+	if e != nil {
+		s.fail(w, e)
+		return
+	}
+	s.m.eventsReceived.WithLabelValues("events").Inc()
+	var ev eventsBody
+	if err := json.Unmarshal(body, &ev); err != nil {
+		s.fail(w, errf(http.StatusBadRequest, "%s: %s", protocol.ErrInvalidJSON, jsonErrorText(err)))
+		return
+	}
+	switch ev.Type {
+	case "url_verification":
+		writeJSON(w, http.StatusOK, map[string]string{"challenge": ev.Challenge})
+		return
+	case "event_callback", TypeAppRateLimited:
+	default:
+		s.m.eventsDropped.WithLabelValues("unsupported").Inc()
+		s.fail(w, errf(http.StatusBadRequest, "unsupported payload type"))
+		return
+	}
+	if len(ev.EventID) > maxEventIDLength {
+		s.fail(w, errf(http.StatusBadRequest, "invalid event_id"))
+		return
+	}
+	inst, err := s.findInstallation(ctx, ev.routing())
+	if errors.Is(err, ErrNotFound) {
+		s.m.eventsDropped.WithLabelValues("no_installation").Inc()
+		s.logger(ctx).Info("event dropped: no installation", "type", ev.Type)
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+		return
+	}
+	if err != nil {
+		s.logger(ctx).Error("installation lookup failed", "err", err)
+		s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
+		return
+	}
+	org := inst.OrgID
+	info(ctx).org = org
+
+	if ev.EventID != "" {
+		claim, err := s.st.ClaimEvent(ctx, ev.EventID)
+		if err != nil {
+			s.logger(ctx).Error("event dedup failed", "err", err)
+			s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
+			return
+		}
+		switch claim {
+		case EventDone:
+			s.m.eventsDropped.WithLabelValues("duplicate").Inc()
+			writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+			return
+		case EventInProgress:
+			s.fail(w, errf(http.StatusServiceUnavailable, "event is being stored; retry"))
+			return
+		}
+	}
+	source, typ := protocol.SourceSlack, protocol.TypeEventCallback
+	switch {
+	case ev.Type == TypeAppRateLimited:
+		source, typ = protocol.SourceSystem, TypeAppRateLimited
+		s.logger(ctx).Warn("slack reports app_rate_limited")
+	case ev.Event.Type == TypeAppUninstalled || (ev.Event.Type == TypeTokensRevoked && len(ev.Event.Tokens.Bot) > 0):
+		source, typ = protocol.SourceSystem, ev.Event.Type
+		if err := s.st.RevokeInstallation(ctx, org, s.now()); err != nil && !errors.Is(err, ErrNotFound) {
+			s.logger(ctx).Error("revoke installation failed", "err", err)
+			s.releaseEvent(ctx, ev.EventID)
+			s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
+			return
+		}
+		s.logger(ctx).Warn("installation revoked by slack", "event", ev.Event.Type)
+	}
+	if e := s.fanOut(ctx, org, source, typ, body); e != nil {
+		s.releaseEvent(ctx, ev.EventID)
+		s.fail(w, e)
+		return
+	}
+	if ev.EventID != "" {
+		if err := s.st.CompleteEvent(ctx, ev.EventID, s.cfg.EventDedupTTL); err != nil {
+			// Stored already; a retry may duplicate it, which at-least-once allows.
+			s.logger(ctx).Warn("event dedup record failed", "err", err)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+}
+
+func (s *Server) releaseEvent(ctx context.Context, id string) {
+	if id == "" {
+		return
+	}
+	if err := s.st.ReleaseEvent(context.WithoutCancel(ctx), id); err != nil {
+		s.logger(ctx).Warn("event dedup release failed", "err", err)
+	}
+}
+
+// interactionBody is the part of an interactivity payload the broker reads.
+type interactionBody struct {
+	Type string `json:"type"`
+	Team *struct {
+		ID string `json:"id"`
+	} `json:"team"`
+	Enterprise *struct {
+		ID string `json:"id"`
+	} `json:"enterprise"`
+	IsEnterpriseInstall bool `json:"is_enterprise_install"`
+	User                *struct {
+		TeamID string `json:"team_id"`
+	} `json:"user"`
+}
+
+func (s *Server) handleSlackInteractivity(w http.ResponseWriter, r *http.Request) {
+	body, e := s.verifySlack(w, r)
+	if e != nil {
+		s.fail(w, e)
+		return
+	}
+	s.m.eventsReceived.WithLabelValues("interactivity").Inc()
+	form, err := url.ParseQuery(string(body))
+	if err != nil || form.Get("payload") == "" {
+		s.fail(w, errf(http.StatusBadRequest, "invalid interactivity request: want form field payload"))
+		return
+	}
+	payload := []byte(form.Get("payload"))
+	var ib interactionBody
+	if err := json.Unmarshal(payload, &ib); err != nil {
+		s.fail(w, errf(http.StatusBadRequest, "%s: %s", protocol.ErrInvalidJSON, jsonErrorText(err)))
+		return
+	}
+	if ib.Type == "" || len(ib.Type) > 64 {
+		s.fail(w, errf(http.StatusBadRequest, "invalid interactivity payload: missing type"))
+		return
+	}
+	var team, ent string
+	if ib.Team != nil {
+		team = ib.Team.ID
+	}
+	if team == "" && ib.User != nil {
+		team = ib.User.TeamID
+	}
+	if ib.Enterprise != nil {
+		ent = ib.Enterprise.ID
+	}
+	s.ingest(w, r, routingIDs(team, ent, ib.IsEnterpriseInstall), ib.Type, payload)
+	crypto.Wipe(payload)
+}
+
+func (s *Server) handleSlackCommands(w http.ResponseWriter, r *http.Request) {
+	body, e := s.verifySlack(w, r)
+	if e != nil {
+		s.fail(w, e)
+		return
+	}
+	s.m.eventsReceived.WithLabelValues("commands").Inc()
+	form, err := url.ParseQuery(string(body))
+	if err != nil || form.Get("command") == "" {
+		s.fail(w, errf(http.StatusBadRequest, "invalid slash command request"))
+		return
+	}
+	fields := make(map[string]string, len(form))
+	for k, v := range form {
+		if len(v) > 0 {
+			fields[k] = v[0]
+		}
+	}
+	payload, err := json.Marshal(fields)
+	if err != nil {
+		s.fail(w, errf(http.StatusBadRequest, "invalid slash command request"))
+		return
+	}
+	s.ingest(w, r, routingIDs(form.Get("team_id"), form.Get("enterprise_id"), form.Get("is_enterprise_install") == "true"),
+		protocol.TypeSlashCommand, payload)
+	crypto.Wipe(payload)
+}
+
+// ingest routes and fans out an interactivity or command payload.
+func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ids []string, typ string, payload []byte) {
+	ctx := r.Context()
+	inst, err := s.findInstallation(ctx, ids)
+	if errors.Is(err, ErrNotFound) {
+		s.m.eventsDropped.WithLabelValues("no_installation").Inc()
+		s.logger(ctx).Info("event dropped: no installation", "type", typ)
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+		return
+	}
+	if err != nil {
+		s.logger(ctx).Error("installation lookup failed", "err", err)
+		s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
+		return
+	}
+	info(ctx).org = inst.OrgID
+	if e := s.fanOut(ctx, inst.OrgID, protocol.SourceSlack, typ, payload); e != nil {
+		s.fail(w, e)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+}

@@ -1,0 +1,128 @@
+package broker
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sealrelay/sealrelay/queue"
+)
+
+// metrics are the broker's Prometheus metrics, all named sealrelay_broker_*.
+type metrics struct {
+	eventsReceived *prometheus.CounterVec // endpoint
+	eventsQueued   prometheus.Counter     // copies stored (one per agent)
+	eventsDropped  *prometheus.CounterVec // reason
+	pulls          *prometheus.CounterVec // outcome
+	pulledMessages prometheus.Counter
+	acks           *prometheus.CounterVec // outcome
+	ackedMessages  prometheus.Counter
+	sends          *prometheus.CounterVec // action, outcome
+	slackErrors    *prometheus.CounterVec // method, code
+	registrations  *prometheus.CounterVec // outcome
+	installs       *prometheus.CounterVec // outcome
+	longPolls      prometheus.Gauge
+	latency        *prometheus.HistogramVec // route, code
+}
+
+func newMetrics(reg prometheus.Registerer, depth *depthCollector) (*metrics, error) {
+	m := &metrics{
+		eventsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sealrelay_broker_events_received_total",
+			Help: "Slack requests with a valid signature, by endpoint."}, []string{"endpoint"}),
+		eventsQueued: prometheus.NewCounter(prometheus.CounterOpts{Name: "sealrelay_broker_events_queued_total",
+			Help: "Sealed event copies stored in agent inboxes (one per agent)."}),
+		eventsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sealrelay_broker_events_dropped_total",
+			Help: "Events or event copies not queued, by reason."}, []string{"reason"}),
+		pulls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sealrelay_broker_pulls_total",
+			Help: "inbox.pull requests, by outcome."}, []string{"outcome"}),
+		pulledMessages: prometheus.NewCounter(prometheus.CounterOpts{Name: "sealrelay_broker_pulled_messages_total",
+			Help: "Messages handed out by inbox.pull."}),
+		acks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sealrelay_broker_acks_total",
+			Help: "inbox.ack requests, by outcome."}, []string{"outcome"}),
+		ackedMessages: prometheus.NewCounter(prometheus.CounterOpts{Name: "sealrelay_broker_acked_messages_total",
+			Help: "Messages removed by inbox.ack."}),
+		sends: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sealrelay_broker_sends_total",
+			Help: "send requests, by action and outcome."}, []string{"action", "outcome"}),
+		slackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sealrelay_broker_slack_api_errors_total",
+			Help: "Slack Web API errors, by method and error code."}, []string{"method", "code"}),
+		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sealrelay_broker_registrations_total",
+			Help: "Agent registrations, by outcome."}, []string{"outcome"}),
+		installs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sealrelay_broker_installs_total",
+			Help: "Slack OAuth installs, by outcome."}, []string{"outcome"}),
+		longPolls: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sealrelay_broker_long_polls_active",
+			Help: "Pulls currently waiting for messages in this process."}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sealrelay_broker_request_duration_seconds",
+			Help:    "HTTP request latency, by route and status code.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"route", "code"}),
+	}
+	for _, c := range []prometheus.Collector{m.eventsReceived, m.eventsQueued, m.eventsDropped, m.pulls,
+		m.pulledMessages, m.acks, m.ackedMessages, m.sends, m.slackErrors, m.registrations, m.installs,
+		m.longPolls, m.latency, depth} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// depthCollector reports sealrelay_broker_queue_depth for the inboxes this
+// process has served, reading queue.Store.Stats at scrape time.
+type depthCollector struct {
+	q    queue.Store
+	desc *prometheus.Desc
+	dead *prometheus.Desc
+
+	mu      sync.Mutex
+	inboxes map[string]string // agent id → org id
+}
+
+func newDepthCollector(q queue.Store) *depthCollector {
+	return &depthCollector{
+		q: q,
+		desc: prometheus.NewDesc("sealrelay_broker_queue_depth",
+			"Unacknowledged messages (ready plus leased) per agent inbox served by this process.", []string{"org_id", "agent_id"}, nil),
+		dead: prometheus.NewDesc("sealrelay_broker_queue_dead_letters",
+			"Dead-lettered messages per agent inbox served by this process.", []string{"org_id", "agent_id"}, nil),
+		inboxes: map[string]string{},
+	}
+}
+
+func (d *depthCollector) track(agentID, orgID string) {
+	d.mu.Lock()
+	d.inboxes[agentID] = orgID
+	d.mu.Unlock()
+}
+
+func (d *depthCollector) forget(agentID string) {
+	d.mu.Lock()
+	delete(d.inboxes, agentID)
+	d.mu.Unlock()
+}
+
+// Describe implements prometheus.Collector.
+func (d *depthCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- d.desc
+	ch <- d.dead
+}
+
+// Collect implements prometheus.Collector.
+func (d *depthCollector) Collect(ch chan<- prometheus.Metric) {
+	d.mu.Lock()
+	in := make(map[string]string, len(d.inboxes))
+	for k, v := range d.inboxes {
+		in[k] = v
+	}
+	d.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for agent, org := range in {
+		st, err := d.q.Stats(ctx, agent)
+		if err != nil {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.GaugeValue, float64(st.Depth()), org, agent)
+		ch <- prometheus.MustNewConstMetric(d.dead, prometheus.GaugeValue, float64(st.DeadLetters), org, agent)
+	}
+}
