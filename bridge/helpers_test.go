@@ -4,10 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
-	"io"
 	"os"
 	"strings"
 	"sync"
@@ -165,10 +166,22 @@ func slackEvent(text, channel, ts string) protocol.Envelope {
 	return protocol.Envelope{Source: protocol.SourceSlack, Type: protocol.TypeEventCallback, BrokerTimestamp: time.Now().Unix(), Payload: payload}
 }
 
-// apiServer serves the bridge's local API on a loopback port and returns
-// its base URL.
-func apiServer(t testing.TB, b *bridge.Bridge) string {
-	srv := httptest.NewServer(b.Handler())
+// apiListener reserves a loopback port for the local API; set
+// Config.ListenAddr to its address so that the Host check passes.
+func apiListener(t testing.TB) net.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// serveAPI serves the bridge's local API on ln and returns its base URL.
+func serveAPI(t testing.TB, ln net.Listener, b *bridge.Bridge) string {
+	srv := httptest.NewUnstartedServer(b.Handler())
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
