@@ -284,6 +284,9 @@ func (s *Server) pull(ctx context.Context, a *Agent, maxN int, wait time.Duratio
 		s.pollWG.Add(1)
 		s.pollsMu.Unlock()
 		s.m.longPolls.Inc()
+		if s.onLongPoll != nil {
+			s.onLongPoll(a.ID)
+		}
 		defer func() {
 			s.pollsMu.Lock()
 			if s.polls[a.ID]--; s.polls[a.ID] <= 0 {

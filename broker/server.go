@@ -49,6 +49,9 @@ type Server struct {
 	polls   map[string]int // agent id → waiting pulls
 
 	refreshMu sync.Mutex // serializes bot token refreshes in this process
+
+	// onLongPoll, when set (tests), is called when a pull starts waiting.
+	onLongPoll func(agentID string)
 }
 
 // New builds a Server. st and q must be ready to use; the Server does not
