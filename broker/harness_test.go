@@ -516,3 +516,5 @@ func (h *harness) assertNoSecrets(canaries ...string) {
 		}
 	}
 }
+
+func queueOptions(capacity int) queue.Options { return queue.Options{Capacity: capacity} }
