@@ -94,10 +94,10 @@ func TestRegisterErrors(t *testing.T) {
 
 // reqOpts shape a signed agent request for the auth table.
 type reqOpts struct {
-	org, ws  string
-	ts       int64
-	signer   *crypto.SigningKey
-	version  string // "" omits protocol_version
+	org, ws string
+	ts      int64
+	signer  *crypto.SigningKey
+	version string // "" omits protocol_version
 }
 
 type endpointCase struct {

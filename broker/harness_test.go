@@ -57,7 +57,7 @@ func (b *syncBuffer) String() string {
 // testClock is a real clock plus an adjustable offset.
 type testClock struct{ offset atomic.Int64 }
 
-func (c *testClock) Now() time.Time         { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // harness is a broker (one or more replicas) on the real local Redis with a
@@ -425,7 +425,7 @@ func eventBody(team, text string) ([]byte, string) {
 	b, _ := json.Marshal(map[string]any{
 		"token": "legacy", "team_id": team, "api_app_id": "A0FAKE001", "type": "event_callback",
 		"event_id": id, "event_time": 1771465000,
-		"event": map[string]any{"type": "app_mention", "user": "U1", "text": text, "ts": "1771465000.000100", "channel": "C1"},
+		"event":          map[string]any{"type": "app_mention", "user": "U1", "text": text, "ts": "1771465000.000100", "channel": "C1"},
 		"authorizations": []map[string]any{{"team_id": team, "user_id": "U0FAKEBOT", "is_bot": true, "is_enterprise_install": false}},
 	})
 	return b, id
