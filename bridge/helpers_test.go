@@ -201,3 +201,11 @@ func equalStrings(a, b []string) bool {
 var _ = http.StatusOK
 
 func stringsReader(s string) io.Reader { return strings.NewReader(s) }
+
+func newBridge(t testing.TB, cfg bridge.Config) (*bridge.Bridge, error) {
+	b, err := bridge.New(cfg, testLogger(t))
+	if err == nil {
+		t.Cleanup(func() { b.Close() })
+	}
+	return b, err
+}

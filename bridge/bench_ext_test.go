@@ -1,0 +1,45 @@
+package bridge_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/sealrelay/sealrelay/bridge/bridgetest"
+)
+
+// BenchmarkLocalSend measures POST /send on the local API end to end: HTTP
+// to the bridge, validation, crypto_box with the cached shared key, Ed25519
+// signature, HTTP to a scripted broker on loopback (which verifies the
+// signature and opens the box) and the answer back.
+// Run: go test -run x -bench LocalSend -cpu 1 ./bridge/
+func BenchmarkLocalSend(b *testing.B) {
+	fb := bridgetest.New(b, testOrg)
+	id := newIdentity(b, fb)
+	cfg := baseConfig(b, id, b.TempDir())
+	cfg.Stream = true
+	ln := apiListener(b)
+	cfg.ListenAddr = ln.Addr().String()
+	br, err := newBridge(b, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	base := serveAPI(b, ln, br)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	body := `{"channel":"C0123ABCD","text":"` + strings.Repeat("reply text ", 20) + `","thread_ts":"1771464999.000100"}`
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		req, _ := http.NewRequest(http.MethodPost, base+"/send", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sends/s")
+}
