@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/sealrelay/sealrelay/broker"
+	"github.com/sealrelay/sealrelay/crypto"
+)
+
+const rotateHelpIntro = `Usage: broker keys rotate [flags]
+
+Adds a new master key version to the keyring file (written atomically, mode
+0600; older versions are kept) and re-wraps every stored Slack token's data key
+under it, then reports how many secrets were re-wrapped. The secrets themselves
+are never decrypted.
+
+The keyring must be a file: --master-keys-file, SEALRELAY_MASTER_KEYS_FILE, or
+<keys-dir>/master.keys. The store is the one broker serve uses: Redis with
+--redis-url, else the embedded store in --data-dir (stop the broker first; the
+embedded store allows one process).
+
+With Redis and running replicas, rotate in two steps so that no replica meets a
+secret wrapped under a version it does not know:
+  broker keys rotate --no-rewrap     # add the version
+  (restart every replica so it loads the new keyring)
+  broker keys rotate --rewrap-only   # re-wrap under the newest version
+
+Settings:
+`
+
+// rotateSettings are the serve settings `keys rotate` reads.
+func rotateSettings() []*setting {
+	var out []*setting
+	for _, s := range allSettings() {
+		if s.Rotate {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// cmdKeysRotate implements `broker keys rotate`.
+func cmdKeysRotate(ctx context.Context, args []string, getenv func(string) string, stdout, _ io.Writer) error {
+	fs := newFlagSet("broker keys rotate", rotateSettings())
+	noRewrap := fs.Bool("no-rewrap", false, "only add the new master key version")
+	rewrapOnly := fs.Bool("rewrap-only", false, "only re-wrap stored secrets under the newest version already in the keyring")
+	r, err := parseFlags(fs, args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, rotateHelpIntro)
+		printSettingsHelp(stdout, rotateSettings())
+		fmt.Fprint(stdout, "  --no-rewrap\n        only add the new master key version\n  --rewrap-only\n        only re-wrap stored secrets under the newest version in the keyring\n")
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if *noRewrap && *rewrapOnly {
+		return usageError{"--no-rewrap and --rewrap-only exclude each other"}
+	}
+
+	// The keyring must be a file we can rewrite.
+	mk := settingByName("master-keys")
+	path := ""
+	switch {
+	case r.set[mk.Name]:
+		r.problem("--%s gives the keyring as a value: keys rotate needs a file to append to: use --%s-file", mk.Name, mk.Name)
+	case r.set[mk.Name+"-file"]:
+		path = fs.Lookup(mk.Name + "-file").Value.String()
+	case getenv(mk.Env) != "":
+		r.problem("%s holds the keyring itself: keys rotate needs a file to append to: store it in a file and set %s_FILE (or --%s-file)", mk.Env, mk.Env, mk.Name)
+	case getenv(mk.Env+"_FILE") != "":
+		path = getenv(mk.Env + "_FILE")
+	default:
+		kd := r.get(settingByName("keys-dir"))
+		if kd.text == "" {
+			r.problem("%s is empty: name the directory written by `broker init`", settingByName("keys-dir").names())
+		} else {
+			path = filepath.Join(kd.text, masterKeysFile)
+		}
+	}
+	c := &config{}
+	if !*noRewrap {
+		r.storage(c)
+	}
+	if len(r.problems) > 0 {
+		return &configError{problems: r.problems}
+	}
+
+	kr, version, err := addMasterKey(path, *rewrapOnly)
+	if err != nil {
+		return err
+	}
+	if !*rewrapOnly {
+		fmt.Fprintf(stdout, "Added master key version %d to %s.\n", version, path)
+	}
+	if *noRewrap {
+		fmt.Fprintf(stdout, "Restart every broker so it loads version %d, then run `broker keys rotate --rewrap-only`.\n", version)
+		return nil
+	}
+
+	st, closeState, err := openStateForRotate(ctx, c)
+	if err != nil {
+		return fmt.Errorf("%w (the new key version %d is saved in %s; after fixing this, run `broker keys rotate --rewrap-only`)", err, version, path)
+	}
+	defer closeState()
+	n, err := st.RewrapSecrets(ctx, kr.Rewrap)
+	if err != nil {
+		return fmt.Errorf("re-wrap stored secrets (%d done): %w; the new key version %d is saved in %s: run `broker keys rotate --rewrap-only` again", n, err, version, path)
+	}
+	fmt.Fprintf(stdout, "Re-wrapped %d stored secrets under master key version %d.\n", n, version)
+	if !*rewrapOnly {
+		fmt.Fprintf(stdout, "Restart the broker(s) so they load version %d. Keep the older versions in %s: a backup of the store may still need them.\n", version, path)
+	}
+	return nil
+}
+
+// addMasterKey reads the keyring file at path and, unless rewrapOnly,
+// appends a new version atomically (temp file + fsync + rename, mode 0600).
+// It returns the resulting keyring and its active version.
+func addMasterKey(path string, rewrapOnly bool) (*crypto.Keyring, uint32, error) {
+	text, err := readSecretFile(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read master keyring %s: %w (run `broker init` first, or point --keys-dir / --master-keys-file at it)", path, err)
+	}
+	kr, err := crypto.ParseKeyring(text)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	if rewrapOnly {
+		return kr, kr.ActiveVersion(), nil
+	}
+	next := kr.ActiveVersion() + 1
+	if next == 0 {
+		return nil, 0, fmt.Errorf("%s: master key versions exhausted", path)
+	}
+	entry, err := crypto.GenerateMasterKeyEntry(next)
+	if err != nil {
+		return nil, 0, err
+	}
+	// Keep the file as it was (comments included) and append the entry.
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read master keyring %s: %w", path, err)
+	}
+	defer crypto.Wipe(orig)
+	out := make([]byte, 0, len(orig)+len(entry)+2)
+	out = append(out, orig...)
+	if len(out) > 0 && out[len(out)-1] != '\n' {
+		out = append(out, '\n')
+	}
+	out = append(out, entry...)
+	out = append(out, '\n')
+	defer crypto.Wipe(out)
+	nkr, err := crypto.ParseKeyring(string(out))
+	if err != nil || nkr.ActiveVersion() != next {
+		return nil, 0, fmt.Errorf("%s: new keyring does not parse back (%v); nothing written", path, err)
+	}
+	if err := writeFileAtomic(path, out); err != nil {
+		return nil, 0, err
+	}
+	return nkr, next, nil
+}
+
+// writeFileAtomic replaces path with b: a temporary file (mode 0600) in the
+// same directory is written and fsynced, then renamed over path, and the
+// directory is fsynced.
+func writeFileAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: cannot create a temporary file next to it (is the directory read-only, e.g. a mounted secret?): %w", path, err)
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		_ = f.Close()
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(0o600); err != nil {
+		return fail(err)
+	}
+	if _, err := f.Write(b); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(dir)
+}
+
+// Redis key namespaces under --redis-prefix.
+const (
+	redisStateNS = "st:"
+	redisQueueNS = "q:"
+)
+
+// openStateForRotate opens the State broker serve would use.
+func openStateForRotate(ctx context.Context, c *config) (broker.State, func(), error) {
+	if c.RedisOptions != nil {
+		rdb := redis.NewClient(c.RedisOptions)
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := rdb.Ping(pctx).Err(); err != nil {
+			_ = rdb.Close()
+			return nil, nil, fmt.Errorf("redis at %s is unreachable: %v (check --redis-url / SEALRELAY_REDIS_URL)", c.RedisOptions.Addr, err)
+		}
+		st := broker.NewRedisState(rdb, c.RedisPrefix+redisStateNS)
+		return st, func() { _ = st.Close(); _ = rdb.Close() }, nil
+	}
+	st, err := openBoltState(c.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, func() { _ = st.Close() }, nil
+}
+
+// openBoltState opens the embedded state in dataDir with a message that
+// explains a locked file.
+func openBoltState(dataDir string) (*broker.BoltState, error) {
+	path := filepath.Join(dataDir, broker.BoltStateFileName)
+	st, err := broker.OpenBoltState(path)
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%s is in use by another process (a running `broker serve`?): the embedded store allows one process; stop it first, or use --redis-url", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sealrelay/sealrelay/broker"
+	"github.com/sealrelay/sealrelay/protocol"
+	"github.com/sealrelay/sealrelay/queue"
+)
+
+// cmdServe implements `broker serve`.
+func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		printServeHelp(stdout)
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg, stderr)
+	redis.SetLogger(redisLogger{logger.With("component", "redis")})
+	for _, w := range cfg.Warnings {
+		logger.Warn(w)
+	}
+	return serve(ctx, cfg, logger, nil)
+}
+
+// redisLogger routes go-redis's internal messages (dial failures and the
+// like) to slog at warn level.
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.WarnContext(ctx, fmt.Sprintf(format, v...))
+}
+
+func newLogger(cfg *config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// listening reports the bound addresses once serve accepts connections
+// (metrics is nil when the metrics listener is off).
+type listening struct {
+	API, Metrics net.Addr
+}
+
+// stores are the opened State and queue.Store with their closer.
+type stores struct {
+	st    broker.State
+	q     queue.Store
+	kind  string
+	close func()
+}
+
+func openStores(ctx context.Context, cfg *config, logger *slog.Logger) (*stores, error) {
+	if cfg.RedisOptions != nil {
+		rdb := redis.NewClient(cfg.RedisOptions)
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := rdb.Ping(pctx).Err()
+		cancel()
+		if err != nil {
+			_ = rdb.Close()
+			return nil, fmt.Errorf("redis at %s is unreachable: %v (check --redis-url / SEALRELAY_REDIS_URL)", cfg.RedisOptions.Addr, err)
+		}
+		q, err := queue.NewRedisStore(rdb, queue.RedisOptions{Prefix: cfg.RedisPrefix + redisQueueNS, Logger: logger})
+		if err != nil {
+			_ = rdb.Close()
+			return nil, fmt.Errorf("open redis queue: %w", err)
+		}
+		st := broker.NewRedisState(rdb, cfg.RedisPrefix+redisStateNS)
+		return &stores{st: st, q: q, kind: "redis", close: func() {
+			_ = q.Close()
+			_ = st.Close()
+			_ = rdb.Close()
+		}}, nil
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory (--data-dir / SEALRELAY_DATA_DIR): %w", err)
+	}
+	st, err := openBoltState(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	q, err := queue.OpenBoltStore(cfg.DataDir, queue.Options{}, queue.WithLogger(logger))
+	if err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("open embedded queue in %s: %w", cfg.DataDir, err)
+	}
+	return &stores{st: st, q: q, kind: "embedded", close: func() {
+		_ = q.Close()
+		_ = st.Close()
+	}}, nil
+}
+
+// brokerConfig maps the command's configuration to broker.Config.
+func brokerConfig(cfg *config) broker.Config {
+	rate := broker.RateLimit{Rate: cfg.SendRate, Burst: cfg.SendBurst}
+	if cfg.SendRate == 0 {
+		rate.Rate = -1 // no limit
+	}
+	return broker.Config{
+		PublicURL:            cfg.PublicURL,
+		SlackClientID:        cfg.SlackClientID,
+		SlackClientSecret:    cfg.SlackClientSecret,
+		SlackSigningSecret:   cfg.SlackSigningSecret,
+		SlackAPIURL:          cfg.SlackAPIURL,
+		SlackAuthorizeURL:    cfg.SlackAuthorizeURL,
+		BotScopes:            cfg.SlackBotScopes,
+		AccessTokenTTL:       cfg.AccessTokenTTL,
+		SendRate:             rate,
+		MaxLongPollsPerAgent: cfg.MaxPollsPerAgent,
+	}
+}
+
+// serve runs the broker until ctx ends, then shuts down gracefully. ready,
+// when not nil, receives the bound addresses once both listeners accept
+// connections.
+func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- listening) error {
+	s, err := openStores(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := broker.New(brokerConfig(cfg), s.st, s.q, broker.Keys{Box: cfg.BoxKey, Signing: cfg.SigningKey, Keyring: cfg.Keyring}, logger, reg)
+	if err != nil {
+		return fmt.Errorf("start broker: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (--listen / SEALRELAY_LISTEN): %w", cfg.Listen, err)
+	}
+	hs := srv.HTTPServer(cfg.Listen)
+	var mln net.Listener
+	var ms *http.Server
+	if cfg.MetricsListen != "" {
+		mln, err = net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen on %s (--metrics-listen / SEALRELAY_METRICS_LISTEN): %w", cfg.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", srv.MetricsHandler())
+		ms = &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       60 * time.Second,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+	}
+
+	errc := make(chan error, 2)
+	go func() {
+		var err error
+		if cfg.TLSCert != "" {
+			err = hs.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			err = hs.Serve(ln)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("public listener: %w", err)
+		}
+	}()
+	attrs := []any{"version", version, "protocol", protocol.Version, "listen", ln.Addr().String(),
+		"public_url", cfg.PublicURL, "store", s.kind, "tls", cfg.TLSCert != ""}
+	addrs := listening{API: ln.Addr()}
+	if ms != nil {
+		go func() {
+			if err := ms.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics listener: %w", err)
+			}
+		}()
+		addrs.Metrics = mln.Addr()
+		attrs = append(attrs, "metrics_listen", mln.Addr().String())
+	}
+	if cfg.RedisOptions != nil {
+		attrs = append(attrs, "redis_addr", cfg.RedisOptions.Addr)
+	} else {
+		attrs = append(attrs, "data_dir", cfg.DataDir)
+	}
+	logger.Info("broker started", attrs...)
+	if ready != nil {
+		ready <- addrs
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	case runErr = <-errc:
+		logger.Error("listener failed; shutting down", "err", runErr)
+	}
+
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	// Release long polls first so that http.Server.Shutdown does not wait
+	// for them to time out.
+	pollDone := make(chan error, 1)
+	go func() { pollDone <- srv.Shutdown(sctx) }()
+	if err := hs.Shutdown(sctx); err != nil {
+		logger.Warn("public listener did not drain in time; closing connections", "err", err)
+		_ = hs.Close()
+	}
+	if err := <-pollDone; err != nil {
+		logger.Warn("long polls did not finish in time", "err", err)
+	}
+	if ms != nil {
+		if err := ms.Shutdown(sctx); err != nil {
+			_ = ms.Close()
+		}
+	}
+	logger.Info("broker stopped")
+	return runErr
+}
