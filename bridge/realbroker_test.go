@@ -1,0 +1,252 @@
+package bridge_test
+
+// Tests against the real broker package (github.com/sealrelay/sealrelay/broker)
+// on the real local Redis, with the fake Slack. Only this _test file imports
+// the broker; the bridge's non-test code never does.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"html"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sealrelay/sealrelay/bridge"
+	"github.com/sealrelay/sealrelay/broker"
+	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/internal/slackfake"
+	"github.com/sealrelay/sealrelay/queue"
+)
+
+const (
+	realSigningSecret = "real-broker-signing-secret"
+	realClientID      = "cid-bridge"
+	realClientSecret  = "cs-bridge"
+)
+
+type realBroker struct {
+	t     testing.TB
+	fake  *slackfake.Fake
+	url   string
+	rdb   *redis.Client
+	srv   *httptest.Server
+	inner *broker.Server
+}
+
+func newRealBroker(t *testing.T) *realBroker {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	if err := rdb.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("redis: %v", err)
+	}
+	p := make([]byte, 6)
+	_, _ = rand.Read(p)
+	prefix := "srtest:bridge:" + hex.EncodeToString(p) + ":"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			rdb.Del(ctx, iter.Val())
+		}
+		_ = rdb.Close()
+	})
+	fake := slackfake.New(slackfake.Options{ClientID: realClientID, ClientSecret: realClientSecret})
+	slackSrv := httptest.NewServer(fake)
+	t.Cleanup(slackSrv.Close)
+
+	box, _ := crypto.GenerateBoxKeyPair()
+	sig, _ := crypto.GenerateSigningKey()
+	mk, _ := crypto.RandomBytes(32)
+	kr, err := crypto.NewKeyring(map[uint32][]byte{1: mk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := queue.NewRedisStore(rdb, queue.RedisOptions{Prefix: prefix + "q:", Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = q.Close() })
+	rb := &realBroker{t: t, fake: fake, rdb: rdb}
+	rb.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rb.inner.Handler().ServeHTTP(w, r)
+	}))
+	rb.srv.Start()
+	t.Cleanup(rb.srv.Close)
+	rb.url = rb.srv.URL
+	cfg := broker.Config{
+		PublicURL: rb.url, SlackClientID: realClientID, SlackClientSecret: realClientSecret,
+		SlackSigningSecret: realSigningSecret, SlackAPIURL: slackfake.APIURL(slackSrv.URL),
+		SlackAuthorizeURL: slackfake.AuthorizeURL(slackSrv.URL), SendRate: broker.RateLimit{Rate: 1000, Burst: 1000},
+	}
+	rb.inner, err = broker.New(cfg, broker.NewRedisState(rdb, prefix+"st:"), q, broker.Keys{Box: box, Signing: sig, Keyring: kr}, testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rb.inner.Shutdown(context.Background()) })
+	return rb
+}
+
+var (
+	realTokenRe = regexp.MustCompile(`--registration-token ([A-Za-z0-9_-]+)`)
+	realOrgRe   = regexp.MustCompile(`--org-id ([A-Za-z0-9._:-]+)`)
+)
+
+// install runs the OAuth install and returns the org id and registration
+// token shown on the result page.
+func (rb *realBroker) install(team string) (string, string) {
+	rb.t.Helper()
+	rb.fake.QueueInstall(slackfake.Install{TeamID: team, TeamName: "Bridge Test"})
+	resp, err := http.Get(rb.url + "/slack/install")
+	if err != nil {
+		rb.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	page := html.UnescapeString(string(b))
+	tok, org := realTokenRe.FindStringSubmatch(page), realOrgRe.FindStringSubmatch(page)
+	if resp.StatusCode != 200 || tok == nil || org == nil {
+		rb.t.Fatalf("install page %d lacks the register command: %.500s", resp.StatusCode, page)
+	}
+	return org[1], tok[1]
+}
+
+// slackEvent posts a signed Events API request to the broker.
+func (rb *realBroker) slackEvent(team, channel, ts, text string) {
+	rb.t.Helper()
+	body, _ := json.Marshal(map[string]any{
+		"type": "event_callback", "team_id": team, "api_app_id": "A1", "event_id": "Ev" + strings.ReplaceAll(ts, ".", ""),
+		"event_time": time.Now().Unix(),
+		"event":      map[string]any{"type": "message", "channel": channel, "user": "U1", "ts": ts, "text": text},
+	})
+	rb.slackPost("/slack/events", body, "application/json")
+}
+
+func (rb *realBroker) slackPost(path string, body []byte, ct string) {
+	rb.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, rb.url+path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", ct)
+	slackfake.SignRequest(req, realSigningSecret, time.Now(), body)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		rb.t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		rb.t.Fatalf("slack post %s: %d %s", path, resp.StatusCode, b)
+	}
+}
+
+func TestAgainstRealBroker(t *testing.T) {
+	rb := newRealBroker(t)
+	org, token := rb.install("T0REAL01")
+	cfgPath := filepath.Join(t.TempDir(), "bridge.env")
+
+	// Error phrases straight from the broker.
+	_, err := bridge.Register(t.Context(), bridge.RegisterOptions{BrokerURL: rb.url, OrgID: "T0NOSUCH", RegistrationToken: token, ConfigPath: cfgPath})
+	if err == nil || !strings.Contains(err.Error(), "org not found") {
+		t.Fatalf("unknown org: %v", err)
+	}
+	_, err = bridge.Register(t.Context(), bridge.RegisterOptions{BrokerURL: rb.url, OrgID: org, RegistrationToken: strings.Repeat("x", 43), ConfigPath: cfgPath})
+	if err == nil || !strings.Contains(err.Error(), "invalid registration token") {
+		t.Fatalf("wrong token: %v", err)
+	}
+	if _, err := bridge.Register(t.Context(), bridge.RegisterOptions{BrokerURL: rb.url, OrgID: org, RegistrationToken: token, ConfigPath: cfgPath}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = bridge.Register(t.Context(), bridge.RegisterOptions{BrokerURL: rb.url, OrgID: org, RegistrationToken: token, ConfigPath: filepath.Join(t.TempDir(), "b.env")})
+	if err == nil || !strings.Contains(err.Error(), "already used") {
+		t.Fatalf("reused token: %v", err)
+	}
+
+	id, err := bridge.LoadIdentity(cfgPath, func(string) (string, bool) { return "", false }, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Forward to a slack-go-verified app and stream at once.
+	app, appSrv := newSlackApp(t)
+	cfg := baseConfig(t, *id, t.TempDir())
+	cfg.Stream = true
+	cfg.ForwardURL = appSrv.URL + "/slack/events"
+	cfg.ForwardSigningSecret = []byte(localSecret)
+	ln := apiListener(t)
+	cfg.ListenAddr = ln.Addr().String()
+	r := start(t, cfg)
+	base := serveAPI(t, ln, r.b)
+	stream := openStream(t, base, "")
+
+	rb.slackEvent(org, "C0REAL", "1771464999.000100", "hello from slack")
+	got := app.next(t)
+	var cb struct {
+		Event struct{ Text, Channel string } `json:"event"`
+	}
+	if err := json.Unmarshal(got.body, &cb); err != nil || cb.Event.Text != "hello from slack" {
+		t.Fatalf("forwarded %s (%v)", got.body, err)
+	}
+	sse := stream.next(t)
+	var ev bridge.Event
+	if err := json.Unmarshal([]byte(sse.data), &ev); err != nil || ev.ThreadID != "C0REAL:1771464999.000100" {
+		t.Fatalf("stream event %s", sse.data)
+	}
+
+	// Slash command through the broker arrives as a form the app verifies.
+	form := url.Values{"command": {"/ask"}, "text": {"what now"}, "channel_id": {"C0REAL"}, "team_id": {org}, "user_id": {"U1"}, "trigger_id": {"1.2.3"}}
+	rb.slackPost("/slack/commands", []byte(form.Encode()), "application/x-www-form-urlencoded")
+	got = app.next(t)
+	if v, err := url.ParseQuery(string(got.body)); err != nil || v.Get("command") != "/ask" || v.Get("text") != "what now" {
+		t.Fatalf("forwarded command %s", got.body)
+	}
+
+	// Reply through the local API lands in (fake) Slack.
+	st, out, _ := post(t, base, "/reply", `{"thread_id":"`+ev.ThreadID+`","text":"on it"}`, nil)
+	if st != 200 || out["ts"] == "" {
+		t.Fatalf("reply: %d %v", st, out)
+	}
+	var found bool
+	for _, m := range rb.fake.Messages() {
+		if m.Channel == "C0REAL" && m.ThreadTS == "1771464999.000100" && m.Text == "on it" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("reply not in Slack: %+v", rb.fake.Messages())
+	}
+	st, out, _ = post(t, base, "/react", `{"channel":"C0REAL","timestamp":"`+out["ts"].(string)+`","emoji":"eyes"}`, nil)
+	if st != 200 {
+		t.Fatalf("react: %d %v", st, out)
+	}
+	if calls := rb.fake.CallsTo("reactions.add"); len(calls) != 1 || calls[0].Params.Get("name") != "eyes" {
+		t.Fatalf("reactions.add calls %+v", calls)
+	}
+	r.stop(t)
+	if h := r.b.Health(); h.Delivered != 2 || h.Poison != 0 {
+		t.Fatalf("health %+v", h)
+	}
+
+	// Unregister, then the old credentials are refused and run says so.
+	if err := bridge.Unregister(t.Context(), cfgPath, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg2 := baseConfig(t, *id, t.TempDir())
+	cfg2.Stream = true
+	b2, err := newBridge(t, cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Run(t.Context()); !errors.Is(err, bridge.ErrReauthenticate) {
+		t.Fatalf("run after unregister: %v", err)
+	}
+}
