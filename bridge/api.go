@@ -25,8 +25,10 @@ const MaxTextLength = 40000
 
 var emojiPattern = regexp.MustCompile(`^[a-z0-9_+'-]{1,100}$`)
 
-// checkListenAddr refuses a non-loopback listen address unless allowRemote.
-func checkListenAddr(addr string, allowRemote bool) error {
+// CheckListenAddr refuses a listen address that is not loopback unless
+// allowRemote is set: the local API must not be reachable from the network
+// by accident.
+func CheckListenAddr(addr string, allowRemote bool) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || port == "" {
 		return fmt.Errorf("listen address %q: want host:port such as 127.0.0.1:7890", addr)

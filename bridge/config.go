@@ -279,7 +279,7 @@ func (c *Config) validate() error {
 	if c.ForwardURL != "" && len(c.ForwardSigningSecret) == 0 {
 		return errors.New("config: forward mode needs a signing secret (--forward-signing-secret or --forward-signing-secret-file)")
 	}
-	if err := checkListenAddr(c.ListenAddr, c.AllowRemote); err != nil {
+	if err := CheckListenAddr(c.ListenAddr, c.AllowRemote); err != nil {
 		return err
 	}
 	return nil

@@ -200,7 +200,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	secretFile := fs.String("forward-signing-secret-file", envOr("SEALRELAY_FORWARD_SIGNING_SECRET_FILE", ""), "file holding the forward signing secret; env SEALRELAY_FORWARD_SIGNING_SECRET_FILE")
 	stream := fs.Bool("stream", true, "serve events as Server-Sent Events on GET /events")
 	streamBuffer := fs.Int("stream-buffer", 1000, "events kept for SSE consumers that connect late")
-	wait := fs.Int("wait-seconds", 20, "long-poll wait (0-25)")
+	wait := fs.Int("wait-seconds", 20, "long-poll wait in seconds (1-25)")
 	maxMessages := fs.Int("max-messages", 10, "messages per pull (1-100)")
 	logLevel := fs.String("log-level", envOr("SEALRELAY_LOG_LEVEL", "info"), "debug, info, warn or error; env SEALRELAY_LOG_LEVEL")
 	logFormat := fs.String("log-format", envOr("SEALRELAY_LOG_FORMAT", "text"), "text or json")
@@ -236,14 +236,13 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 	}
+	if *wait < 1 || *wait > 25 {
+		return errors.New("--wait-seconds must be 1-25")
+	}
 	cfg := bridge.Config{
 		Identity: *id, StateDir: *stateDir, WaitSeconds: *wait, MaxMessages: *maxMessages,
 		ForwardURL: *forwardURL, ForwardInteractivityURL: *forwardInteractive, ForwardCommandsURL: *forwardCommands,
-		Stream: *stream, StreamBuffer: *streamBuffer, ListenAddr: *listen, AllowRemote: *allowRemote,
-	}
-	if *wait == 0 {
-		cfg.WaitSeconds = -1 // validate rejects; 0 would mean "default"
-		return errors.New("--wait-seconds must be 1-25")
+		Stream: *stream, StreamBuffer: *streamBuffer, AllowRemote: *allowRemote,
 	}
 	if cfg.ForwardSigningSecret, err = loadSecret(*secret, *secretFile, "SEALRELAY_FORWARD_SIGNING_SECRET"); err != nil {
 		return err
@@ -255,16 +254,21 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		cfg.LocalToken = string(tok)
 	}
+	if err := bridge.CheckListenAddr(*listen, *allowRemote); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("local API: %w", err)
+	}
+	defer ln.Close()
+	cfg.ListenAddr = ln.Addr().String() // the Host check needs the real port
 	b, err := bridge.New(cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
 
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("local API: %w", err)
-	}
 	api := &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
