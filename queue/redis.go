@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,11 +56,10 @@ func (o RedisOptions) withDefaults() RedisOptions {
 // Every key of inbox X lives under one hash tag, so an inbox is one Cluster
 // slot and every script touches a single slot:
 //
-//	<prefix>ib:{X}:seq    STRING  id counter (starts at server-ms × 1000, so ids
-//	                              are never reused after the inbox is deleted)
+//	<prefix>ib:{X}:seq    STRING  sequence counter (FIFO position)
 //	<prefix>ib:{X}:body   HASH    id → message body
-//	<prefix>ib:{X}:dlv    HASH    id → delivery count (absent = 0)
-//	<prefix>ib:{X}:ready  ZSET    ids ready to lease, score = id (FIFO)
+//	<prefix>ib:{X}:meta   HASH    id → "<sequence>:<delivery count>"
+//	<prefix>ib:{X}:ready  ZSET    ids ready to lease, score = sequence number
 //	<prefix>ib:{X}:lease  ZSET    leased ids, score = lease deadline (server ms)
 //	<prefix>ib:{X}:enq    ZSET    ready and leased ids, score = enqueue time (ms)
 //	<prefix>ib:{X}:dead   ZSET    dead-lettered ids, score = enqueue time (ms)
@@ -71,6 +71,12 @@ func (o RedisOptions) withDefaults() RedisOptions {
 // sweep interval; nothing on the hot path depends on them. Wake-ups use the
 // ordinary (non-sharded) channel <prefix>wake with the inbox name as payload,
 // which Cluster broadcasts to every node.
+//
+// Message ids are 128-bit random hex strings chosen by the client, so ids are
+// never reused and a retried Enqueue (go-redis retries on network errors) is
+// idempotent. The body is written with a plain HSET in the same MULTI/EXEC as
+// the enqueue script rather than passed to the script: moving a 2 KB argument
+// through Lua costs Redis 7.0 about ten times more than the whole script.
 //
 // Every deadline and timestamp inside Redis comes from the server clock
 // (TIME inside the scripts), so replicas with skewed clocks agree on leases.
@@ -124,6 +130,9 @@ type RedisStore struct {
 	once   sync.Once
 	wg     sync.WaitGroup
 
+	enqueueCh chan *enqueueReq
+	stopped   chan struct{} // closed once the flushers have exited
+
 	touchMu sync.Mutex
 	touched map[string]time.Time // inbox → last registry write by this process
 }
@@ -148,11 +157,18 @@ func NewRedisStore(client redis.UniversalClient, opts RedisOptions) (*RedisStore
 		hub:         newHub(),
 		closed:      make(chan struct{}),
 		touched:     make(map[string]time.Time),
+		enqueueCh:   make(chan *enqueueReq, enqueueQueueSize),
+		stopped:     make(chan struct{}),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := client.Ping(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("queue: redis ping: %w", err)
+	}
+	for _, sc := range allScripts {
+		if err := sc.Load(ctx, client).Err(); err != nil {
+			return nil, fmt.Errorf("queue: loading scripts into redis: %w", err)
+		}
 	}
 	s.ps = client.Subscribe(ctx, s.wakeChannel)
 	if _, err := s.ps.Receive(ctx); err != nil {
@@ -160,9 +176,12 @@ func NewRedisStore(client redis.UniversalClient, opts RedisOptions) (*RedisStore
 		return nil, fmt.Errorf("queue: redis subscribe %s: %w", s.wakeChannel, err)
 	}
 	ch := s.ps.ChannelWithSubscriptions(redis.WithChannelSize(1024))
-	s.wg.Add(2)
+	s.wg.Add(2 + enqueueFlushers)
 	go s.listen(ch)
 	go s.sweeper()
+	for range enqueueFlushers {
+		go s.flusher()
+	}
 	return s, nil
 }
 
@@ -182,92 +201,183 @@ func (s *RedisStore) listen(ch <-chan interface{}) {
 	}
 }
 
-// keys returns the KEYS of every inbox script: seq body dlv ready lease enq dead.
+// keys returns the KEYS of every inbox script:
+// seq body dlv order ready lease enq dead.
+// keysPerInbox is the number of KEYS each inbox contributes to a script.
+const keysPerInbox = 7
+
+// keys returns the KEYS of every inbox script:
+// seq body meta ready lease enq dead.
 func (s *RedisStore) keys(inbox string) []string {
 	base := s.opts.Prefix + "ib:{" + inbox + "}:"
-	return []string{base + "seq", base + "body", base + "dlv", base + "ready", base + "lease", base + "enq", base + "dead"}
+	return []string{base + "seq", base + "body", base + "meta", base + "ready",
+		base + "lease", base + "enq", base + "dead"}
 }
 
 // luaCommon is prepended to every inbox script. All scripts take the same
-// seven KEYS: seq body dlv ready lease enq dead. Numbers are formatted with
-// %d because Lua's default number formatting (%.14g) would round ids.
+// seven KEYS per inbox: seq body meta ready lease enq dead; use(i) selects
+// the i-th inbox (0-based) of a multi-inbox script. Redis commands get whole
+// batches of ids (unpack) because each redis.call costs Redis 7.0 several
+// microseconds. Numbers are formatted with %d because Lua's default number
+// formatting (%.14g) would round them.
 const luaCommon = `
-local K_SEQ, K_BODY, K_DLV, K_READY, K_LEASE, K_ENQ, K_DEAD = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local K_SEQ, K_BODY, K_META, K_READY, K_LEASE, K_ENQ, K_DEAD
+local function use(i)
+  local b = i * 7
+  K_SEQ, K_BODY, K_META, K_READY, K_LEASE, K_ENQ, K_DEAD =
+    KEYS[b + 1], KEYS[b + 2], KEYS[b + 3], KEYS[b + 4], KEYS[b + 5], KEYS[b + 6], KEYS[b + 7]
+end
+use(0)
 local function fmt(n) return string.format('%d', n) end
 local function nowms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local function drop(id)
-  redis.call('HDEL', K_BODY, id)
-  redis.call('HDEL', K_DLV, id)
-  redis.call('ZREM', K_READY, id)
-  redis.call('ZREM', K_LEASE, id)
-  redis.call('ZREM', K_ENQ, id)
-  redis.call('ZREM', K_DEAD, id)
+-- meta of a message is "<seq>:<deliveries>".
+local function parsemeta(m)
+  local seq, d = string.match(m, '^(%d+):(%d+)$')
+  return seq, tonumber(d)
 end
-local function deadletter(id)
-  local at = redis.call('ZSCORE', K_ENQ, id) or '0'
-  redis.call('ZREM', K_READY, id)
-  redis.call('ZREM', K_LEASE, id)
-  redis.call('ZREM', K_ENQ, id)
-  redis.call('ZADD', K_DEAD, at, id)
+-- dropall removes the messages ids (a non-empty list) entirely.
+local function dropall(ids)
+  redis.call('HDEL', K_BODY, unpack(ids))
+  redis.call('HDEL', K_META, unpack(ids))
+  redis.call('ZREM', K_READY, unpack(ids))
+  redis.call('ZREM', K_LEASE, unpack(ids))
+  redis.call('ZREM', K_ENQ, unpack(ids))
+  redis.call('ZREM', K_DEAD, unpack(ids))
+end
+-- deadletterall moves ready or leased messages ids (non-empty) to the dead
+-- letters, keeping their enqueue time as score.
+local function deadletterall(ids)
+  local at = redis.call('ZMSCORE', K_ENQ, unpack(ids))
+  local args = {}
+  for i, id in ipairs(ids) do
+    args[#args + 1] = at[i] or '0'
+    args[#args + 1] = id
+  end
+  redis.call('ZREM', K_READY, unpack(ids))
+  redis.call('ZREM', K_LEASE, unpack(ids))
+  redis.call('ZREM', K_ENQ, unpack(ids))
+  redis.call('ZADD', K_DEAD, unpack(args))
 end
 -- retain drops up to 1000 messages per set enqueued before now - retention.
 local function retain(now, retention)
   local cutoff = '(' .. fmt(now - retention)
   for _, key in ipairs({K_ENQ, K_DEAD}) do
     local ids = redis.call('ZRANGEBYSCORE', key, '-inf', cutoff, 'LIMIT', 0, 1000)
-    for _, id in ipairs(ids) do drop(id) end
+    if #ids > 0 then dropall(ids) end
   end
 end
--- cleanup deletes the counter of an inbox that holds nothing; every other
--- key disappears with its last member.
+-- cleanup deletes the keys of an inbox that holds no message: the counter,
+-- and bodies orphaned by an enqueue whose script failed after its HSET.
 local function cleanup()
-  if redis.call('HLEN', K_BODY) == 0 then
-    redis.call('DEL', K_SEQ)
+  if redis.call('HLEN', K_META) == 0 then
+    redis.call('DEL', K_SEQ, K_BODY)
     return 1
   end
   return 0
 end
 `
 
-// enqueueScript stores one message.
+// enqueueScript links messages, whose bodies the same MULTI/EXEC has just
+// written with HSET, into their inboxes. One call may serve several inboxes
+// (one Redis), or one inbox (Redis Cluster, where an inbox is a slot).
 //
-//	KEYS: seq body dlv ready lease enq dead
-//	ARGV: body, capacity, retention ms, wake channel, inbox name
-//	returns: {status, id}; status 0 = stored, 1 = stored and the inbox was
-//	         created, 2 = inbox full (nothing stored, id "")
+//	KEYS: seq body meta ready lease enq dead, for each inbox
+//	ARGV: capacity, retention ms, wake channel,
+//	      then per inbox: inbox name, k, id_1 … id_k
+//	returns: per inbox: created (1 if the inbox was created), then k
+//	         statuses (0 stored or already stored, 2 inbox full: the body
+//	         was removed again)
 //
-// It publishes the inbox name on the wake channel when no message was ready,
-// which is when a Pull may be waiting.
+// It publishes the inbox name on the wake channel when the inbox had no
+// ready message, which is when a Pull may be waiting.
 var enqueueScript = redis.NewScript(luaCommon + `
+local capacity, retention, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local now = nowms()
-local capacity = tonumber(ARGV[2])
-local nready = redis.call('ZCARD', K_READY)
-if nready + redis.call('ZCARD', K_LEASE) >= capacity then
-  retain(now, tonumber(ARGV[3]))
-  nready = redis.call('ZCARD', K_READY)
-  if nready + redis.call('ZCARD', K_LEASE) >= capacity then
-    return {2, ''}
+local out = {}
+local a = 4
+for ib = 0, #KEYS / 7 - 1 do
+  use(ib)
+  local name, k = ARGV[a], tonumber(ARGV[a + 1])
+  local ids = {}
+  for i = 1, k do ids[i] = ARGV[a + 1 + i] end
+  a = a + 2 + k
+  local present = redis.call('HMGET', K_META, unpack(ids))
+  local nready = redis.call('ZCARD', K_READY)
+  local live = nready + redis.call('ZCARD', K_LEASE)
+  local nfresh = 0
+  for i = 1, k do if not present[i] then nfresh = nfresh + 1 end end
+  if live + nfresh > capacity then
+    retain(now, retention)
+    nready = redis.call('ZCARD', K_READY)
+    live = nready + redis.call('ZCARD', K_LEASE)
   end
+  local status, accepted, rejected = {}, {}, {}
+  for i = 1, k do
+    if present[i] then
+      status[i] = 0
+    elseif live < capacity then
+      status[i] = 0
+      live = live + 1
+      accepted[#accepted + 1] = ids[i]
+    else
+      status[i] = 2
+      rejected[#rejected + 1] = ids[i]
+    end
+  end
+  if #rejected > 0 then redis.call('HDEL', K_BODY, unpack(rejected)) end
+  local created = 0
+  if #accepted > 0 then
+    local last = redis.call('INCRBY', K_SEQ, #accepted)
+    if last == #accepted then created = 1 end
+    local meta, ready, enq = {}, {}, {}
+    local t = fmt(now)
+    for i, id in ipairs(accepted) do
+      local seq = fmt(last - #accepted + i)
+      meta[#meta + 1] = id
+      meta[#meta + 1] = seq .. ':0'
+      ready[#ready + 1] = seq
+      ready[#ready + 1] = id
+      enq[#enq + 1] = t
+      enq[#enq + 1] = id
+    end
+    redis.call('HSET', K_META, unpack(meta))
+    redis.call('ZADD', K_READY, unpack(ready))
+    redis.call('ZADD', K_ENQ, unpack(enq))
+    if nready == 0 then redis.call('PUBLISH', channel, name) end
+  else
+    cleanup()
+  end
+  out[#out + 1] = created
+  for i = 1, k do out[#out + 1] = status[i] end
 end
-local status = 0
-if redis.call('EXISTS', K_SEQ) == 0 then
-  redis.call('SET', K_SEQ, fmt(now * 1000))
-  status = 1
-end
-local id = fmt(redis.call('INCR', K_SEQ))
-redis.call('HSET', K_BODY, id, ARGV[1])
-redis.call('ZADD', K_READY, id, id)
-redis.call('ZADD', K_ENQ, fmt(now), id)
-if nready == 0 then
-  redis.call('PUBLISH', ARGV[4], ARGV[5])
-end
-return {status, id}
+return out
 `)
 
-// Enqueue implements Store.
+// enqueueBatch is a group of concurrent Enqueue calls sent in one round trip.
+type enqueueReq struct {
+	ctx     context.Context
+	inbox   string
+	body    []byte
+	id      string
+	channel string
+	err     error
+	done    chan struct{}
+}
+
+const (
+	enqueueFlushers  = 4       // batches in flight at once
+	enqueueMaxBatch  = 128     // messages per batch
+	enqueueMaxBytes  = 4 << 20 // body bytes per batch
+	enqueueQueueSize = 1024
+)
+
+// Enqueue implements Store. Concurrent calls are grouped: a few flusher
+// goroutines each take whatever calls are queued (up to 128 messages or
+// 4 MiB) and send them in one round trip (MULTI, HSET bodies, EVALSHA
+// enqueue, EXEC). A lone call is sent at once, without waiting for company.
 func (s *RedisStore) Enqueue(ctx context.Context, inbox string, body []byte) (string, error) {
 	if err := checkEnqueue(inbox, body); err != nil {
 		return "", err
@@ -275,76 +385,288 @@ func (s *RedisStore) Enqueue(ctx context.Context, inbox string, body []byte) (st
 	if s.isClosed() {
 		return "", ErrClosed
 	}
-	res, err := enqueueScript.Run(ctx, s.c, s.keys(inbox), body, s.opts.Capacity,
-		s.opts.Retention.Milliseconds(), s.wakeChannel, inbox).Slice()
-	if err != nil {
-		return "", fmt.Errorf("queue: enqueue into %s: %w", inbox, err)
+	return s.enqueue(ctx, inbox, body, s.wakeChannel)
+}
+
+// enqueue queues one message for a flusher; channel is where wake-ups go.
+func (s *RedisStore) enqueue(ctx context.Context, inbox string, body []byte, channel string) (string, error) {
+	r := &enqueueReq{ctx: ctx, inbox: inbox, body: body, id: newID(), channel: channel, done: make(chan struct{})}
+	select {
+	case s.enqueueCh <- r:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case <-s.closed:
+		return "", ErrClosed
 	}
-	if len(res) != 2 {
-		return "", fmt.Errorf("queue: enqueue into %s: unexpected reply %v", inbox, res)
-	}
-	status, _ := res[0].(int64)
-	id, _ := res[1].(string)
-	switch status {
-	case 2:
-		return "", fmt.Errorf("%w: %s holds %d messages", ErrInboxFull, inbox, s.opts.Capacity)
-	case 1:
-		// New inbox: make it known to the sweeper. NX keeps the score of an
-		// entry that survived an earlier incarnation of the inbox.
-		if err := s.c.ZAddNX(ctx, s.registry, redis.Z{Score: float64(time.Now().UnixMilli()), Member: inbox}).Err(); err != nil {
-			s.log.Warn("registering inbox for the sweeper failed; it is registered on its next pull", "inbox", inbox, "err", err)
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		// The message may still be stored; like any call whose reply is
+		// lost, the caller cannot know.
+		return "", ctx.Err()
+	case <-s.stopped:
+		// Queued after the flushers' final drain.
+		select {
+		case <-r.done:
+		default:
+			return "", ErrClosed
 		}
 	}
-	if id == "" {
-		return "", fmt.Errorf("queue: enqueue into %s: empty id in reply", inbox)
+	if r.err != nil {
+		return "", r.err
 	}
-	return id, nil
+	return r.id, nil
+}
+
+// flusher sends queued Enqueue calls in batches until the store closes.
+func (s *RedisStore) flusher() {
+	defer s.wg.Done()
+	for {
+		var first *enqueueReq
+		select {
+		case first = <-s.enqueueCh:
+		case <-s.closed:
+			s.drainEnqueues()
+			return
+		}
+		batch, size := []*enqueueReq{first}, len(first.body)
+	fill:
+		for len(batch) < enqueueMaxBatch && size < enqueueMaxBytes {
+			select {
+			case r := <-s.enqueueCh:
+				batch = append(batch, r)
+				size += len(r.body)
+			default:
+				break fill
+			}
+		}
+		s.flush(batch)
+	}
+}
+
+// drainEnqueues fails the calls still queued at Close.
+func (s *RedisStore) drainEnqueues() {
+	for {
+		select {
+		case r := <-s.enqueueCh:
+			r.err = ErrClosed
+			close(r.done)
+		default:
+			return
+		}
+	}
+}
+
+// flush stores one batch and completes its calls.
+func (s *RedisStore) flush(batch []*enqueueReq) {
+	// Drop calls whose caller already gave up.
+	live := batch[:0]
+	for _, r := range batch {
+		if r.ctx.Err() != nil {
+			r.err = r.ctx.Err()
+			close(r.done)
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	// Group by inbox (and wake channel, which only tests vary), keeping
+	// arrival order within a group.
+	type group struct {
+		inbox, channel string
+		reqs           []*enqueueReq
+	}
+	var groups []*group
+	index := map[[2]string]*group{}
+	for _, r := range live {
+		k := [2]string{r.inbox, r.channel}
+		g := index[k]
+		if g == nil {
+			g = &group{inbox: r.inbox, channel: r.channel}
+			index[k] = g
+			groups = append(groups, g)
+		}
+		g.reqs = append(g.reqs, r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// One script call per channel for one Redis; one per inbox (slot) for a
+	// cluster.
+	_, cluster := s.c.(*redis.ClusterClient)
+	var calls [][]*group
+	if cluster {
+		for _, g := range groups {
+			calls = append(calls, []*group{g})
+		}
+	} else {
+		byChannel := map[string]int{}
+		for _, g := range groups {
+			i, ok := byChannel[g.channel]
+			if !ok {
+				i = len(calls)
+				byChannel[g.channel] = i
+				calls = append(calls, nil)
+			}
+			calls[i] = append(calls[i], g)
+		}
+	}
+	run := func() ([]*redis.Cmd, error) {
+		cmds := make([]*redis.Cmd, len(calls))
+		_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			for ci, call := range calls {
+				keys := make([]string, 0, keysPerInbox*len(call))
+				args := []interface{}{s.opts.Capacity, s.opts.Retention.Milliseconds(), call[0].channel}
+				for _, g := range call {
+					ks := s.keys(g.inbox)
+					keys = append(keys, ks...)
+					fields := make([]interface{}, 0, 2*len(g.reqs))
+					args = append(args, g.inbox, len(g.reqs))
+					for _, r := range g.reqs {
+						fields = append(fields, r.id, r.body)
+						args = append(args, r.id)
+					}
+					p.HSet(ctx, ks[1], fields...)
+				}
+				cmds[ci] = p.EvalSha(ctx, enqueueScript.Hash(), keys, args...)
+			}
+			return nil
+		})
+		return cmds, err
+	}
+	cmds, err := run()
+	if isNoScript(err) {
+		// Script cache flushed (or a new server): load and retry. The
+		// retry's HSETs rewrite the same fields; nothing is orphaned.
+		if err = enqueueScript.Load(ctx, s.c).Err(); err == nil {
+			cmds, err = run()
+		}
+	}
+	var created []redis.Z
+	for ci, call := range calls {
+		var res []interface{}
+		cerr := err
+		if cerr == nil {
+			res, cerr = cmds[ci].Slice()
+		}
+		pos := 0
+		for _, g := range call {
+			var gerr error
+			switch {
+			case cerr != nil:
+				gerr = fmt.Errorf("queue: enqueue into %s: %w", g.inbox, cerr)
+			case pos+1+len(g.reqs) > len(res):
+				gerr = fmt.Errorf("queue: enqueue into %s: short reply", g.inbox)
+			default:
+				if c, _ := res[pos].(int64); c == 1 {
+					created = append(created, redis.Z{Score: float64(time.Now().UnixMilli()), Member: g.inbox})
+				}
+				pos++
+			}
+			for _, r := range g.reqs {
+				r.err = gerr
+				if gerr == nil {
+					if st, _ := res[pos].(int64); st == 2 {
+						r.err = fmt.Errorf("%w: %s holds %d messages", ErrInboxFull, g.inbox, s.opts.Capacity)
+					}
+					pos++
+				}
+			}
+		}
+	}
+	if len(created) > 0 {
+		// New inboxes: make them known to the sweeper. NX keeps the score
+		// of an entry that survived an earlier incarnation of the inbox.
+		if err := s.c.ZAddNX(ctx, s.registry, created...).Err(); err != nil {
+			s.log.Warn("registering inboxes for the sweeper failed; they are registered on their next pull", "err", err)
+		}
+	}
+	for _, r := range live {
+		close(r.done)
+	}
+}
+
+// newID returns a fresh message id: 128 random bits in hex.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "NOSCRIPT")
 }
 
 // pullScript applies retention, reclaims lapsed leases (dead-lettering
 // messages that used up their deliveries) and leases up to n ready messages.
 //
-//	KEYS: seq body dlv ready lease enq dead
+//	KEYS: seq body meta ready lease enq dead
 //	ARGV: n, lease ms, max deliveries, retention ms
 //	returns: {now ms, earliest lease deadline ms or -1,
 //	          id, body, deliveries, enqueued ms, id, body, ...}
 var pullScript = redis.NewScript(luaCommon + `
 local now = nowms()
-local want = tonumber(ARGV[1])
-local maxd = tonumber(ARGV[3])
+local want, leasems, maxd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 retain(now, tonumber(ARGV[4]))
 local lapsed = redis.call('ZRANGEBYSCORE', K_LEASE, '-inf', fmt(now), 'LIMIT', 0, 1000)
-for _, id in ipairs(lapsed) do
-  if tonumber(redis.call('HGET', K_DLV, id) or '0') >= maxd then
-    deadletter(id)
-  else
-    redis.call('ZREM', K_LEASE, id)
-    redis.call('ZADD', K_READY, id, id)
+if #lapsed > 0 then
+  local metas = redis.call('HMGET', K_META, unpack(lapsed))
+  local back, dead = {}, {}
+  for i, id in ipairs(lapsed) do
+    if metas[i] then
+      local seq, d = parsemeta(metas[i])
+      if d >= maxd then
+        dead[#dead + 1] = id
+      else
+        back[#back + 1] = seq
+        back[#back + 1] = id
+      end
+    end
   end
+  redis.call('ZREM', K_LEASE, unpack(lapsed))
+  if #back > 0 then redis.call('ZADD', K_READY, unpack(back)) end
+  if #dead > 0 then deadletterall(dead) end
 end
 local out = {fmt(now), '-1'}
 local got = 0
-local deadline = fmt(now + tonumber(ARGV[2]))
+local deadline = fmt(now + leasems)
 while got < want do
   local popped = redis.call('ZPOPMIN', K_READY, want - got)
   if #popped == 0 then break end
-  for i = 1, #popped, 2 do
-    local id = popped[i]
-    local body = redis.call('HGET', K_BODY, id)
-    if not body then
-      drop(id)
-    elseif tonumber(redis.call('HGET', K_DLV, id) or '0') >= maxd then
-      deadletter(id)
+  local ids = {}
+  for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+  local metas = redis.call('HMGET', K_META, unpack(ids))
+  local bodies = redis.call('HMGET', K_BODY, unpack(ids))
+  local enqs = redis.call('ZMSCORE', K_ENQ, unpack(ids))
+  local leases, newmeta, dead, broken = {}, {}, {}, {}
+  for i, id in ipairs(ids) do
+    if not metas[i] or not bodies[i] then
+      broken[#broken + 1] = id
     else
-      local d = redis.call('HINCRBY', K_DLV, id, 1)
-      redis.call('ZADD', K_LEASE, deadline, id)
-      out[#out + 1] = id
-      out[#out + 1] = body
-      out[#out + 1] = d
-      out[#out + 1] = redis.call('ZSCORE', K_ENQ, id) or '0'
-      got = got + 1
+      local seq, d = parsemeta(metas[i])
+      if d >= maxd then
+        dead[#dead + 1] = id
+      else
+        d = d + 1
+        leases[#leases + 1] = deadline
+        leases[#leases + 1] = id
+        newmeta[#newmeta + 1] = id
+        newmeta[#newmeta + 1] = seq .. ':' .. d
+        out[#out + 1] = id
+        out[#out + 1] = bodies[i]
+        out[#out + 1] = d
+        out[#out + 1] = enqs[i] or '0'
+        got = got + 1
+      end
     end
   end
+  if #leases > 0 then
+    redis.call('ZADD', K_LEASE, unpack(leases))
+    redis.call('HSET', K_META, unpack(newmeta))
+  end
+  if #dead > 0 then deadletterall(dead) end
+  if #broken > 0 then dropall(broken) end
 end
 local first = redis.call('ZRANGE', K_LEASE, 0, 0, 'WITHSCORES')
 if #first > 0 then out[2] = first[2] end
@@ -392,6 +714,7 @@ func (s *RedisStore) pullOnce(ctx context.Context, inbox string, max int) (msgs 
 	s.touch(ctx, inbox)
 	return msgs, next, nil
 }
+
 
 // touch records activity on inbox in the sweeper's registry, at most twice
 // per sweep interval per process.
@@ -459,7 +782,16 @@ func (s *RedisStore) Pull(ctx context.Context, inbox string, max int, wait time.
 
 // ackScript removes acknowledged messages, fenced by delivery count.
 //
-//	KEYS: seq body dlv ready lease enq dead
+//	KEYS: seq body meta ready lease enq dead
+//	ARGV: id, deliveries, id, deliveries, ... (deliveries 0 = bare id)
+//	returns: number of messages removed
+//
+// A message is removed when it was delivered at least once, is not a dead
+// letter, and (for a full receipt) its delivery count still equals the
+
+// ackScript removes acknowledged messages, fenced by delivery count.
+//
+//	KEYS: seq body meta ready lease enq dead
 //	ARGV: id, deliveries, id, deliveries, ... (deliveries 0 = bare id)
 //	returns: number of messages removed
 //
@@ -467,18 +799,28 @@ func (s *RedisStore) Pull(ctx context.Context, inbox string, max int, wait time.
 // letter, and (for a full receipt) its delivery count still equals the
 // receipt's.
 var ackScript = redis.NewScript(luaCommon + `
-local removed = 0
+local ids, want = {}, {}
 for i = 1, #ARGV, 2 do
-  local id = ARGV[i]
-  local want = tonumber(ARGV[i + 1])
-  local d = tonumber(redis.call('HGET', K_DLV, id) or '0')
-  if d > 0 and (want == 0 or want == d) and not redis.call('ZSCORE', K_DEAD, id) then
-    drop(id)
-    removed = removed + 1
+  ids[#ids + 1] = ARGV[i]
+  want[#want + 1] = tonumber(ARGV[i + 1])
+end
+local metas = redis.call('HMGET', K_META, unpack(ids))
+local dead = redis.call('ZMSCORE', K_DEAD, unpack(ids))
+local del, seen = {}, {}
+for i, id in ipairs(ids) do
+  if metas[i] and not dead[i] and not seen[id] then
+    local _, d = parsemeta(metas[i])
+    if d and d > 0 and (want[i] == 0 or want[i] == d) then
+      seen[id] = true
+      del[#del + 1] = id
+    end
   end
 end
-if removed > 0 then cleanup() end
-return removed
+if #del > 0 then
+  dropall(del)
+  cleanup()
+end
+return #del
 `)
 
 // Ack implements Store.
@@ -493,20 +835,26 @@ func (s *RedisStore) Ack(ctx context.Context, inbox string, receipts []string) (
 	if len(rs) == 0 {
 		return 0, nil
 	}
-	args := make([]interface{}, 0, 2*len(rs))
-	for _, r := range rs {
-		args = append(args, r.id, r.deliveries)
+	total := 0
+	for len(rs) > 0 {
+		chunk := rs[:min(len(rs), 1000)] // keep unpack() within Lua's stack
+		rs = rs[len(chunk):]
+		args := make([]interface{}, 0, 2*len(chunk))
+		for _, r := range chunk {
+			args = append(args, r.id, r.deliveries)
+		}
+		n, err := ackScript.Run(ctx, s.c, s.keys(inbox), args...).Int()
+		if err != nil {
+			return total, fmt.Errorf("queue: ack in %s: %w", inbox, err)
+		}
+		total += n
 	}
-	n, err := ackScript.Run(ctx, s.c, s.keys(inbox), args...).Int()
-	if err != nil {
-		return 0, fmt.Errorf("queue: ack in %s: %w", inbox, err)
-	}
-	return n, nil
+	return total, nil
 }
 
 // statsScript reads an inbox's counters. Lapsed leases count as ready.
 //
-//	KEYS: seq body dlv ready lease enq dead
+//	KEYS: seq body meta ready lease enq dead
 //	ARGV: none
 //	returns: {ready, leased, dead, now ms, oldest enqueue ms or -1}
 var statsScript = redis.NewScript(luaCommon + `
@@ -547,16 +895,17 @@ func (s *RedisStore) Stats(ctx context.Context, inbox string) (Stats, error) {
 
 // deadLettersScript lists dead letters, oldest first.
 //
-//	KEYS: seq body dlv ready lease enq dead
+//	KEYS: seq body meta ready lease enq dead
 //	ARGV: limit
 //	returns: {id, body, deliveries, enqueued ms, id, ...}
 var deadLettersScript = redis.NewScript(luaCommon + `
 local ids = redis.call('ZRANGE', K_DEAD, 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
 local out = {}
 for i = 1, #ids, 2 do
+  local _, d = parsemeta(redis.call('HGET', K_META, ids[i]) or '0:0')
   out[#out + 1] = ids[i]
   out[#out + 1] = redis.call('HGET', K_BODY, ids[i]) or ''
-  out[#out + 1] = tonumber(redis.call('HGET', K_DLV, ids[i]) or '0')
+  out[#out + 1] = d or 0
   out[#out + 1] = ids[i + 1]
 end
 return out
@@ -595,26 +944,37 @@ func (s *RedisStore) DeadLetters(ctx context.Context, inbox string, limit int) (
 // redriveScript moves dead letters back to their place in the ready list with
 // a delivery count of zero.
 //
-//	KEYS: seq body dlv ready lease enq dead
+//	KEYS: seq body meta ready lease enq dead
 //	ARGV: wake channel, inbox name, id, id, ... (no id = every dead letter)
 //	returns: number of messages moved
 var redriveScript = redis.NewScript(luaCommon + `
 local ids = {}
 for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
-if #ids == 0 then ids = redis.call('ZRANGE', K_DEAD, 0, -1) end
-local moved = 0
-for _, id in ipairs(ids) do
-  local at = redis.call('ZSCORE', K_DEAD, id)
-  if at then
-    redis.call('ZREM', K_DEAD, id)
-    redis.call('HDEL', K_DLV, id)
-    redis.call('ZADD', K_ENQ, at, id)
-    redis.call('ZADD', K_READY, id, id)
-    moved = moved + 1
+if #ids == 0 then ids = redis.call('ZRANGE', K_DEAD, 0, 999) end
+if #ids == 0 then return 0 end
+local at = redis.call('ZMSCORE', K_DEAD, unpack(ids))
+local metas = redis.call('HMGET', K_META, unpack(ids))
+local moved, enq, ready, meta, seen = {}, {}, {}, {}, {}
+for i, id in ipairs(ids) do
+  if at[i] and metas[i] and not seen[id] then
+    seen[id] = true
+    local seq = parsemeta(metas[i])
+    moved[#moved + 1] = id
+    enq[#enq + 1] = at[i]
+    enq[#enq + 1] = id
+    ready[#ready + 1] = seq
+    ready[#ready + 1] = id
+    meta[#meta + 1] = id
+    meta[#meta + 1] = seq .. ':0'
   end
 end
-if moved > 0 then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
-return moved
+if #moved == 0 then return 0 end
+redis.call('ZREM', K_DEAD, unpack(moved))
+redis.call('ZADD', K_ENQ, unpack(enq))
+redis.call('ZADD', K_READY, unpack(ready))
+redis.call('HSET', K_META, unpack(meta))
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return #moved
 `)
 
 // Redrive implements Store. Redriven messages do not count against Capacity
@@ -623,26 +983,35 @@ func (s *RedisStore) Redrive(ctx context.Context, inbox string, ids []string) (i
 	if err := ValidateInbox(inbox); err != nil {
 		return 0, err
 	}
-	args := make([]interface{}, 0, 2+len(ids))
-	args = append(args, s.wakeChannel, inbox)
-	for _, id := range ids {
-		args = append(args, id)
+	total := 0
+	for {
+		chunk := ids[:min(len(ids), 1000)]
+		ids = ids[len(chunk):]
+		args := make([]interface{}, 0, 2+len(chunk))
+		args = append(args, s.wakeChannel, inbox)
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		n, err := redriveScript.Run(ctx, s.c, s.keys(inbox), args...).Int()
+		if err != nil {
+			return total, fmt.Errorf("queue: redrive in %s: %w", inbox, err)
+		}
+		total += n
+		// An empty list means "all": repeat until a round moves nothing.
+		if (len(chunk) == 0 && n == 0) || (len(chunk) > 0 && len(ids) == 0) {
+			return total, nil
+		}
 	}
-	n, err := redriveScript.Run(ctx, s.c, s.keys(inbox), args...).Int()
-	if err != nil {
-		return 0, fmt.Errorf("queue: redrive in %s: %w", inbox, err)
-	}
-	return n, nil
 }
 
-// purgeScript deletes every dead letter.
+// purgeScript deletes up to 1000 dead letters.
 //
-//	KEYS: seq body dlv ready lease enq dead
+//	KEYS: seq body meta ready lease enq dead
 //	ARGV: none
 //	returns: number of messages deleted
 var purgeScript = redis.NewScript(luaCommon + `
-local ids = redis.call('ZRANGE', K_DEAD, 0, -1)
-for _, id in ipairs(ids) do drop(id) end
+local ids = redis.call('ZRANGE', K_DEAD, 0, 999)
+if #ids > 0 then dropall(ids) end
 cleanup()
 return #ids
 `)
@@ -652,11 +1021,17 @@ func (s *RedisStore) PurgeDeadLetters(ctx context.Context, inbox string) (int, e
 	if err := ValidateInbox(inbox); err != nil {
 		return 0, err
 	}
-	n, err := purgeScript.Run(ctx, s.c, s.keys(inbox)).Int()
-	if err != nil {
-		return 0, fmt.Errorf("queue: purge dead letters of %s: %w", inbox, err)
+	total := 0
+	for {
+		n, err := purgeScript.Run(ctx, s.c, s.keys(inbox)).Int()
+		if err != nil {
+			return total, fmt.Errorf("queue: purge dead letters of %s: %w", inbox, err)
+		}
+		total += n
+		if n == 0 {
+			return total, nil
+		}
 	}
-	return n, nil
 }
 
 // DeleteInbox implements Store.
@@ -695,6 +1070,7 @@ func (s *RedisStore) Close() error {
 		close(s.closed)
 		err = s.ps.Close()
 		s.wg.Wait()
+		close(s.stopped)
 	})
 	if err != nil {
 		return fmt.Errorf("queue: closing pub/sub: %w", err)
@@ -714,7 +1090,7 @@ func (s *RedisStore) isClosed() bool {
 // sweepScript applies retention to one inbox and deletes its counter when
 // the inbox is empty.
 //
-//	KEYS: seq body dlv ready lease enq dead
+//	KEYS: seq body meta ready lease enq dead
 //	ARGV: retention ms
 //	returns: 1 if the inbox is now empty (no key left), else 0
 var sweepScript = redis.NewScript(luaCommon + `
@@ -809,6 +1185,9 @@ func (s *RedisStore) Sweep(ctx context.Context) (int, error) {
 		}
 	}
 }
+
+var allScripts = []*redis.Script{enqueueScript, pullScript, ackScript, statsScript,
+	deadLettersScript, redriveScript, purgeScript, sweepScript}
 
 func randomToken() string {
 	var b [16]byte

@@ -157,11 +157,10 @@ func TestRedisResubscribeWakesWaiters(t *testing.T) {
 	res := startWaitingPull(t, ctx, s, "lost", 10*time.Minute)
 	// Enqueue behind the store's back, publishing on a channel nobody hears,
 	// as if the wake-up had been lost.
-	st, err := enqueueScript.Run(ctx, c, s.keys("lost"), "quiet", 100, 60000, "nobody-listens", "lost").Slice()
-	if err != nil || len(st) != 2 {
-		t.Fatalf("raw enqueue: %v %v", st, err)
+	id, err := s.enqueue(ctx, "lost", []byte("quiet"), "nobody-listens")
+	if err != nil {
+		t.Fatalf("enqueue: %v", err)
 	}
-	id := st[1].(string)
 	if err := c.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
 		t.Fatalf("CLIENT KILL: %v", err)
 	}

@@ -1,0 +1,231 @@
+package queue
+
+// Benchmarks. Run against the local Redis (REDIS_URL overrides) with
+//
+//	go test -run x -bench . -benchtime 2s ./queue/
+//
+// (BenchmarkRedisWakeUp reports percentiles over b.N runs; add
+// -benchtime 1000x to pin it to 1,000.) Each reports msgs/s or latency
+// percentiles through b.ReportMetric.
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const (
+	benchPayload   = 2048
+	benchProducers = 32
+	benchPullers   = 16
+	benchChunk     = 10000 // messages pre-filled per round of a pull benchmark
+)
+
+func benchBody() []byte {
+	b := make([]byte, benchPayload)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// benchEnqueue runs b.N enqueues from benchProducers goroutines spread over
+// as many inboxes and reports msgs/s.
+func benchEnqueue(b *testing.B, s Store) {
+	body := benchBody()
+	ctx := context.Background()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, benchProducers)
+	b.SetBytes(benchPayload)
+	b.ResetTimer()
+	start := time.Now()
+	for p := range benchProducers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			inbox := fmt.Sprintf("bench-%d", p)
+			for next.Add(1) <= int64(b.N) {
+				if _, err := s.Enqueue(ctx, inbox, body); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+}
+
+// benchPullAck pulls (batches of 10) and acks b.N messages with benchPullers
+// goroutines, each draining its own inbox, and reports msgs/s. Messages are
+// pre-filled in untimed rounds of benchChunk.
+func benchPullAck(b *testing.B, s Store) {
+	body := benchBody()
+	ctx := context.Background()
+	var timed time.Duration
+	b.SetBytes(benchPayload)
+	b.ResetTimer()
+	b.StopTimer()
+	for done := 0; done < b.N; {
+		round := min(benchChunk, b.N-done)
+		// Fill: round messages over benchPullers inboxes, concurrently.
+		var wg sync.WaitGroup
+		var fillErr atomic.Value
+		for w := range benchPullers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < round; i += benchPullers {
+					if _, err := s.Enqueue(ctx, fmt.Sprintf("pull-%d", w), body); err != nil {
+						fillErr.Store(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if err, _ := fillErr.Load().(error); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		var got atomic.Int64
+		errs := make(chan error, benchPullers)
+		for w := range benchPullers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				inbox := fmt.Sprintf("pull-%d", w)
+				receipts := make([]string, 0, 10)
+				for {
+					msgs, err := s.Pull(ctx, inbox, 10, 0)
+					if err != nil {
+						errs <- err
+						return
+					}
+					if len(msgs) == 0 {
+						return
+					}
+					receipts = receipts[:0]
+					for _, m := range msgs {
+						receipts = append(receipts, m.Receipt)
+					}
+					n, err := s.Ack(ctx, inbox, receipts)
+					if err != nil {
+						errs <- err
+						return
+					}
+					got.Add(int64(n))
+				}
+			}()
+		}
+		wg.Wait()
+		timed += time.Since(start)
+		b.StopTimer()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		if int(got.Load()) != round {
+			b.Fatalf("acked %d of %d", got.Load(), round)
+		}
+		done += round
+	}
+	b.ReportMetric(float64(b.N)/timed.Seconds(), "msgs/s")
+}
+
+// benchWakeUp measures, b.N times, the time from the start of an Enqueue on
+// a to the return of a Pull already waiting on b.
+func benchWakeUp(b *testing.B, a, bs Store) {
+	ctx := context.Background()
+	body := benchBody()
+	lat := make([]time.Duration, 0, b.N)
+	wc := bs.(waitCounter)
+	b.ResetTimer()
+	for range b.N {
+		res := make(chan pullResult, 1)
+		go func() {
+			msgs, err := bs.Pull(ctx, "wake", 1, 30*time.Second)
+			res <- pullResult{msgs, err, time.Now()}
+		}()
+		for wc.waiting("wake") == 0 {
+			time.Sleep(20 * time.Microsecond)
+		}
+		start := time.Now()
+		if _, err := a.Enqueue(ctx, "wake", body); err != nil {
+			b.Fatal(err)
+		}
+		r := <-res
+		if r.err != nil || len(r.msgs) != 1 {
+			b.Fatalf("woken pull: %d messages, %v", len(r.msgs), r.err)
+		}
+		lat = append(lat, r.at.Sub(start))
+		if _, err := bs.Ack(ctx, "wake", []string{r.msgs[0].Receipt}); err != nil {
+			b.Fatal(err)
+		}
+		for wc.waiting("wake") != 0 { // the waiter deregisters after returning
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
+}
+
+func benchRedisStores(b *testing.B, n int) []Store {
+	var out []Store
+	for _, s := range openRedisStores(b, RedisOptions{Options: Options{Capacity: 1 << 30}}, n) {
+		out = append(out, s)
+	}
+	return out
+}
+
+func BenchmarkRedisEnqueue(b *testing.B) {
+	benchEnqueue(b, benchRedisStores(b, 1)[0])
+}
+
+func BenchmarkRedisPullAck(b *testing.B) {
+	benchPullAck(b, benchRedisStores(b, 1)[0])
+}
+
+func BenchmarkRedisWakeUp(b *testing.B) {
+	s := benchRedisStores(b, 2)
+	benchWakeUp(b, s[0], s[1])
+}
+
+func benchBoltStore(b *testing.B) Store {
+	s, err := OpenBoltStore(b.TempDir(), Options{Capacity: 1 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func BenchmarkBoltEnqueue(b *testing.B) {
+	benchEnqueue(b, benchBoltStore(b))
+}
+
+func BenchmarkBoltPullAck(b *testing.B) {
+	benchPullAck(b, benchBoltStore(b))
+}
+
+func BenchmarkBoltWakeUp(b *testing.B) {
+	s := benchBoltStore(b)
+	benchWakeUp(b, s, s)
+}
