@@ -715,7 +715,6 @@ func (s *RedisStore) pullOnce(ctx context.Context, inbox string, max int) (msgs 
 	return msgs, next, nil
 }
 
-
 // touch records activity on inbox in the sweeper's registry, at most twice
 // per sweep interval per process.
 func (s *RedisStore) touch(ctx context.Context, inbox string) {
