@@ -38,7 +38,10 @@ const (
 )
 
 type realBroker struct {
-	t     testing.TB
+	t      testing.TB
+	cfg    broker.Config
+	keys   broker.Keys
+	prefix string
 	fake  *slackfake.Fake
 	url   string
 	rdb   *redis.Client
@@ -79,7 +82,7 @@ func newRealBroker(t *testing.T) *realBroker {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = q.Close() })
-	rb := &realBroker{t: t, fake: fake, rdb: rdb}
+	rb := &realBroker{t: t, fake: fake, rdb: rdb, prefix: prefix, keys: broker.Keys{Box: box, Signing: sig, Keyring: kr}}
 	rb.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rb.inner.Handler().ServeHTTP(w, r)
 	}))
@@ -91,7 +94,8 @@ func newRealBroker(t *testing.T) *realBroker {
 		SlackSigningSecret: realSigningSecret, SlackAPIURL: slackfake.APIURL(slackSrv.URL),
 		SlackAuthorizeURL: slackfake.AuthorizeURL(slackSrv.URL), SendRate: broker.RateLimit{Rate: 1000, Burst: 1000},
 	}
-	rb.inner, err = broker.New(cfg, broker.NewRedisState(rdb, prefix+"st:"), q, broker.Keys{Box: box, Signing: sig, Keyring: kr}, testLogger(t), nil)
+	rb.cfg = cfg
+	rb.inner, err = broker.New(cfg, broker.NewRedisState(rdb, prefix+"st:"), q, rb.keys, testLogger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,4 +253,58 @@ func TestAgainstRealBroker(t *testing.T) {
 	if err := b2.Run(t.Context()); !errors.Is(err, bridge.ErrReauthenticate) {
 		t.Fatalf("run after unregister: %v", err)
 	}
+}
+
+// TestRealBrokerReplicaFailover runs two broker replicas on one Redis; the
+// bridge is given both URLs, the replica it polls is killed, and events
+// posted to the survivor still arrive.
+func TestRealBrokerReplicaFailover(t *testing.T) {
+	rb := newRealBroker(t)
+	second := rb.replica(t)
+	org, token := rb.install("T0REAL02")
+	cfgPath := filepath.Join(t.TempDir(), "bridge.env")
+	if _, err := bridge.Register(t.Context(), bridge.RegisterOptions{BrokerURL: rb.url + "," + second.URL, OrgID: org, RegistrationToken: token, ConfigPath: cfgPath}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := bridge.LoadIdentity(cfgPath, func(string) (string, bool) { return "", false }, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(id.BrokerURLs) != 2 {
+		t.Fatalf("urls %v", id.BrokerURLs)
+	}
+	col := newCollector()
+	cfg := baseConfig(t, *id, t.TempDir())
+	cfg.Deliver = col.deliver
+	start(t, cfg)
+	rb.slackEvent(org, "C0A", "1771464999.000100", "before")
+	if ev := col.next(t); !strings.Contains(string(ev.Payload), "before") {
+		t.Fatalf("got %s", ev.Payload)
+	}
+	// Kill the first replica (the one the bridge polls), mid long-poll.
+	rb.srv.CloseClientConnections()
+	rb.srv.Close()
+	rb.url = second.URL
+	rb.slackEvent(org, "C0A", "1771464999.000200", "after")
+	if ev := col.next(t); !strings.Contains(string(ev.Payload), "after") {
+		t.Fatalf("got %s", ev.Payload)
+	}
+}
+
+// replica starts another broker instance (its own Server, State and queue
+// client) on the same Redis prefix and keys, as a second deployment replica.
+func (rb *realBroker) replica(t *testing.T) *httptest.Server {
+	q, err := queue.NewRedisStore(rb.rdb, queue.RedisOptions{Prefix: rb.prefix + "q:", Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = q.Close() })
+	srv, err := broker.New(rb.cfg, broker.NewRedisState(rb.rdb, rb.prefix+"st:"), q, rb.keys, testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	s := httptest.NewServer(srv.Handler())
+	t.Cleanup(s.Close)
+	return s
 }
