@@ -42,11 +42,11 @@ type realBroker struct {
 	cfg    broker.Config
 	keys   broker.Keys
 	prefix string
-	fake  *slackfake.Fake
-	url   string
-	rdb   *redis.Client
-	srv   *httptest.Server
-	inner *broker.Server
+	fake   *slackfake.Fake
+	url    string
+	rdb    *redis.Client
+	srv    *httptest.Server
+	inner  *broker.Server
 }
 
 func newRealBroker(t *testing.T) *realBroker {
