@@ -32,13 +32,12 @@ var (
 	boltBktAgentKey = []byte("agentkey") // signing public key → agent id
 	boltBktAccess   = []byte("atok")     // token hash → exp ‖ {agent, org}
 	boltBktOAuth    = []byte("oauth")    // state hash → exp
-	boltBktEvent    = []byte("evt")      // event id → exp ‖ 'p'|'d'
 	boltBktNonce    = []byte("nonce")    // len(agent) ‖ agent ‖ nonce → exp
 	boltBktSig      = []byte("usig")     // signature hash → exp
 
 	// boltTTLBuckets hold values that start with an 8-byte expiry and are
 	// swept by Cleanup.
-	boltTTLBuckets = [][]byte{boltBktRegTok, boltBktAccess, boltBktOAuth, boltBktEvent, boltBktNonce, boltBktSig}
+	boltTTLBuckets = [][]byte{boltBktRegTok, boltBktAccess, boltBktOAuth, boltBktNonce, boltBktSig}
 	boltAllBuckets = append([][]byte{boltBktInst, boltBktAgent, boltBktAgentOrg, boltBktAgentKey}, boltTTLBuckets...)
 )
 
@@ -53,8 +52,15 @@ var (
 // every cleanup interval (see Cleanup). A registration token is kept for
 // UsedRegistrationTokenRetention past its expiry, like RedisState does.
 //
-// Rate-limit buckets are kept in memory only: they are meaningful for one
-// process, and a restart merely refills them.
+// Two kinds of records are kept in memory only, because they matter only to
+// the running process and writing them would put two more fsyncs on every
+// Slack event: rate-limit buckets (a restart merely refills them) and Slack
+// event dedup claims. A pending claim belongs to a request of this process,
+// so after a crash it must not hold back Slack's retry anyway; a completed
+// claim forgotten by a restart means a retry that Slack sends across the
+// restart is queued again, which is within the at-least-once contract
+// (bridges de-duplicate by event_id). Nonces, one-time signatures, OAuth
+// states, tokens, agents and installations are on disk.
 //
 // The file is opened with an exclusive lock; a second process opening it
 // waits a second and fails.
@@ -65,12 +71,21 @@ type BoltState struct {
 	bucketMu sync.Mutex
 	buckets  map[string]*boltTokenBucket
 
+	eventMu sync.Mutex
+	events  map[string]boltEvent
+
 	closeOnce sync.Once
 	done      chan struct{}
 	wg        sync.WaitGroup
 }
 
 var _ State = (*BoltState)(nil)
+
+// boltEvent is the in-memory dedup record of a Slack event id.
+type boltEvent struct {
+	done bool
+	exp  time.Time
+}
 
 type boltTokenBucket struct {
 	tokens float64
@@ -114,7 +129,7 @@ func OpenBoltState(path string, opts ...BoltStateOption) (*BoltState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open bolt state %s: %w", path, err)
 	}
-	// Hot-path writes (event claims, nonces) use DB.Batch; keep a lone
+	// Hot-path writes (nonces, signatures) use DB.Batch; keep a lone
 	// writer's wait for company short.
 	db.MaxBatchDelay = time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
@@ -129,7 +144,7 @@ func OpenBoltState(path string, opts ...BoltStateOption) (*BoltState, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open bolt state %s: create buckets: %w", path, err)
 	}
-	s := &BoltState{db: db, now: cfg.now, buckets: map[string]*boltTokenBucket{}, done: make(chan struct{})}
+	s := &BoltState{db: db, now: cfg.now, buckets: map[string]*boltTokenBucket{}, events: map[string]boltEvent{}, done: make(chan struct{})}
 	if cfg.cleanupInterval > 0 {
 		s.wg.Add(1)
 		go s.cleanupLoop(cfg.cleanupInterval)
@@ -153,8 +168,8 @@ func (s *BoltState) cleanupLoop(every time.Duration) {
 	}
 }
 
-// Cleanup deletes every expired record and idle rate-limit bucket, and
-// returns how many records it deleted.
+// Cleanup deletes every expired record (on disk and in memory) and idle
+// rate-limit bucket, and returns how many records it deleted.
 func (s *BoltState) Cleanup(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -198,6 +213,14 @@ func (s *BoltState) Cleanup(ctx context.Context) (int, error) {
 		}
 	}
 	s.bucketMu.Unlock()
+	s.eventMu.Lock()
+	for k, e := range s.events {
+		if !now.Before(e.exp) {
+			delete(s.events, k)
+			n++
+		}
+	}
+	s.eventMu.Unlock()
 	return n, nil
 }
 
@@ -683,30 +706,22 @@ func (s *BoltState) ConsumeOAuthState(ctx context.Context, h TokenHash) (bool, e
 	return found, nil
 }
 
-// ClaimEvent implements State.
+// ClaimEvent implements State. Event claims live in memory (see BoltState).
 func (s *BoltState) ClaimEvent(ctx context.Context, eventID string) (EventClaim, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	now := s.now()
-	var claim EventClaim
-	err := s.db.Batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(boltBktEvent)
-		if p, ok := boltLive(b, []byte(eventID), now); ok {
-			if len(p) == 1 && p[0] == 'd' {
-				claim = EventDone
-			} else {
-				claim = EventInProgress
-			}
-			return nil
+	s.eventMu.Lock()
+	defer s.eventMu.Unlock()
+	if e, ok := s.events[eventID]; ok && now.Before(e.exp) {
+		if e.done {
+			return EventDone, nil
 		}
-		claim = EventClaimed
-		return b.Put([]byte(eventID), boltExp(now.Add(EventPendingTTL), []byte{'p'}))
-	})
-	if err != nil {
-		return 0, fmt.Errorf("claim event: %w", err)
+		return EventInProgress, nil
 	}
-	return claim, nil
+	s.events[eventID] = boltEvent{exp: now.Add(EventPendingTTL)}
+	return EventClaimed, nil
 }
 
 // CompleteEvent implements State.
@@ -715,12 +730,9 @@ func (s *BoltState) CompleteEvent(ctx context.Context, eventID string, ttl time.
 		return err
 	}
 	exp := s.now().Add(ttl)
-	err := s.db.Batch(func(tx *bolt.Tx) error {
-		return tx.Bucket(boltBktEvent).Put([]byte(eventID), boltExp(exp, []byte{'d'}))
-	})
-	if err != nil {
-		return fmt.Errorf("complete event: %w", err)
-	}
+	s.eventMu.Lock()
+	s.events[eventID] = boltEvent{done: true, exp: exp}
+	s.eventMu.Unlock()
 	return nil
 }
 
@@ -730,18 +742,10 @@ func (s *BoltState) ReleaseEvent(ctx context.Context, eventID string) error {
 		return err
 	}
 	now := s.now()
-	err := s.db.Batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(boltBktEvent)
-		if p, ok := boltLive(b, []byte(eventID), now); ok && len(p) == 1 && p[0] == 'd' {
-			return nil
-		}
-		if b.Get([]byte(eventID)) == nil {
-			return nil
-		}
-		return b.Delete([]byte(eventID))
-	})
-	if err != nil {
-		return fmt.Errorf("release event: %w", err)
+	s.eventMu.Lock()
+	defer s.eventMu.Unlock()
+	if e, ok := s.events[eventID]; ok && (!e.done || !now.Before(e.exp)) {
+		delete(s.events, eventID)
 	}
 	return nil
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -261,4 +263,83 @@ func TestBoltStateContextCanceled(t *testing.T) {
 			t.Errorf("%s with canceled ctx: %v", name, err)
 		}
 	}
+}
+
+// BenchmarkBoltStateIngressDedup measures the per-event state work of the
+// ingress path on the embedded store: ClaimEvent + CompleteEvent, from
+// parallel goroutines (in memory, see BoltState).
+func BenchmarkBoltStateIngressDedup(b *testing.B) {
+	st, err := OpenBoltState(filepath.Join(b.TempDir(), "s.db"), WithBoltCleanupInterval(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	var seq atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := "Ev" + strconv.FormatInt(seq.Add(1), 10)
+			if c, err := st.ClaimEvent(ctx, id); err != nil || c != EventClaimed {
+				b.Errorf("claim: %v %v", c, err)
+				return
+			}
+			if err := st.CompleteEvent(ctx, id, DefaultEventDedupTTL); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkBoltStateUseNonce measures the replay record of every send: one
+// fsynced write, concurrent ones sharing a transaction.
+func BenchmarkBoltStateUseNonce(b *testing.B) {
+	st, err := OpenBoltState(filepath.Join(b.TempDir(), "s.db"), WithBoltCleanupInterval(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	var seq atomic.Int64
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if ok, err := st.UseNonce(ctx, "a1", strconv.FormatInt(seq.Add(1), 10), 10*time.Minute); err != nil || !ok {
+				b.Errorf("nonce: %v %v", ok, err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkBoltStateLookupAccessToken measures the read done on every agent
+// request.
+func BenchmarkBoltStateLookupAccessToken(b *testing.B) {
+	st, err := OpenBoltState(filepath.Join(b.TempDir(), "s.db"), WithBoltCleanupInterval(0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	hk := testHashKey(b)
+	now := time.Now()
+	tok := hk.Hash(KindRegistrationToken, "r")
+	if err := st.PutRegistrationToken(ctx, tok, "T1", now.Add(time.Hour)); err != nil {
+		b.Fatal(err)
+	}
+	a := testAgent(b, hk, "a1", "T1", now)
+	if err := st.RegisterAgent(ctx, tok, a, now); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := st.LookupAccessToken(ctx, a.AccessTokenHash, now); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -4,12 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -430,5 +437,78 @@ func TestBinary(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"msg":"broker stopped"`) {
 		t.Fatalf("no stop line:\n%s", logs.String())
+	}
+}
+
+// writeSelfSignedCert writes a certificate for 127.0.0.1 and its key as PEM
+// files and returns their paths and the certificate.
+func writeSelfSignedCert(t *testing.T) (certPath, keyPath string, cert *x509.Certificate) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "sealrelay test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err = x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPath, keyPath, cert
+}
+
+func TestServeTLS(t *testing.T) {
+	certPath, keyPath, cert := writeSelfSignedCert(t)
+	env := baseEnv(t)
+	env["SEALRELAY_TLS_CERT"] = certPath
+	env["SEALRELAY_TLS_KEY"] = keyPath
+	r := startServe(t, nil, env)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	resp, err := client.Get("https://" + r.addrs.API.String() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.TLS == nil {
+		t.Fatalf("https /readyz: %d tls=%v", resp.StatusCode, resp.TLS != nil)
+	}
+	// Plain HTTP on the TLS port is refused.
+	if resp, err := http.Get("http://" + r.addrs.API.String() + "/healthz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("plain HTTP served on the TLS listener")
+		}
+	}
+
+	// A key that does not match the certificate fails at start.
+	_, otherKey, _ := writeSelfSignedCert(t)
+	env["SEALRELAY_TLS_KEY"] = otherKey
+	if _, err := loadConfig(nil, envMap(env)); err == nil || !strings.Contains(err.Error(), "cannot load the TLS certificate and key") {
+		t.Fatalf("mismatched key: %v", err)
 	}
 }
