@@ -24,7 +24,7 @@ import (
 //	<p>insts                   set of org ids with an installation
 //	<p>rtok:<hash>             registration token {org, exp, used}, expires exp+24h
 //	<p>agent:<id>              agent (JSON, public keys only)
-//	<p>agents:<org>            set of agent ids of an org
+//	<p>agents:<org>            hash agent id → agent JSON (one round trip per fan-out)
 //	<p>agentkey:<sig pub hex>  agent id by signing key (uniqueness index)
 //	<p>atok:<hash>             access token {agent, org, exp}, expires at exp
 //	<p>oauth:<hash>            OAuth state, expires after its TTL
@@ -264,7 +264,7 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return 'exists' end
 redis.call('HSET', KEYS[1], 'used', '1')
 redis.call('SET', KEYS[2], ARGV[3])
 redis.call('SET', KEYS[3], ARGV[4])
-redis.call('SADD', KEYS[4], ARGV[3])
+redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
 redis.call('HSET', KEYS[5], 'agent', ARGV[3], 'org', ARGV[1], 'exp', ARGV[5])
 redis.call('PEXPIREAT', KEYS[5], ARGV[5])
 return 'ok'
@@ -316,34 +316,19 @@ func (s *RedisState) GetAgent(ctx context.Context, id string) (*Agent, error) {
 
 // ListAgents implements State.
 func (s *RedisState) ListAgents(ctx context.Context, orgID string) ([]*Agent, error) {
-	ids, err := s.rdb.SMembers(ctx, s.key("agents:", orgID)).Result()
+	recs, err := s.rdb.HGetAll(ctx, s.key("agents:", orgID)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list agents: %w", err)
 	}
-	if len(ids) == 0 {
-		return []*Agent{}, nil
-	}
-	sort.Strings(ids)
-	keys := make([]string, len(ids))
-	for i, id := range ids {
-		keys[i] = s.key("agent:", id)
-	}
-	vals, err := s.rdb.MGet(ctx, keys...).Result()
-	if err != nil {
-		return nil, fmt.Errorf("list agents: %w", err)
-	}
-	out := make([]*Agent, 0, len(ids))
-	for _, v := range vals {
-		str, ok := v.(string)
-		if !ok {
-			continue // deleted concurrently
-		}
-		a, err := decodeAgent([]byte(str))
+	out := make([]*Agent, 0, len(recs))
+	for _, rec := range recs {
+		a, err := decodeAgent([]byte(rec))
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, a)
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
 
@@ -356,7 +341,7 @@ func (s *RedisState) DeleteAgent(ctx context.Context, id string) error {
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, s.key("agent:", id), s.key("atok:", a.AccessTokenHash.String()),
 			s.key("agentkey:", hex.EncodeToString(a.SigningPublicKey[:])))
-		p.SRem(ctx, s.key("agents:", a.OrgID), id)
+		p.HDel(ctx, s.key("agents:", a.OrgID), id)
 		return nil
 	})
 	if err != nil {

@@ -1,0 +1,162 @@
+package broker
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sealrelay/sealrelay/internal/slackfake"
+	"github.com/sealrelay/sealrelay/protocol"
+	"github.com/sealrelay/sealrelay/queue"
+)
+
+// benchHarness is a harness whose logs are discarded (they would dominate
+// the profile) and whose inboxes are large enough for a benchmark run.
+func benchHarness(b *testing.B, opts ...harnessOpt) *harness {
+	b.Helper()
+	opts = append([]harnessOpt{withQueue(queue.Options{Capacity: 10_000_000})}, opts...)
+	h := newHarness(b, opts...)
+	h.logs = &syncBuffer{}
+	// Replace the first replica's logger with a discarding one.
+	h.srv.log = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))
+	return h
+}
+
+var benchSeq atomic.Int64
+
+// signedEvent returns a signed /slack/events request for team with a
+// unique event id.
+func signedEvent(team string) *http.Request {
+	n := benchSeq.Add(1)
+	body := []byte(`{"token":"t","team_id":"` + team + `","api_app_id":"A1","type":"event_callback","event_id":"EvB` +
+		strconv.FormatInt(n, 10) + `","event_time":1771465000,"event":{"type":"app_mention","user":"U1","text":"benchmark message body of ordinary length","ts":"1771465000.000100","channel":"C1"},"authorizations":[{"team_id":"` + team + `","is_bot":true,"is_enterprise_install":false}]}`)
+	req := httptest.NewRequest(http.MethodPost, "/slack/events", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	slackfake.SignRequest(req, testSigningSecret, time.Now(), body)
+	return req
+}
+
+// BenchmarkIngress measures the webhook path per event — verify the Slack
+// signature, dedup, seal to the agent, sign, enqueue in Redis — with one
+// agent per org, called in-process from parallel goroutines (as concurrent
+// Slack deliveries would be).
+//
+//	go test -run XXX -bench BenchmarkIngress -benchtime 20000x ./broker
+func BenchmarkIngress(b *testing.B) {
+	h := benchHarness(b)
+	org, tok := h.install(slackfake.Install{TeamID: "T0BENCH1"})
+	h.register(org, tok)
+	handler := h.srv.Handler()
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	start := time.Now()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			rec := httptest.NewRecorder()
+			handler.ServeHTTP(rec, signedEvent(org))
+			if rec.Code != 200 {
+				b.Errorf("status %d: %s", rec.Code, rec.Body.Bytes())
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+}
+
+// BenchmarkWebhookLatency sends events over HTTP at a fixed 500 events/s
+// and reports the 50th and 99th percentile response time. b.N is the number
+// of events (b.N/500 seconds of load).
+//
+//	go test -run XXX -bench BenchmarkWebhookLatency -benchtime 5000x ./broker
+func BenchmarkWebhookLatency(b *testing.B) {
+	h := benchHarness(b)
+	org, tok := h.install(slackfake.Install{TeamID: "T0BENCH2"})
+	h.register(org, tok)
+	srv := httptest.NewServer(h.srv.Handler())
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	const rate = 500
+	lat := make([]time.Duration, b.N)
+	var wg sync.WaitGroup
+	tick := time.NewTicker(time.Second / rate)
+	defer tick.Stop()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		<-tick.C
+		req := signedEvent(org)
+		out, _ := http.NewRequest(http.MethodPost, srv.URL+"/slack/events", req.Body)
+		out.Header = req.Header
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t0 := time.Now()
+			resp, err := client.Do(out)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			lat[i] = time.Since(t0)
+			if resp.StatusCode != 200 {
+				b.Errorf("status %d", resp.StatusCode)
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(pct(1), "max-ms")
+}
+
+// BenchmarkSend measures the send path per message — verify the agent's
+// signature, record the nonce, open the body, decrypt the bot token, call
+// the fake Slack over HTTP. Request bodies are built (and encrypted by the
+// agent) before the timer starts.
+//
+//	go test -run XXX -bench BenchmarkSend -benchtime 5000x ./broker
+func BenchmarkSend(b *testing.B) {
+	h := benchHarness(b, withConfig(func(c *Config) { c.SendRate = RateLimit{Rate: -1} }))
+	org, tok := h.install(slackfake.Install{TeamID: "T0BENCH3"})
+	a := h.register(org, tok)
+	bodies := make([][]byte, b.N)
+	for i := range bodies {
+		bodies[i] = a.sendBody(protocol.ActionPostMessage, protocol.Routing{Channel: "C1"},
+			map[string]any{"text": fmt.Sprint("benchmark reply ", i)}, a.now())
+	}
+	handler := h.srv.Handler()
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	start := time.Now()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1) - 1
+			req := httptest.NewRequest(http.MethodPost, "/api/send", bytes.NewReader(bodies[i]))
+			req.Header.Set("Authorization", "Bearer "+a.token)
+			rec := httptest.NewRecorder()
+			handler.ServeHTTP(rec, req)
+			if rec.Code != 200 {
+				b.Errorf("status %d: %s", rec.Code, rec.Body.Bytes())
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "sends/s")
+}
