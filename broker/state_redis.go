@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -17,8 +18,10 @@ import (
 )
 
 // RedisState implements State on Redis (go-redis v9), for any number of
-// broker replicas sharing one Redis. Every key starts with the configured
-// prefix:
+// broker replicas sharing one Redis or Redis Cluster. Every key starts with
+// <p> = the configured prefix followed by the hash tag "{state}:" (unless the
+// prefix already holds a hash tag), so all state keys live in one Cluster
+// slot and the multi-key scripts below work on Cluster too:
 //
 //	<p>inst:<org>              installation (JSON; tokens as keyring envelopes)
 //	<p>insts                   set of org ids with an installation
@@ -46,6 +49,9 @@ var _ State = (*RedisState)(nil)
 // NewRedisState returns a State on rdb whose keys all start with prefix
 // (for example "sealrelay:"). The caller owns rdb; Close does not close it.
 func NewRedisState(rdb redis.UniversalClient, prefix string) *RedisState {
+	if !strings.Contains(prefix, "{") {
+		prefix += "{state}:"
+	}
 	return &RedisState{rdb: rdb, prefix: prefix}
 }
 
