@@ -22,6 +22,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,6 +59,7 @@ type Health struct {
 	BrokerURL           string     `json:"broker_url"`
 	OrgID               string     `json:"org_id"`
 	LastPollAt          *time.Time `json:"last_poll_at,omitempty"`
+	LastPullMessages    int        `json:"last_pull_messages"`
 	LastAckAt           *time.Time `json:"last_ack_at,omitempty"`
 	LastOutboundAt      *time.Time `json:"last_outbound_at,omitempty"`
 	LastError           string     `json:"last_error,omitempty"`
@@ -152,6 +155,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if exp := b.cfg.AccessTokenExpiresAt; !exp.IsZero() && !b.cfg.Now().Before(exp) {
 		return reauthError(fmt.Errorf("access token expired at %s", exp.UTC().Format(time.RFC3339)))
 	}
+	if exp := b.cfg.AccessTokenExpiresAt; !exp.IsZero() && exp.Sub(b.cfg.Now()) < 7*24*time.Hour {
+		b.log.Warn("access token expires soon; run `bridge register` with a new registration token before then", "expires_at", exp.UTC().Format(time.RFC3339))
+	}
 	b.log.Info("bridge polling", "broker", b.client.current(), "org_id", b.cfg.OrgID,
 		"wait_seconds", b.cfg.WaitSeconds, "max_messages", b.cfg.MaxMessages,
 		"forward", b.cfg.ForwardURL != "", "stream", b.cfg.Stream)
@@ -182,11 +188,28 @@ func (b *Bridge) Run(ctx context.Context) error {
 		} else {
 			b.log.Warn("poll cycle failed", "err", err, "consecutive_failures", n, "retry_in", backoff)
 		}
-		if !sleepCtx(ctx, jitter(backoff)) {
+		wait := jitter(backoff)
+		if ra := retryAfter(err); ra > wait {
+			wait = min(ra, 5*time.Minute)
+		}
+		if !sleepCtx(ctx, wait) {
 			continue
 		}
 		backoff = min(backoff*2, b.cfg.BackoffMax)
 	}
+}
+
+// retryAfter returns the broker's Retry-After (seconds form), or 0.
+func retryAfter(err error) time.Duration {
+	var be *BrokerError
+	if !errors.As(err, &be) || be.RetryAfter == "" {
+		return 0
+	}
+	n, perr := strconv.Atoi(strings.TrimSpace(be.RetryAfter))
+	if perr != nil || n <= 0 {
+		return 0
+	}
+	return time.Duration(n) * time.Second
 }
 
 // jitter returns d ± 20 %.
@@ -269,6 +292,7 @@ func (b *Bridge) pull(ctx context.Context) ([]protocol.InboxMessage, error) {
 	now := b.cfg.Now()
 	b.mu.Lock()
 	b.health.LastPollAt = &now
+	b.health.LastPullMessages = len(resp.Messages)
 	b.health.BrokerURL = b.client.current()
 	b.mu.Unlock()
 	b.metrics.lastPoll.Set(float64(now.Unix()))

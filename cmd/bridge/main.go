@@ -133,6 +133,11 @@ func cmdRegister(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	if len(missing) > 0 {
 		return fmt.Errorf("missing %s (the broker's install page shows the exact command)", strings.Join(missing, ", "))
 	}
+	if f, err := bridge.ReadEnvFile(*config); err == nil {
+		if tok, _ := f.Get(bridge.EnvAccessToken); tok != "" {
+			fmt.Fprintf(stderr, "note: %s already holds a registration; it will be replaced (run `bridge unregister` first to also remove the old agent at the broker)\n", *config)
+		}
+	}
 	ctx, cancel := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	id, err := bridge.Register(ctx, bridge.RegisterOptions{

@@ -45,9 +45,16 @@ func TestRegisterCommand(t *testing.T) {
 		t.Fatalf("config file: %v %v", st, err)
 	}
 	// The token is single use: the second run maps the broker phrase.
-	code, _, errs = register(t, fb, filepath.Join(t.TempDir(), "b.env"))
+	before, _ := os.ReadFile(cfgPath)
+	code, _, errs = register(t, fb, cfgPath)
 	if code != 1 || !strings.Contains(errs, "registration token already used — re-run the Slack install and use the new token") {
 		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if !strings.Contains(errs, "already holds a registration") {
+		t.Errorf("no note about replacing the registration: %s", errs)
+	}
+	if after, _ := os.ReadFile(cfgPath); !bytes.Equal(before, after) {
+		t.Error("failed registration changed the config file")
 	}
 }
 

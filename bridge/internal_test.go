@@ -1,0 +1,130 @@
+package bridge
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestRetryAfter(t *testing.T) {
+	cases := []struct {
+		err  error
+		want time.Duration
+	}{
+		{&BrokerError{Status: 429, RetryAfter: "7"}, 7 * time.Second},
+		{&BrokerError{Status: 429, RetryAfter: " 2 "}, 2 * time.Second},
+		{&BrokerError{Status: 429, RetryAfter: "Wed, 21 Oct 2015 07:28:00 GMT"}, 0},
+		{&BrokerError{Status: 429, RetryAfter: "-1"}, 0},
+		{&BrokerError{Status: 500}, 0},
+		{errors.New("x"), 0},
+	}
+	for _, tc := range cases {
+		if got := retryAfter(tc.err); got != tc.want {
+			t.Errorf("%v: %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestJitterBounds(t *testing.T) {
+	for _, d := range []time.Duration{time.Millisecond, 3 * time.Second, 30 * time.Second} {
+		for i := 0; i < 1000; i++ {
+			j := jitter(d)
+			if j < d*4/5 || j > d*6/5 {
+				t.Fatalf("jitter(%v) = %v outside ±20%%", d, j)
+			}
+		}
+	}
+	if jitter(0) != 0 {
+		t.Fatal("jitter(0)")
+	}
+}
+
+func TestRetryableStatus(t *testing.T) {
+	cases := []struct {
+		status int
+		msg    string
+		want   bool
+	}{
+		{500, "internal error", true},
+		{503, "queue unavailable", true},
+		{502, "channel_not_found", false}, // a relayed Slack error is an answer
+		{502, "Bad Gateway (answer is not sealrelay JSON; is this the broker URL?)", true},
+		{429, "rate_limited", false},
+		{401, "invalid or expired access token", false},
+	}
+	for _, tc := range cases {
+		if got := retryableStatus(tc.status, tc.msg); got != tc.want {
+			t.Errorf("%d %q: %v", tc.status, tc.msg, got)
+		}
+	}
+}
+
+func TestThreadIDFor(t *testing.T) {
+	cases := []struct {
+		typ, payload, want string
+	}{
+		{"event_callback", `{"event":{"channel":"C1","ts":"1.2"}}`, "C1:1.2"},
+		{"event_callback", `{"event":{"channel":"C1","ts":"1.3","thread_ts":"1.2"}}`, "C1:1.2"},
+		{"event_callback", `{"event":{"type":"reaction_added","item":{"channel":"G5","ts":"9.9"}}}`, "G5:9.9"},
+		{"event_callback", `{"event":{"channel":"general","ts":"1.2"}}`, ""},
+		{"block_actions", `{"channel":{"id":"D1"},"container":{"message_ts":"5.5"},"message":{"ts":"5.5","thread_ts":"4.4"}}`, "D1:4.4"},
+		{"view_submission", `{"view":{"id":"V1"}}`, ""},
+		{"slash_command", `{"channel_id":"C7","command":"/x"}`, "C7"},
+		{"event_callback", `not json`, ""},
+	}
+	for _, tc := range cases {
+		if got := ThreadIDFor(tc.typ, []byte(tc.payload)); got != tc.want {
+			t.Errorf("%s %s: %q, want %q", tc.typ, tc.payload, got, tc.want)
+		}
+	}
+}
+
+func TestDedupStoreExpiryAndCompaction(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	dir := t.TempDir()
+	s, err := openDedupStore(dir, 20*time.Minute, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a", "b", "with \"quote\"\nand newline"} {
+		if err := s.Mark(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !s.Seen("with \"quote\"\nand newline") || s.Seen("zzz") {
+		t.Fatal("seen")
+	}
+	s.Close()
+	now = now.Add(19 * time.Minute)
+	s, err = openDedupStore(dir, 20*time.Minute, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Seen("a") || s.Len() != 3 {
+		t.Fatalf("after reopen: len %d", s.Len())
+	}
+	if err := s.Mark("c"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	now = now.Add(2 * time.Minute) // a, b, quote are 21 min old; c is 2 min old
+	s, err = openDedupStore(dir, 20*time.Minute, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Seen("a") || !s.Seen("c") || s.Len() != 1 {
+		t.Fatalf("expiry: a=%v c=%v len=%d", s.Seen("a"), s.Seen("c"), s.Len())
+	}
+	// Many marks trigger compaction; the store stays correct.
+	for i := 0; i < 3000; i++ {
+		now = now.Add(time.Second)
+		if err := s.Mark(string(rune('A'+i%26)) + time.Duration(i).String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.lines > 2*s.Len()+1024+1 {
+		t.Fatalf("not compacted: %d lines for %d ids", s.lines, s.Len())
+	}
+}
