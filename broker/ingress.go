@@ -288,7 +288,7 @@ func (s *Server) handleSlackEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ev.EventID != "" {
-		if err := s.st.CompleteEvent(ctx, ev.EventID, s.cfg.EventDedupTTL); err != nil {
+		if err := s.st.CompleteEvent(context.WithoutCancel(ctx), ev.EventID, s.cfg.EventDedupTTL); err != nil {
 			// Stored already; a retry may duplicate it, which at-least-once allows.
 			s.logger(ctx).Warn("event dedup record failed", "err", err)
 		}
