@@ -137,3 +137,20 @@ func TestOperationsDocMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestOperationsDocCoversBridgeFile checks that every variable of the
+// bridge's configuration file (the Baudbot-compatible SLACK_BROKER_* names)
+// is described in docs/operations.md.
+func TestOperationsDocCoversBridgeFile(t *testing.T) {
+	src := readRepoFile(t, "bridge/envfile.go")
+	names := regexp.MustCompile(`"(SLACK_BROKER_[A-Z_]+)"`).FindAllStringSubmatch(src, -1)
+	if len(names) < 10 {
+		t.Fatalf("found only %d SLACK_BROKER_* names in bridge/envfile.go; has the scanner broken?", len(names))
+	}
+	doc := readRepoFile(t, "docs/operations.md")
+	for _, m := range names {
+		if !strings.Contains(doc, "`"+m[1]+"`") {
+			t.Errorf("docs/operations.md does not describe bridge file variable %s", m[1])
+		}
+	}
+}
