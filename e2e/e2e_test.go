@@ -1,0 +1,352 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sealrelay/sealrelay/internal/slackfake"
+)
+
+// TestEndToEnd drives one deployment through the whole life of a bridge:
+// install and register, events in both directions across two replicas, a
+// bridge killed with SIGKILL mid-stream, and a broker replica killed with
+// SIGKILL under the bridge.
+func TestEndToEnd(t *testing.T) {
+	start := time.Now()
+	e := newEnv(t)
+	a := e.startReplica("A")
+	b := e.startReplica("B")
+	t.Logf("redis %s, replica A %s, replica B %s, fake Slack %s (setup %s)", e.redis.url, a.url, b.url, e.slack.URL, time.Since(start).Round(time.Millisecond))
+
+	// --- Install through the fake OAuth consent, register with the token
+	// scraped from the callback page. The bridge lists B first, so it polls B.
+	org, token := e.install(a)
+	if org != teamID {
+		t.Fatalf("install page org id %q, want %q", org, teamID)
+	}
+	out := e.register(b.url+","+a.url, org, token)
+	if !strings.Contains(out, "Registered with "+b.url+", "+a.url+" for org "+teamID) {
+		t.Fatalf("bridge register output:\n%s", out)
+	}
+	// The token is single use: a second register is refused with advice.
+	cmd := execBridge(e, "register", "--broker-url", a.url, "--org-id", org, "--registration-token", token,
+		"--config", e.bridgeCfg+".second")
+	if o, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(o), "already used") {
+		t.Fatalf("second register with the same token: err=%v\n%s", err, o)
+	}
+	e.startBridge()
+
+	stepEventsAcrossReplicas(t, e, a, b)
+	stepReplies(t, e)
+	stepKillBridge(t, e, a)
+	stepKillReplica(t, e, a, b)
+
+	// Over the whole run: every event exactly once, every forward signed.
+	_, count, badSig, other := e.recv.snapshot()
+	for id, n := range count {
+		if n != 1 {
+			t.Errorf("event %s delivered %d times", id, n)
+		}
+	}
+	if badSig != 0 {
+		t.Errorf("%d forwarded requests failed slack-go signature verification", badSig)
+	}
+	if len(other) != 0 {
+		t.Errorf("unexpected forwarded requests: %q", other)
+	}
+	for _, p := range []*proc{a.proc, b.proc, e.bridge} {
+		if strings.Contains(p.log(), "WARNING: DATA RACE") {
+			t.Errorf("%s reported a data race:\n%s", p.name, p.tail(80))
+		}
+	}
+	t.Logf("end-to-end run took %s", time.Since(start).Round(time.Millisecond))
+}
+
+// stepEventsAcrossReplicas posts signed events to replica A while the bridge
+// long-polls replica B, and checks that each arrives once, in order,
+// decrypted to the exact bytes Slack sent, with a valid forward signature.
+func stepEventsAcrossReplicas(t *testing.T, e *env, a, b *replica) {
+	const n = 25
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("Ev0FLOW%04d", i)
+		if err := e.postEvent(a, ids[i], i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "25 events at the forward receiver", 30*time.Second, func() bool { return e.recv.received(ids) == n })
+	order, count, _, _ := e.recv.snapshot()
+	if got := strings.Join(order[:n], ","); got != strings.Join(ids, ",") {
+		t.Fatalf("delivery order\n got %s\nwant %s", got, strings.Join(ids, ","))
+	}
+	for _, id := range ids {
+		if count[id] != 1 {
+			t.Errorf("%s delivered %d times", id, count[id])
+		}
+		if got, want := e.recv.body(id), e.postedBody(id); !bytes.Equal(got, want) {
+			t.Errorf("%s forwarded body differs from what Slack sent:\n got %s\nwant %s", id, got, want)
+		}
+	}
+	if h := e.health(); h["broker_url"] != b.url {
+		t.Errorf("bridge polls %v, want replica B %s", h["broker_url"], b.url)
+	}
+	// Replica A took the webhooks and no pulls; B served the pulls and acks.
+	if n := countLines(a.proc, `"route":"pull"`); n != 0 {
+		t.Errorf("replica A served %d pulls, want 0", n)
+	}
+	if n := countLines(b.proc, `"route":"pull"`, `"status":200`); n == 0 {
+		t.Errorf("replica B served no pulls")
+	}
+	if n := countLines(b.proc, `"route":"ack"`, `"status":200`); n == 0 {
+		t.Errorf("replica B served no acks")
+	}
+	if n := countLines(a.proc, `"route":"slack_events"`, `"status":200`); n < len(ids) {
+		t.Errorf("replica A accepted %d events, want ≥ %d", n, len(ids))
+	}
+	if n := countLines(b.proc, `"route":"slack_events"`); n != 0 {
+		t.Errorf("replica B received %d events, want 0", n)
+	}
+}
+
+// stepReplies sends replies through the bridge's local API and checks that
+// the fake Slack received exactly those calls, with the installation's bot
+// token, and that a Slack error comes back to the agent.
+func stepReplies(t *testing.T, e *env) {
+	before := len(e.fake.Calls())
+
+	code, res := e.localPost("/send", `{"channel":"C0E2E","text":"reply one"}`)
+	if code != http.StatusOK || res["ok"] != true {
+		t.Fatalf("/send: %d %v", code, res)
+	}
+	ts, _ := res["ts"].(string)
+	if ts == "" {
+		t.Fatalf("/send returned no ts: %v", res)
+	}
+	if code, res = e.localPost("/reply", `{"thread_id":"C0E2E:1700000000.000003","text":"in the thread"}`); code != http.StatusOK {
+		t.Fatalf("/reply: %d %v", code, res)
+	}
+	if code, res = e.localPost("/react", `{"channel":"C0E2E","timestamp":"`+ts+`","emoji":"white_check_mark"}`); code != http.StatusOK {
+		t.Fatalf("/react: %d %v", code, res)
+	}
+	if code, res = e.localPost("/update", `{"channel":"C0E2E","timestamp":"`+ts+`","text":"reply one (edited)"}`); code != http.StatusOK {
+		t.Fatalf("/update: %d %v", code, res)
+	}
+	// Invalid input stops at the bridge.
+	if code, res = e.localPost("/send", `{"channel":"not-a-channel","text":"x"}`); code != http.StatusBadRequest {
+		t.Fatalf("/send with a bad channel: %d %v, want 400", code, res)
+	}
+	// A Slack error is passed back with its code.
+	e.fake.Script("chat.postMessage", slackfake.Reply{Error: "channel_not_found"})
+	if code, res = e.localPost("/send", `{"channel":"C0GONE","text":"into the void"}`); code != http.StatusBadGateway || res["error"] != "channel_not_found" {
+		t.Fatalf("/send to a missing channel: %d %v, want 502 channel_not_found", code, res)
+	}
+
+	// The fake Slack saw exactly these calls, in this order.
+	botToken := ""
+	for _, c := range e.fake.Calls()[:before] {
+		if c.Method == "auth.test" {
+			botToken = c.Token // the broker checks the new bot token at install
+		}
+	}
+	type want struct {
+		method string
+		params map[string]string
+		err    string
+	}
+	wants := []want{
+		{"chat.postMessage", map[string]string{"channel": "C0E2E", "text": "reply one", "thread_ts": ""}, ""},
+		{"chat.postMessage", map[string]string{"channel": "C0E2E", "text": "in the thread", "thread_ts": "1700000000.000003"}, ""},
+		{"reactions.add", map[string]string{"channel": "C0E2E", "timestamp": ts, "name": "white_check_mark"}, ""},
+		{"chat.update", map[string]string{"channel": "C0E2E", "ts": ts, "text": "reply one (edited)"}, ""},
+		{"chat.postMessage", map[string]string{"channel": "C0GONE", "text": "into the void"}, "channel_not_found"},
+	}
+	calls := e.fake.Calls()[before:]
+	if len(calls) != len(wants) {
+		t.Fatalf("fake Slack got %d calls, want %d: %+v", len(calls), len(wants), calls)
+	}
+	for i, w := range wants {
+		c := calls[i]
+		if c.Method != w.method || c.Error != w.err {
+			t.Errorf("call %d: %s (error %q), want %s (error %q)", i, c.Method, c.Error, w.method, w.err)
+		}
+		for k, v := range w.params {
+			if got := c.Params.Get(k); got != v {
+				t.Errorf("call %d %s: %s = %q, want %q", i, c.Method, k, got, v)
+			}
+		}
+		if botToken == "" || c.Token != botToken {
+			t.Errorf("call %d %s was not made with the installation's bot token", i, c.Method)
+		}
+	}
+	if msgs := e.fake.Messages(); len(msgs) < 2 || msgs[0].Text != "reply one (edited)" || len(msgs[0].Reactions) != 1 {
+		t.Errorf("fake Slack messages after the replies: %+v", msgs)
+	}
+}
+
+// stepKillBridge streams 1,000 events into replica A and kills the bridge
+// with SIGKILL in the middle, at a moment when one message of the current
+// batch was delivered to the app but not yet acked (the worst case), then
+// restarts it: no event is lost and none is delivered twice.
+func stepKillBridge(t *testing.T, e *env, a *replica) {
+	const n, holdAt = 1000, 300
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("Ev0KILL%04d", i)
+	}
+	var posted atomic.Int64
+	postDone := make(chan error, 1)
+
+	// The receiver picks the moment: it holds event holdAt until a backlog
+	// has built up (so that pulls return full batches), then, at the first
+	// event that shares its pull with the previous one (same last_poll_at),
+	// it signals the kill and never answers that event.
+	victim := make(chan string, 1)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	phase, prevPoll := 0, ""
+	lastPoll := func() string {
+		c := &http.Client{Timeout: 2 * time.Second}
+		resp, err := c.Get(e.bridgeAPI + "/health")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		var h struct {
+			LastPollAt string `json:"last_poll_at"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&h)
+		return h.LastPollAt
+	}
+	e.recv.setHold(func(id string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case phase == 0 && id == ids[holdAt]:
+			deadline := time.Now().Add(30 * time.Second)
+			for posted.Load() < holdAt+60 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			prevPoll, phase = lastPoll(), 1
+		case phase == 1:
+			p := lastPoll()
+			if p == "" || p != prevPoll {
+				prevPoll = p
+				return true
+			}
+			phase = 2
+			victim <- id
+			<-release
+			return false
+		}
+		return true
+	})
+	go func() {
+		for i, id := range ids {
+			if err := e.postEvent(a, id, 10000+i); err != nil {
+				postDone <- err
+				return
+			}
+			posted.Add(1)
+		}
+		postDone <- nil
+	}()
+
+	var v string
+	postErr, postFinished := error(nil), false
+	select {
+	case v = <-victim:
+	case postErr = <-postDone:
+		postFinished = true
+		if postErr != nil {
+			t.Fatal(postErr)
+		}
+		select {
+		case v = <-victim:
+		case <-time.After(60 * time.Second):
+			t.Fatal("the bridge never reached the kill point")
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the bridge never reached the kill point")
+	}
+	delivered := e.recv.received(ids)
+	e.bridge.kill9(t)
+	close(release)
+	t.Logf("killed the bridge with SIGKILL while the app held %s: %d of %d events delivered, %d posted", v, delivered, n, posted.Load())
+	killedAt := time.Now()
+	e.startBridge()
+
+	// The message that was delivered but not acked comes back after its
+	// 30-second lease; the dedup store must suppress it.
+	waitFor(t, "all 1,000 events after the restart", 75*time.Second, func() bool { return e.recv.received(ids) == n })
+	if !postFinished {
+		postErr = <-postDone
+	}
+	if postErr != nil {
+		t.Fatal(postErr)
+	}
+	waitFor(t, "the restarted bridge to suppress the redelivered message", 15*time.Second, func() bool {
+		d, _ := e.health()["duplicates"].(float64)
+		return d >= 1
+	})
+	_, count, _, _ := e.recv.snapshot()
+	for _, id := range ids {
+		if count[id] != 1 {
+			t.Errorf("%s delivered %d times", id, count[id])
+		}
+	}
+	t.Logf("all %d events delivered once; %s after the kill, duplicates suppressed: %v", n,
+		time.Since(killedAt).Round(time.Millisecond), e.health()["duplicates"])
+}
+
+// stepKillReplica kills the replica the bridge polls (B) with SIGKILL; the
+// bridge carries on through A, both for events and for replies.
+func stepKillReplica(t *testing.T, e *env, a, b *replica) {
+	if h := e.health(); h["broker_url"] != b.url {
+		t.Fatalf("before the kill the bridge polls %v, want B %s", h["broker_url"], b.url)
+	}
+	b.proc.kill9(t)
+	const n = 50
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("Ev0FAIL%04d", i)
+		if err := e.postEvent(a, ids[i], 20000+i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "50 events through replica A after B died", 30*time.Second, func() bool { return e.recv.received(ids) == n })
+	order, count, _, _ := e.recv.snapshot()
+	var got []string
+	for _, id := range order {
+		if strings.HasPrefix(id, "Ev0FAIL") {
+			got = append(got, id)
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(ids, ",") {
+		t.Errorf("order after failover\n got %s\nwant %s", strings.Join(got, ","), strings.Join(ids, ","))
+	}
+	for _, id := range ids {
+		if count[id] != 1 {
+			t.Errorf("%s delivered %d times", id, count[id])
+		}
+	}
+	if h := e.health(); h["broker_url"] != a.url {
+		t.Errorf("after the kill the bridge polls %v, want A %s", h["broker_url"], a.url)
+	}
+	before := len(e.fake.CallsTo("chat.postMessage"))
+	if code, res := e.localPost("/send", `{"channel":"C0E2E","text":"still here"}`); code != http.StatusOK {
+		t.Fatalf("/send after B died: %d %v", code, res)
+	}
+	if calls := e.fake.CallsTo("chat.postMessage"); len(calls) != before+1 || calls[len(calls)-1].Params.Get("text") != "still here" {
+		t.Errorf("fake Slack did not get the send after failover: %+v", calls[before:])
+	}
+	if e.bridge.exited() {
+		t.Errorf("the bridge exited when replica B died:\n%s", e.bridge.tail(30))
+	}
+}
