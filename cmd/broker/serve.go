@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sealrelay/sealrelay/broker"
+	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
 )
@@ -139,6 +142,10 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- l
 	}
 	defer s.close()
 
+	if err := checkKeyringCovers(ctx, s.st, cfg.Keyring); err != nil {
+		return err
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := broker.New(brokerConfig(cfg), s.st, s.q, broker.Keys{Box: cfg.BoxKey, Signing: cfg.SigningKey, Keyring: cfg.Keyring}, logger, reg)
@@ -233,4 +240,45 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- l
 	}
 	logger.Info("broker stopped")
 	return runErr
+}
+
+// checkKeyringCovers fails when a stored secret names a master key version
+// the keyring lacks (typically a replica started with the keyring from
+// before a `keys rotate`), so that the broker does not start only to fail
+// every send of those orgs. It reads through State.RewrapSecrets with a
+// function that changes nothing.
+func checkKeyringCovers(ctx context.Context, st broker.State, kr *crypto.Keyring) error {
+	have := map[uint32]bool{}
+	for _, v := range kr.Versions() {
+		have[v] = true
+	}
+	missing := map[uint32]int{}
+	orgs := map[uint32]string{}
+	_, err := st.RewrapSecrets(ctx, func(stored, owner string) (string, bool, error) {
+		v, err := crypto.StoredVersion(stored)
+		if err == nil && !have[v] {
+			missing[v]++
+			orgs[v] = owner
+		}
+		return stored, false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("check stored secrets against the master keyring: %w", err)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	vs := make([]uint32, 0, len(missing))
+	for v := range missing {
+		vs = append(vs, v)
+	}
+	slices.Sort(vs)
+	var parts []string
+	for _, v := range vs {
+		parts = append(parts, fmt.Sprintf("version %d (%d secrets, e.g. org %s)", v, missing[v], orgs[v]))
+	}
+	mk := settingByName("master-keys")
+	return &configError{problems: []string{fmt.Sprintf(
+		"the master keyring (%s) lacks master key %s used by stored Slack tokens: start the broker with the current keyring file (after `broker keys rotate`, every replica needs the new file)",
+		mk.names(), strings.Join(parts, ", "))}}
 }

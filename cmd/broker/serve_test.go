@@ -201,9 +201,20 @@ func TestServeRedis(t *testing.T) {
 	if err := st.PutInstallation(context.Background(), &broker.Installation{OrgID: "T1"}); err != nil {
 		t.Fatal(err)
 	}
-	n, err := rdb.Exists(context.Background(), prefix+redisStateNS+"inst:T1").Result()
-	if err != nil || n != 1 {
-		t.Fatalf("state key layout: %d %v", n, err)
+	var stateKeys int
+	iter := rdb.Scan(context.Background(), 0, prefix+"*", 1000).Iterator()
+	for iter.Next(context.Background()) {
+		k := iter.Val()
+		switch {
+		case strings.HasPrefix(k, prefix+redisStateNS):
+			stateKeys++
+		case strings.HasPrefix(k, prefix+redisQueueNS):
+		default:
+			t.Errorf("key %s is outside the state and queue namespaces", k)
+		}
+	}
+	if err := iter.Err(); err != nil || stateKeys == 0 {
+		t.Fatalf("no state key under %s%s (%v)", prefix, redisStateNS, err)
 	}
 }
 
@@ -236,6 +247,27 @@ func TestServeStartupErrors(t *testing.T) {
 		}
 		err = serve(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
 		if err == nil || !strings.Contains(err.Error(), "in use by another process") {
+			t.Fatalf("serve = %v", err)
+		}
+	})
+	t.Run("keyring lacks a stored version", func(t *testing.T) {
+		env := baseEnv(t)
+		cfg, err := loadConfig([]string{"--listen", "127.0.0.1:0"}, envMap(env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		newer, err := crypto.NewKeyring(map[uint32][]byte{7: make([]byte, 32)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := openBoltState(env["SEALRELAY_DATA_DIR"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		seedInstallations(t, st, newer)
+		_ = st.Close()
+		err = serve(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
+		if err == nil || !strings.Contains(err.Error(), "lacks master key version 7 (4 secrets") {
 			t.Fatalf("serve = %v", err)
 		}
 	})
