@@ -191,7 +191,9 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- l
 		}
 	}()
 	attrs := []any{"version", version, "protocol", protocol.Version, "listen", ln.Addr().String(),
-		"public_url", cfg.PublicURL, "store", s.kind, "tls", cfg.TLSCert != ""}
+		"public_url", cfg.PublicURL, "store", s.kind, "tls", cfg.TLSCert != "",
+		"broker_pubkey", cfg.BoxKey.Public.String(), "broker_signing_pubkey", cfg.SigningKey.Public().String(),
+		"master_key_version", cfg.Keyring.ActiveVersion()}
 	addrs := listening{API: ln.Addr()}
 	if ms != nil {
 		go func() {

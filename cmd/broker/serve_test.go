@@ -160,7 +160,8 @@ func TestServeEmbedded(t *testing.T) {
 		}
 	}
 	logs := r.logs.String()
-	for _, want := range []string{`"msg":"broker started"`, `"store":"embedded"`, `"msg":"broker stopped"`} {
+	for _, want := range []string{`"msg":"broker started"`, `"store":"embedded"`, `"master_key_version":1`,
+		`"broker_pubkey":"` + r.cfg.BoxKey.Public.String(), `"msg":"broker stopped"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %s", want)
 		}
