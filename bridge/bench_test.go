@@ -62,7 +62,7 @@ func BenchmarkReceivePath(b *testing.B) {
 		m.MessageID = "m-" + strconv.Itoa(i)
 		batch = append(batch, m)
 		if len(batch) == cap(batch) || i == b.N-1 {
-			ids, err := br.process(ctx, batch)
+			ids, _, err := br.process(ctx, batch)
 			if err != nil || len(ids) != len(batch) {
 				b.Fatalf("process: %v (%d of %d)", err, len(ids), len(batch))
 			}

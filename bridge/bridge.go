@@ -48,6 +48,11 @@ type Bridge struct {
 	// partial records which sinks already took a message whose delivery
 	// failed at a later sink, so that a retry does not repeat them.
 	partial map[string]uint8
+	// pending holds the messages left over when a delivery failed, still
+	// leased to us: they are retried locally, in order, while the lease
+	// lasts, instead of waiting for the broker to hand them out again.
+	pending   []protocol.InboxMessage
+	pendingAt time.Time
 
 	mu     sync.Mutex
 	health Health
@@ -248,17 +253,35 @@ func (b *Bridge) setFailures(delta int, lastErr string) int {
 // errDelivery marks a cycle that failed at local delivery.
 var errDelivery = errors.New("local delivery failed")
 
-// cycle is one pull → process → ack round.
+// leaseRetryWindow is how long after a pull undelivered messages are
+// retried locally; the broker's lease is 30 s.
+const leaseRetryWindow = 25 * time.Second
+
+// cycle is one pull → process → ack round. After a delivery failure the
+// next cycle retries the leftover messages instead of pulling, while their
+// lease lasts.
 func (b *Bridge) cycle(ctx context.Context) error {
-	msgs, err := b.pull(ctx)
-	if err != nil {
-		b.metrics.pullErrors.Inc()
-		return err
+	var msgs []protocol.InboxMessage
+	pulledAt := b.pendingAt
+	if len(b.pending) > 0 && b.cfg.Now().Sub(b.pendingAt) < leaseRetryWindow {
+		msgs = b.pending
+	} else {
+		var err error
+		msgs, err = b.pull(ctx)
+		if err != nil {
+			b.metrics.pullErrors.Inc()
+			return err
+		}
+		pulledAt = b.cfg.Now()
 	}
+	b.pending = nil
 	if len(msgs) == 0 {
 		return nil
 	}
-	ackIDs, derr := b.process(ctx, msgs)
+	ackIDs, rest, derr := b.process(ctx, msgs)
+	if derr != nil {
+		b.pending, b.pendingAt = rest, pulledAt
+	}
 	if len(ackIDs) > 0 {
 		// Ack even when shutting down: what was delivered must not come back.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
@@ -326,10 +349,12 @@ func (b *Bridge) ack(ctx context.Context, ids []string) error {
 const maxMessageIDLen = 512
 
 // process verifies, opens, de-duplicates and delivers msgs in order. It
-// returns the ids to ack (delivered, duplicate or poison) and errDelivery
-// when it stopped at a message that could not be delivered.
-func (b *Bridge) process(ctx context.Context, msgs []protocol.InboxMessage) ([]string, error) {
+// returns the ids to ack (delivered, duplicate or poison) and, when it
+// stopped at a message that could not be delivered, the messages from that
+// one on and the error.
+func (b *Bridge) process(ctx context.Context, msgs []protocol.InboxMessage) ([]string, []protocol.InboxMessage, error) {
 	ackIDs := make([]string, 0, len(msgs))
+	var rest []protocol.InboxMessage
 	var derr error
 	for i := range msgs {
 		if ctx.Err() != nil {
@@ -338,6 +363,7 @@ func (b *Bridge) process(ctx context.Context, msgs []protocol.InboxMessage) ([]s
 		id, err := b.receive(ctx, &msgs[i])
 		if err != nil {
 			derr = err
+			rest = msgs[i:]
 			break
 		}
 		if id != "" {
@@ -347,7 +373,7 @@ func (b *Bridge) process(ctx context.Context, msgs []protocol.InboxMessage) ([]s
 	if err := b.dedup.Sync(); err != nil {
 		b.log.Error("dedup store sync failed", "err", err)
 	}
-	return ackIDs, derr
+	return ackIDs, rest, derr
 }
 
 // receive handles one message: verify → open → dedup → deliver. It returns

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -227,6 +228,10 @@ func TestDeliveryFailureIsRetriedNotAcked(t *testing.T) {
 	if got := fb.Acked(); !equalStrings(got, []string{a, bID}) {
 		t.Fatalf("acked %v", got)
 	}
+	// The failed batch was retried locally within its lease, not re-pulled.
+	if n := fb.HandedOut(a); n != 1 {
+		t.Fatalf("message pulled %d times, want 1", n)
+	}
 }
 
 func TestExpiredAccessToken(t *testing.T) {
@@ -369,5 +374,32 @@ func TestGracefulShutdownAcksDelivered(t *testing.T) {
 	col.none(t)
 	if got := fb.Acked(); !equalStrings(got, []string{a}) {
 		t.Fatalf("acked %v, want only the delivered %s", got, a)
+	}
+}
+
+func TestDeliveryRetryAfterLeaseWindowPullsAgain(t *testing.T) {
+	fb := bridgetest.New(t, testOrg)
+	id := newIdentity(t, fb)
+	var offset atomic.Int64
+	col := newCollector()
+	cfg := baseConfig(t, id, t.TempDir())
+	cfg.Now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	failed := false
+	cfg.Deliver = func(ctx context.Context, ev *bridge.Event) error {
+		if !failed {
+			failed = true
+			offset.Add(int64(26 * time.Second)) // the lease ran out meanwhile
+			return errors.New("app down")
+		}
+		return col.deliver(ctx, ev)
+	}
+	a := fb.Enqueue(slackEvent("a", "C1", "1.1"))
+	start(t, cfg)
+	if ev := col.next(t); ev.MessageID != a {
+		t.Fatal(ev.MessageID)
+	}
+	waitFor(t, fb, "ack", func() bool { return fb.Pending() == 0 })
+	if n := fb.HandedOut(a); n != 2 {
+		t.Fatalf("message pulled %d times, want 2 (re-pulled after the lease window)", n)
 	}
 }

@@ -68,6 +68,7 @@ type FakeBroker struct {
 	seq          int
 	changed      chan struct{}
 	acks         [][]string
+	handedOut    map[string]int
 	sends        []Sent
 	pulls        int
 	nonces       map[string]bool
@@ -94,7 +95,7 @@ func New(t testing.TB, orgID string) *FakeBroker {
 		t.Fatal(err)
 	}
 	f := &FakeBroker{OrgID: orgID, BoxKey: box, SigningKey: sign, AccessToken: "fake-access-token-" + orgID,
-		t: t, changed: make(chan struct{}), nonces: map[string]bool{}}
+		t: t, changed: make(chan struct{}), nonces: map[string]bool{}, handedOut: map[string]int{}}
 	f.start("127.0.0.1:0")
 	t.Cleanup(f.Close)
 	return f
@@ -299,6 +300,13 @@ func (f *FakeBroker) Sends() []Sent {
 	return append([]Sent(nil), f.sends...)
 }
 
+// HandedOut returns how many pull answers carried message id.
+func (f *FakeBroker) HandedOut(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.handedOut[id]
+}
+
 // Pulls returns how many pulls were answered.
 func (f *FakeBroker) Pulls() int {
 	f.mu.Lock()
@@ -483,6 +491,9 @@ func (f *FakeBroker) pull(w http.ResponseWriter, r *http.Request) {
 		}
 		changed := f.changed
 		if len(msgs) > 0 || wait == 0 {
+			for _, m := range msgs {
+				f.handedOut[m.MessageID]++
+			}
 			f.pulls++
 			close(f.changed)
 			f.changed = make(chan struct{})
