@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,11 +17,38 @@ import (
 	"github.com/sealrelay/sealrelay/internal/slackfake"
 )
 
-// TestEndToEnd drives one deployment through the whole life of a bridge:
-// install and register, events in both directions across two replicas, a
-// bridge killed with SIGKILL mid-stream, and a broker replica killed with
+// TestEndToEnd drives one deployment through install and register, events
+// in both directions across two replicas, and a broker replica killed with
 // SIGKILL under the bridge.
 func TestEndToEnd(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	e, a, b := deploy(t)
+
+	stepEventsAcrossReplicas(t, e, a, b)
+	stepStream(t, e)
+	stepReplies(t, e)
+	stepKillReplica(t, e, a, b)
+	checkRun(t, e, a, b)
+	t.Logf("end-to-end run took %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestBridgeKill9MidStream kills the bridge with SIGKILL in the middle of a
+// stream of 1,000 events and restarts it.
+func TestBridgeKill9MidStream(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	e, a, b := deploy(t)
+
+	stepKillBridge(t, e, a)
+	checkRun(t, e, a, b)
+	t.Logf("kill -9 run took %s", time.Since(start).Round(time.Millisecond))
+}
+
+// deploy starts Redis, the fake Slack, replicas A and B, installs the app
+// through A, registers a bridge that lists B first (so it polls B) with
+// `bridge register`, and starts `bridge run`.
+func deploy(t *testing.T) (*env, *replica, *replica) {
 	start := time.Now()
 	e := newEnv(t)
 	a := e.startReplica("A")
@@ -42,13 +72,12 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("second register with the same token: err=%v\n%s", err, o)
 	}
 	e.startBridge()
+	return e, a, b
+}
 
-	stepEventsAcrossReplicas(t, e, a, b)
-	stepReplies(t, e)
-	stepKillBridge(t, e, a)
-	stepKillReplica(t, e, a, b)
-
-	// Over the whole run: every event exactly once, every forward signed.
+// checkRun checks the whole run: every event exactly once, every forward
+// signed, no data race reported by a process.
+func checkRun(t *testing.T, e *env, a, b *replica) {
 	_, count, badSig, other := e.recv.snapshot()
 	for id, n := range count {
 		if n != 1 {
@@ -66,7 +95,6 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("%s reported a data race:\n%s", p.name, p.tail(80))
 		}
 	}
-	t.Logf("end-to-end run took %s", time.Since(start).Round(time.Millisecond))
 }
 
 // stepEventsAcrossReplicas posts signed events to replica A while the bridge
@@ -348,5 +376,99 @@ func stepKillReplica(t *testing.T, e *env, a, b *replica) {
 	}
 	if e.bridge.exited() {
 		t.Errorf("the bridge exited when replica B died:\n%s", e.bridge.tail(30))
+	}
+}
+
+// sseEvent is one event read from the bridge's GET /events.
+type sseEvent struct {
+	id        string
+	messageID string
+	eventID   string
+	payload   json.RawMessage
+}
+
+// readSSE reads events from GET /events (resuming after lastID when set)
+// until want events with the given event id prefix arrived.
+func readSSE(t *testing.T, e *env, lastID, prefix string, want int) []sseEvent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.bridgeAPI+"/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("GET /events: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 4<<20)
+	var out []sseEvent
+	var cur sseEvent
+	for len(out) < want && sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "id: "):
+			cur.id = line[4:]
+		case strings.HasPrefix(line, "data: "):
+			var ev struct {
+				MessageID string          `json:"message_id"`
+				Source    string          `json:"source"`
+				Type      string          `json:"type"`
+				Payload   json.RawMessage `json:"payload"`
+			}
+			if err := json.Unmarshal([]byte(line[6:]), &ev); err != nil {
+				t.Fatalf("SSE data is not an event: %v: %s", err, line)
+			}
+			var p struct {
+				EventID string `json:"event_id"`
+			}
+			_ = json.Unmarshal(ev.Payload, &p)
+			if ev.Source != "slack" || ev.Type != "event_callback" {
+				t.Fatalf("SSE event source/type %s/%s", ev.Source, ev.Type)
+			}
+			cur.messageID, cur.eventID, cur.payload = ev.MessageID, p.EventID, ev.Payload
+		case line == "":
+			if cur.eventID != "" && strings.HasPrefix(cur.eventID, prefix) {
+				out = append(out, cur)
+			}
+			cur = sseEvent{}
+		}
+	}
+	if len(out) < want {
+		t.Fatalf("GET /events ended after %d of %d events: %v", len(out), want, sc.Err())
+	}
+	return out
+}
+
+// stepStream reads the same events from the bridge's SSE stream: decrypted
+// to the payload Slack sent, in order, and resumable with Last-Event-ID.
+func stepStream(t *testing.T, e *env) {
+	evs := readSSE(t, e, "", "Ev0FLOW", 25)
+	for i, ev := range evs {
+		if want := fmt.Sprintf("Ev0FLOW%04d", i); ev.eventID != want {
+			t.Fatalf("SSE event %d is %s, want %s", i, ev.eventID, want)
+		}
+		var got, want any
+		if err := json.Unmarshal(ev.payload, &got); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(e.postedBody(ev.eventID), &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("SSE payload of %s differs from what Slack sent:\n got %s\nwant %s", ev.eventID, ev.payload, e.postedBody(ev.eventID))
+		}
+	}
+	resumed := readSSE(t, e, evs[9].id, "Ev0FLOW", 15)
+	if resumed[0].eventID != "Ev0FLOW0010" || resumed[14].eventID != "Ev0FLOW0024" {
+		t.Errorf("resume after %s gave %s … %s, want Ev0FLOW0010 … Ev0FLOW0024", evs[9].id, resumed[0].eventID, resumed[14].eventID)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -28,19 +30,28 @@ func TestMain(m *testing.M) {
 		defer os.RemoveAll(dir)
 		brokerBin = filepath.Join(dir, "broker")
 		bridgeBin = filepath.Join(dir, "bridge")
+		// Build both at once; the go command shares its build cache.
+		var wg sync.WaitGroup
+		var failed atomic.Bool
 		for bin, pkg := range map[string]string{
 			brokerBin: "github.com/sealrelay/sealrelay/cmd/broker",
 			bridgeBin: "github.com/sealrelay/sealrelay/cmd/bridge",
 		} {
-			args := []string{"build", "-o", bin}
-			if raceEnabled {
-				args = append(args, "-race")
-			}
-			cmd := exec.Command(goTool(), append(args, pkg)...)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				fmt.Fprintf(os.Stderr, "e2e: go build %s: %v\n%s", pkg, err, out)
-				return 1
-			}
+			wg.Go(func() {
+				args := []string{"build", "-o", bin}
+				if raceEnabled {
+					args = append(args, "-race")
+				}
+				cmd := exec.Command(goTool(), append(args, pkg)...)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					fmt.Fprintf(os.Stderr, "e2e: go build %s: %v\n%s", pkg, err, out)
+					failed.Store(true)
+				}
+			})
+		}
+		wg.Wait()
+		if failed.Load() {
+			return 1
 		}
 		return m.Run()
 	}()
