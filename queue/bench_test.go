@@ -13,6 +13,8 @@ import (
 	"crypto/rand"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,22 +34,23 @@ func benchBody() []byte {
 	return b
 }
 
-// benchEnqueue runs b.N enqueues from benchProducers goroutines spread over
-// as many inboxes and reports msgs/s.
-func benchEnqueue(b *testing.B, s Store) {
+// benchEnqueue runs b.N enqueues from benchProducers goroutines into
+// `inboxes` inboxes and reports msgs/s.
+func benchEnqueue(b *testing.B, s Store, inboxes int) {
 	body := benchBody()
 	ctx := context.Background()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, benchProducers)
 	b.SetBytes(benchPayload)
+	cpu := redisCPU(s)
 	b.ResetTimer()
 	start := time.Now()
 	for p := range benchProducers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			inbox := fmt.Sprintf("bench-%d", p)
+			inbox := fmt.Sprintf("bench-%d", p%inboxes)
 			for next.Add(1) <= int64(b.N) {
 				if _, err := s.Enqueue(ctx, inbox, body); err != nil {
 					errs <- err
@@ -64,6 +67,7 @@ func benchEnqueue(b *testing.B, s Store) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+	reportRedisCPU(b, s, cpu, b.N)
 }
 
 // benchPullAck pulls (batches of 10) and acks b.N messages with benchPullers
@@ -72,7 +76,7 @@ func benchEnqueue(b *testing.B, s Store) {
 func benchPullAck(b *testing.B, s Store) {
 	body := benchBody()
 	ctx := context.Background()
-	var timed time.Duration
+	var timed, cpu time.Duration
 	b.SetBytes(benchPayload)
 	b.ResetTimer()
 	b.StopTimer()
@@ -99,6 +103,7 @@ func benchPullAck(b *testing.B, s Store) {
 		}
 		b.StartTimer()
 		start := time.Now()
+		cpu0 := redisCPU(s)
 		var got atomic.Int64
 		errs := make(chan error, benchPullers)
 		for w := range benchPullers {
@@ -131,6 +136,7 @@ func benchPullAck(b *testing.B, s Store) {
 		}
 		wg.Wait()
 		timed += time.Since(start)
+		cpu += redisCPU(s) - cpu0
 		b.StopTimer()
 		close(errs)
 		for err := range errs {
@@ -142,6 +148,9 @@ func benchPullAck(b *testing.B, s Store) {
 		done += round
 	}
 	b.ReportMetric(float64(b.N)/timed.Seconds(), "msgs/s")
+	if _, ok := s.(*RedisStore); ok {
+		b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "redis-cpu-µs/msg")
+	}
 }
 
 // benchWakeUp measures, b.N times, the time from the start of an Enqueue on
@@ -187,6 +196,37 @@ func benchWakeUp(b *testing.B, a, bs Store) {
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
 }
 
+// redisCPU returns the Redis server's CPU time so far (INFO cpu), or 0 for a
+// store that is not a RedisStore.
+func redisCPU(s Store) time.Duration {
+	rs, ok := s.(*RedisStore)
+	if !ok {
+		return 0
+	}
+	info, err := rs.c.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_sys" || k == "used_cpu_user" {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
+}
+
+// reportRedisCPU reports the server CPU per message: what bounds throughput
+// when Redis has a core to itself, whatever else loads the machine. Other
+// clients of the same server inflate it.
+func reportRedisCPU(b *testing.B, s Store, before time.Duration, msgs int) {
+	if _, ok := s.(*RedisStore); ok && msgs > 0 {
+		b.ReportMetric(float64((redisCPU(s)-before).Microseconds())/float64(msgs), "redis-cpu-µs/msg")
+	}
+}
+
 func benchRedisStores(b *testing.B, n int) []Store {
 	var out []Store
 	for _, s := range openRedisStores(b, RedisOptions{Options: Options{Capacity: 1 << 30}}, n) {
@@ -196,7 +236,11 @@ func benchRedisStores(b *testing.B, n int) []Store {
 }
 
 func BenchmarkRedisEnqueue(b *testing.B) {
-	benchEnqueue(b, benchRedisStores(b, 1)[0])
+	for _, n := range []int{1, benchProducers} {
+		b.Run(fmt.Sprintf("inboxes=%d", n), func(b *testing.B) {
+			benchEnqueue(b, benchRedisStores(b, 1)[0], n)
+		})
+	}
 }
 
 func BenchmarkRedisPullAck(b *testing.B) {
@@ -218,7 +262,11 @@ func benchBoltStore(b *testing.B) Store {
 }
 
 func BenchmarkBoltEnqueue(b *testing.B) {
-	benchEnqueue(b, benchBoltStore(b))
+	for _, n := range []int{1, benchProducers} {
+		b.Run(fmt.Sprintf("inboxes=%d", n), func(b *testing.B) {
+			benchEnqueue(b, benchBoltStore(b), n)
+		})
+	}
 }
 
 func BenchmarkBoltPullAck(b *testing.B) {
