@@ -54,11 +54,23 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// testClock is a real clock plus an adjustable offset.
-type testClock struct{ offset atomic.Int64 }
+// testClock is a real clock plus an adjustable offset, or a frozen time.
+type testClock struct {
+	offset atomic.Int64
+	frozen atomic.Int64 // unix nanoseconds; 0 = running
+}
 
-func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) Now() time.Time {
+	if f := c.frozen.Load(); f != 0 {
+		return time.Unix(0, f).Add(time.Duration(c.offset.Load()))
+	}
+	return time.Now().Add(time.Duration(c.offset.Load()))
+}
+
 func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// Freeze stops the clock at its current reading.
+func (c *testClock) Freeze() { c.frozen.Store(time.Now().UnixNano()) }
 
 // harness is a broker (one or more replicas) on the real local Redis with a
 // fake Slack.

@@ -70,18 +70,24 @@ func routingIDs(teamID, enterpriseID string, enterpriseInstall bool) []string {
 	return ids
 }
 
-// findInstallation returns the first candidate with an installation.
-func (s *Server) findInstallation(ctx context.Context, ids []string) (*Installation, error) {
+// routeOrg returns the first candidate id that has an installation.
+// Installation records are never deleted (uninstalling only marks them
+// revoked), so ids found once are remembered for the life of the process.
+func (s *Server) routeOrg(ctx context.Context, ids []string) (string, error) {
 	for _, id := range ids {
-		inst, err := s.st.GetInstallation(ctx, id)
+		if _, ok := s.knownOrgs.Load(id); ok {
+			return id, nil
+		}
+		_, err := s.st.GetInstallation(ctx, id)
 		if err == nil {
-			return inst, nil
+			s.knownOrgs.Store(id, struct{}{})
+			return id, nil
 		}
 		if !errors.Is(err, ErrNotFound) {
-			return nil, err
+			return "", err
 		}
 	}
-	return nil, ErrNotFound
+	return "", ErrNotFound
 }
 
 // buildEnvelope returns the generic envelope JSON around payload, which must
@@ -235,7 +241,7 @@ func (s *Server) handleSlackEvents(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, errf(http.StatusBadRequest, "invalid event_id"))
 		return
 	}
-	inst, err := s.findInstallation(ctx, ev.routing())
+	org, err := s.routeOrg(ctx, ev.routing())
 	if errors.Is(err, ErrNotFound) {
 		s.m.eventsDropped.WithLabelValues("no_installation").Inc()
 		s.logger(ctx).Info("event dropped: no installation", "type", ev.Type)
@@ -247,7 +253,6 @@ func (s *Server) handleSlackEvents(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
 		return
 	}
-	org := inst.OrgID
 	info(ctx).org = org
 
 	if ev.EventID != "" {
@@ -387,7 +392,7 @@ func (s *Server) handleSlackCommands(w http.ResponseWriter, r *http.Request) {
 // ingest routes and fans out an interactivity or command payload.
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ids []string, typ string, payload []byte) {
 	ctx := r.Context()
-	inst, err := s.findInstallation(ctx, ids)
+	org, err := s.routeOrg(ctx, ids)
 	if errors.Is(err, ErrNotFound) {
 		s.m.eventsDropped.WithLabelValues("no_installation").Inc()
 		s.logger(ctx).Info("event dropped: no installation", "type", typ)
@@ -399,8 +404,8 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ids []string, ty
 		s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
 		return
 	}
-	info(ctx).org = inst.OrgID
-	if e := s.fanOut(ctx, inst.OrgID, protocol.SourceSlack, typ, payload); e != nil {
+	info(ctx).org = org
+	if e := s.fanOut(ctx, org, protocol.SourceSlack, typ, payload); e != nil {
 		s.fail(w, e)
 		return
 	}

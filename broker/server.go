@@ -50,6 +50,8 @@ type Server struct {
 
 	refreshMu sync.Mutex // serializes bot token refreshes in this process
 
+	knownOrgs sync.Map // installation ids seen to exist (see routeOrg)
+
 	// onLongPoll, when set (tests), is called when a pull starts waiting.
 	onLongPoll func(agentID string)
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -42,6 +43,35 @@ import (
 type RedisState struct {
 	rdb    redis.UniversalClient
 	prefix string
+
+	// decoded caches parsed agent records by their stored JSON (records
+	// are immutable once written), saving a JSON and key decode per agent
+	// on every fan-out.
+	decodedMu sync.Mutex
+	decoded   map[string]*Agent
+}
+
+const maxDecodedAgents = 10000
+
+// agentFromRecord decodes rec, using the cache. It returns a copy.
+func (s *RedisState) agentFromRecord(rec string) (*Agent, error) {
+	s.decodedMu.Lock()
+	a, ok := s.decoded[rec]
+	s.decodedMu.Unlock()
+	if !ok {
+		var err error
+		if a, err = decodeAgent([]byte(rec)); err != nil {
+			return nil, err
+		}
+		s.decodedMu.Lock()
+		if s.decoded == nil || len(s.decoded) >= maxDecodedAgents {
+			s.decoded = make(map[string]*Agent)
+		}
+		s.decoded[rec] = a
+		s.decodedMu.Unlock()
+	}
+	c := *a
+	return &c, nil
 }
 
 var _ State = (*RedisState)(nil)
@@ -317,7 +347,7 @@ func (s *RedisState) GetAgent(ctx context.Context, id string) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get agent: %w", err)
 	}
-	return decodeAgent(b)
+	return s.agentFromRecord(string(b))
 }
 
 // ListAgents implements State.
@@ -328,7 +358,7 @@ func (s *RedisState) ListAgents(ctx context.Context, orgID string) ([]*Agent, er
 	}
 	out := make([]*Agent, 0, len(recs))
 	for _, rec := range recs {
-		a, err := decodeAgent([]byte(rec))
+		a, err := s.agentFromRecord(rec)
 		if err != nil {
 			return nil, err
 		}
