@@ -130,12 +130,12 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, protocol.ErrorResponse{OK: false, Error: msg})
 }
 
-// decodeBody reads a JSON object into v, rejecting unknown fields, trailing
-// data and oversized bodies.
+// decodeBody reads a JSON object into v, rejecting trailing data and
+// oversized bodies. Unknown fields are ignored, as the Baudbot bridge does,
+// so that its clients work unchanged.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, maxLocalBody)
 	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

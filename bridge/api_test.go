@@ -288,6 +288,7 @@ func TestLocalAPIPassesBrokerErrorsOn(t *testing.T) {
 
 func TestLocalAPIValidation(t *testing.T) {
 	fb, _, base := apiBridge(t, nil)
+	fb.AnswerSends(&bridgetest.Failure{Status: 502, Message: "not_in_channel"})
 	long := strings.Repeat("é", bridge.MaxTextLength+1)
 	cases := []struct {
 		path, body string
@@ -303,7 +304,7 @@ func TestLocalAPIValidation(t *testing.T) {
 		{"/send", `{"channel":"C123","text":"` + long + `"}`, 400, "limit is 40000"},
 		{"/send", `{"channel":"C123","text":"x","thread_ts":"yesterday"}`, 400, "thread_ts"},
 		{"/send", `{"channel":"C123","text":"x","blocks":{"type":"divider"}}`, 400, "blocks must be a JSON array"},
-		{"/send", `{"channel":"C123","text":"x","extra":1}`, 400, "unknown field"},
+		{"/send", `{"channel":"C123","text":"x","extra":1,"thread-ts":"1.2"}`, 502, "not_in_channel"}, // unknown fields ignored (Baudbot compatibility)
 		{"/send", `{"channel":123,"text":"x"}`, 400, `"channel" must be a string`},
 		{"/send", `{"channel":"C1","text":"x"} {}`, 400, "trailing data"},
 		{"/send", `not json`, 400, "invalid JSON"},
@@ -325,8 +326,8 @@ func TestLocalAPIValidation(t *testing.T) {
 			t.Errorf("%s %.60s: got %d %q, want %d containing %q", tc.path, tc.body, st, msg, tc.status, tc.want)
 		}
 	}
-	if n := len(fb.Sends()); n != 0 {
-		t.Fatalf("%d invalid calls reached the broker", n)
+	if n := len(fb.Sends()); n != 1 {
+		t.Fatalf("%d calls reached the broker, want only the one valid call", n)
 	}
 	// Wrong methods and paths.
 	resp, err := http.Get(base + "/send")
