@@ -45,9 +45,9 @@ func CheckListenAddr(addr string, allowRemote bool) error {
 // Handler returns the local API: POST /send, /react, /reply, /update, GET
 // /health and GET /events. It defends against web pages the user happens to
 // open: the Host header must name the loopback listen address (DNS
-// rebinding), an Origin header must be loopback, POSTs must be
-// application/json (no cross-site "simple request"), and with a local token
-// every request needs it as a bearer token.
+// rebinding; skipped with AllowRemote), an Origin header must be loopback,
+// POSTs must be application/json (no cross-site "simple request"), and with
+// a local token every request needs it as a bearer token.
 func (b *Bridge) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /send", b.handleSend)
@@ -66,7 +66,9 @@ func (b *Bridge) guard(next http.Handler) http.Handler {
 			writeError(w, http.StatusForbidden, "forbidden Host header: the local API answers only to 127.0.0.1, localhost or [::1] on its own port")
 			return
 		}
-		if o := r.Header.Get("Origin"); o != "" && !b.cfg.AllowRemote && !loopbackOrigin(o) {
+		// The Origin check stays on with AllowRemote: API clients send no
+		// Origin, web pages do.
+		if o := r.Header.Get("Origin"); o != "" && !loopbackOrigin(o) {
 			writeError(w, http.StatusForbidden, "forbidden Origin: the local API does not answer web pages")
 			return
 		}

@@ -418,6 +418,20 @@ func TestLocalAPIToken(t *testing.T) {
 	}
 }
 
+func TestAllowRemoteKeepsOriginCheck(t *testing.T) {
+	fb, _, base := apiBridge(t, func(c *bridge.Config) { c.AllowRemote = true; c.LocalToken = "tok" })
+	auth := "Bearer tok"
+	if st, _, _ := post(t, base, "/send", `{"channel":"C1","text":"x"}`, map[string]string{"Host": "bridge.lan:7890", "Authorization": auth}); st != 200 {
+		t.Fatalf("remote host with token: %d", st)
+	}
+	if st, _, _ := post(t, base, "/send", `{"channel":"C1","text":"x"}`, map[string]string{"Origin": "https://evil.example", "Authorization": auth}); st != 403 {
+		t.Fatalf("cross-site origin with allow-remote: %d", st)
+	}
+	if len(fb.Sends()) != 1 {
+		t.Fatal("sends")
+	}
+}
+
 func TestHealth(t *testing.T) {
 	_, r, base := streamBridge(t, 10)
 	_ = r

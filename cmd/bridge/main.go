@@ -196,7 +196,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	insecure := fs.Bool("insecure-http", false, "allow a plain http:// broker URL that is not loopback")
 	stateDir := fs.String("state-dir", envOr("SEALRELAY_BRIDGE_STATE_DIR", bridge.DefaultStateDir()), "directory of the persistent de-duplication store; env SEALRELAY_BRIDGE_STATE_DIR")
 	listen := fs.String("listen", envOr("SEALRELAY_BRIDGE_LISTEN", bridge.DefaultListenAddr), "local API address; env SEALRELAY_BRIDGE_LISTEN")
-	allowRemote := fs.Bool("allow-remote", false, "allow a non-loopback --listen address (use --local-token-file too)")
+	allowRemote := fs.Bool("allow-remote", false, "allow a non-loopback --listen address; turns off the Host check (use --local-token-file too)")
 	tokenFile := fs.String("local-token-file", envOr("SEALRELAY_BRIDGE_LOCAL_TOKEN_FILE", ""), "file holding a bearer token every local API request must carry; env SEALRELAY_BRIDGE_LOCAL_TOKEN_FILE")
 	forwardURL := fs.String("forward-url", envOr("SEALRELAY_FORWARD_URL", ""), "POST each Slack request, signed like Slack would, to this URL (e.g. http://127.0.0.1:3000/slack/events); env SEALRELAY_FORWARD_URL")
 	forwardInteractive := fs.String("forward-interactivity-url", envOr("SEALRELAY_FORWARD_INTERACTIVITY_URL", ""), "URL for interactivity payloads (default --forward-url)")
