@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +30,15 @@ func benchHarness(b *testing.B, opts ...harnessOpt) *harness {
 	// Replace the first replica's logger with a discarding one.
 	h.srv.log = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))
 	return h
+}
+
+// processCPU returns this process's user+system CPU time.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 var benchSeq atomic.Int64
@@ -58,7 +68,7 @@ func BenchmarkIngress(b *testing.B) {
 	handler := h.srv.Handler()
 	b.ReportAllocs()
 	b.SetParallelism(8)
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -72,6 +82,7 @@ func BenchmarkIngress(b *testing.B) {
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/event")
 }
 
 // BenchmarkWebhookLatency sends events over HTTP at a fixed 500 events/s
@@ -142,7 +153,7 @@ func BenchmarkSend(b *testing.B) {
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(4)
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -159,4 +170,5 @@ func BenchmarkSend(b *testing.B) {
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "sends/s")
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/send")
 }

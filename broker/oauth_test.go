@@ -218,6 +218,17 @@ func TestTokenRotation(t *testing.T) {
 	if len(posts) != 1 || posts[0].Token != string(newTok) || posts[0].Error != "" {
 		t.Fatalf("post used %q", posts[0].Token)
 	}
+	// Neither token nor any refresh token is stored or logged in plaintext.
+	canaries := []string{string(newTok), "after refresh", tok, a.token}
+	for _, c := range h.fake.CallsTo("oauth.v2.access") {
+		if rt := c.Params.Get("refresh_token"); rt != "" {
+			canaries = append(canaries, rt)
+		}
+	}
+	if len(canaries) < 5 {
+		t.Fatal("no refresh token seen")
+	}
+	h.assertNoSecrets(canaries...)
 }
 
 // TestReinstallKeepsAgents: re-installing updates the installation, issues
