@@ -109,7 +109,7 @@ func New(cfg Config, logger *slog.Logger) (*Bridge, error) {
 		forwardClient: fc,
 		shared:        cfg.BoxKey.Precompute(cfg.BrokerBoxKey),
 		dedup:         store,
-		hub:           newStreamHub(cfg.StreamBuffer, cfg.Now()),
+		hub:           newStreamHub(cfg.StreamBuffer, cfg.StreamBufferBytes, cfg.Now()),
 		metrics:       newMetrics(),
 		done:          make(chan struct{}),
 		partial:       map[string]uint8{},

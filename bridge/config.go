@@ -183,6 +183,9 @@ type Config struct {
 	// events it keeps for late consumers (1000).
 	Stream       bool
 	StreamBuffer int
+	// StreamBufferBytes bounds the stream buffer's memory (64 MiB); the
+	// oldest events are dropped first.
+	StreamBufferBytes int
 
 	// Deliver, when set, is called for each new event in order (in-process
 	// consumers, tests). A non-nil error means "not delivered": the message
@@ -227,6 +230,9 @@ func (c *Config) setDefaults() {
 	if c.StreamBuffer == 0 {
 		c.StreamBuffer = 1000
 	}
+	if c.StreamBufferBytes == 0 {
+		c.StreamBufferBytes = 64 << 20
+	}
 	if c.ListenAddr == "" {
 		c.ListenAddr = DefaultListenAddr
 	}
@@ -260,8 +266,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("config: max messages must be 1-%d", protocol.MaxMaxMessages)
 	case c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin:
 		return errors.New("config: backoff bounds must be positive and min <= max")
-	case c.StreamBuffer < 1:
-		return errors.New("config: stream buffer must be at least 1")
+	case c.StreamBuffer < 1 || c.StreamBufferBytes < 1:
+		return errors.New("config: stream buffer must hold at least 1 event and 1 byte")
 	case c.ForwardURL == "" && !c.Stream && c.Deliver == nil:
 		return errors.New("config: nothing to deliver to: set a forward URL, enable the stream, or both")
 	}

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -126,5 +127,40 @@ func TestDedupStoreExpiryAndCompaction(t *testing.T) {
 	}
 	if s.lines > 2*s.Len()+1024+1 {
 		t.Fatalf("not compacted: %d lines for %d ids", s.lines, s.Len())
+	}
+}
+
+func TestStreamHubBounds(t *testing.T) {
+	h := newStreamHub(3, 1000, time.Unix(1, 0))
+	ev := func(n int) *Event { return &Event{MessageID: "m", Payload: []byte(`"` + strings.Repeat("x", n) + `"`)} }
+	for i := 0; i < 5; i++ {
+		if _, err := h.publish(ev(10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, d := h.stats(); n != 3 || d != 2 {
+		t.Fatalf("count bound: held %d dropped %d", n, d)
+	}
+	// One large event pushes out older ones by size.
+	if _, err := h.publish(ev(900)); err != nil {
+		t.Fatal(err)
+	}
+	if n, d := h.stats(); n != 1 || d != 5 {
+		t.Fatalf("byte bound: held %d dropped %d", n, d)
+	}
+	// An event larger than the bound is still kept alone (never lost silently).
+	if _, err := h.publish(ev(5000)); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := h.stats(); n != 1 {
+		t.Fatalf("oversized event: held %d", n)
+	}
+	items, missed, _ := h.since(0)
+	if len(items) != 1 || missed != 0 {
+		t.Fatalf("since(0): %d items, %d missed", len(items), missed)
+	}
+	items, missed, _ = h.since(items[0].seq - 3)
+	if len(items) != 1 || missed != 2 {
+		t.Fatalf("resume gap: %d items, %d missed", len(items), missed)
 	}
 }

@@ -21,6 +21,8 @@ type streamHub struct {
 	n       int // items held
 	nextSeq uint64
 	dropped uint64
+	bytes   int // total size of held events
+	maxSize int // bound on bytes
 	notify  chan struct{}
 }
 
@@ -29,16 +31,17 @@ type streamItem struct {
 	data []byte
 }
 
-func newStreamHub(size int, now time.Time) *streamHub {
+func newStreamHub(size, maxBytes int, now time.Time) *streamHub {
 	return &streamHub{
 		ring:    make([]streamItem, size),
+		maxSize: maxBytes,
 		nextSeq: uint64(now.UnixMilli())*1000 + 1,
 		notify:  make(chan struct{}),
 	}
 }
 
-// publish appends ev, dropping the oldest event when full. It reports
-// whether an event was dropped.
+// publish appends ev, dropping the oldest events when the ring or the byte
+// bound is full. It reports whether an event was dropped.
 func (h *streamHub) publish(ev *Event) (bool, error) {
 	data, err := json.Marshal(ev)
 	if err != nil {
@@ -47,7 +50,8 @@ func (h *streamHub) publish(ev *Event) (bool, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	dropped := false
-	if h.n == len(h.ring) {
+	for h.n > 0 && (h.n == len(h.ring) || h.bytes+len(data) > h.maxSize) {
+		h.bytes -= len(h.ring[h.start].data)
 		h.ring[h.start] = streamItem{}
 		h.start = (h.start + 1) % len(h.ring)
 		h.n--
@@ -55,6 +59,7 @@ func (h *streamHub) publish(ev *Event) (bool, error) {
 		dropped = true
 	}
 	h.ring[(h.start+h.n)%len(h.ring)] = streamItem{seq: h.nextSeq, data: data}
+	h.bytes += len(data)
 	h.n++
 	h.nextSeq++
 	close(h.notify)
