@@ -58,6 +58,24 @@ func boltChild(dir string) {
 // that every id the child printed (after Enqueue returned) is present.
 func TestBoltKill9(t *testing.T) {
 	dir := t.TempDir()
+	// Before the child runs: 20 messages, 10 of them leased (lease 4 s).
+	const lease = 4 * time.Second
+	pre, err := OpenBoltStore(dir, Options{Lease: lease})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		mustEnqueue(t, pre, "crash", fmt.Appendf(nil, "pre-%d", i))
+	}
+	leased := mustPull(t, pre, "crash", 10, 0)
+	leasedAt := time.Now()
+	if len(leased) != 10 {
+		t.Fatalf("leased %d", len(leased))
+	}
+	if err := pre.Close(); err != nil {
+		t.Fatal(err)
+	}
+
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childDirEnv+"="+dir)
 	cmd.Stderr = os.Stderr
@@ -86,22 +104,40 @@ func TestBoltKill9(t *testing.T) {
 		t.Fatalf("child printed only %d ids", len(printed))
 	}
 
-	s, err := OpenBoltStore(dir, Options{})
+	s, err := OpenBoltStore(dir, Options{Lease: lease})
 	if err != nil {
 		t.Fatalf("reopen after kill -9: %v", err)
 	}
 	defer s.Close()
+	st := mustStats(t, s, "crash")
+	if time.Since(leasedAt) < lease-time.Second && st.Leased != len(leased) {
+		t.Fatalf("after reopen %d messages leased, want %d (leases must survive)", st.Leased, len(leased))
+	}
 	present := map[string]bool{}
-	for {
-		msgs := mustPull(t, s, "crash", MaxPull, 0)
-		if len(msgs) == 0 {
-			break
-		}
+	wasLeased := map[string]bool{}
+	for _, m := range leased {
+		wasLeased[m.ID] = true
+	}
+	deliveries := map[string]int{}
+	// Drain: the leased messages come back once their deadline passes, as
+	// their second delivery.
+	eventually(t, time.Minute, "every message, leased ones included", func() bool {
+		msgs := mustPull(t, s, "crash", MaxPull, 2*time.Second)
+		var receipts []string
 		for _, m := range msgs {
 			if present[m.ID] {
 				t.Fatalf("id %s delivered twice", m.ID)
 			}
 			present[m.ID] = true
+			deliveries[m.ID] = m.Deliveries
+			receipts = append(receipts, m.Receipt)
+		}
+		mustAck(t, s, "crash", receipts...)
+		return len(msgs) == 0 && mustStats(t, s, "crash").Depth() == 0
+	})
+	for id := range wasLeased {
+		if deliveries[id] != 2 {
+			t.Errorf("leased message %s came back as delivery %d, want 2", id, deliveries[id])
 		}
 	}
 	var lost []string
@@ -113,7 +149,10 @@ func TestBoltKill9(t *testing.T) {
 	if len(lost) > 0 {
 		t.Fatalf("%d of %d acknowledged enqueues lost after kill -9, e.g. %v", len(lost), len(printed), lost[:min(5, len(lost))])
 	}
-	t.Logf("child printed %d ids, store holds %d messages", len(printed), len(present))
+	if len(present) < len(printed)+20 {
+		t.Fatalf("store held %d messages, want at least %d", len(present), len(printed)+20)
+	}
+	t.Logf("child printed %d ids, store held %d messages", len(printed), len(present))
 }
 
 // TestBoltReopen: state survives Close/Open; leased messages come back after

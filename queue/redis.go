@@ -512,41 +512,76 @@ func (s *RedisStore) flush(batch []*enqueueReq) {
 			calls[i] = append(calls[i], g)
 		}
 	}
-	run := func() ([]*redis.Cmd, error) {
-		cmds := make([]*redis.Cmd, len(calls))
-		_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			for ci, call := range calls {
-				keys := make([]string, 0, keysPerInbox*len(call))
-				args := []interface{}{s.opts.Capacity, s.opts.Retention.Milliseconds(), call[0].channel}
-				for _, g := range call {
-					ks := s.keys(g.inbox)
-					keys = append(keys, ks...)
-					fields := make([]interface{}, 0, 2*len(g.reqs))
-					args = append(args, g.inbox, len(g.reqs))
-					for _, r := range g.reqs {
-						fields = append(fields, r.id, r.body)
-						args = append(args, r.id)
-					}
-					p.HSet(ctx, ks[1], fields...)
-				}
-				cmds[ci] = p.EvalSha(ctx, enqueueScript.Hash(), keys, args...)
-			}
-			return nil
-		})
-		return cmds, err
-	}
-	cmds, err := run()
-	if isNoScript(err) {
-		// Script cache flushed (or a new server): load and retry. The
-		// retry's HSETs rewrite the same fields; nothing is orphaned.
-		if err = enqueueScript.Load(ctx, s.c).Err(); err == nil {
-			cmds, err = run()
+	// txs are the MULTI/EXEC transactions to send: all calls in one for a
+	// single Redis; one per call (a slot) for a cluster, where a transaction
+	// cannot span slots.
+	txs := [][]int{}
+	if cluster {
+		for ci := range calls {
+			txs = append(txs, []int{ci})
 		}
+	} else {
+		all := make([]int, len(calls))
+		for ci := range all {
+			all[ci] = ci
+		}
+		txs = append(txs, all)
+	}
+	cmds := make([]*redis.Cmd, len(calls))
+	errs := make([]error, len(calls))
+	runTx := func(tx []int) {
+		send := func() error {
+			_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				for _, ci := range tx {
+					call := calls[ci]
+					keys := make([]string, 0, keysPerInbox*len(call))
+					args := []interface{}{s.opts.Capacity, s.opts.Retention.Milliseconds(), call[0].channel}
+					for _, g := range call {
+						ks := s.keys(g.inbox)
+						keys = append(keys, ks...)
+						fields := make([]interface{}, 0, 2*len(g.reqs))
+						args = append(args, g.inbox, len(g.reqs))
+						for _, r := range g.reqs {
+							fields = append(fields, r.id, r.body)
+							args = append(args, r.id)
+						}
+						p.HSet(ctx, ks[1], fields...)
+					}
+					cmds[ci] = p.EvalSha(ctx, enqueueScript.Hash(), keys, args...)
+				}
+				return nil
+			})
+			return err
+		}
+		err := send()
+		if isNoScript(err) {
+			// Script cache flushed (or a new server): load and retry. The
+			// retry's HSETs rewrite the same fields; nothing is orphaned.
+			if err = enqueueScript.Load(ctx, s.c).Err(); err == nil {
+				err = send()
+			}
+		}
+		for _, ci := range tx {
+			errs[ci] = err
+		}
+	}
+	if len(txs) == 1 {
+		runTx(txs[0])
+	} else {
+		var wg sync.WaitGroup
+		for _, tx := range txs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				runTx(tx)
+			}()
+		}
+		wg.Wait()
 	}
 	var created []redis.Z
 	for ci, call := range calls {
 		var res []interface{}
-		cerr := err
+		cerr := errs[ci]
 		if cerr == nil {
 			res, cerr = cmds[ci].Slice()
 		}

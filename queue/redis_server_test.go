@@ -193,3 +193,48 @@ func TestRedisServerRestartWakesWaiters(t *testing.T) {
 		t.Fatal("waiter not served after Redis restarted")
 	}
 }
+
+// TestRedisScriptFlush: after SCRIPT FLUSH (or a failover to a server that
+// never saw the scripts) every operation reloads its script and works.
+func TestRedisScriptFlush(t *testing.T) {
+	srv := startPrivateRedis(t)
+	s, c := srv.store(t, RedisOptions{})
+	ctx := testCtx(t)
+	a := mustEnqueue(t, s, "flush", []byte("a"))
+	ops := []struct {
+		name string
+		run  func() error
+	}{
+		{"enqueue", func() error { _, err := s.Enqueue(ctx, "flush", []byte("b")); return err }},
+		{"pull", func() error {
+			msgs, err := s.Pull(ctx, "flush", 1, 0)
+			if err == nil && (len(msgs) != 1 || msgs[0].ID != a) {
+				return fmt.Errorf("pulled %v, want [%s]", ids(msgs), a)
+			}
+			return err
+		}},
+		{"ack", func() error {
+			n, err := s.Ack(ctx, "flush", []string{a})
+			if err == nil && n != 1 {
+				return fmt.Errorf("acked %d", n)
+			}
+			return err
+		}},
+		{"stats", func() error { _, err := s.Stats(ctx, "flush"); return err }},
+		{"dead letters", func() error { _, err := s.DeadLetters(ctx, "flush", 1); return err }},
+		{"redrive", func() error { _, err := s.Redrive(ctx, "flush", nil); return err }},
+		{"purge", func() error { _, err := s.PurgeDeadLetters(ctx, "flush"); return err }},
+		{"sweep", func() error { _, err := s.Sweep(ctx); return err }},
+	}
+	for _, op := range ops {
+		if err := c.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := op.run(); err != nil {
+			t.Errorf("%s after SCRIPT FLUSH: %v", op.name, err)
+		}
+	}
+	if st := mustStats(t, s, "flush"); st.Ready != 1 {
+		t.Fatalf("stats %+v, want the second message ready", st)
+	}
+}
