@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sealrelay/sealrelay/crypto"
@@ -44,6 +45,7 @@ type Bridge struct {
 	metrics       *metrics
 	done          chan struct{}
 	closeOnce     sync.Once
+	running       atomic.Bool
 
 	// partial records which sinks already took a message whose delivery
 	// failed at a later sink, so that a retry does not repeat them.
@@ -156,7 +158,13 @@ func isAuthFailure(err error) bool {
 // Run long-polls the broker until ctx is cancelled (then it finishes the
 // delivery in progress, acks what was delivered and returns nil) or the
 // broker refuses the credentials (an error wrapping ErrReauthenticate).
+//
+// Run must not be called twice at once on one Bridge.
 func (b *Bridge) Run(ctx context.Context) error {
+	if !b.running.CompareAndSwap(false, true) {
+		return errors.New("bridge: Run is already running")
+	}
+	defer b.running.Store(false)
 	if exp := b.cfg.AccessTokenExpiresAt; !exp.IsZero() && !b.cfg.Now().Before(exp) {
 		return reauthError(fmt.Errorf("access token expired at %s", exp.UTC().Format(time.RFC3339)))
 	}
