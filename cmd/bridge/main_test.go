@@ -183,3 +183,27 @@ func TestRunCommandEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestUnregisterCommand(t *testing.T) {
+	fb := bridgetest.New(t, org)
+	cfgPath := filepath.Join(t.TempDir(), "bridge.env")
+	if code, _, errs := register(t, fb, cfgPath); code != 0 {
+		t.Fatal(errs)
+	}
+	var out, errb bytes.Buffer
+	if code := realMain(t.Context(), []string{"unregister", "--config", cfgPath}, nil, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "Unregistered") {
+		t.Fatalf("output %q", out.String())
+	}
+	data, _ := os.ReadFile(cfgPath)
+	if strings.Contains(string(data), bridge.EnvServerSigningKey) || strings.Contains(string(data), fb.AccessToken) {
+		t.Fatalf("keys left in the file:\n%s", data)
+	}
+	out.Reset()
+	errb.Reset()
+	if code := realMain(t.Context(), []string{"run", "--config", cfgPath, "--state-dir", t.TempDir()}, nil, &out, &errb); code != 1 || !strings.Contains(errb.String(), "bridge register") {
+		t.Fatalf("run after unregister: exit %d: %s", code, errb.String())
+	}
+}
