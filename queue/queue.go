@@ -5,34 +5,69 @@
 //
 // Both implementations (the Redis store for many broker replicas, the embedded
 // bbolt store for a single broker process) give the same guarantees, checked
-// by one conformance suite:
+// by one conformance suite (conformance_test.go, run against a Redis, a
+// three-node Redis Cluster and bbolt):
 //
 //   - Delivery is at-least-once. A message leaves its inbox only when it is
-//     acknowledged, dead-lettered, purged, or older than the retention period.
+//     acknowledged, dead-lettered, purged, deleted with DeleteInbox, or older
+//     than the retention period. Exactly-once is not promised: a message whose
+//     lease lapses, or whose ack is lost in a crash, is delivered again.
+//   - Ids: Message.ID is an opaque string of at most 32 characters without
+//     '#', stable for the life of the message and never reused within an
+//     inbox (ids of different inboxes may coincide).
 //   - Order: messages of one inbox are handed out in the order Enqueue returned
-//     for them. A message whose lease lapses goes back to its original place.
-//   - Lease: Pull leases each returned message for the lease duration; while
-//     leased it is invisible to every other Pull. Each lease increments the
-//     message's delivery count (1 on the first delivery).
+//     for them (concurrent Enqueues have no defined order among themselves). A
+//     message whose lease lapses goes back to its original place, ahead of
+//     everything enqueued after it.
+//   - Lease: Pull leases each returned message for Options.Lease; while leased
+//     it is invisible to every other Pull, through any store instance. Each
+//     lease increments the message's delivery count (1 on the first delivery).
+//     A lapsed lease makes the message available at once; the Redis store
+//     measures leases with the Redis server's clock, the bbolt store with the
+//     process's wall clock, and both keep leases across restarts.
+//   - Long poll: Pull with wait > 0 returns as soon as at least one message
+//     can be leased: after an Enqueue (or Redrive) through any instance
+//     sharing the store, typically within a millisecond or two, or when a
+//     lease lapses. Otherwise it returns an empty, non-nil slice and a nil
+//     error when wait passes, ctx's error as soon as ctx ends, and ErrClosed
+//     as soon as the store is closed. A waiting Pull holds no connection.
 //   - Receipts: Ack takes receipts. A full receipt ("<id>#<n>", Message.Receipt)
 //     removes the message only while its delivery count is still n, so a stale
 //     receipt cannot remove a message that was leased again. A bare id
 //     ("<id>", Message.ID) removes the message if it has been delivered at
 //     least once, whatever its current lease; the broker uses bare ids because
 //     the wire protocol carries only message ids and every lease of an inbox
-//     belongs to the same agent. Unknown, already acknowledged or stale
-//     receipts remove nothing and are not errors.
-//   - Dead letters: a message pulled MaxDeliveries times without an ack moves
-//     to the inbox's dead-letter list instead of being leased again. Dead
-//     letters can be listed, re-driven (back to the ready list with a fresh
-//     delivery count) and purged.
-//   - Retention: a message older than the retention period is removed whether
-//     ready, leased or dead-lettered; an inbox nobody pulls is swept too, and
-//     an empty inbox leaves no key or bucket behind.
-//   - Capacity: Enqueue into an inbox holding Capacity messages (ready plus
-//     leased) fails with ErrInboxFull; nothing is evicted.
+//     belongs to the same agent. Unknown, already acknowledged, stale or
+//     malformed receipts, receipts naming a message never delivered, and
+//     receipts naming a dead letter remove nothing and are not errors. Ack
+//     returns how many messages it removed (a message named twice counts
+//     once).
+//   - Dead letters: when a lease lapses on a message already delivered
+//     MaxDeliveries times, the message moves to the inbox's dead-letter list
+//     (at the next Pull of that inbox) instead of being leased again. Dead
+//     letters keep their body and delivery count, are listed oldest first,
+//     can be re-driven (back to their original place in the ready list with
+//     a delivery count of zero) and purged. Only Redrive, PurgeDeadLetters,
+//     DeleteInbox and retention remove them.
+//   - Retention: a message enqueued more than Options.Retention ago is removed
+//     whether ready, leased or dead-lettered: at the latest by the next Pull
+//     of its inbox, or by the store's sweeper (every sweep interval, default
+//     one minute) for inboxes nobody pulls. An empty inbox leaves no key or
+//     bucket behind.
+//   - Capacity: Enqueue into an inbox holding Options.Capacity ready plus
+//     leased messages fails with ErrInboxFull; nothing is evicted. Dead
+//     letters do not count; Redrive may take an inbox over its capacity.
+//   - Size: bodies up to MaxMessageSize (1 MiB) are stored byte for byte,
+//     larger ones fail with ErrTooLarge.
+//   - Stats: Ready counts messages that can be leased now (lapsed leases
+//     included), Leased the messages under a live lease, DeadLetters the dead
+//     letters; OldestAge is the age of the oldest ready or leased message.
 //
-// Durability depends on the store; see RedisStore and BoltStore.
+// Durability depends on the store: with the Redis store, on Redis's
+// persistence (with appendonly yes and appendfsync always nothing Enqueue
+// returned for is lost on a crash of Redis; with appendfsync everysec up to
+// about a second); with the bbolt store every call that changes state is
+// fsynced before it returns. See RedisStore and BoltStore.
 package queue
 
 import (
