@@ -107,15 +107,24 @@ func buildEnvelope(source, typ string, ts int64, payload []byte) []byte {
 	return append(b, '}')
 }
 
-// fanOut seals the envelope separately to every active agent of org and
-// enqueues each copy. It returns an error (→ 503) only when a copy could not
-// be stored for a reason other than a full inbox.
-func (s *Server) fanOut(ctx context.Context, org, source, typ string, payload []byte) *apiError {
+// eventClaimLister is implemented by states that claim an event and list
+// an org's agents in one round trip (RedisState).
+type eventClaimLister interface {
+	ClaimEventListAgents(ctx context.Context, eventID, orgID string) (EventClaim, []*Agent, error)
+}
+
+// fanOut seals the envelope separately to every active agent of org (an
+// agent whose access token expired is not active) and enqueues each copy.
+// agents nil means "list them". It returns an error (→ 503) only when a
+// copy could not be stored for a reason other than a full inbox.
+func (s *Server) fanOut(ctx context.Context, org, source, typ string, payload []byte, agents []*Agent) *apiError {
 	log := s.logger(ctx)
-	agents, err := s.st.ListAgents(ctx, org)
-	if err != nil {
-		log.Error("list agents failed", "err", err)
-		return errf(http.StatusServiceUnavailable, "state store unavailable")
+	if agents == nil {
+		var err error
+		if agents, err = s.st.ListAgents(ctx, org); err != nil {
+			log.Error("list agents failed", "err", err)
+			return errf(http.StatusServiceUnavailable, "state store unavailable")
+		}
 	}
 	now := s.now()
 	active := agents[:0]
@@ -255,8 +264,15 @@ func (s *Server) handleSlackEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	info(ctx).org = org
 
+	var agents []*Agent
 	if ev.EventID != "" {
-		claim, err := s.st.ClaimEvent(ctx, ev.EventID)
+		var claim EventClaim
+		var err error
+		if cl, ok := s.st.(eventClaimLister); ok {
+			claim, agents, err = cl.ClaimEventListAgents(ctx, ev.EventID, org)
+		} else {
+			claim, err = s.st.ClaimEvent(ctx, ev.EventID)
+		}
 		if err != nil {
 			s.logger(ctx).Error("event dedup failed", "err", err)
 			s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
@@ -287,7 +303,7 @@ func (s *Server) handleSlackEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		s.logger(ctx).Warn("installation revoked by slack", "event", ev.Event.Type)
 	}
-	if e := s.fanOut(ctx, org, source, typ, body); e != nil {
+	if e := s.fanOut(ctx, org, source, typ, body, agents); e != nil {
 		s.releaseEvent(ctx, ev.EventID)
 		s.fail(w, e)
 		return
@@ -405,7 +421,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ids []string, ty
 		return
 	}
 	info(ctx).org = org
-	if e := s.fanOut(ctx, org, protocol.SourceSlack, typ, payload); e != nil {
+	if e := s.fanOut(ctx, org, protocol.SourceSlack, typ, payload, nil); e != nil {
 		s.fail(w, e)
 		return
 	}

@@ -37,9 +37,9 @@ import (
 //	<p>usig:<hash>             one-time signature replay record
 //	<p>bucket:<key>            token bucket {t, ts}
 //
-// Races are closed with Lua scripts (registration, event claims, buckets),
-// SET NX (nonces, signatures), GETDEL (OAuth state) and WATCH transactions
-// (installation updates).
+// Races are closed with Lua scripts (registration, buckets), SET NX GET
+// (event claims), SET NX (nonces, signatures), GETDEL (OAuth state) and
+// WATCH transactions (installation updates).
 type RedisState struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -352,7 +352,11 @@ func (s *RedisState) GetAgent(ctx context.Context, id string) (*Agent, error) {
 
 // ListAgents implements State.
 func (s *RedisState) ListAgents(ctx context.Context, orgID string) ([]*Agent, error) {
-	recs, err := s.rdb.HGetAll(ctx, s.key("agents:", orgID)).Result()
+	return s.decodeAgents(s.rdb.HGetAll(ctx, s.key("agents:", orgID)))
+}
+
+func (s *RedisState) decodeAgents(cmd *redis.MapStringStringCmd) ([]*Agent, error) {
+	recs, err := cmd.Result()
 	if err != nil {
 		return nil, fmt.Errorf("list agents: %w", err)
 	}
@@ -429,14 +433,6 @@ func (s *RedisState) ConsumeOAuthState(ctx context.Context, h TokenHash) (bool, 
 	return true, nil
 }
 
-var claimScript = redis.NewScript(`
-local v = redis.call('GET', KEYS[1])
-if v == 'd' then return 3 end
-if v == 'p' then return 2 end
-redis.call('SET', KEYS[1], 'p', 'PX', ARGV[1])
-return 1
-`)
-
 var releaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == 'p' then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -448,13 +444,48 @@ func eventKeyPart(eventID string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(eventID))
 }
 
+// claimCmd queues the claim of an event id: SET NX GET answers the previous
+// value, so one atomic command both claims and reports an existing record.
+func (s *RedisState) claimCmd(ctx context.Context, c interface {
+	Do(context.Context, ...any) *redis.Cmd
+}, eventID string) *redis.Cmd {
+	return c.Do(ctx, "SET", s.key("evt:", eventKeyPart(eventID)), "p", "PX", EventPendingTTL.Milliseconds(), "NX", "GET")
+}
+
+func claimResult(cmd *redis.Cmd) (EventClaim, error) {
+	v, err := cmd.Text()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return EventClaimed, nil
+	case err != nil:
+		return 0, fmt.Errorf("claim event: %w", err)
+	case v == "d":
+		return EventDone, nil
+	}
+	return EventInProgress, nil
+}
+
 // ClaimEvent implements State.
 func (s *RedisState) ClaimEvent(ctx context.Context, eventID string) (EventClaim, error) {
-	n, err := claimScript.Run(ctx, s.rdb, []string{s.key("evt:", eventKeyPart(eventID))}, EventPendingTTL.Milliseconds()).Int()
+	return claimResult(s.claimCmd(ctx, s.rdb, eventID))
+}
+
+// ClaimEventListAgents is ClaimEvent and ListAgents in one round trip (the
+// webhook hot path).
+func (s *RedisState) ClaimEventListAgents(ctx context.Context, eventID, orgID string) (EventClaim, []*Agent, error) {
+	pipe := s.rdb.Pipeline()
+	claim := s.claimCmd(ctx, pipe, eventID)
+	recs := pipe.HGetAll(ctx, s.key("agents:", orgID))
+	_, _ = pipe.Exec(ctx) // errors are read per command below
+	c, err := claimResult(claim)
 	if err != nil {
-		return 0, fmt.Errorf("claim event: %w", err)
+		return 0, nil, err
 	}
-	return EventClaim(n), nil
+	agents, err := s.decodeAgents(recs)
+	if err != nil {
+		return c, nil, err
+	}
+	return c, agents, nil
 }
 
 // CompleteEvent implements State.
