@@ -96,6 +96,22 @@ func cmdKeysRotate(ctx context.Context, args []string, getenv func(string) strin
 		return &configError{problems: r.problems}
 	}
 
+	unlock, err := lockDir(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	// Open the store before touching the keyring, so that an unreachable or
+	// busy store changes nothing.
+	var st broker.State
+	if !*noRewrap {
+		var closeState func()
+		st, closeState, err = openStateForRotate(ctx, c)
+		if err != nil {
+			return err
+		}
+		defer closeState()
+	}
 	kr, version, err := addMasterKey(path, *rewrapOnly)
 	if err != nil {
 		return err
@@ -107,15 +123,9 @@ func cmdKeysRotate(ctx context.Context, args []string, getenv func(string) strin
 		fmt.Fprintf(stdout, "Restart every broker so it loads version %d, then run `broker keys rotate --rewrap-only`.\n", version)
 		return nil
 	}
-
-	st, closeState, err := openStateForRotate(ctx, c)
-	if err != nil {
-		return fmt.Errorf("%w (the new key version %d is saved in %s; after fixing this, run `broker keys rotate --rewrap-only`)", err, version, path)
-	}
-	defer closeState()
 	n, err := st.RewrapSecrets(ctx, kr.Rewrap)
 	if err != nil {
-		return fmt.Errorf("re-wrap stored secrets (%d done): %w; the new key version %d is saved in %s: run `broker keys rotate --rewrap-only` again", n, err, version, path)
+		return fmt.Errorf("re-wrap stored secrets (%d done): %w; master key version %d is in %s: after fixing this, run `broker keys rotate --rewrap-only`", n, err, version, path)
 	}
 	fmt.Fprintf(stdout, "Re-wrapped %d stored secrets under master key version %d.\n", n, version)
 	if !*rewrapOnly {

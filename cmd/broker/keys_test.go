@@ -120,14 +120,14 @@ func TestKeysRotateBolt(t *testing.T) {
 	}
 	seedInstallations(t, st, loadKeyringFile(t, keyringPath))
 
-	// While the broker (here: the open state) holds the file, rotate adds
-	// the version but cannot re-wrap, and says how to finish.
-	out, err := rotate(t, []string{"--keys-dir", keys, "--data-dir", data}, nil)
-	if err == nil || !strings.Contains(err.Error(), "in use by another process") || !strings.Contains(err.Error(), "--rewrap-only") {
+	// While the broker (here: the open state) holds the file, rotate fails
+	// and leaves the keyring alone.
+	_, err = rotate(t, []string{"--keys-dir", keys, "--data-dir", data}, nil)
+	if err == nil || !strings.Contains(err.Error(), "in use by another process") {
 		t.Fatalf("rotate with a locked store: %v", err)
 	}
-	if !strings.Contains(out, "Added master key version 2") {
-		t.Fatalf("output %q", out)
+	if now, _ := os.ReadFile(keyringPath); !bytes.Equal(now, origKeyring) {
+		t.Fatal("rotate changed the keyring although the store was busy")
 	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
@@ -140,9 +140,10 @@ func TestKeysRotateBolt(t *testing.T) {
 		versions int
 		active   uint32
 	}{
-		{"rewrap only", []string{"--rewrap-only"}, []string{"Re-wrapped 4 stored secrets under master key version 2"}, 2, 2},
+		{"rewrap only, nothing to do", []string{"--rewrap-only"}, []string{"Re-wrapped 0 stored secrets under master key version 1"}, 1, 1},
+		{"rotate", nil, []string{"Added master key version 2", "Re-wrapped 4 stored secrets under master key version 2"}, 2, 2},
 		{"rewrap only again", []string{"--rewrap-only"}, []string{"Re-wrapped 0 stored secrets"}, 2, 2},
-		{"rotate", nil, []string{"Added master key version 3", "Re-wrapped 4 stored secrets under master key version 3"}, 3, 3},
+		{"rotate again", nil, []string{"Added master key version 3", "Re-wrapped 4 stored secrets under master key version 3"}, 3, 3},
 		{"no rewrap", []string{"--no-rewrap"}, []string{"Added master key version 4", "--rewrap-only"}, 4, 4},
 		{"rewrap after no-rewrap", []string{"--rewrap-only"}, []string{"Re-wrapped 4 stored secrets under master key version 4"}, 4, 4},
 	}
@@ -243,6 +244,7 @@ func TestKeysRotateErrors(t *testing.T) {
 		{"bad redis url", []string{"--redis-url", "mysql://x"}, nil, "--redis-url is not a Redis URL"},
 		{"unreachable redis", []string{"--redis-url", "redis://127.0.0.1:1/0"}, nil, "redis at 127.0.0.1:1 is unreachable"},
 		{"serve-only flag", []string{"--listen", ":1"}, nil, "flag provided but not defined"},
+		{"concurrent rotate", []string{"--no-rewrap"}, map[string]string{"lock": "held"}, "another `broker keys rotate` is working on the keyring"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -250,7 +252,18 @@ func TestKeysRotateErrors(t *testing.T) {
 			for k, v := range tt.env {
 				env[k] = v
 			}
+			if env["lock"] != "" {
+				unlock, err := lockDir(keys)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer unlock()
+			}
+			before, _ := os.ReadFile(filepath.Join(keys, masterKeysFile))
 			_, err := rotate(t, tt.args, env)
+			if after, _ := os.ReadFile(filepath.Join(keys, masterKeysFile)); !bytes.Equal(before, after) {
+				t.Error("a failed rotate changed the keyring file")
+			}
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
 			}
