@@ -1,4 +1,4 @@
-package bridge_test
+package brokerint_test
 
 // Tests against the real broker package (github.com/sealrelay/sealrelay/broker)
 // on the real local Redis, with the fake Slack. Only this _test file imports
@@ -182,7 +182,7 @@ func TestAgainstRealBroker(t *testing.T) {
 	}
 	// Forward to a slack-go-verified app and stream at once.
 	app, appSrv := newSlackApp(t)
-	cfg := baseConfig(t, *id, t.TempDir())
+	cfg := baseConfig(*id, t.TempDir())
 	cfg.Stream = true
 	cfg.ForwardURL = appSrv.URL + "/slack/events"
 	cfg.ForwardSigningSecret = []byte(localSecret)
@@ -190,7 +190,7 @@ func TestAgainstRealBroker(t *testing.T) {
 	cfg.ListenAddr = ln.Addr().String()
 	r := start(t, cfg)
 	base := serveAPI(t, ln, r.b)
-	stream := openStream(t, base, "")
+	stream := firstSSEData(t, base)
 
 	rb.slackEvent(org, "C0REAL", "1771464999.000100", "hello from slack")
 	got := app.next(t)
@@ -200,10 +200,14 @@ func TestAgainstRealBroker(t *testing.T) {
 	if err := json.Unmarshal(got.body, &cb); err != nil || cb.Event.Text != "hello from slack" {
 		t.Fatalf("forwarded %s (%v)", got.body, err)
 	}
-	sse := stream.next(t)
 	var ev bridge.Event
-	if err := json.Unmarshal([]byte(sse.data), &ev); err != nil || ev.ThreadID != "C0REAL:1771464999.000100" {
-		t.Fatalf("stream event %s", sse.data)
+	select {
+	case data := <-stream:
+		if err := json.Unmarshal([]byte(data), &ev); err != nil || ev.ThreadID != "C0REAL:1771464999.000100" {
+			t.Fatalf("stream event %s", data)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("no SSE event")
 	}
 
 	// Slash command through the broker arrives as a form the app verifies.
@@ -215,7 +219,7 @@ func TestAgainstRealBroker(t *testing.T) {
 	}
 
 	// Reply through the local API lands in (fake) Slack.
-	st, out, _ := post(t, base, "/reply", `{"thread_id":"`+ev.ThreadID+`","text":"on it"}`, nil)
+	st, out := post(t, base, "/reply", `{"thread_id":"`+ev.ThreadID+`","text":"on it"}`)
 	if st != 200 || out["ts"] == "" {
 		t.Fatalf("reply: %d %v", st, out)
 	}
@@ -228,7 +232,7 @@ func TestAgainstRealBroker(t *testing.T) {
 	if !found {
 		t.Fatalf("reply not in Slack: %+v", rb.fake.Messages())
 	}
-	st, out, _ = post(t, base, "/react", `{"channel":"C0REAL","timestamp":"`+out["ts"].(string)+`","emoji":"eyes"}`, nil)
+	st, out = post(t, base, "/react", `{"channel":"C0REAL","timestamp":"`+out["ts"].(string)+`","emoji":"eyes"}`)
 	if st != 200 {
 		t.Fatalf("react: %d %v", st, out)
 	}
@@ -244,7 +248,7 @@ func TestAgainstRealBroker(t *testing.T) {
 	if err := bridge.Unregister(t.Context(), cfgPath, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	cfg2 := baseConfig(t, *id, t.TempDir())
+	cfg2 := baseConfig(*id, t.TempDir())
 	cfg2.Stream = true
 	b2, err := newBridge(t, cfg2)
 	if err != nil {
@@ -274,7 +278,7 @@ func TestRealBrokerReplicaFailover(t *testing.T) {
 		t.Fatalf("urls %v", id.BrokerURLs)
 	}
 	col := newCollector()
-	cfg := baseConfig(t, *id, t.TempDir())
+	cfg := baseConfig(*id, t.TempDir())
 	cfg.Deliver = col.deliver
 	start(t, cfg)
 	rb.slackEvent(org, "C0A", "1771464999.000100", "before")
