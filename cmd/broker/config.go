@@ -737,10 +737,11 @@ const serveHelpIntro = `Usage: broker serve [flags]
 
 Runs the broker. Every setting is a flag and an environment variable; a flag
 given on the command line wins over the environment, which wins over the
-default. Every secret can also be read from a file: --NAME-file FILE or
-SEALRELAY_NAME_FILE=FILE (Docker/systemd secrets; surrounding white space is
-trimmed). Giving a value and a file for the same setting at the same level is
-an error. Without --redis-url the broker keeps its state and inboxes in
+default; an empty variable counts as unset. Every secret can also be read
+from a file: --NAME-file FILE or SEALRELAY_NAME_FILE=FILE (Docker/systemd
+secrets; surrounding white space is trimmed). Giving a value and a file for
+the same setting at the same level is an error. At start the broker refuses to
+run when stored Slack tokens use a master key version its keyring lacks. Without --redis-url the broker keeps its state and inboxes in
 --data-dir (one process only); with --redis-url any number of replicas can run
 side by side.
 
