@@ -218,6 +218,24 @@ func TestAgainstRealBroker(t *testing.T) {
 		t.Fatalf("forwarded command %s", got.body)
 	}
 
+	// Interactivity through the broker arrives as payload=<json>.
+	interaction := `{"type":"block_actions","team":{"id":"` + org + `"},"user":{"id":"U1"},"channel":{"id":"C0REAL"},"trigger_id":"1.2.3","actions":[{"action_id":"ok","block_id":"b","type":"button","value":"v & w"}]}`
+	rb.slackPost("/slack/interactivity", []byte(url.Values{"payload": {interaction}}.Encode()), "application/x-www-form-urlencoded")
+	got = app.next(t)
+	v, err := url.ParseQuery(string(got.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cbk struct {
+		Type    string `json:"type"`
+		Actions []struct {
+			Value string `json:"value"`
+		} `json:"actions"`
+	}
+	if err := json.Unmarshal([]byte(v.Get("payload")), &cbk); err != nil || cbk.Type != "block_actions" || len(cbk.Actions) != 1 || cbk.Actions[0].Value != "v & w" {
+		t.Fatalf("forwarded interaction %s (%v)", got.body, err)
+	}
+
 	// Reply through the local API lands in (fake) Slack.
 	st, out := post(t, base, "/reply", `{"thread_id":"`+ev.ThreadID+`","text":"on it"}`)
 	if st != 200 || out["ts"] == "" {
@@ -240,7 +258,7 @@ func TestAgainstRealBroker(t *testing.T) {
 		t.Fatalf("reactions.add calls %+v", calls)
 	}
 	r.stop(t)
-	if h := r.b.Health(); h.Delivered != 2 || h.Poison != 0 {
+	if h := r.b.Health(); h.Delivered != 3 || h.Poison != 0 {
 		t.Fatalf("health %+v", h)
 	}
 
