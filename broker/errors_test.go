@@ -5,11 +5,15 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/slackfake"
@@ -614,5 +618,48 @@ func TestSystemEnvelopes(t *testing.T) {
 				a.send(protocol.ActionPostMessage, protocol.Routing{Channel: "C1"}, map[string]any{"text": "back"})
 			}
 		})
+	}
+}
+
+// TestStateStoreDown: with the state store unreachable every path answers
+// 503 (never 200 for an event that was not stored) and readyz fails.
+func TestStateStoreDown(t *testing.T) {
+	h := newHarness(t)
+	org, tok := h.install(slackfake.Install{TeamID: "T0SDOWN1"})
+	a := h.register(org, tok)
+	// A second replica whose state client is closed.
+	rdb := redis.NewClient(&redis.Options{Addr: testRedisAddr})
+	st := NewRedisState(rdb, h.prefix+"st:")
+	srv, err := New(h.srv.cfg, st, h.q, h.keys, slog.New(slog.NewJSONHandler(h.logs, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = rdb.Close()
+	handler := srv.Handler()
+	ev, _ := eventBody(org, "not stored")
+	req := httptest.NewRequest(http.MethodPost, "/slack/events", bytes.NewReader(ev))
+	slackfake.SignRequest(req, testSigningSecret, time.Now(), ev)
+	rec := httptest.NewRecorder()
+	handler.ServeHTTP(rec, req)
+	expectError(t, rec.Code, rec.Body.Bytes(), 503, "unavailable")
+
+	for _, r := range []*http.Request{
+		httptest.NewRequest(http.MethodPost, "/api/inbox/pull", bytes.NewReader(a.pullBody(1, 0, a.now()))),
+		httptest.NewRequest(http.MethodPost, "/api/register", bytes.NewReader(h.newAgentKeys(org).registerBody(tok))),
+		httptest.NewRequest(http.MethodGet, "/readyz", nil),
+	} {
+		r.Header.Set("Authorization", "Bearer "+a.token)
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, r)
+		expectError(t, rec.Code, rec.Body.Bytes(), 503, "unavailable")
+	}
+	// Nothing was queued by the failed webhook, and the healthy replica
+	// still stores Slack's retry.
+	if msgs := a.pull(10, 0); len(msgs) != 0 {
+		t.Fatalf("%d messages queued by a failed webhook", len(msgs))
+	}
+	h.postEvent(h.url, ev)
+	if msgs := a.pull(10, 0); len(msgs) != 1 {
+		t.Fatalf("retry stored %d messages, want 1", len(msgs))
 	}
 }

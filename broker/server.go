@@ -391,12 +391,12 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := s.st.Ping(ctx); err != nil {
 		s.logger(r.Context()).Warn("state store not reachable", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "state store not reachable")
+		writeError(w, http.StatusServiceUnavailable, "state store unavailable")
 		return
 	}
 	if err := s.q.Ping(ctx); err != nil {
 		s.logger(r.Context()).Warn("queue store not reachable", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "queue store not reachable")
+		writeError(w, http.StatusServiceUnavailable, "inbox store unavailable")
 		return
 	}
 	select {
