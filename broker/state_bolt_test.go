@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -342,4 +343,37 @@ func BenchmarkBoltStateLookupAccessToken(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestBoltStateRegistrationRetention checks that a used registration token
+// answers ErrUsed for UsedRegistrationTokenRetention past its expiry and is
+// forgotten (ErrNotFound) afterwards, even before a cleanup ran.
+func TestBoltStateRegistrationRetention(t *testing.T) {
+	ctx := context.Background()
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	st := openTestBoltState(t, filepath.Join(t.TempDir(), "s.db"), WithBoltClock(clk.Now), WithBoltCleanupInterval(0))
+	hk := testHashKey(t)
+	now := clk.Now()
+	tok := hk.Hash(KindRegistrationToken, "r")
+	if err := st.PutRegistrationToken(ctx, tok, "T1", now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.RegisterAgent(ctx, tok, testAgent(t, hk, "a1", "T1", now), now); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		advance time.Duration
+		want    error
+	}{
+		{time.Hour, ErrUsed},
+		{UsedRegistrationTokenRetention - time.Second, ErrUsed},
+		{time.Second, ErrNotFound},
+	}
+	for i, s := range steps {
+		clk.Advance(s.advance)
+		err := st.RegisterAgent(ctx, tok, testAgent(t, hk, fmt.Sprint("b", i), "T1", clk.Now()), clk.Now())
+		if !errors.Is(err, s.want) {
+			t.Fatalf("step %d: RegisterAgent = %v, want %v", i, err, s.want)
+		}
+	}
 }
