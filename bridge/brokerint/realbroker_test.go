@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,6 +48,7 @@ type realBroker struct {
 	rdb    *redis.Client
 	srv    *httptest.Server
 	inner  *broker.Server
+	clock  atomic.Int64 // offset of the broker clock, ns
 }
 
 func newRealBroker(t *testing.T) *realBroker {
@@ -93,6 +95,7 @@ func newRealBroker(t *testing.T) *realBroker {
 		PublicURL: rb.url, SlackClientID: realClientID, SlackClientSecret: realClientSecret,
 		SlackSigningSecret: realSigningSecret, SlackAPIURL: slackfake.APIURL(slackSrv.URL),
 		SlackAuthorizeURL: slackfake.AuthorizeURL(slackSrv.URL), SendRate: broker.RateLimit{Rate: 1000, Burst: 1000},
+		Now: func() time.Time { return time.Now().Add(time.Duration(rb.clock.Load())) },
 	}
 	rb.cfg = cfg
 	rb.inner, err = broker.New(cfg, broker.NewRedisState(rdb, prefix+"st:"), q, rb.keys, testLogger(t), nil)
@@ -329,4 +332,44 @@ func (rb *realBroker) replica(t *testing.T) *httptest.Server {
 	s := httptest.NewServer(srv.Handler())
 	t.Cleanup(s.Close)
 	return s
+}
+
+// TestRealBrokerExpiredAccessToken: the broker's clock passes the token's
+// expiry while the bridge runs; the next pull is refused with 401 and Run
+// exits telling the user to register again.
+func TestRealBrokerExpiredAccessToken(t *testing.T) {
+	rb := newRealBroker(t)
+	org, token := rb.install("T0REAL03")
+	cfgPath := filepath.Join(t.TempDir(), "bridge.env")
+	if _, err := bridge.Register(t.Context(), bridge.RegisterOptions{BrokerURL: rb.url, OrgID: org, RegistrationToken: token, ConfigPath: cfgPath}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := bridge.LoadIdentity(cfgPath, func(string) (string, bool) { return "", false }, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.AccessTokenExpiresAt.IsZero() {
+		t.Fatal("no expiry from the broker")
+	}
+	col := newCollector()
+	cfg := baseConfig(*id, t.TempDir())
+	cfg.WaitSeconds = 1
+	cfg.Deliver = col.deliver
+	b, err := newBridge(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Run(context.Background()) }()
+	rb.slackEvent(org, "C0X", "1771464999.000100", "before expiry")
+	col.next(t)
+	rb.clock.Store(int64(broker.DefaultAccessTokenTTL + time.Hour))
+	select {
+	case err := <-done:
+		if !errors.Is(err, bridge.ErrReauthenticate) || !strings.Contains(err.Error(), "bridge register") || !strings.Contains(err.Error(), "401") {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("Run kept polling with an expired token")
+	}
 }
