@@ -260,42 +260,65 @@ func (s *Server) handlePull(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, protocol.PullResponse{OK: true, Messages: msgs})
 }
 
+type pollStart int
+
+const (
+	pollStarted pollStart = iota
+	pollCapped
+	pollClosing
+)
+
+// beginLongPoll registers a waiting pull of agentID unless the server is
+// shutting down or the agent is at its cap. Both checks happen under pollsMu,
+// so no long poll joins pollWG after Shutdown started waiting on it.
+func (s *Server) beginLongPoll(agentID string) pollStart {
+	s.pollsMu.Lock()
+	defer s.pollsMu.Unlock()
+	switch {
+	case s.closing:
+		return pollClosing
+	case s.polls[agentID] >= s.cfg.MaxLongPollsPerAgent:
+		return pollCapped
+	}
+	s.polls[agentID]++
+	s.pollWG.Add(1)
+	s.m.longPolls.Inc()
+	if s.onLongPoll != nil {
+		s.onLongPoll(agentID)
+	}
+	return pollStarted
+}
+
+func (s *Server) endLongPoll(agentID string) {
+	s.pollsMu.Lock()
+	if s.polls[agentID]--; s.polls[agentID] <= 0 {
+		delete(s.polls, agentID)
+	}
+	s.pollsMu.Unlock()
+	s.m.longPolls.Dec()
+	s.pollWG.Done()
+}
+
 // pull leases messages for a, waiting up to wait (released early by
 // Shutdown). It caps concurrent waiting pulls per agent.
 func (s *Server) pull(ctx context.Context, a *Agent, maxN int, wait time.Duration) ([]protocol.InboxMessage, *apiError) {
 	if wait > LongPollMax {
 		wait = LongPollMax
 	}
+	started := false
 	if wait > 0 {
-		select {
-		case <-s.shutdown:
+		switch s.beginLongPoll(a.ID) {
+		case pollClosing:
 			wait = 0 // shutting down: answer at once
-		default:
-		}
-	}
-	if wait > 0 {
-		s.pollsMu.Lock()
-		if s.polls[a.ID] >= s.cfg.MaxLongPollsPerAgent {
-			s.pollsMu.Unlock()
+		case pollCapped:
 			return nil, &apiError{status: http.StatusTooManyRequests, retryAfter: time.Second,
 				msg: protocol.ErrRateLimited + ": too many concurrent long polls for this agent"}
+		case pollStarted:
+			started = true
+			defer s.endLongPoll(a.ID)
 		}
-		s.polls[a.ID]++
-		s.pollWG.Add(1)
-		s.pollsMu.Unlock()
-		s.m.longPolls.Inc()
-		if s.onLongPoll != nil {
-			s.onLongPoll(a.ID)
-		}
-		defer func() {
-			s.pollsMu.Lock()
-			if s.polls[a.ID]--; s.polls[a.ID] <= 0 {
-				delete(s.polls, a.ID)
-			}
-			s.pollsMu.Unlock()
-			s.m.longPolls.Dec()
-			s.pollWG.Done()
-		}()
+	}
+	if started {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
 		defer cancel()

@@ -47,6 +47,7 @@ type Server struct {
 
 	pollsMu sync.Mutex
 	polls   map[string]int // agent id → waiting pulls
+	closing bool           // set by Shutdown; no new long polls after it
 
 	refreshMu sync.Mutex // serializes bot token refreshes in this process
 
@@ -149,6 +150,9 @@ func (s *Server) HTTPServer(addr string) *http.Server {
 // have, usually an empty list) and waits for them to return or ctx to end.
 // Call it before (or together with) http.Server.Shutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.pollsMu.Lock()
+	s.closing = true
+	s.pollsMu.Unlock()
 	s.shutdownOnce.Do(func() { close(s.shutdown) })
 	done := make(chan struct{})
 	go func() {
