@@ -171,6 +171,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if exp := b.cfg.AccessTokenExpiresAt; !exp.IsZero() && exp.Sub(b.cfg.Now()) < 7*24*time.Hour {
 		b.log.Warn("access token expires soon; run `bridge register` with a new registration token before then", "expires_at", exp.UTC().Format(time.RFC3339))
 	}
+	if err := b.checkBrokerKeys(ctx); err != nil {
+		return err
+	}
 	b.log.Info("bridge polling", "broker", b.client.current(), "org_id", b.cfg.OrgID,
 		"wait_seconds", b.cfg.WaitSeconds, "max_messages", b.cfg.MaxMessages,
 		"forward", b.cfg.ForwardURL != "", "stream", b.cfg.Stream)
@@ -210,6 +213,29 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 		backoff = min(backoff*2, b.cfg.BackoffMax)
 	}
+}
+
+// ErrBrokerKeysChanged is returned by Run when the broker publishes other
+// public keys than the configuration holds. Polling anyway would treat every
+// message as poison (bad signature) and ack it unread.
+var ErrBrokerKeysChanged = errors.New("the broker's public keys differ from the ones saved at registration")
+
+// checkBrokerKeys compares the broker's published keys with the configured
+// ones. An unreachable broker is not an error here (the poll loop retries).
+func (b *Bridge) checkBrokerKeys(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	pk, err := b.client.brokerPubkey(cctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			b.log.Warn("could not fetch the broker's public keys at start; polling anyway", "err", err)
+		}
+		return nil
+	}
+	if pk.BrokerPubkey != b.cfg.BrokerBoxKey.String() || pk.BrokerSigningPubkey != b.cfg.BrokerSigningKey.String() {
+		return fmt.Errorf("%w (broker %s) — not polling, because every message would fail verification and be dropped; if the broker's keys were rotated on purpose, run `bridge register` again with a new registration token; otherwise check the broker URL", ErrBrokerKeysChanged, b.client.current())
+	}
+	return nil
 }
 
 // retryAfter returns the broker's Retry-After (seconds form), or 0.

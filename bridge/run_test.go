@@ -403,3 +403,24 @@ func TestDeliveryRetryAfterLeaseWindowPullsAgain(t *testing.T) {
 		t.Fatalf("message pulled %d times, want 2 (re-pulled after the lease window)", n)
 	}
 }
+
+func TestRunRefusesChangedBrokerKeys(t *testing.T) {
+	fb := bridgetest.New(t, testOrg)
+	id := newIdentity(t, fb)
+	other := bridgetest.New(t, testOrg)
+	id.BrokerSigningKey = other.SigningKey.Public() // saved keys no longer match the broker's
+	fb.Enqueue(slackEvent("x", "C1", "1.1"))
+	cfg := baseConfig(t, id, t.TempDir())
+	cfg.Stream = true
+	b, err := newBridge(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Run(t.Context())
+	if !errors.Is(err, bridge.ErrBrokerKeysChanged) || !strings.Contains(err.Error(), "bridge register") {
+		t.Fatalf("Run: %v", err)
+	}
+	if fb.Pulls() != 0 || fb.Pending() != 1 {
+		t.Fatalf("polled (%d) or acked with mismatched keys", fb.Pulls())
+	}
+}
