@@ -118,11 +118,10 @@ type eventClaimLister interface {
 // agents nil means "list them". It returns an error (→ 503) only when a
 // copy could not be stored for a reason other than a full inbox.
 func (s *Server) fanOut(ctx context.Context, org, source, typ string, payload []byte, agents []*Agent) *apiError {
-	log := s.logger(ctx)
 	if agents == nil {
 		var err error
 		if agents, err = s.st.ListAgents(ctx, org); err != nil {
-			log.Error("list agents failed", "err", err)
+			s.logger(ctx).Error("list agents failed", "err", err)
 			return errf(http.StatusServiceUnavailable, "state store unavailable")
 		}
 	}
@@ -135,7 +134,7 @@ func (s *Server) fanOut(ctx context.Context, org, source, typ string, payload []
 	}
 	if len(active) == 0 {
 		s.m.eventsDropped.WithLabelValues("no_agents").Inc()
-		log.Info("event dropped: no active agent", "source", source, "type", typ)
+		s.logger(ctx).Info("event dropped: no active agent", "source", source, "type", typ)
 		return nil
 	}
 	ts := now.Unix()
@@ -178,13 +177,13 @@ func (s *Server) fanOut(ctx context.Context, org, source, typ string, payload []
 			s.depth.track(a.ID, org)
 		case errors.Is(err, queue.ErrInboxFull):
 			s.m.eventsDropped.WithLabelValues("inbox_full").Inc()
-			log.Warn("event copy dropped: inbox full", "agent_id", a.ID, "type", typ)
+			s.logger(ctx).Warn("event copy dropped: inbox full", "agent_id", a.ID, "type", typ)
 		case errors.Is(err, queue.ErrTooLarge):
 			s.m.eventsDropped.WithLabelValues("too_large").Inc()
-			log.Warn("event copy dropped: too large", "agent_id", a.ID, "type", typ)
+			s.logger(ctx).Warn("event copy dropped: too large", "agent_id", a.ID, "type", typ)
 		default:
 			failed = true
-			log.Error("enqueue failed", "agent_id", a.ID, "err", err)
+			s.logger(ctx).Error("enqueue failed", "agent_id", a.ID, "err", err)
 		}
 	}
 	if failed {

@@ -264,8 +264,18 @@ func (s *Server) wrap(route string, h http.HandlerFunc) http.HandlerFunc {
 			if code >= 500 {
 				level = slog.LevelWarn
 			}
-			s.logger(ctx).LogAttrs(ctx, level, "request", slog.String("method", r.Method),
-				slog.Int("status", code), slog.Duration("duration", dur))
+			if s.log.Enabled(ctx, level) {
+				attrs := make([]slog.Attr, 0, 7)
+				attrs = append(attrs, slog.String("request_id", ri.id), slog.String("route", ri.route))
+				if ri.org != "" {
+					attrs = append(attrs, slog.String("org_id", ri.org))
+				}
+				if ri.agent != "" {
+					attrs = append(attrs, slog.String("agent_id", ri.agent))
+				}
+				attrs = append(attrs, slog.String("method", r.Method), slog.Int("status", code), slog.Duration("duration", dur))
+				s.log.LogAttrs(ctx, level, "request", attrs...)
+			}
 		}()
 		h(sw, r.WithContext(ctx))
 	}
