@@ -20,15 +20,15 @@ import (
 	"github.com/sealrelay/sealrelay/queue"
 )
 
-// benchHarness is a harness whose logs are discarded (they would dominate
-// the profile) and whose inboxes are large enough for a benchmark run.
+// benchHarness is a harness that logs like production (JSON, level Info)
+// into io.Discard and whose inboxes are large enough for a benchmark run.
 func benchHarness(b *testing.B, opts ...harnessOpt) *harness {
 	b.Helper()
 	opts = append([]harnessOpt{withQueue(queue.Options{Capacity: 10_000_000})}, opts...)
 	h := newHarness(b, opts...)
 	h.logs = &syncBuffer{}
 	// Replace the first replica's logger with a discarding one.
-	h.srv.log = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))
+	h.srv.log = slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", "broker")
 	return h
 }
 
