@@ -197,6 +197,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 			b.log.Error("broker refused the bridge's credentials", "err", err)
 			return reauthError(err)
 		}
+		if errors.Is(err, ErrBrokerKeysChanged) {
+			b.log.Error("broker keys changed; stopping without acking", "err", err)
+			return err
+		}
 		n := b.setFailures(1, err.Error())
 		var be *BrokerError
 		if errors.As(err, &be) && be.Contains(protocol.ErrTimestampWindow) {
@@ -428,6 +432,11 @@ func (b *Bridge) receive(ctx context.Context, m *protocol.InboxMessage) (string,
 		reason := "malformed"
 		switch {
 		case errors.Is(err, protocol.ErrEnvelopeSignature):
+			// Before dropping it: did the broker change its keys? Then
+			// stop without acking rather than drop everything from now on.
+			if kerr := b.checkBrokerKeys(ctx); kerr != nil {
+				return "", kerr
+			}
 			reason = "bad_signature"
 		case errors.Is(err, protocol.ErrEnvelopeOpen):
 			reason = "does_not_open"

@@ -424,3 +424,31 @@ func TestRunRefusesChangedBrokerKeys(t *testing.T) {
 		t.Fatalf("polled (%d) or acked with mismatched keys", fb.Pulls())
 	}
 }
+
+func TestBrokerKeyRotationMidRunStopsWithoutAcking(t *testing.T) {
+	fb := bridgetest.New(t, testOrg)
+	id := newIdentity(t, fb)
+	col := newCollector()
+	cfg := baseConfig(t, id, t.TempDir())
+	cfg.Deliver = col.deliver
+	r := start(t, cfg)
+	first := fb.Enqueue(slackEvent("a", "C1", "1.1"))
+	if ev := col.next(t); ev.MessageID != first {
+		t.Fatal(ev.MessageID)
+	}
+	waitFor(t, fb, "ack", func() bool { return fb.Pending() == 0 })
+	fb.RotateSigningKey()
+	fb.Enqueue(slackEvent("b", "C1", "1.2")) // signed with the new key
+	select {
+	case err := <-r.done:
+		if !errors.Is(err, bridge.ErrBrokerKeysChanged) {
+			t.Fatalf("Run: %v", err)
+		}
+		r.done <- err
+	case <-time.After(testTimeout):
+		t.Fatal("Run kept going after the broker's keys changed")
+	}
+	if fb.Pending() != 1 || r.b.Health().Poison != 0 {
+		t.Fatalf("message after rotation was dropped: pending %d poison %d", fb.Pending(), r.b.Health().Poison)
+	}
+}

@@ -148,6 +148,19 @@ func (f *FakeBroker) SetAgent(box crypto.BoxPublicKey, sign crypto.SigningPublic
 	f.agentBox, f.agentSign, f.registered = box, sign, true
 }
 
+// RotateSigningKey gives the broker a new signing key: later messages are
+// signed with it and /api/broker-pubkey publishes it. Read SigningKey only
+// before calling it.
+func (f *FakeBroker) RotateSigningKey() {
+	k, err := crypto.GenerateSigningKey()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.SigningKey = k
+}
+
 // ExpireToken makes every later authenticated call answer 401.
 func (f *FakeBroker) ExpireToken() {
 	f.mu.Lock()
@@ -332,7 +345,10 @@ func fail(w http.ResponseWriter, fl Failure) {
 func (f *FakeBroker) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/broker-pubkey", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, protocol.BrokerPubkeyResponse{OK: true, BrokerPubkey: f.BoxKey.Public.String(), BrokerSigningPubkey: f.SigningKey.Public().String()})
+		f.mu.Lock()
+		resp := protocol.BrokerPubkeyResponse{OK: true, BrokerPubkey: f.BoxKey.Public.String(), BrokerSigningPubkey: f.SigningKey.Public().String()}
+		f.mu.Unlock()
+		writeJSON(w, 200, resp)
 	})
 	mux.HandleFunc("POST /api/register", f.register)
 	mux.HandleFunc("DELETE /api/register", f.unregister)
