@@ -50,9 +50,8 @@ type Bridge struct {
 	// partial records which sinks already took a message whose delivery
 	// failed at a later sink, so that a retry does not repeat them.
 	partial map[string]uint8
-	// pending holds the messages left over when a delivery failed, still
-	// leased to us: they are retried locally, in order, while the lease
-	// lasts, instead of waiting for the broker to hand them out again.
+	// pending holds the messages left over when a delivery failed: they are
+	// retried locally, in order, for up to LocalRetryWindow.
 	pending   []protocol.InboxMessage
 	pendingAt time.Time
 
@@ -291,17 +290,18 @@ func (b *Bridge) setFailures(delta int, lastErr string) int {
 // errDelivery marks a cycle that failed at local delivery.
 var errDelivery = errors.New("local delivery failed")
 
-// leaseRetryWindow is how long after a pull undelivered messages are
-// retried locally; the broker's lease is 30 s.
-const leaseRetryWindow = 25 * time.Second
-
 // cycle is one pull → process → ack round. After a delivery failure the
-// next cycle retries the leftover messages instead of pulling, while their
-// lease lasts.
+// next cycles retry the leftover messages locally, in order, instead of
+// pulling, for up to Config.LocalRetryWindow. Not pulling keeps the
+// broker's delivery count of those messages unchanged (an ack by id works
+// after the lease lapsed), so a local app that is down for a while does not
+// push them to the dead-letter list; after the window they are pulled
+// again, which counts a delivery, so a message the app always rejects ends
+// up dead-lettered instead of blocking the inbox forever.
 func (b *Bridge) cycle(ctx context.Context) error {
 	var msgs []protocol.InboxMessage
 	pulledAt := b.pendingAt
-	if len(b.pending) > 0 && b.cfg.Now().Sub(b.pendingAt) < leaseRetryWindow {
+	if len(b.pending) > 0 && b.cfg.Now().Sub(b.pendingAt) < b.cfg.LocalRetryWindow {
 		msgs = b.pending
 	} else {
 		var err error

@@ -168,6 +168,10 @@ type Config struct {
 	BackoffMax time.Duration
 	// DedupTTL is how long delivered message ids are remembered (20 min).
 	DedupTTL time.Duration
+	// LocalRetryWindow is how long messages whose delivery failed are
+	// retried locally before they are pulled again (2 min; each pull counts
+	// a delivery at the broker, which dead-letters after 10).
+	LocalRetryWindow time.Duration
 
 	// ForwardURL, when set, receives each Slack request as Slack would have
 	// sent it, signed with ForwardSigningSecret. ForwardInteractivityURL and
@@ -223,6 +227,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DedupTTL == 0 {
 		c.DedupTTL = 20 * time.Minute
+	}
+	if c.LocalRetryWindow == 0 {
+		c.LocalRetryWindow = 2 * time.Minute
 	}
 	if c.ForwardTimeout == 0 {
 		c.ForwardTimeout = 10 * time.Second

@@ -228,7 +228,7 @@ func TestDeliveryFailureIsRetriedNotAcked(t *testing.T) {
 	if got := fb.Acked(); !equalStrings(got, []string{a, bID}) {
 		t.Fatalf("acked %v", got)
 	}
-	// The failed batch was retried locally within its lease, not re-pulled.
+	// The failed batch was retried locally, not re-pulled.
 	if n := fb.HandedOut(a); n != 1 {
 		t.Fatalf("message pulled %d times, want 1", n)
 	}
@@ -377,7 +377,7 @@ func TestGracefulShutdownAcksDelivered(t *testing.T) {
 	}
 }
 
-func TestDeliveryRetryAfterLeaseWindowPullsAgain(t *testing.T) {
+func TestDeliveryRetryAfterLocalWindowPullsAgain(t *testing.T) {
 	fb := bridgetest.New(t, testOrg)
 	id := newIdentity(t, fb)
 	var offset atomic.Int64
@@ -388,7 +388,7 @@ func TestDeliveryRetryAfterLeaseWindowPullsAgain(t *testing.T) {
 	cfg.Deliver = func(ctx context.Context, ev *bridge.Event) error {
 		if !failed {
 			failed = true
-			offset.Add(int64(26 * time.Second)) // the lease ran out meanwhile
+			offset.Add(int64(3 * time.Minute)) // longer than the local retry window
 			return errors.New("app down")
 		}
 		return col.deliver(ctx, ev)
@@ -400,7 +400,7 @@ func TestDeliveryRetryAfterLeaseWindowPullsAgain(t *testing.T) {
 	}
 	waitFor(t, fb, "ack", func() bool { return fb.Pending() == 0 })
 	if n := fb.HandedOut(a); n != 2 {
-		t.Fatalf("message pulled %d times, want 2 (re-pulled after the lease window)", n)
+		t.Fatalf("message pulled %d times, want 2 (re-pulled after the local retry window)", n)
 	}
 }
 
