@@ -4,9 +4,16 @@ package queue
 //
 //	go test -run x -bench . -benchtime 2s ./queue/
 //
-// (BenchmarkRedisWakeUp reports percentiles over b.N runs; add
-// -benchtime 1000x to pin it to 1,000.) Each reports msgs/s or latency
-// percentiles through b.ReportMetric.
+// BenchmarkRedisWakeUp reports percentiles over b.N runs; add -benchtime
+// 1000x to pin it to 1,000. Each benchmark reports msgs/s or latency
+// percentiles through b.ReportMetric; the Redis ones also report the Redis
+// server's CPU time per message (redis-cpu-µs/msg), which bounds throughput
+// when Redis has a core of its own whatever else loads the machine.
+//
+// A MONITOR client attached to the server makes Redis format every command,
+// script-internal ones included, for the monitor, which multiplies its CPU
+// per message several times; the benchmarks log a warning when one is
+// attached. Point REDIS_URL at a private redis-server to measure without it.
 
 import (
 	"context"
@@ -227,11 +234,26 @@ func reportRedisCPU(b *testing.B, s Store, before time.Duration, msgs int) {
 	}
 }
 
+// warnMonitor logs when a MONITOR client is attached to the server.
+func warnMonitor(b *testing.B, s *RedisStore) {
+	list, err := s.c.ClientList(context.Background()).Result()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(list, "\n") {
+		if strings.Contains(line, "cmd=monitor") {
+			b.Logf("WARNING: a MONITOR client is attached to the Redis server (%s); expect Redis CPU per message to be several times higher", strings.Fields(line)[1])
+			return
+		}
+	}
+}
+
 func benchRedisStores(b *testing.B, n int) []Store {
 	var out []Store
 	for _, s := range openRedisStores(b, RedisOptions{Options: Options{Capacity: 1 << 30}}, n) {
 		out = append(out, s)
 	}
+	warnMonitor(b, out[0].(*RedisStore))
 	return out
 }
 
