@@ -91,6 +91,7 @@ func startProc(t testing.TB, name, logPath string, env []string, bin string, arg
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = f, f
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		t.Fatalf("start %s: %v", name, err)
