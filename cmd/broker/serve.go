@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -158,6 +159,14 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- l
 		return fmt.Errorf("listen on %s (--listen / SEALRELAY_LISTEN): %w", cfg.Listen, err)
 	}
 	hs := srv.HTTPServer(cfg.Listen)
+	if cfg.TLSCert != "" {
+		cr, err := newCertReloader(cfg.TLSCert, cfg.TLSKey, logger)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cr.GetCertificate}
+	}
 	var mln net.Listener
 	var ms *http.Server
 	if cfg.MetricsListen != "" {
@@ -182,7 +191,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- l
 	go func() {
 		var err error
 		if cfg.TLSCert != "" {
-			err = hs.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+			err = hs.ServeTLS(ln, "", "")
 		} else {
 			err = hs.Serve(ln)
 		}
