@@ -22,18 +22,49 @@
 //	POST   /api/send               decrypt and forward chat.postMessage,
 //	                               chat.update, reactions.add to Slack
 //	GET    /healthz                process up
-//	GET    /readyz                 store reachable and keys loaded
+//	GET    /readyz                 state and inbox stores reachable, not shutting down
 //
-// Prometheus metrics are served by MetricsHandler, meant for a separate
-// listener. Every error is JSON {"ok":false,"error":"..."} with the status
-// and phrases of the protocol.
+// Prometheus metrics (sealrelay_broker_*) are served by MetricsHandler, meant
+// for a separate listener. Every JSON response carries "ok"; every error is
+// {"ok":false,"error":"..."} with the status and phrases of the protocol
+// (unknown paths 404, wrong methods 405, also JSON). The OAuth pages are
+// HTML.
+//
+// # Ingress
+//
+// A Slack request is answered 401 unless its v0 signature and timestamp (±5
+// minutes) verify, 413 over 1 MiB. Events are de-duplicated by event_id in
+// the shared State (a retry that arrives while the first attempt is still
+// storing gets 503, so Slack retries again later). The payload, byte for
+// byte, becomes the generic envelope's payload; it is sealed to each active
+// agent (one whose access token has not expired) and signed, and the broker
+// answers 200 only after every copy is stored. A full inbox drops only that
+// agent's copy (counted, logged); any other store failure answers 503 and
+// releases the event id. app_uninstalled and bot tokens_revoked mark the
+// installation revoked and delete its tokens; they and app_rate_limited
+// reach agents as "system" envelopes of that type.
+//
+// # Agent API
+//
+// Authentication follows protocol §4.4 in its exact order. Send nonces are
+// remembered per agent for 600 s and unregister signatures for 600 s in the
+// shared State, so a replay is refused on every replica; pulls and acks are
+// idempotent and never replay-checked. Sends also pass a per-agent token
+// bucket (Config.SendRate, default 1/s, burst 20) kept in the State. Slack
+// errors come back as 502 with Slack's code, Slack rate limits as 429 with
+// Retry-After; token_revoked, invalid_auth and account_inactive mark the
+// installation revoked. Rotating bot tokens are refreshed shortly before
+// they expire.
 //
 // # Storage
 //
-// Inboxes live in a queue.Store; everything else (installations, agents,
-// hashed tokens, replay records, rate-limit buckets) lives in a State
-// (RedisState, or the embedded bbolt state for a single node). Bot and
-// refresh tokens are stored only as crypto.Keyring envelopes bound to the org
-// id; access tokens, registration tokens and OAuth states only as keyed
-// hashes (see HashKey).
+// Inboxes live in a queue.Store (one inbox per agent, named by agent id);
+// everything else (installations, agents, hashed tokens, replay records,
+// rate-limit buckets) lives in a State: RedisState, or the embedded bbolt
+// state for a single node. Bot and refresh tokens are stored only as
+// crypto.Keyring envelopes bound to the org id; access tokens, registration
+// tokens, OAuth states and unregister signatures only as keyed hashes (see
+// HashKey). Plaintext bot tokens and message bodies exist only in memory
+// for the duration of one request, and the buffers the broker owns are
+// wiped afterwards; nothing logs tokens or bodies.
 package broker
