@@ -45,8 +45,9 @@ var (
 // without Redis (the embedded single-node mode of `broker serve`).
 //
 // Every mutation is one bbolt read-write transaction, fsynced before the call
-// returns; bbolt serializes writers, which makes registration, event claims,
-// nonces and one-time records atomic. Records with a lifetime carry their
+// returns; bbolt serializes writers, which makes registration, nonces and
+// one-time records atomic (the in-memory records below are guarded by
+// mutexes). Records with a lifetime carry their
 // expiry (Unix milliseconds) in the first 8 bytes of the value: reads treat an
 // expired record as absent, and a cleanup goroutine deletes expired records
 // every cleanup interval (see Cleanup). A registration token is kept for
