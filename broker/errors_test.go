@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -661,5 +662,45 @@ func TestStateStoreDown(t *testing.T) {
 	h.postEvent(h.url, ev)
 	if msgs := a.pull(10, 0); len(msgs) != 1 {
 		t.Fatalf("retry stored %d messages, want 1", len(msgs))
+	}
+}
+
+// TestConcurrentReplay: the same send raced on two replicas reaches Slack
+// exactly once.
+func TestConcurrentReplay(t *testing.T) {
+	h := newHarness(t)
+	org, tok := h.install(slackfake.Install{TeamID: "T0RACE01"})
+	a := h.register(org, tok)
+	_, _, _, _, urlB := h.newReplica()
+	req := a.sendBody(protocol.ActionPostMessage, protocol.Routing{Channel: "C1"}, map[string]any{"text": "once"}, a.now())
+	const n = 8
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		base := h.url
+		if i%2 == 1 {
+			base = urlB
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i], _, _ = do(t, http.MethodPost, base+"/api/send", a.token, req, nil)
+		}()
+	}
+	wg.Wait()
+	ok, replays := 0, 0
+	for _, s := range statuses {
+		switch s {
+		case 200:
+			ok++
+		case 409:
+			replays++
+		}
+	}
+	if ok != 1 || replays != n-1 {
+		t.Fatalf("statuses %v: want one 200 and %d 409", statuses, n-1)
+	}
+	if got := len(h.fake.CallsTo("chat.postMessage")); got != 1 {
+		t.Fatalf("slack saw %d posts", got)
 	}
 }
