@@ -172,3 +172,17 @@ func BenchmarkSend(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "sends/s")
 	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/send")
 }
+
+// BenchmarkSealEnvelope is the per-copy crypto floor of ingress: sealed box
+// (two X25519 operations) plus the Ed25519 signature.
+func BenchmarkSealEnvelope(b *testing.B) {
+	keys := newTestKeys(b)
+	agent := newTestKeys(b).Box.Public
+	plain := buildEnvelope("slack", "event_callback", 1771465000, []byte(`{"type":"event_callback","event":{"type":"app_mention","text":"benchmark message body of ordinary length"}}`))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := protocol.SealEnvelope(plain, "T0BENCH", "", 1771465000, agent, keys.Signing); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
