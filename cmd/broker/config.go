@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -436,7 +437,7 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 		c.AccessTokenTTL = d
 	}
 	s, v = get("send-rate")
-	if f, err := strconv.ParseFloat(v.text, 64); err != nil || f < 0 || f > 1e6 {
+	if f, err := strconv.ParseFloat(v.text, 64); err != nil || math.IsNaN(f) || f < 0 || f > 1e6 {
 		r.problem("%s is not a rate: use messages per second such as 1 or 0.5 (0 = no limit)", s.describe(v))
 	} else {
 		c.SendRate = f

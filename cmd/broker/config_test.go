@@ -256,6 +256,7 @@ func TestLoadConfigErrors(t *testing.T) {
 			[]string{`--access-token-ttl="forever" is not a valid lifetime`, `--send-rate="-1" is not a rate`,
 				`--send-burst="0" is not a whole number from 1`, `--max-polls-per-agent="x" is not a whole number`,
 				`--shutdown-timeout="0s" is not a positive duration`}},
+		{"rate not a number", []string{"--send-rate", "NaN"}, nil, []string{`--send-rate="NaN" is not a rate`}},
 		{"bad scope", []string{"--slack-bot-scopes", "chat:write,Bad Scope"}, nil, []string{`"Bad Scope" is not a Slack scope`}},
 		{"bad api url", []string{"--slack-api-url", "slack.com/api"}, nil, []string{`--slack-api-url="slack.com/api" is not an absolute`}},
 	}
