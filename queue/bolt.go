@@ -470,7 +470,8 @@ func (s *BoltStore) pullOnce(inbox string, n int) ([]Message, time.Duration, err
 		// Lease ready messages in order.
 		deadline := now + int64(s.opts.Lease)
 		rc := x.r.Cursor()
-		for k, _ := rc.First(); k != nil && len(msgs) < n; k, _ = rc.First() {
+		size := 0
+		for k, _ := rc.First(); k != nil && len(msgs) < n && size < MaxPullBytes; k, _ = rc.First() {
 			seq := binary.BigEndian.Uint64(k)
 			md, ok := decodeMeta(x.m.Get(k))
 			if !ok {
@@ -497,9 +498,11 @@ func (s *BoltStore) pullOnce(inbox string, n int) ([]Message, time.Duration, err
 				return err
 			}
 			id := strconv.FormatUint(seq, 10)
+			body := bytes.Clone(x.body.Get(seqKey(seq)))
+			size += len(body)
 			msgs = append(msgs, Message{
 				ID:         id,
-				Body:       bytes.Clone(x.body.Get(seqKey(seq))),
+				Body:       body,
 				Deliveries: int(md.deliveries),
 				EnqueuedAt: time.Unix(0, md.enq),
 				Receipt:    FormatReceipt(id, int(md.deliveries)),

@@ -44,6 +44,7 @@ func runConformance(t *testing.T, h harness) {
 		{"Capacity", testCapacity},
 		{"Isolation", testIsolation},
 		{"LargePayload", testLargePayload},
+		{"PullByteBudget", testPullByteBudget},
 		{"CancelWaitingPull", testCancelWaitingPull},
 		{"CrossInstanceWakeUp", testCrossInstanceWakeUp},
 		{"CloseWakesWaiters", testCloseWakesWaiters},
@@ -573,6 +574,39 @@ func testLargePayload(t *testing.T, h harness) {
 	mustAck(t, s, "big", msgs[0].Receipt)
 	if msgs := mustPull(t, s, "big", 1, 0); len(msgs) != 1 || msgs[0].ID != empty || len(msgs[0].Body) != 0 {
 		t.Fatalf("empty payload: %+v", msgs)
+	}
+}
+
+func testPullByteBudget(t *testing.T, h harness) {
+	s := h.open(t, Options{}, 1)[0]
+	const n = 12
+	var want []string
+	for i := range n {
+		want = append(want, mustEnqueue(t, s, "budget", bytes.Repeat([]byte{byte(i)}, MaxMessageSize)))
+	}
+	var got []Message
+	for len(got) < n {
+		batch := mustPull(t, s, "budget", MaxPull, 0)
+		if len(batch) == 0 {
+			t.Fatalf("pull returned nothing after %d of %d", len(got), n)
+		}
+		size := 0
+		for _, m := range batch {
+			size += len(m.Body)
+		}
+		if size > MaxPullBytes+MaxMessageSize {
+			t.Fatalf("one pull returned %d bytes of bodies", size)
+		}
+		got = append(got, batch...)
+	}
+	if len(got) != n {
+		t.Fatalf("got %d messages, want %d", len(got), n)
+	}
+	for i, m := range got {
+		if m.ID != want[i] || len(m.Body) != MaxMessageSize || m.Body[0] != byte(i) || m.Deliveries != 1 {
+			t.Fatalf("message %d: id %s (want %s), %d bytes, first byte %d, deliveries %d",
+				i, m.ID, want[i], len(m.Body), m.Body[0], m.Deliveries)
+		}
 	}
 }
 

@@ -90,6 +90,10 @@ const (
 	MaxMessageSize = 1 << 20
 	// MaxPull is the largest batch one Pull returns.
 	MaxPull = 100
+	// MaxPullBytes bounds the bodies one Pull returns: it stops leasing once
+	// they reach this many bytes, so a Pull returns at most MaxPullBytes +
+	// MaxMessageSize bytes of bodies and always at least one message.
+	MaxPullBytes = 8 << 20
 )
 
 // Typed errors. Callers test them with errors.Is.
@@ -173,7 +177,8 @@ type Store interface {
 	// Enqueue appends body to inbox and returns the new message's id. When it
 	// returns nil the message is stored as durably as the store promises.
 	Enqueue(ctx context.Context, inbox string, body []byte) (string, error)
-	// Pull leases up to max (1–MaxPull) messages in FIFO order. With wait > 0
+	// Pull leases up to max (1–MaxPull) messages in FIFO order (fewer when
+	// their bodies reach MaxPullBytes). With wait > 0
 	// and no message available it blocks until one is, wait passes, or ctx
 	// ends; it then returns an empty slice and a nil error (or ctx's error
 	// when ctx ended).

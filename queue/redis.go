@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -176,6 +177,9 @@ func NewRedisStore(client redis.UniversalClient, opts RedisOptions) (*RedisStore
 	if err := client.Ping(ctx).Err(); err != nil {
 		return nil, fmt.Errorf("queue: redis ping: %w", err)
 	}
+	if err := checkRedisVersion(ctx, client); err != nil {
+		return nil, err
+	}
 	for _, sc := range allScripts {
 		if err := sc.Load(ctx, client).Err(); err != nil {
 			return nil, fmt.Errorf("queue: loading scripts into redis: %w", err)
@@ -212,8 +216,6 @@ func (s *RedisStore) listen(ch <-chan interface{}) {
 	}
 }
 
-// keys returns the KEYS of every inbox script:
-// seq body dlv order ready lease enq dead.
 // keysPerInbox is the number of KEYS each inbox contributes to a script.
 const keysPerInbox = 7
 
@@ -401,7 +403,9 @@ func (s *RedisStore) Enqueue(ctx context.Context, inbox string, body []byte) (st
 
 // enqueue queues one message for a flusher; channel is where wake-ups go.
 func (s *RedisStore) enqueue(ctx context.Context, inbox string, body []byte, channel string) (string, error) {
-	r := &enqueueReq{ctx: ctx, inbox: inbox, body: body, id: newID(), channel: channel, done: make(chan struct{})}
+	// The body is copied: a caller whose ctx ends returns at once and may
+	// reuse its buffer while a flusher is still sending it.
+	r := &enqueueReq{ctx: ctx, inbox: inbox, body: bytes.Clone(body), id: newID(), channel: channel, done: make(chan struct{})}
 	select {
 	case s.enqueueCh <- r:
 	case <-ctx.Done():
@@ -648,12 +652,16 @@ func isNoScript(err error) bool {
 // messages that used up their deliveries) and leases up to n ready messages.
 //
 //	KEYS: seq body meta ready lease enq dead
-//	ARGV: n, lease ms, max deliveries, retention ms
+//	ARGV: n, lease ms, max deliveries, retention ms, byte budget
 //	returns: {now ms, earliest lease deadline ms or -1,
 //	          id, body, deliveries, enqueued ms, id, body, ...}
+//
+// It stops leasing once the bodies returned reach the byte budget (always
+// returning at least one message), putting the rest back in place.
 var pullScript = redis.NewScript(luaCommon + `
 local now = nowms()
 local want, leasems, maxd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local budget, bytes = tonumber(ARGV[5]), 0
 retain(now, tonumber(ARGV[4]))
 local lapsed = redis.call('ZRANGEBYSCORE', K_LEASE, '-inf', fmt(now), 'LIMIT', 0, 1000)
 if #lapsed > 0 then
@@ -677,17 +685,23 @@ end
 local out = {fmt(now), '-1'}
 local got = 0
 local deadline = fmt(now + leasems)
-while got < want do
+while got < want and bytes < budget do
   local popped = redis.call('ZPOPMIN', K_READY, want - got)
   if #popped == 0 then break end
-  local ids = {}
-  for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+  local ids, scores = {}, {}
+  for i = 1, #popped, 2 do
+    ids[#ids + 1] = popped[i]
+    scores[#scores + 1] = popped[i + 1]
+  end
   local metas = redis.call('HMGET', K_META, unpack(ids))
   local bodies = redis.call('HMGET', K_BODY, unpack(ids))
   local enqs = redis.call('ZMSCORE', K_ENQ, unpack(ids))
-  local leases, newmeta, dead, broken = {}, {}, {}, {}
+  local leases, newmeta, dead, broken, back = {}, {}, {}, {}, {}
   for i, id in ipairs(ids) do
-    if not metas[i] or not bodies[i] then
+    if got > 0 and bytes >= budget then
+      back[#back + 1] = scores[i]
+      back[#back + 1] = id
+    elseif not metas[i] or not bodies[i] then
       broken[#broken + 1] = id
     else
       local seq, d = parsemeta(metas[i])
@@ -704,9 +718,11 @@ while got < want do
         out[#out + 1] = d
         out[#out + 1] = enqs[i] or '0'
         got = got + 1
+        bytes = bytes + #bodies[i]
       end
     end
   end
+  if #back > 0 then redis.call('ZADD', K_READY, unpack(back)) end
   if #leases > 0 then
     redis.call('ZADD', K_LEASE, unpack(leases))
     redis.call('HSET', K_META, unpack(newmeta))
@@ -724,7 +740,7 @@ return out
 // lease deadline by the server clock, or -1 when nothing is leased.
 func (s *RedisStore) pullOnce(ctx context.Context, inbox string, max int) (msgs []Message, next time.Duration, err error) {
 	res, err := pullScript.Run(ctx, s.c, s.keys(inbox), max, s.opts.Lease.Milliseconds(),
-		s.opts.MaxDeliveries, s.opts.Retention.Milliseconds()).Slice()
+		s.opts.MaxDeliveries, s.opts.Retention.Milliseconds(), MaxPullBytes).Slice()
 	if err != nil {
 		return nil, 0, fmt.Errorf("queue: pull from %s: %w", inbox, err)
 	}
@@ -1229,6 +1245,27 @@ func (s *RedisStore) Sweep(ctx context.Context) (int, error) {
 			removed++
 		}
 	}
+}
+
+// checkRedisVersion fails unless the server reports redis_version 7.0 or
+// later (the scripts use ZMSCORE and rely on effects replication).
+func checkRedisVersion(ctx context.Context, c redis.UniversalClient) error {
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		return fmt.Errorf("queue: reading redis version: %w", err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:")
+		if !ok {
+			continue
+		}
+		major, _, _ := strings.Cut(v, ".")
+		if n, err := strconv.Atoi(major); err != nil || n < 7 {
+			return fmt.Errorf("queue: redis %s is too old; 7.0 or later is required", v)
+		}
+		return nil
+	}
+	return fmt.Errorf("queue: redis did not report its version")
 }
 
 var allScripts = []*redis.Script{enqueueScript, pullScript, ackScript, statsScript,
