@@ -395,3 +395,30 @@ func TestParseDays(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckModeSources(t *testing.T) {
+	loose := writeFile(t, "k")
+	if err := os.Chmod(loose, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	tight := writeFile(t, "k")
+	tests := []struct {
+		src  string
+		warn bool
+	}{
+		{loose, true},
+		{tight, false},
+		{"SEALRELAY_BOX_KEY_FILE (" + loose + ")", true},
+		{"SEALRELAY_BOX_KEY_FILE (" + tight + ")", false},
+		{"--box-key-file " + loose, true},
+		{"--box-key", false},         // a value, not a file
+		{"SEALRELAY_BOX_KEY", false}, // a value, not a file
+	}
+	for _, tt := range tests {
+		var w []string
+		checkMode(tt.src, &w)
+		if (len(w) == 1) != tt.warn || len(w) > 1 {
+			t.Errorf("checkMode(%q) warnings %q, want warn=%v", tt.src, w, tt.warn)
+		}
+	}
+}
