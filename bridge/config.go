@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -34,6 +35,33 @@ type Identity struct {
 	AccessToken string
 	// AccessTokenExpiresAt is when the token stops working (zero if unknown).
 	AccessTokenExpiresAt time.Time
+}
+
+// String describes the identity without its secrets, so that printing a
+// Config or Identity by accident leaks no key or token.
+func (id Identity) String() string {
+	return fmt.Sprintf("bridge.Identity{org %s, brokers %s, agent box key %s, agent signing key %s, token redacted}",
+		id.OrgID, strings.Join(id.BrokerURLs, ","), publicOrNone(id.BoxKey), signingOrNone(id.SigningKey))
+}
+
+// LogValue makes slog print the redacted form.
+func (id Identity) LogValue() slog.Value { return slog.StringValue(id.String()) }
+
+// GoString is the redacted form for %#v too.
+func (id Identity) GoString() string { return id.String() }
+
+func publicOrNone(k *crypto.BoxKeyPair) string {
+	if k == nil {
+		return "none"
+	}
+	return k.Public.String()
+}
+
+func signingOrNone(k *crypto.SigningKey) string {
+	if k == nil {
+		return "none"
+	}
+	return k.Public().String()
 }
 
 // DefaultConfigPath returns $XDG_CONFIG_HOME/sealrelay/bridge.env (or

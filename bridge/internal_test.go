@@ -1,10 +1,15 @@
 package bridge
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealrelay/sealrelay/crypto"
 )
 
 func TestRetryAfter(t *testing.T) {
@@ -162,5 +167,20 @@ func TestStreamHubBounds(t *testing.T) {
 	items, missed, _ = h.since(items[0].seq - 3)
 	if len(items) != 1 || missed != 2 {
 		t.Fatalf("resume gap: %d items, %d missed", len(items), missed)
+	}
+}
+
+func TestIdentityPrintsNoSecrets(t *testing.T) {
+	box, _ := crypto.GenerateBoxKeyPair()
+	sign, _ := crypto.GenerateSigningKey()
+	cfg := Config{Identity: Identity{OrgID: "T1", BoxKey: box, SigningKey: sign, AccessToken: "tok-SECRET"}}
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "cfg", cfg, "id", cfg.Identity)
+	for _, out := range []string{fmt.Sprint(cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg.Identity), fmt.Sprintf("%v", &cfg), buf.String()} {
+		for _, secret := range []string{"tok-SECRET", box.PrivateString(), sign.SeedString()} {
+			if strings.Contains(out, secret) {
+				t.Fatalf("secret printed: %s", out)
+			}
+		}
 	}
 }
