@@ -68,10 +68,20 @@ type sandbox struct {
 	posts chan simEvent
 }
 
-// run starts the sandbox and blocks until ctx ends or a component fails.
-// ready, when not nil, is called once everything is up (tests use it).
-func run(ctx context.Context, opts options, stdin io.Reader, stdout, stderr io.Writer, ready func(*sandbox)) (err error) {
-	s := &sandbox{opts: opts, p: &printer{w: stdout}, posts: make(chan simEvent, 16)}
+// run starts the sandbox and blocks until ctx ends or a component fails;
+// everything is stopped and removed when it returns. ready, when not nil, is
+// called once everything is up (tests use it).
+func run(ctx context.Context, opts options, stdin io.Reader, stdout, stderr io.Writer, ready func(*sandbox)) error {
+	p := &printer{w: stdout}
+	if err := runSandbox(ctx, p, opts, stdin, stderr, ready); err != nil {
+		return err
+	}
+	p.Printf("stopped cleanly.\n")
+	return nil
+}
+
+func runSandbox(ctx context.Context, p *printer, opts options, stdin io.Reader, stderr io.Writer, ready func(*sandbox)) (err error) {
+	s := &sandbox{opts: opts, p: p, posts: make(chan simEvent, 16)}
 	s.tr = newTracker(s.p)
 	level := slog.LevelWarn
 	if opts.Verbose {
@@ -254,9 +264,6 @@ func run(ctx context.Context, opts options, stdin io.Reader, stdout, stderr io.W
 		}
 	}
 	wg.Wait()
-	if result == nil {
-		defer s.p.Printf("stopped cleanly.\n")
-	}
 	return result
 }
 
