@@ -234,7 +234,10 @@ func reportRedisCPU(b *testing.B, s Store, before time.Duration, msgs int) {
 	}
 }
 
-// warnMonitor logs when a MONITOR client is attached to the server.
+var monitorWarning sync.Once
+
+// warnMonitor logs (once per run) when a MONITOR client is attached to the
+// server.
 func warnMonitor(b *testing.B, s *RedisStore) {
 	list, err := s.c.ClientList(context.Background()).Result()
 	if err != nil {
@@ -242,7 +245,9 @@ func warnMonitor(b *testing.B, s *RedisStore) {
 	}
 	for _, line := range strings.Split(list, "\n") {
 		if strings.Contains(line, "cmd=monitor") {
-			b.Logf("WARNING: a MONITOR client is attached to the Redis server (%s); expect Redis CPU per message to be several times higher", strings.Fields(line)[1])
+			monitorWarning.Do(func() {
+				b.Logf("WARNING: a MONITOR client is attached to the Redis server (%s); expect Redis CPU per message to be several times higher", strings.Fields(line)[1])
+			})
 			return
 		}
 	}
