@@ -101,7 +101,9 @@ func New(cfg Config, logger *slog.Logger) (*Bridge, error) {
 	}
 	fc := cfg.ForwardClient
 	if fc == nil {
-		fc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		// A redirect is not a delivery: report it as a failure.
+		fc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(),
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	b := &Bridge{
 		cfg:           cfg,
