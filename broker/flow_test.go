@@ -180,3 +180,18 @@ func TestTwoReplicas(t *testing.T) {
 		t.Fatalf("slack saw %d posts, want 1", n)
 	}
 }
+
+// TestDedupAcrossReplicas: Slack's retry of an event landing on another
+// replica is not queued twice.
+func TestDedupAcrossReplicas(t *testing.T) {
+	h := newHarness(t)
+	org, reg := h.install(slackfake.Install{TeamID: "T0DEDUP1"})
+	agent := h.register(org, reg)
+	_, _, _, _, urlB := h.newReplica()
+	ev, _ := eventBody(org, "once only")
+	h.postEvent(h.url, ev)
+	h.postEvent(urlB, ev)
+	if msgs := agent.pull(10, 0); len(msgs) != 1 {
+		t.Fatalf("%d messages, want 1", len(msgs))
+	}
+}
