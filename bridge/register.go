@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -62,7 +63,7 @@ func Register(ctx context.Context, opts RegisterOptions) (*Identity, error) {
 	// Read the existing file first so that a broken file fails before the
 	// single-use token is spent.
 	f, err := ReadEnvFile(path)
-	if err != nil && f == nil {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
 

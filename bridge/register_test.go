@@ -274,3 +274,22 @@ func TestLoadIdentityEnvWins(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
+
+func TestRegisterRefusesBrokenConfigBeforeSpendingToken(t *testing.T) {
+	fb := bridgetest.New(t, testOrg)
+	path := filepath.Join(t.TempDir(), "bridge.env")
+	if err := os.WriteFile(path, []byte("GOOD=1\nBAD=\"unterminated\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := bridge.Register(t.Context(), bridge.RegisterOptions{BrokerURL: fb.URL(), OrgID: testOrg, RegistrationToken: bridgetest.RegistrationToken, ConfigPath: path})
+	if err == nil || !errors.Is(err, bridge.ErrEnvSyntax) {
+		t.Fatalf("got %v", err)
+	}
+	// The token was not spent: registering after fixing the file works.
+	if err := os.WriteFile(path, []byte("GOOD=1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bridge.Register(t.Context(), bridge.RegisterOptions{BrokerURL: fb.URL(), OrgID: testOrg, RegistrationToken: bridgetest.RegistrationToken, ConfigPath: path}); err != nil {
+		t.Fatal(err)
+	}
+}
