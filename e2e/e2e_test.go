@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"reflect"
 	"strings"
 	"sync"
@@ -26,7 +27,9 @@ func TestEndToEnd(t *testing.T) {
 	e, a, b := deploy(t)
 
 	stepEventsAcrossReplicas(t, e, a, b)
+	stepSlackRetries(t, e, a, b)
 	stepStream(t, e)
+	stepInteractivityAndCommands(t, e, a)
 	stepReplies(t, e)
 	stepKillReplica(t, e, a, b)
 	checkRun(t, e, a, b)
@@ -470,5 +473,59 @@ func stepStream(t *testing.T, e *env) {
 	resumed := readSSE(t, e, evs[9].id, "Ev0FLOW", 15)
 	if resumed[0].eventID != "Ev0FLOW0010" || resumed[14].eventID != "Ev0FLOW0024" {
 		t.Errorf("resume after %s gave %s … %s, want Ev0FLOW0010 … Ev0FLOW0024", evs[9].id, resumed[0].eventID, resumed[14].eventID)
+	}
+}
+
+// stepSlackRetries re-sends events as Slack retries would, to both
+// replicas: the shared event_id dedup answers 200 and queues nothing. A
+// sentinel event posted afterwards proves it: delivery is in order, so any
+// wrongly queued copy would arrive before the sentinel.
+func stepSlackRetries(t *testing.T, e *env, a, b *replica) {
+	for i, r := range []*replica{b, a, b} {
+		if err := e.repostEvent(r, fmt.Sprintf("Ev0FLOW%04d", i), i+1); err != nil {
+			t.Fatalf("Slack retry: %v", err)
+		}
+	}
+	if err := e.postEvent(a, "Ev0SENTINEL1", 900); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the sentinel event", 30*time.Second, func() bool { return e.recv.received([]string{"Ev0SENTINEL1"}) == 1 })
+	_, count, _, _ := e.recv.snapshot()
+	for i := range 3 {
+		if id := fmt.Sprintf("Ev0FLOW%04d", i); count[id] != 1 {
+			t.Errorf("after Slack retries %s was delivered %d times, want 1", id, count[id])
+		}
+	}
+}
+
+// stepInteractivityAndCommands sends a block_actions interaction and a slash
+// command through replica A; the bridge forwards each as the form body Slack
+// would have sent, signed (checked with slack-go by the receiver).
+func stepInteractivityAndCommands(t *testing.T, e *env, a *replica) {
+	payload := `{"type":"block_actions","team":{"id":"` + e.orgID + `","domain":"e2e"},"user":{"id":"U0HUMAN","team_id":"` + e.orgID +
+		`"},"trigger_id":"123.456.abc","response_url":"https://hooks.slack.invalid/actions/1","actions":[{"action_id":"approve","value":"yes & <go>"}]}`
+	if err := postSigned(a, "/slack/interactivity", "application/x-www-form-urlencoded",
+		[]byte(url.Values{"payload": {payload}}.Encode()), 0); err != nil {
+		t.Fatal(err)
+	}
+	command := url.Values{"command": {"/relay"}, "text": {"status please"}, "team_id": {e.orgID}, "user_id": {"U0HUMAN"},
+		"channel_id": {"C0E2E"}, "trigger_id": {"123.456.def"}, "response_url": {"https://hooks.slack.invalid/commands/1"}}
+	if err := postSigned(a, "/slack/commands", "application/x-www-form-urlencoded", []byte(command.Encode()), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the interaction and the slash command at the receiver", 30*time.Second, func() bool {
+		return len(e.recv.formsReceived()) == 2
+	})
+	forms := e.recv.formsReceived()
+	var got, want any
+	if err := json.Unmarshal([]byte(forms[0].Get("payload")), &got); err != nil {
+		t.Fatalf("forwarded interaction: %v (form %v)", err, forms[0])
+	}
+	_ = json.Unmarshal([]byte(payload), &want)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("forwarded interaction payload\n got %s\nwant %s", forms[0].Get("payload"), payload)
+	}
+	if !reflect.DeepEqual(forms[1], command) {
+		t.Errorf("forwarded slash command\n got %v\nwant %v", forms[1], command)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -508,20 +509,36 @@ func (e *env) postEvent(r *replica, eventID string, n int) error {
 	e.evMu.Lock()
 	e.events[eventID] = body
 	e.evMu.Unlock()
-	req, err := http.NewRequest(http.MethodPost, r.url+"/slack/events", bytes.NewReader(body))
+	return postSigned(r, "/slack/events", "application/json", body, 0)
+}
+
+// repostEvent sends the body of an earlier event again, as Slack's retry
+// number retry (X-Slack-Retry-Num) would.
+func (e *env) repostEvent(r *replica, eventID string, retry int) error {
+	return postSigned(r, "/slack/events", "application/json", e.postedBody(eventID), retry)
+}
+
+// postSigned posts body to path on replica r, signed like Slack signs it,
+// and returns an error unless the broker answered 200.
+func postSigned(r *replica, path, contentType string, body []byte, retry int) error {
+	req, err := http.NewRequest(http.MethodPost, r.url+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
+	if retry > 0 {
+		req.Header.Set("X-Slack-Retry-Num", strconv.Itoa(retry))
+		req.Header.Set("X-Slack-Retry-Reason", "http_timeout")
+	}
 	slackfake.SignRequest(req, signingSecret, time.Now(), body)
 	resp, err := postClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("post %s: %w", eventID, err)
+		return fmt.Errorf("post %s to %s: %w", path, r.name, err)
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("post %s: %s %s", eventID, resp.Status, answer)
+		return fmt.Errorf("post %s to %s: %s %s", path, r.name, resp.Status, answer)
 	}
 	return nil
 }
@@ -562,7 +579,8 @@ type receiver struct {
 	count  map[string]int    // deliveries per event id
 	bodies map[string][]byte // first body per event id
 	badSig int
-	other  []string // forwarded requests that were not event callbacks
+	forms  []url.Values // forwarded interactivity and slash-command requests
+	other  []string     // forwarded requests of no known kind
 	// hold, when set, is called before an event is recorded; returning
 	// false drops the event (the bridge was killed while we held it, so it
 	// never learned of the delivery).
@@ -592,6 +610,18 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 		rc.badSig++
 		rc.mu.Unlock()
 		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	if r.Header.Get("Content-Type") == "application/x-www-form-urlencoded" {
+		form, err := url.ParseQuery(string(body))
+		rc.mu.Lock()
+		if err == nil && (form.Has("payload") || form.Has("command")) {
+			rc.forms = append(rc.forms, form)
+		} else {
+			rc.other = append(rc.other, string(body))
+		}
+		rc.mu.Unlock()
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	var ev struct {
@@ -649,6 +679,13 @@ func (rc *receiver) snapshot() (order []string, count map[string]int, badSig int
 		count[k] = v
 	}
 	return append([]string(nil), rc.order...), count, rc.badSig, append([]string(nil), rc.other...)
+}
+
+// formsReceived returns the forwarded form requests so far.
+func (rc *receiver) formsReceived() []url.Values {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]url.Values(nil), rc.forms...)
 }
 
 // body returns the first delivered body of id.
