@@ -4,13 +4,21 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-const testRedisAddr = "127.0.0.1:6379"
+// testRedisAddr is the Redis the tests use: 127.0.0.1:6379, or
+// $SEALRELAY_TEST_REDIS (e.g. a private redis-server for benchmarks).
+var testRedisAddr = func() string {
+	if a := os.Getenv("SEALRELAY_TEST_REDIS"); a != "" {
+		return a
+	}
+	return "127.0.0.1:6379"
+}()
 
 // testRedis returns a client for the local Redis and a unique key prefix;
 // every key under the prefix is deleted when the test ends.
