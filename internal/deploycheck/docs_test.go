@@ -154,3 +154,21 @@ func TestOperationsDocCoversBridgeFile(t *testing.T) {
 		}
 	}
 }
+
+// TestOperationsDocCoversSandboxFlags keeps the sandbox's flag table in
+// docs/operations.md complete.
+func TestOperationsDocCoversSandboxFlags(t *testing.T) {
+	sc, err := readSourceConfig(repoRoot, "cmd/sandbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sc.Flags) == 0 {
+		t.Fatal("found no flag in cmd/sandbox; has the scanner broken?")
+	}
+	doc := readRepoFile(t, "docs/operations.md")
+	for _, f := range sortedKeys(sc.Flags) {
+		if !strings.Contains(doc, "`--"+f+"`") {
+			t.Errorf("docs/operations.md does not document sandbox flag --%s", f)
+		}
+	}
+}
