@@ -54,6 +54,9 @@ type Bridge struct {
 	// retried locally, in order, for up to LocalRetryWindow.
 	pending   []protocol.InboxMessage
 	pendingAt time.Time
+	// lastKeyCheck limits broker key checks after bad signatures to one a
+	// minute.
+	lastKeyCheck time.Time
 
 	mu     sync.Mutex
 	health Health
@@ -436,8 +439,11 @@ func (b *Bridge) receive(ctx context.Context, m *protocol.InboxMessage) (string,
 		case errors.Is(err, protocol.ErrEnvelopeSignature):
 			// Before dropping it: did the broker change its keys? Then
 			// stop without acking rather than drop everything from now on.
-			if kerr := b.checkBrokerKeys(ctx); kerr != nil {
-				return "", kerr
+			if b.cfg.Now().Sub(b.lastKeyCheck) > time.Minute {
+				b.lastKeyCheck = b.cfg.Now()
+				if kerr := b.checkBrokerKeys(ctx); kerr != nil {
+					return "", kerr
+				}
 			}
 			reason = "bad_signature"
 		case errors.Is(err, protocol.ErrEnvelopeOpen):
