@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sealrelay/sealrelay/bridge"
 	"github.com/sealrelay/sealrelay/internal/slackfake"
 )
 
@@ -31,6 +33,7 @@ func TestEndToEnd(t *testing.T) {
 	stepStream(t, e)
 	stepInteractivityAndCommands(t, e, a)
 	stepReplies(t, e)
+	stepSecondAgent(t, e, a, b)
 	stepKillReplica(t, e, a, b)
 	checkRun(t, e, a, b)
 	t.Logf("end-to-end run took %s", time.Since(start).Round(time.Millisecond))
@@ -81,19 +84,25 @@ func deploy(t *testing.T) (*env, *replica, *replica) {
 // checkRun checks the whole run: every event exactly once, every forward
 // signed, no data race reported by a process.
 func checkRun(t *testing.T, e *env, a, b *replica) {
-	_, count, badSig, other := e.recv.snapshot()
-	for id, n := range count {
-		if n != 1 {
-			t.Errorf("event %s delivered %d times", id, n)
+	procs := []*proc{a.proc, b.proc}
+	for _, ag := range e.agents {
+		_, count, badSig, other := ag.recv.snapshot()
+		for id, n := range count {
+			if n != 1 {
+				t.Errorf("bridge %s: event %s delivered %d times", ag.name, id, n)
+			}
+		}
+		if badSig != 0 {
+			t.Errorf("bridge %s: %d forwarded requests failed slack-go signature verification", ag.name, badSig)
+		}
+		if len(other) != 0 {
+			t.Errorf("bridge %s: unexpected forwarded requests: %q", ag.name, other)
+		}
+		if ag.bridge != nil {
+			procs = append(procs, ag.bridge)
 		}
 	}
-	if badSig != 0 {
-		t.Errorf("%d forwarded requests failed slack-go signature verification", badSig)
-	}
-	if len(other) != 0 {
-		t.Errorf("unexpected forwarded requests: %q", other)
-	}
-	for _, p := range []*proc{a.proc, b.proc, e.bridge} {
+	for _, p := range procs {
 		if strings.Contains(p.log(), "WARNING: DATA RACE") {
 			t.Errorf("%s reported a data race:\n%s", p.name, p.tail(80))
 		}
@@ -528,4 +537,131 @@ func stepInteractivityAndCommands(t *testing.T, e *env, a *replica) {
 	if !reflect.DeepEqual(forms[1], command) {
 		t.Errorf("forwarded slash command\n got %v\nwant %v", forms[1], command)
 	}
+}
+
+// stepSecondAgent re-installs the app (through replica B this time), which
+// issues a fresh registration token and keeps the first agent, and registers
+// a second agent on replica A only. Events queued while the second bridge is
+// not running reach both agents, each sealed to its own key; while they wait
+// in Redis, no plaintext (event text, reply text, bot token, access or
+// registration tokens) is to be found there. Then the second bridge starts
+// and receives its backlog in order.
+func stepSecondAgent(t *testing.T, e *env, a, b *replica) {
+	org, token := e.install(b)
+	if org != e.orgID {
+		t.Fatalf("re-install gave org %q, want %q", org, e.orgID)
+	}
+	two := e.newAgent("two")
+	if out := two.register(a.url, org, token); !strings.Contains(out, "Registered with "+a.url) {
+		t.Fatalf("second bridge register:\n%s", out)
+	}
+	const n = 10
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("Ev0FAN%04d", i)
+		if err := e.postEvent(a, ids[i], 30000+i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the fan-out events at the first agent", 30*time.Second, func() bool { return e.recv.received(ids) == n })
+
+	// The second agent's copies are queued in Redis now: look for plaintext.
+	canaries := map[string]string{
+		"event text":                  "message 30003 of Ev0FAN0003",
+		"reply text":                  "reply one (edited)",
+		"second registration token":   token,
+		"first agent's access token":  envValue(t, e.bridgeCfg, bridge.EnvAccessToken),
+		"second agent's access token": envValue(t, two.bridgeCfg, bridge.EnvAccessToken),
+	}
+	for _, c := range e.fake.CallsTo("auth.test") {
+		canaries["bot token"] = c.Token
+	}
+	values := redisValues(t, e.redis)
+	sealed := 0
+	for _, v := range values {
+		if longBase64.MatchString(v) {
+			sealed++ // a ciphertext (the event bodies are ~700 bytes)
+		}
+		for what, c := range canaries {
+			if c == "" {
+				t.Fatalf("no canary value for %s", what)
+			}
+			if strings.Contains(v, c) {
+				t.Errorf("Redis holds the %s in plaintext: %.200q", what, v)
+			}
+		}
+	}
+	if sealed < n {
+		t.Errorf("found %d sealed messages in Redis, want ≥ %d queued for the second agent (%d values scanned)", sealed, n, len(values))
+	}
+
+	two.startBridge()
+	waitFor(t, "the backlog at the second agent", 30*time.Second, func() bool { return two.recv.received(ids) == n })
+	order, _, _, _ := two.recv.snapshot()
+	if strings.Join(order, ",") != strings.Join(ids, ",") {
+		t.Errorf("second agent order\n got %s\nwant %s", strings.Join(order, ","), strings.Join(ids, ","))
+	}
+	for _, id := range ids {
+		if got, want := two.recv.body(id), e.postedBody(id); !bytes.Equal(got, want) {
+			t.Errorf("second agent: %s body differs:\n got %s\nwant %s", id, got, want)
+		}
+	}
+}
+
+// longBase64 matches a long run of standard base64, as a sealed box is
+// stored.
+var longBase64 = regexp.MustCompile(`[A-Za-z0-9+/]{400,}={0,2}`)
+
+// envValue reads one variable of a bridge configuration file.
+func envValue(t *testing.T, path, key string) string {
+	t.Helper()
+	f, err := bridge.ReadEnvFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := f.Get(key)
+	return v
+}
+
+// redisValues returns every key name and value under the run's prefix.
+func redisValues(t *testing.T, r *redisEnv) []string {
+	t.Helper()
+	ctx := context.Background()
+	var out []string
+	iter := r.rdb.Scan(ctx, 0, r.prefix+"*", 500).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		out = append(out, k)
+		typ, err := r.rdb.Type(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch typ {
+		case "string":
+			out = append(out, r.rdb.Get(ctx, k).Val())
+		case "hash":
+			for f, v := range r.rdb.HGetAll(ctx, k).Val() {
+				out = append(out, f, v)
+			}
+		case "list":
+			out = append(out, r.rdb.LRange(ctx, k, 0, -1).Val()...)
+		case "set":
+			out = append(out, r.rdb.SMembers(ctx, k).Val()...)
+		case "zset":
+			out = append(out, r.rdb.ZRange(ctx, k, 0, -1).Val()...)
+		case "stream":
+			for _, m := range r.rdb.XRange(ctx, k, "-", "+").Val() {
+				for f, v := range m.Values {
+					out = append(out, f, fmt.Sprint(v))
+				}
+			}
+		case "none": // expired meanwhile
+		default:
+			t.Fatalf("unexpected Redis type %s of %s", typ, k)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -245,21 +245,40 @@ type env struct {
 	fake    *slackfake.Fake
 	slack   *httptest.Server
 	keysDir string
-	recv    *receiver
 
 	publicURL string
 	replicas  map[string]*replica
+	orgID     string
 
-	orgID      string
+	// *agent is the first bridge (its fields and methods are promoted);
+	// agents lists every bridge of the deployment.
+	*agent
+	agents []*agent
+
+	evMu   sync.Mutex
+	events map[string][]byte // event_id → body posted to the broker
+}
+
+// agent is one registered bridge: its config and state directory, its
+// `bridge run` process, its local API and the app it forwards to.
+type agent struct {
+	e          *env
+	name       string
+	recv       *receiver
 	bridgeCfg  string
 	bridgeDir  string
 	bridgeAPI  string // http://127.0.0.1:port
 	bridgePort int
 	bridge     *proc
 	bridgeRuns int
+}
 
-	evMu   sync.Mutex
-	events map[string][]byte // event_id → body posted to the broker
+// newAgent adds a bridge with its own receiver, directories and port.
+func (e *env) newAgent(name string) *agent {
+	ag := &agent{e: e, name: name, recv: newReceiver(e.t, forwardSecret), bridgeDir: filepath.Join(e.dir, "bridge-"+name)}
+	ag.bridgeCfg = filepath.Join(ag.bridgeDir, "bridge.env")
+	e.agents = append(e.agents, ag)
+	return ag
 }
 
 // replica is one broker process.
@@ -273,12 +292,12 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{t: t, dir: dir, replicas: map[string]*replica{}, events: map[string][]byte{}}
+	e.agent = e.newAgent("one")
 	e.redis = startRedis(t, dir)
 	e.fake = slackfake.New(slackfake.Options{ClientID: clientID, ClientSecret: clientSecret,
 		DefaultInstall: slackfake.Install{TeamID: teamID, TeamName: "E2E Team", BotUserID: botUserID}})
 	e.slack = httptest.NewServer(e.fake)
 	t.Cleanup(e.slack.Close)
-	e.recv = newReceiver(t, forwardSecret)
 
 	e.keysDir = filepath.Join(dir, "keys")
 	out, err := exec.Command(brokerBin, "init", "--dir", e.keysDir).CombinedOutput()
@@ -290,8 +309,10 @@ func newEnv(t *testing.T) *env {
 			for _, r := range e.replicas {
 				t.Log(r.proc.tail(40))
 			}
-			if e.bridge != nil {
-				t.Log(e.bridge.tail(60))
+			for _, ag := range e.agents {
+				if ag.bridge != nil {
+					t.Log(ag.bridge.tail(60))
+				}
 			}
 		}
 	})
@@ -393,20 +414,18 @@ func (e *env) install(r *replica) (org, token string) {
 
 // register runs `bridge register` with the scraped token and the given
 // broker URL list.
-func (e *env) register(brokerURLs, org, token string) string {
-	t := e.t
+func (ag *agent) register(brokerURLs, org, token string) string {
+	t := ag.e.t
 	t.Helper()
-	e.orgID = org
-	e.bridgeDir = filepath.Join(e.dir, "bridge")
-	e.bridgeCfg = filepath.Join(e.bridgeDir, "bridge.env")
+	ag.e.orgID = org
 	cmd := exec.Command(bridgeBin, "register", "--broker-url", brokerURLs, "--org-id", org,
-		"--registration-token", token, "--config", e.bridgeCfg)
-	cmd.Env = minimalEnv(e.dir)
+		"--registration-token", token, "--config", ag.bridgeCfg)
+	cmd.Env = minimalEnv(ag.e.dir)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("bridge register: %v\n%s", err, out)
 	}
-	st, err := os.Stat(e.bridgeCfg)
+	st, err := os.Stat(ag.bridgeCfg)
 	if err != nil {
 		t.Fatalf("bridge register wrote no config: %v\n%s", err, out)
 	}
@@ -418,7 +437,8 @@ func (e *env) register(brokerURLs, org, token string) string {
 
 // startBridge runs `bridge run` forwarding to the receiver, with the same
 // state directory and local API port on every (re)start.
-func (e *env) startBridge() {
+func (ag *agent) startBridge() {
+	e := ag.e
 	t := e.t
 	t.Helper()
 	secretFile := filepath.Join(e.dir, "forward-secret")
@@ -426,60 +446,62 @@ func (e *env) startBridge() {
 		t.Fatal(err)
 	}
 	for attempt := 0; attempt < 3; attempt++ {
-		if e.bridgePort == 0 {
-			e.bridgePort = freePort(t)
+		if ag.bridgePort == 0 {
+			ag.bridgePort = freePort(t)
 		}
-		e.bridgeRuns++
-		listen := fmt.Sprintf("127.0.0.1:%d", e.bridgePort)
-		p := startProc(t, fmt.Sprintf("bridge run #%d", e.bridgeRuns), filepath.Join(e.dir, "bridge.log"), minimalEnv(e.dir), bridgeBin, "run",
-			"--config", e.bridgeCfg,
-			"--state-dir", filepath.Join(e.bridgeDir, "state"),
+		ag.bridgeRuns++
+		listen := fmt.Sprintf("127.0.0.1:%d", ag.bridgePort)
+		p := startProc(t, fmt.Sprintf("bridge %s run #%d", ag.name, ag.bridgeRuns), filepath.Join(e.dir, "bridge-"+ag.name+".log"), minimalEnv(e.dir), bridgeBin, "run",
+			"--config", ag.bridgeCfg,
+			"--state-dir", filepath.Join(ag.bridgeDir, "state"),
 			"--listen", listen,
-			"--forward-url", e.recv.srv.URL+"/slack/events",
+			"--forward-url", ag.recv.srv.URL+"/slack/events",
 			"--forward-signing-secret-file", secretFile,
 			"--log-format", "json",
 		)
 		if waitHTTP("http://"+listen+"/health", p, 15*time.Second) {
-			e.bridge = p
-			e.bridgeAPI = "http://" + listen
+			ag.bridge = p
+			ag.bridgeAPI = "http://" + listen
 			return
 		}
 		p.stop(t)
 		if !strings.Contains(p.log(), "address already in use") {
 			t.Fatalf("bridge did not become ready:\n%s", p.tail(40))
 		}
-		e.bridgePort = 0
+		ag.bridgePort = 0
 	}
 	t.Fatal("bridge: no free port after 3 attempts")
 }
 
 // health reads the bridge's GET /health.
-func (e *env) health() map[string]any {
-	e.t.Helper()
-	resp, err := http.Get(e.bridgeAPI + "/health")
+func (ag *agent) health() map[string]any {
+	t := ag.e.t
+	t.Helper()
+	resp, err := http.Get(ag.bridgeAPI + "/health")
 	if err != nil {
-		e.t.Fatalf("GET /health: %v", err)
+		t.Fatalf("GET /health: %v", err)
 	}
 	defer resp.Body.Close()
 	var h map[string]any
 	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
-		e.t.Fatalf("GET /health: %v", err)
+		t.Fatalf("GET /health: %v", err)
 	}
 	return h
 }
 
 // localPost calls the bridge's local API.
-func (e *env) localPost(path, body string) (int, map[string]any) {
-	e.t.Helper()
-	resp, err := http.Post(e.bridgeAPI+path, "application/json", strings.NewReader(body))
+func (ag *agent) localPost(path, body string) (int, map[string]any) {
+	t := ag.e.t
+	t.Helper()
+	resp, err := http.Post(ag.bridgeAPI+path, "application/json", strings.NewReader(body))
 	if err != nil {
-		e.t.Fatalf("POST %s: %v", path, err)
+		t.Fatalf("POST %s: %v", path, err)
 	}
 	defer resp.Body.Close()
 	var out map[string]any
 	raw, _ := io.ReadAll(resp.Body)
 	if err := json.Unmarshal(raw, &out); err != nil {
-		e.t.Fatalf("POST %s: answer %q is not JSON", path, raw)
+		t.Fatalf("POST %s: answer %q is not JSON", path, raw)
 	}
 	return resp.StatusCode, out
 }
