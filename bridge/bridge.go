@@ -413,8 +413,10 @@ func (b *Bridge) process(ctx context.Context, msgs []protocol.InboxMessage) ([]s
 			ackIDs = append(ackIDs, id)
 		}
 	}
-	if err := b.dedup.Sync(); err != nil {
-		b.log.Error("dedup store sync failed", "err", err)
+	if !b.cfg.DedupNoSync {
+		if err := b.dedup.Sync(); err != nil {
+			b.log.Error("dedup store sync failed", "err", err)
+		}
 	}
 	return ackIDs, rest, derr
 }

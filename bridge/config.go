@@ -196,6 +196,11 @@ type Config struct {
 	BackoffMax time.Duration
 	// DedupTTL is how long delivered message ids are remembered (20 min).
 	DedupTTL time.Duration
+	// DedupNoSync skips the fsync of the dedup log before each ack. A killed
+	// process loses no mark either way (each mark is a write(2)); without
+	// the fsync a power loss between delivery and ack may cause one
+	// duplicate delivery.
+	DedupNoSync bool
 	// LocalRetryWindow is how long messages whose delivery failed are
 	// retried locally before they are pulled again (2 min; each pull counts
 	// a delivery at the broker, which dead-letters after 10).
