@@ -89,7 +89,11 @@ var errForwardRejected = errors.New("local app rejected the forwarded request")
 func (b *Bridge) forward(ctx context.Context, ev *Event) error {
 	body, ct, kind, err := forwardBody(ev)
 	if err != nil {
-		return err
+		// Retrying cannot help: skip forwarding this one (other sinks
+		// still get it) rather than block the inbox.
+		b.metrics.poison.WithLabelValues("unforwardable").Inc()
+		b.log.Warn("payload cannot be turned into a Slack request; not forwarded", "message_id", ev.MessageID, "type", ev.Type, "err", err)
+		return nil
 	}
 	var target string
 	switch kind {

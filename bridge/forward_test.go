@@ -143,6 +143,10 @@ func TestForwardModeVerifiedBySlackGo(t *testing.T) {
 		t.Fatalf("slash command %+v", sc)
 	}
 
+	// A slash command whose payload is not an object cannot be forwarded:
+	// it is skipped (and acked), not retried forever.
+	fb.Enqueue(protocol.Envelope{Source: "slack", Type: protocol.TypeSlashCommand, BrokerTimestamp: time.Now().Unix(), Payload: json.RawMessage(`"not an object"`)})
+
 	// A system message is acked but not forwarded.
 	fb.Enqueue(protocol.Envelope{Source: "system", Type: "notice", BrokerTimestamp: time.Now().Unix(), Payload: json.RawMessage(`{}`)})
 	waitFor(t, fb, "all acked", func() bool { return fb.Pending() == 0 })
