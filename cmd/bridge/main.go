@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -86,6 +87,25 @@ func isTerminal(r io.Reader) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
+// noEcho turns off terminal echo on r (via stty) and returns a function
+// that turns it back on. Without stty the input stays visible.
+func noEcho(r io.Reader) func() {
+	f, ok := r.(*os.File)
+	if !ok {
+		return func() {}
+	}
+	off := exec.Command("stty", "-echo")
+	off.Stdin = f
+	if off.Run() != nil {
+		return func() {}
+	}
+	return func() {
+		on := exec.Command("stty", "echo")
+		on.Stdin = f
+		_ = on.Run()
+	}
+}
+
 func cmdRegister(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bridge register", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -118,7 +138,12 @@ func cmdRegister(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		}
 		prompt("Broker URL (e.g. https://broker.example.com)", brokerURL)
 		prompt("Org id (Slack team id, e.g. T0123ABCD)", &orgID)
-		prompt("Registration token", &token)
+		if token == "" {
+			restore := noEcho(stdin)
+			prompt("Registration token (not shown)", &token)
+			restore()
+			fmt.Fprintln(stdout)
+		}
 	}
 	var missing []string
 	if *brokerURL == "" {
