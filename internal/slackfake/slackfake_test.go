@@ -210,3 +210,24 @@ func TestConcurrentCalls(t *testing.T) {
 		t.Fatalf("%d messages, want 20", n)
 	}
 }
+
+// TestJSONBodyAndBearer: JSON-bodied calls with a bearer header are parsed
+// and recorded like form calls.
+func TestJSONBodyAndBearer(t *testing.T) {
+	f, srv := newFake(t, Options{})
+	f.AddToken("xoxb-json", Install{TeamID: "T9"})
+	req, _ := http.NewRequest(http.MethodPost, APIURL(srv.URL)+"chat.postMessage",
+		strings.NewReader(`{"channel":"C9","text":"json hi","blocks":[{"type":"divider"}]}`))
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	req.Header.Set("Authorization", "Bearer xoxb-json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	calls := f.CallsTo("chat.postMessage")
+	if len(calls) != 1 || calls[0].Token != "xoxb-json" || calls[0].Params.Get("text") != "json hi" ||
+		calls[0].Params.Get("blocks") != `[{"type":"divider"}]` || calls[0].Error != "" {
+		t.Fatalf("recorded %+v", calls)
+	}
+}
