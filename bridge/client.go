@@ -29,6 +29,7 @@ type BrokerError struct {
 	RetryAfter string // Retry-After header, when present
 }
 
+// Error returns the status and the broker's error text.
 func (e *BrokerError) Error() string {
 	if e.Message == "" {
 		return fmt.Sprintf("broker answered HTTP %d", e.Status)

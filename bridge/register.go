@@ -37,7 +37,10 @@ type ActionableError struct {
 	Err    error
 }
 
+// Error returns the advice.
 func (e *ActionableError) Error() string { return e.Advice }
+
+// Unwrap returns the cause.
 func (e *ActionableError) Unwrap() error { return e.Err }
 
 // Register generates the agent's keys, fetches the broker's public keys,
