@@ -64,7 +64,7 @@ type sandbox struct {
 	seenCalls int
 	lastLocal time.Time // when the last local API POST arrived
 
-	seq   int // generator event counter (poster goroutine only)
+	seq   int // generated event counter, guarded by callsMu
 	posts chan simEvent
 }
 
@@ -73,13 +73,18 @@ type sandbox struct {
 // called once everything is up (tests use it).
 func run(ctx context.Context, opts options, stdin io.Reader, stdout, stderr io.Writer, ready func(*sandbox)) error {
 	p := &printer{w: stdout}
-	if err := runSandbox(ctx, p, opts, stdin, stderr, ready); err != nil {
+	err := runSandbox(ctx, p, opts, stdin, stderr, ready)
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = nil // Ctrl-C while starting up
+	}
+	if err != nil {
 		return err
 	}
 	p.Printf("stopped cleanly.\n")
 	return nil
 }
 
+// runSandbox does the work of run; it prints nothing once stopped.
 func runSandbox(ctx context.Context, p *printer, opts options, stdin io.Reader, stderr io.Writer, ready func(*sandbox)) (err error) {
 	s := &sandbox{opts: opts, p: p, posts: make(chan simEvent, 16)}
 	s.tr = newTracker(s.p)

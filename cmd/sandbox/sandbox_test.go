@@ -288,3 +288,16 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestSandboxCtrlCDuringStartup(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errOut syncBuffer
+	opts := options{Listen: "127.0.0.1:0", BrokerListen: "127.0.0.1:0", SlackListen: "127.0.0.1:0", Every: time.Second}
+	if err := run(ctx, opts, nil, &out, &errOut, func(*sandbox) { t.Error("ready after cancel") }); err != nil {
+		t.Fatalf("run after Ctrl-C = %v, want a clean stop\n%s", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), "stopped cleanly.") {
+		t.Errorf("output lacks the clean stop:\n%s", out.String())
+	}
+}
