@@ -470,8 +470,16 @@ func (b *Bridge) receive(ctx context.Context, m *protocol.InboxMessage) (string,
 		BrokerTimestamp: env.BrokerTimestamp,
 		Payload:         env.Payload,
 	}
-	if env.Source == protocol.SourceSlack {
+	switch env.Source {
+	case protocol.SourceSlack:
 		ev.ThreadID = ThreadIDFor(env.Type, env.Payload)
+	case protocol.SourceSystem:
+		switch env.Type {
+		case "app_uninstalled", "tokens_revoked":
+			b.log.Warn("broker notice: the Slack app was uninstalled or its bot token revoked; no events will arrive and sends will fail until the app is installed again", "type", env.Type)
+		default:
+			b.log.Info("broker notice", "type", env.Type)
+		}
 	}
 	dctx := context.WithoutCancel(ctx) // finish this delivery even when stopping
 	if err := b.deliver(dctx, ev); err != nil {
