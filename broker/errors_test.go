@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sealrelay/sealrelay/crypto"
@@ -507,6 +508,22 @@ func TestSendErrors(t *testing.T) {
 	inst, err := h.st.GetInstallation(context.Background(), org)
 	if err != nil || !inst.Revoked || inst.BotToken != "" {
 		t.Fatalf("installation after token_revoked: %+v %v", inst, err)
+	}
+	metricRows := []struct {
+		name string
+		m    prometheus.Metric
+		want float64
+	}{
+		{"sends slack_error", h.srv.m.sends.WithLabelValues(protocol.ActionPostMessage, "slack_error"), 4},
+		{"sends slack_rate_limited", h.srv.m.sends.WithLabelValues(protocol.ActionPostMessage, "slack_rate_limited"), 1},
+		{"sends rejected (unknown action)", h.srv.m.sends.WithLabelValues("unknown", "rejected"), 1},
+		{"slack errors channel_not_found", h.srv.m.slackErrors.WithLabelValues(protocol.ActionPostMessage, "channel_not_found"), 1},
+		{"slack errors ratelimited", h.srv.m.slackErrors.WithLabelValues(protocol.ActionPostMessage, "ratelimited"), 1},
+	}
+	for _, r := range metricRows {
+		if got := counterValue(t, r.m); got != r.want {
+			t.Errorf("%s = %v, want %v", r.name, got, r.want)
+		}
 	}
 }
 
