@@ -384,3 +384,17 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestHTTPServerTimeouts(t *testing.T) {
+	h := newHarness(t)
+	hs := h.srv.HTTPServer(":0")
+	if hs.ReadHeaderTimeout <= 0 || hs.ReadTimeout <= 0 || hs.IdleTimeout <= 0 || hs.MaxHeaderBytes <= 0 {
+		t.Fatalf("unset timeouts: %+v", hs)
+	}
+	if hs.WriteTimeout <= LongPollMax {
+		t.Fatalf("WriteTimeout %v would cut 25 s long polls", hs.WriteTimeout)
+	}
+	if hs.Handler == nil {
+		t.Fatal("no handler")
+	}
+}
