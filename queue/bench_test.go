@@ -33,6 +33,7 @@ const (
 	benchProducers = 32
 	benchPullers   = 16
 	benchChunk     = 10000 // messages pre-filled per round of a pull benchmark
+	benchPullBatch = 10
 )
 
 func benchBody() []byte {
@@ -120,7 +121,7 @@ func benchPullAck(b *testing.B, s Store) {
 				inbox := fmt.Sprintf("pull-%d", w)
 				receipts := make([]string, 0, 10)
 				for {
-					msgs, err := s.Pull(ctx, inbox, 10, 0)
+					msgs, err := s.Pull(ctx, inbox, benchPullBatch, 0)
 					if err != nil {
 						errs <- err
 						return

@@ -59,7 +59,8 @@ func (o RedisOptions) withDefaults() RedisOptions {
 //
 //	<prefix>ib:{X}:seq    STRING  sequence counter (FIFO position)
 //	<prefix>ib:{X}:body   HASH    id → message body
-//	<prefix>ib:{X}:meta   HASH    id → "<sequence>:<delivery count>"
+//	<prefix>ib:{X}:meta   HASH    id → "<sequence>:<deliveries>:<enqueued ms>",
+//	                              ":D" appended for a dead letter
 //	<prefix>ib:{X}:ready  ZSET    ids ready to lease, score = sequence number
 //	<prefix>ib:{X}:lease  ZSET    leased ids, score = lease deadline (server ms)
 //	<prefix>ib:{X}:enq    ZSET    ready and leased ids, score = enqueue time (ms)
@@ -246,33 +247,42 @@ local function nowms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
--- meta of a message is "<seq>:<deliveries>".
+-- meta of a message is "<seq>:<deliveries>:<enqueued ms>", with ":D"
+-- appended while it is a dead letter.
 local function parsemeta(m)
-  local seq, d = string.match(m, '^(%d+):(%d+)$')
-  return seq, tonumber(d)
+  local seq, d, enq, dead = string.match(m, '^(%d+):(%d+):(%d+)(:?D?)$')
+  return seq, tonumber(d), enq, dead == ':D'
 end
--- dropall removes the messages ids (a non-empty list) entirely.
-local function dropall(ids)
+-- droplive removes the ready or leased messages ids (a non-empty list).
+local function droplive(ids)
   redis.call('HDEL', K_BODY, unpack(ids))
   redis.call('HDEL', K_META, unpack(ids))
   redis.call('ZREM', K_READY, unpack(ids))
   redis.call('ZREM', K_LEASE, unpack(ids))
   redis.call('ZREM', K_ENQ, unpack(ids))
+end
+-- dropall removes the messages ids (a non-empty list), dead or alive.
+local function dropall(ids)
+  droplive(ids)
   redis.call('ZREM', K_DEAD, unpack(ids))
 end
 -- deadletterall moves ready or leased messages ids (non-empty) to the dead
 -- letters, keeping their enqueue time as score.
-local function deadletterall(ids)
-  local at = redis.call('ZMSCORE', K_ENQ, unpack(ids))
-  local args = {}
+-- metas[i] is the meta of ids[i].
+local function deadletterall(ids, metas)
+  local args, newmeta = {}, {}
   for i, id in ipairs(ids) do
-    args[#args + 1] = at[i] or '0'
+    local seq, d, enq = parsemeta(metas[i])
+    args[#args + 1] = enq
     args[#args + 1] = id
+    newmeta[#newmeta + 1] = id
+    newmeta[#newmeta + 1] = seq .. ':' .. d .. ':' .. enq .. ':D'
   end
   redis.call('ZREM', K_READY, unpack(ids))
   redis.call('ZREM', K_LEASE, unpack(ids))
   redis.call('ZREM', K_ENQ, unpack(ids))
   redis.call('ZADD', K_DEAD, unpack(args))
+  redis.call('HSET', K_META, unpack(newmeta))
 end
 -- retain drops up to 1000 messages per set enqueued before now - retention.
 local function retain(now, retention)
@@ -350,7 +360,7 @@ for ib = 0, #KEYS / 7 - 1 do
     for i, id in ipairs(accepted) do
       local seq = fmt(last - #accepted + i)
       meta[#meta + 1] = id
-      meta[#meta + 1] = seq .. ':0'
+      meta[#meta + 1] = seq .. ':0:' .. t
       ready[#ready + 1] = seq
       ready[#ready + 1] = id
       enq[#enq + 1] = t
@@ -666,12 +676,13 @@ retain(now, tonumber(ARGV[4]))
 local lapsed = redis.call('ZRANGEBYSCORE', K_LEASE, '-inf', fmt(now), 'LIMIT', 0, 1000)
 if #lapsed > 0 then
   local metas = redis.call('HMGET', K_META, unpack(lapsed))
-  local back, dead = {}, {}
+  local back, dead, deadmeta = {}, {}, {}
   for i, id in ipairs(lapsed) do
     if metas[i] then
       local seq, d = parsemeta(metas[i])
       if d >= maxd then
         dead[#dead + 1] = id
+        deadmeta[#deadmeta + 1] = metas[i]
       else
         back[#back + 1] = seq
         back[#back + 1] = id
@@ -680,7 +691,7 @@ if #lapsed > 0 then
   end
   redis.call('ZREM', K_LEASE, unpack(lapsed))
   if #back > 0 then redis.call('ZADD', K_READY, unpack(back)) end
-  if #dead > 0 then deadletterall(dead) end
+  if #dead > 0 then deadletterall(dead, deadmeta) end
 end
 local out = {fmt(now), '-1'}
 local got = 0
@@ -695,8 +706,7 @@ while got < want and bytes < budget do
   end
   local metas = redis.call('HMGET', K_META, unpack(ids))
   local bodies = redis.call('HMGET', K_BODY, unpack(ids))
-  local enqs = redis.call('ZMSCORE', K_ENQ, unpack(ids))
-  local leases, newmeta, dead, broken, back = {}, {}, {}, {}, {}
+  local leases, newmeta, dead, deadmeta, broken, back = {}, {}, {}, {}, {}, {}
   for i, id in ipairs(ids) do
     if got > 0 and bytes >= budget then
       back[#back + 1] = scores[i]
@@ -704,19 +714,20 @@ while got < want and bytes < budget do
     elseif not metas[i] or not bodies[i] then
       broken[#broken + 1] = id
     else
-      local seq, d = parsemeta(metas[i])
+      local seq, d, enq = parsemeta(metas[i])
       if d >= maxd then
         dead[#dead + 1] = id
+        deadmeta[#deadmeta + 1] = metas[i]
       else
         d = d + 1
         leases[#leases + 1] = deadline
         leases[#leases + 1] = id
         newmeta[#newmeta + 1] = id
-        newmeta[#newmeta + 1] = seq .. ':' .. d
+        newmeta[#newmeta + 1] = seq .. ':' .. d .. ':' .. enq
         out[#out + 1] = id
         out[#out + 1] = bodies[i]
         out[#out + 1] = d
-        out[#out + 1] = enqs[i] or '0'
+        out[#out + 1] = enq
         got = got + 1
         bytes = bytes + #bodies[i]
       end
@@ -727,7 +738,7 @@ while got < want and bytes < budget do
     redis.call('ZADD', K_LEASE, unpack(leases))
     redis.call('HSET', K_META, unpack(newmeta))
   end
-  if #dead > 0 then deadletterall(dead) end
+  if #dead > 0 then deadletterall(dead, deadmeta) end
   if #broken > 0 then dropall(broken) end
 end
 local first = redis.call('ZRANGE', K_LEASE, 0, 0, 'WITHSCORES')
@@ -866,19 +877,18 @@ for i = 1, #ARGV, 2 do
   want[#want + 1] = tonumber(ARGV[i + 1])
 end
 local metas = redis.call('HMGET', K_META, unpack(ids))
-local dead = redis.call('ZMSCORE', K_DEAD, unpack(ids))
 local del, seen = {}, {}
 for i, id in ipairs(ids) do
-  if metas[i] and not dead[i] and not seen[id] then
-    local _, d = parsemeta(metas[i])
-    if d and d > 0 and (want[i] == 0 or want[i] == d) then
+  if metas[i] and not seen[id] then
+    local _, d, _, dead = parsemeta(metas[i])
+    if d and d > 0 and not dead and (want[i] == 0 or want[i] == d) then
       seen[id] = true
       del[#del + 1] = id
     end
   end
 end
 if #del > 0 then
-  dropall(del)
+  droplive(del)
   cleanup()
 end
 return #del
@@ -963,7 +973,7 @@ var deadLettersScript = redis.NewScript(luaCommon + `
 local ids = redis.call('ZRANGE', K_DEAD, 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
 local out = {}
 for i = 1, #ids, 2 do
-  local _, d = parsemeta(redis.call('HGET', K_META, ids[i]) or '0:0')
+  local _, d = parsemeta(redis.call('HGET', K_META, ids[i]) or '0:0:0')
   out[#out + 1] = ids[i]
   out[#out + 1] = redis.call('HGET', K_BODY, ids[i]) or ''
   out[#out + 1] = d or 0
@@ -1015,23 +1025,23 @@ if #ids == 0 then ids = redis.call('ZRANGE', K_DEAD, 0, 999) end
 if #ids == 0 then return 0 end
 local at = redis.call('ZMSCORE', K_DEAD, unpack(ids))
 local metas = redis.call('HMGET', K_META, unpack(ids))
-local moved, enq, ready, meta, seen = {}, {}, {}, {}, {}
+local moved, enqargs, ready, meta, seen = {}, {}, {}, {}, {}
 for i, id in ipairs(ids) do
   if at[i] and metas[i] and not seen[id] then
     seen[id] = true
-    local seq = parsemeta(metas[i])
+    local seq, _, enq = parsemeta(metas[i])
     moved[#moved + 1] = id
-    enq[#enq + 1] = at[i]
-    enq[#enq + 1] = id
+    enqargs[#enqargs + 1] = at[i]
+    enqargs[#enqargs + 1] = id
     ready[#ready + 1] = seq
     ready[#ready + 1] = id
     meta[#meta + 1] = id
-    meta[#meta + 1] = seq .. ':0'
+    meta[#meta + 1] = seq .. ':0:' .. enq
   end
 end
 if #moved == 0 then return 0 end
 redis.call('ZREM', K_DEAD, unpack(moved))
-redis.call('ZADD', K_ENQ, unpack(enq))
+redis.call('ZADD', K_ENQ, unpack(enqargs))
 redis.call('ZADD', K_READY, unpack(ready))
 redis.call('HSET', K_META, unpack(meta))
 redis.call('PUBLISH', ARGV[1], ARGV[2])
