@@ -267,7 +267,8 @@ func stepKillBridge(t *testing.T, e *env, a *replica) {
 		defer mu.Unlock()
 		switch {
 		case phase == 0 && id == ids[holdAt]:
-			deadline := time.Now().Add(30 * time.Second)
+			// Stay well inside the bridge's 10 s forward timeout.
+			deadline := time.Now().Add(5 * time.Second)
 			for posted.Load() < holdAt+60 && time.Now().Before(deadline) {
 				time.Sleep(time.Millisecond)
 			}
