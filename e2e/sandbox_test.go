@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,41 +20,9 @@ import (
 // and stops cleanly on Ctrl-C (SIGINT), removing its data directory.
 func TestSandboxBinary(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	port := freePort(t)
-	listen := fmt.Sprintf("127.0.0.1:%d", port)
-	logPath := filepath.Join(dir, "sandbox.out")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cmd := exec.Command(sandboxBin, "--listen", listen, "--every", "200ms")
-	cmd.Env = minimalEnv(dir)
-	cmd.Stdout, cmd.Stderr = f, f
-	dieWithParent(cmd)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	exited := false
-	t.Cleanup(func() {
-		if !exited {
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			<-done
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("sandbox output:\n%s", b)
-		}
-	})
-	output := func() string { b, _ := os.ReadFile(logPath); return string(b) }
-	waitFor(t, "the sandbox to be ready", 30*time.Second, func() bool { return strings.Contains(output(), "Ready. Try these") })
+	sb := startSandboxBinary(t)
+	listen, port, output := sb.listen, sb.port, sb.output
+	cmd, stdin, done := sb.cmd, sb.stdin, sb.done
 	if !strings.Contains(output(), "curl -N "+listen+"/events") {
 		t.Fatalf("the sandbox does not print the /events curl line for %s", listen)
 	}
@@ -96,7 +65,7 @@ func TestSandboxBinary(t *testing.T) {
 	}
 	select {
 	case err := <-done:
-		exited = true
+		sb.exited = true
 		if err != nil {
 			t.Fatalf("sandbox exited with %v after SIGINT", err)
 		}
@@ -112,4 +81,77 @@ func TestSandboxBinary(t *testing.T) {
 	if _, err := http.Get("http://" + listen + "/health"); err == nil {
 		t.Error("the local API still answers after the sandbox stopped")
 	}
+}
+
+// sandboxProc is a running sandbox binary.
+type sandboxProc struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	done   chan error
+	exited bool
+	listen string
+	port   int
+	output func() string
+}
+
+// startSandboxBinary starts the sandbox on a free port and waits until it is
+// ready, retrying on another port when the chosen one was taken meanwhile.
+func startSandboxBinary(t *testing.T) *sandboxProc {
+	dir := t.TempDir()
+	for attempt := 0; attempt < 3; attempt++ {
+		sb := &sandboxProc{port: freePort(t), done: make(chan error, 1)}
+		sb.listen = fmt.Sprintf("127.0.0.1:%d", sb.port)
+		logPath := filepath.Join(dir, fmt.Sprintf("sandbox-%d.out", attempt))
+		f, err := os.Create(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		sb.output = func() string { b, _ := os.ReadFile(logPath); return string(b) }
+		sb.cmd = exec.Command(sandboxBin, "--listen", sb.listen, "--every", "200ms")
+		sb.cmd.Env = minimalEnv(dir)
+		sb.cmd.Stdout, sb.cmd.Stderr = f, f
+		dieWithParent(sb.cmd)
+		if sb.stdin, err = sb.cmd.StdinPipe(); err != nil {
+			t.Fatal(err)
+		}
+		if err := sb.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { sb.done <- sb.cmd.Wait() }()
+		t.Cleanup(func() {
+			if !sb.exited {
+				_ = sb.cmd.Process.Signal(syscall.SIGKILL)
+				<-sb.done
+				sb.exited = true
+			}
+			if t.Failed() {
+				t.Logf("sandbox output:\n%s", sb.output())
+			}
+		})
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(sb.output(), "Ready. Try these") {
+			select {
+			case err := <-sb.done:
+				sb.exited = true
+				if strings.Contains(sb.output(), "is in use") {
+					break
+				}
+				t.Fatalf("sandbox exited before it was ready: %v", err)
+			default:
+			}
+			if sb.exited {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the sandbox was not ready within 30 s")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !sb.exited {
+			return sb
+		}
+	}
+	t.Fatal("no free port for the sandbox after 3 attempts")
+	return nil
 }
