@@ -45,6 +45,9 @@ func startRedisCluster(t *testing.T) []string {
 		t.Cleanup(srv.stop)
 		addrs = append(addrs, srv.addr())
 	}
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		t.Fatalf("redis-cli not installed (apt-get install -y redis-tools): %v", err)
+	}
 	args := append([]string{"--cluster", "create"}, addrs...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
 	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
