@@ -47,6 +47,7 @@ func runConformance(t *testing.T, h harness) {
 		{"PullByteBudget", testPullByteBudget},
 		{"CancelWaitingPull", testCancelWaitingPull},
 		{"CrossInstanceWakeUp", testCrossInstanceWakeUp},
+		{"RedriveWakesWaiter", testRedriveWakesWaiter},
 		{"CloseWakesWaiters", testCloseWakesWaiters},
 		{"Stats", testStats},
 	}
@@ -71,7 +72,7 @@ func noResidue(t *testing.T, h harness, s Store, what string) {
 }
 
 // eventually polls cond every 10 ms until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	end := time.Now().Add(timeout)
 	for !cond() {
@@ -678,6 +679,31 @@ func testCrossInstanceWakeUp(t *testing.T, h harness) {
 	}
 	if n := b.(waitCounter).waiting("wake"); n != 0 {
 		t.Fatalf("%d waiters left", n)
+	}
+}
+
+func testRedriveWakesWaiter(t *testing.T, h harness) {
+	stores := h.open(t, Options{Lease: 50 * time.Millisecond, MaxDeliveries: 1}, 2)
+	a, b := stores[0], stores[1]
+	id := mustEnqueue(t, a, "redrive", []byte("again"))
+	if got := mustPull(t, a, "redrive", 1, 0); len(got) != 1 {
+		t.Fatalf("pulled %d", len(got))
+	}
+	eventually(t, 30*time.Second, "dead-lettering", func() bool {
+		mustPull(t, a, "redrive", 1, 0)
+		return mustStats(t, a, "redrive").DeadLetters == 1
+	})
+	res := startWaitingPull(t, testCtx(t), b, "redrive", 5*time.Minute)
+	if n, err := a.Redrive(testCtx(t), "redrive", []string{id}); err != nil || n != 1 {
+		t.Fatalf("redrive: %d, %v", n, err)
+	}
+	select {
+	case r := <-res:
+		if r.err != nil || len(r.msgs) != 1 || r.msgs[0].ID != id || r.msgs[0].Deliveries != 1 {
+			t.Fatalf("woken pull: %+v, %v", r.msgs, r.err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("redrive did not wake the waiting pull")
 	}
 }
 

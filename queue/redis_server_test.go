@@ -55,7 +55,7 @@ func (r *privateRedis) start(extra ...string) {
 	}
 	c := redis.NewClient(&redis.Options{Addr: r.addr()})
 	defer c.Close()
-	eventually(r.t.(*testing.T), 30*time.Second, "private redis-server to answer", func() bool {
+	eventually(r.t, 30*time.Second, "private redis-server to answer", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		return c.Ping(ctx).Err() == nil
