@@ -109,7 +109,7 @@ func startSandboxBinary(t *testing.T) *sandboxProc {
 		t.Cleanup(func() { f.Close() })
 		sb.output = func() string { b, _ := os.ReadFile(logPath); return string(b) }
 		sb.cmd = exec.Command(sandboxBin, "--listen", sb.listen, "--every", "200ms")
-		sb.cmd.Env = minimalEnv(dir)
+		sb.cmd.Env = append(minimalEnv(dir), "TMPDIR="+dir) // its data dir lands in the test's
 		sb.cmd.Stdout, sb.cmd.Stderr = f, f
 		dieWithParent(sb.cmd)
 		if sb.stdin, err = sb.cmd.StdinPipe(); err != nil {
