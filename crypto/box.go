@@ -1,12 +1,16 @@
 package crypto
 
 import (
+	"crypto/ecdh"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync"
 
+	"golang.org/x/crypto/blake2b"
 	"golang.org/x/crypto/nacl/box"
+	"golang.org/x/crypto/nacl/secretbox"
+	"golang.org/x/crypto/salsa20/salsa"
 )
 
 // NonceSize is the size of a crypto_box nonce.
@@ -24,14 +28,29 @@ const BoxOverhead = box.Overhead
 var ErrOpen = errors.New("crypto: box does not open")
 
 // SealAnonymous encrypts msg to recipient in the libsodium crypto_box_seal
-// format (ephemeral public key ‖ box). Only the recipient can open it.
+// format (ephemeral public key ‖ box, nonce = BLAKE2b-192(epk ‖ pk)). Only the
+// recipient can open it.
+//
+// It is built from crypto/ecdh directly rather than box.SealAnonymous: the
+// x/crypto wrappers recompute a public key inside every scalar
+// multiplication, which doubles the cost of the hot path (one seal per agent
+// per event). The output is byte-compatible; the test vectors and
+// box.OpenAnonymous check it.
 func SealAnonymous(msg []byte, recipient BoxPublicKey) ([]byte, error) {
-	pk := [KeySize]byte(recipient)
-	out, err := box.SealAnonymous(make([]byte, 0, len(msg)+SealedBoxOverhead), msg, &pk, rand.Reader)
+	eph, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("seal: ephemeral key: %w", err)
+	}
+	k, err := sharedKey(eph, recipient)
 	if err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
-	return out, nil
+	defer Wipe(k[:])
+	epk := eph.PublicKey().Bytes()
+	nonce := sealNonce(epk, recipient[:])
+	out := make([]byte, 0, SealedBoxOverhead+len(msg))
+	out = append(out, epk...)
+	return secretbox.Seal(out, msg, &nonce, &k), nil
 }
 
 // OpenAnonymous opens a sealed box addressed to kp.
@@ -39,12 +58,49 @@ func (kp *BoxKeyPair) OpenAnonymous(sealed []byte) ([]byte, error) {
 	if len(sealed) < SealedBoxOverhead {
 		return nil, ErrOpen
 	}
-	pub := [KeySize]byte(kp.Public)
-	out, ok := box.OpenAnonymous(make([]byte, 0, len(sealed)-SealedBoxOverhead), sealed, &pub, &kp.private)
+	var epk BoxPublicKey
+	copy(epk[:], sealed[:KeySize])
+	k, err := sharedKey(kp.ecdh, epk)
+	if err != nil {
+		return nil, ErrOpen
+	}
+	defer Wipe(k[:])
+	nonce := sealNonce(epk[:], kp.Public[:])
+	out, ok := secretbox.Open(make([]byte, 0, len(sealed)-SealedBoxOverhead), sealed[KeySize:], &nonce, &k)
 	if !ok {
 		return nil, ErrOpen
 	}
 	return out, nil
+}
+
+var errLowOrder = errors.New("peer public key is a low-order point")
+
+// sharedKey computes the crypto_box shared key: HSalsa20(X25519(priv, peer)).
+// A low-order peer key (all-zero X25519 output) is an error.
+func sharedKey(priv *ecdh.PrivateKey, peer BoxPublicKey) ([KeySize]byte, error) {
+	var k [KeySize]byte
+	pub, err := ecdh.X25519().NewPublicKey(peer[:])
+	if err != nil {
+		return k, errLowOrder
+	}
+	s, err := priv.ECDH(pub)
+	if err != nil {
+		return k, errLowOrder
+	}
+	copy(k[:], s)
+	Wipe(s)
+	var zeros [16]byte
+	salsa.HSalsa20(&k, &zeros, &k, &salsa.Sigma)
+	return k, nil
+}
+
+func sealNonce(epk, pk []byte) [NonceSize]byte {
+	h, _ := blake2b.New(NonceSize, nil) // cannot fail for size 24 without key
+	h.Write(epk)
+	h.Write(pk)
+	var n [NonceSize]byte
+	copy(n[:], h.Sum(nil))
+	return n
 }
 
 // Seal encrypts msg from kp to peer with a fresh random nonce (crypto_box,
@@ -69,18 +125,26 @@ func (kp *BoxKeyPair) Open(ciphertext []byte, nonce *[NonceSize]byte, peer BoxPu
 
 // SharedKey is a precomputed crypto_box key between two parties. Opening with
 // it skips the X25519 scalar multiplication that dominates box.Open.
-type SharedKey struct{ k [KeySize]byte }
+type SharedKey struct {
+	k [KeySize]byte
+	// invalid marks a key computed with a low-order peer public key: it
+	// seals and opens nothing.
+	invalid bool
+}
 
-// Precompute derives the shared key between kp and peer.
+// Precompute derives the shared key between kp and peer. For a low-order
+// peer key (which no honest party generates) the result refuses every Seal
+// and Open.
 func (kp *BoxKeyPair) Precompute(peer BoxPublicKey) *SharedKey {
-	pk := [KeySize]byte(peer)
-	s := &SharedKey{}
-	box.Precompute(&s.k, &pk, &kp.private)
-	return s
+	k, err := sharedKey(kp.ecdh, peer)
+	return &SharedKey{k: k, invalid: err != nil}
 }
 
 // Seal encrypts msg with a fresh random nonce.
 func (s *SharedKey) Seal(msg []byte) (ciphertext []byte, nonce [NonceSize]byte, err error) {
+	if s.invalid {
+		return nil, nonce, fmt.Errorf("box seal: %w", errLowOrder)
+	}
 	if _, err = rand.Read(nonce[:]); err != nil {
 		return nil, nonce, fmt.Errorf("box nonce: %w", err)
 	}
@@ -95,7 +159,7 @@ func (s *SharedKey) SealWithNonce(msg []byte, nonce *[NonceSize]byte) []byte {
 
 // Open opens ciphertext sealed with nonce.
 func (s *SharedKey) Open(ciphertext []byte, nonce *[NonceSize]byte) ([]byte, error) {
-	if len(ciphertext) < BoxOverhead {
+	if s.invalid || len(ciphertext) < BoxOverhead {
 		return nil, ErrOpen
 	}
 	out, ok := box.OpenAfterPrecomputation(make([]byte, 0, len(ciphertext)-BoxOverhead), ciphertext, nonce, &s.k)

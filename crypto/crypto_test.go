@@ -2,12 +2,15 @@ package crypto
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/nacl/box"
 )
 
 func mustBox(t testing.TB) *BoxKeyPair {
@@ -328,5 +331,51 @@ func TestKeyringLoadAndErrors(t *testing.T) {
 	}
 	if _, err := LoadKeyring("SEALRELAY_TEST_KEYRING_UNSET", filepath.Join(dir, "missing")); err == nil {
 		t.Fatal("missing file accepted")
+	}
+}
+
+// TestSealedBoxCompatibleWithNaCl checks the ecdh-based sealed box against
+// x/crypto's reference implementation in both directions.
+func TestSealedBoxCompatibleWithNaCl(t *testing.T) {
+	kp := mustBox(t)
+	pub := [KeySize]byte(kp.Public)
+	for _, n := range []int{0, 1, 100, 4096} {
+		msg := bytes.Repeat([]byte{byte(n)}, n)
+		ours, err := SealAnonymous(msg, kp.Public)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := box.OpenAnonymous(nil, ours, &pub, &kp.private)
+		if !ok || !bytes.Equal(got, msg) {
+			t.Fatalf("len %d: x/crypto cannot open our sealed box", n)
+		}
+		theirs, err := box.SealAnonymous(nil, msg, &pub, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err = kp.OpenAnonymous(theirs)
+		if err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("len %d: we cannot open x/crypto's sealed box: %v", n, err)
+		}
+	}
+}
+
+func TestLowOrderPeerRefused(t *testing.T) {
+	kp := mustBox(t)
+	var zero BoxPublicKey // the identity: a low-order point
+	if _, err := SealAnonymous([]byte("x"), zero); err == nil {
+		t.Fatal("sealed to a low-order key")
+	}
+	k := kp.Precompute(zero)
+	if _, _, err := k.Seal([]byte("x")); err == nil {
+		t.Fatal("shared key with a low-order peer sealed")
+	}
+	var nonce [NonceSize]byte
+	if _, err := k.Open(make([]byte, 64), &nonce); err == nil {
+		t.Fatal("shared key with a low-order peer opened")
+	}
+	// A sealed box whose ephemeral key is low-order does not open.
+	if _, err := kp.OpenAnonymous(make([]byte, SealedBoxOverhead+8)); err == nil {
+		t.Fatal("opened a box with a low-order ephemeral key")
 	}
 }

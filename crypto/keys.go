@@ -1,13 +1,12 @@
 package crypto
 
 import (
+	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
-
-	"golang.org/x/crypto/curve25519"
 )
 
 // KeySize is the size in bytes of X25519 keys, Ed25519 public keys and seeds.
@@ -29,6 +28,7 @@ func (k BoxPublicKey) String() string { return base64.StdEncoding.EncodeToString
 type BoxKeyPair struct {
 	Public  BoxPublicKey
 	private [KeySize]byte
+	ecdh    *ecdh.PrivateKey
 }
 
 // GenerateBoxKeyPair returns a fresh random X25519 key pair.
@@ -50,11 +50,12 @@ func BoxKeyPairFromPrivate(private []byte) (*BoxKeyPair, error) {
 	}
 	kp := &BoxKeyPair{}
 	copy(kp.private[:], private)
-	pub, err := curve25519.X25519(kp.private[:], curve25519.Basepoint)
+	k, err := ecdh.X25519().NewPrivateKey(kp.private[:])
 	if err != nil {
 		return nil, fmt.Errorf("%w: box private key: %v", ErrInvalidKey, err)
 	}
-	copy(kp.Public[:], pub)
+	kp.ecdh = k
+	copy(kp.Public[:], k.PublicKey().Bytes())
 	return kp, nil
 }
 
