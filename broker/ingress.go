@@ -404,14 +404,18 @@ func (s *Server) handleSlackCommands(w http.ResponseWriter, r *http.Request) {
 	crypto.Wipe(payload)
 }
 
-// ingest routes and fans out an interactivity or command payload.
+// ingest routes and fans out an interactivity or command payload. Success is
+// an empty 200: Slack reads a JSON body on these endpoints as a response
+// (a message to post for a slash command, a response_action for a modal
+// submission), so {"ok":true} would show up in Slack or fail the modal.
+// Errors keep the usual {"ok":false,"error"} form.
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ids []string, typ string, payload []byte) {
 	ctx := r.Context()
 	org, err := s.routeOrg(ctx, ids)
 	if errors.Is(err, ErrNotFound) {
 		s.m.eventsDropped.WithLabelValues("no_installation").Inc()
 		s.logger(ctx).Info("event dropped: no installation", "type", typ)
-		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	if err != nil {
@@ -424,5 +428,5 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ids []string, ty
 		s.fail(w, e)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+	w.WriteHeader(http.StatusOK)
 }

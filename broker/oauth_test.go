@@ -170,6 +170,9 @@ func TestInteractivityAndCommands(t *testing.T) {
 				}
 				return
 			}
+			if len(b) != 0 {
+				t.Fatalf("acknowledged with body %q; Slack would read it as a response", b)
+			}
 			if len(msgs) != 1 || msgs[0].Env.Type != tt.wantType || !strings.Contains(string(msgs[0].Env.Payload), tt.wantInPayload) {
 				t.Fatalf("messages %+v", msgs)
 			}
