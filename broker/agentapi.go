@@ -123,6 +123,9 @@ func (s *Server) register(ctx context.Context, req *protocol.RegisterRequest) (*
 	if err != nil {
 		return nil, errf(http.StatusBadRequest, "invalid server_pubkey: want standard base64 of a 32-byte X25519 key")
 	}
+	if crypto.ValidateBoxPublicKey(box) != nil {
+		return nil, errf(http.StatusBadRequest, "invalid server_pubkey: low-order X25519 point")
+	}
 	sig, err := crypto.ParseSigningPublicKey(req.ServerSigningPubkey)
 	if err != nil {
 		return nil, errf(http.StatusBadRequest, "invalid server_signing_pubkey: want standard base64 of a 32-byte Ed25519 key")

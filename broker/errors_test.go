@@ -66,6 +66,7 @@ func TestRegisterErrors(t *testing.T) {
 		{"malformed org id", reqWith(fresh(), func(m map[string]any) { m["org_id"], m["workspace_id"] = "T0|bad", "T0|bad" }), 400, "invalid"},
 		{"org and workspace differ", reqWith(fresh(), func(m map[string]any) { m["workspace_id"] = orgB }), 400, "invalid"},
 		{"malformed box key", reqWith(fresh(), func(m map[string]any) { m["server_pubkey"] = "AAAA" }), 400, "invalid"},
+		{"low-order box key", reqWith(fresh(), func(m map[string]any) { m["server_pubkey"] = base64.StdEncoding.EncodeToString(make([]byte, 32)) }), 400, "low-order"},
 		{"malformed signing key", reqWith(fresh(), func(m map[string]any) { m["server_signing_pubkey"] = "%%%" }), 400, "invalid"},
 		{"org not found (before the token is looked at)", reqWith(fresh(), func(m map[string]any) {
 			m["org_id"], m["workspace_id"], m["registration_token"] = "T0NOPE", "T0NOPE", "short"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -117,6 +118,9 @@ type eventClaimLister interface {
 // agent whose access token expired is not active) and enqueues each copy.
 // agents nil means "list them". It returns an error (→ 503) only when a
 // copy could not be stored for a reason other than a full inbox.
+// errSealFailed marks a per-agent sealing failure in fanOut.
+var errSealFailed = errors.New("seal failed")
+
 func (s *Server) fanOut(ctx context.Context, org, source, typ string, payload []byte, agents []*Agent) *apiError {
 	if agents == nil {
 		var err error
@@ -144,7 +148,7 @@ func (s *Server) fanOut(ctx context.Context, org, source, typ string, payload []
 	enqueue := func(a *Agent) error {
 		msg, err := protocol.SealEnvelope(plain, org, "", ts, a.BoxPublicKey, s.keys.Signing)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: %w", errSealFailed, err)
 		}
 		body, err := json.Marshal(storedMessage{OrgID: org, Encrypted: msg.Encrypted,
 			BrokerTimestamp: msg.BrokerTimestamp, BrokerSignature: msg.BrokerSignature})
@@ -178,6 +182,12 @@ func (s *Server) fanOut(ctx context.Context, org, source, typ string, payload []
 		case errors.Is(err, queue.ErrInboxFull):
 			s.m.eventsDropped.WithLabelValues("inbox_full").Inc()
 			s.logger(ctx).Warn("event copy dropped: inbox full", "agent_id", a.ID, "type", typ)
+		case errors.Is(err, errSealFailed):
+			// Only this agent's key can cause it (a low-order key stored
+			// before registration checked for them); retrying cannot help,
+			// and failing the request would block every agent of the org.
+			s.m.eventsDropped.WithLabelValues("seal_failed").Inc()
+			s.logger(ctx).Error("event copy dropped: sealing to the agent's key failed", "agent_id", a.ID, "type", typ)
 		case errors.Is(err, queue.ErrTooLarge):
 			s.m.eventsDropped.WithLabelValues("too_large").Inc()
 			s.logger(ctx).Warn("event copy dropped: too large", "agent_id", a.ID, "type", typ)

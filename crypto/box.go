@@ -75,6 +75,21 @@ func (kp *BoxKeyPair) OpenAnonymous(sealed []byte) ([]byte, error) {
 
 var errLowOrder = errors.New("peer public key is a low-order point")
 
+// checkKey is a fixed private key used only to test public keys for low
+// order; its secrecy does not matter.
+var checkKey, _ = ecdh.X25519().NewPrivateKey(make([]byte, KeySize))
+
+// ValidateBoxPublicKey reports whether k can be used as a peer key: it must
+// not be a low-order point, for which every shared key is the all-zero
+// value. It costs one X25519 multiplication; call it where keys enter the
+// system (registration), not per message.
+func ValidateBoxPublicKey(k BoxPublicKey) error {
+	if _, err := sharedKey(checkKey, k); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidKey, err)
+	}
+	return nil
+}
+
 // sharedKey computes the crypto_box shared key: HSalsa20(X25519(priv, peer)).
 // A low-order peer key (all-zero X25519 output) is an error.
 func sharedKey(priv *ecdh.PrivateKey, peer BoxPublicKey) ([KeySize]byte, error) {

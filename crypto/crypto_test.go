@@ -363,6 +363,12 @@ func TestSealedBoxCompatibleWithNaCl(t *testing.T) {
 func TestLowOrderPeerRefused(t *testing.T) {
 	kp := mustBox(t)
 	var zero BoxPublicKey // the identity: a low-order point
+	if err := ValidateBoxPublicKey(zero); !errors.Is(err, ErrInvalidKey) {
+		t.Fatalf("ValidateBoxPublicKey(zero) = %v", err)
+	}
+	if err := ValidateBoxPublicKey(kp.Public); err != nil {
+		t.Fatalf("ValidateBoxPublicKey(valid) = %v", err)
+	}
 	if _, err := SealAnonymous([]byte("x"), zero); err == nil {
 		t.Fatal("sealed to a low-order key")
 	}
