@@ -10,6 +10,7 @@ import (
 	"golang.org/x/crypto/blake2b"
 	"golang.org/x/crypto/nacl/box"
 	"golang.org/x/crypto/nacl/secretbox"
+	//lint:ignore SA1019 HSalsa20 is crypto_box's key derivation (nacl/box uses this package too); no other API exposes it.
 	"golang.org/x/crypto/salsa20/salsa"
 )
 
