@@ -97,7 +97,7 @@ var settings = []setting{
 	{Name: "redis-url", Env: "SEALRELAY_REDIS_URL", Secret: true, Rotate: true, Arg: "URL",
 		Usage: "Redis URL (redis://[user:password@]host:port/db or rediss://...); empty = embedded single-node store in --data-dir"},
 	{Name: "redis-prefix", Env: "SEALRELAY_REDIS_PREFIX", Default: defaultRedisPrefix, Rotate: true, Arg: "PREFIX",
-		Usage: "prefix of every Redis key (state under PREFIX\"st:\", inboxes under PREFIX\"q:\")"},
+		Usage: "prefix of every Redis key (state under PREFIX\"st:{state}:\", inboxes under PREFIX\"q:ib:{<agent>}:\")"},
 	{Name: "data-dir", Env: "SEALRELAY_DATA_DIR", Default: defaultDataDir, Rotate: true, Arg: "DIR",
 		Usage: "directory of the embedded store (state.db, queue.db) when no Redis URL is set"},
 	{Name: "keys-dir", Env: "SEALRELAY_KEYS_DIR", Default: defaultKeysDir, Rotate: true, Arg: "DIR",
