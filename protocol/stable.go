@@ -112,8 +112,14 @@ func writeStable(b *strings.Builder, v any, depth int) error {
 }
 
 // lessUTF16 orders strings by UTF-16 code units, as JavaScript's default sort
-// does. For strings without characters above U+FFFF this is code point order.
+// does. UTF-8 byte order is code point order, which differs from UTF-16 order
+// only when a character above U+FFFF (a 4-byte UTF-8 sequence, lead byte
+// ≥ 0xF0) meets one in U+E000–U+FFFF; every other pair, including all the
+// ASCII keys signed on the hot path, compares as plain strings.
 func lessUTF16(a, b string) bool {
+	if !hasAstral(a) && !hasAstral(b) {
+		return a < b
+	}
 	ua, ub := utf16.Encode([]rune(a)), utf16.Encode([]rune(b))
 	for i := 0; i < len(ua) && i < len(ub); i++ {
 		if ua[i] != ub[i] {
@@ -121,6 +127,15 @@ func lessUTF16(a, b string) bool {
 		}
 	}
 	return len(ua) < len(ub)
+}
+
+func hasAstral(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0xF0 {
+			return true
+		}
+	}
+	return false
 }
 
 const hexDigits = "0123456789abcdef"

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"unicode/utf16"
 )
 
 func TestStableTraps(t *testing.T) {
@@ -47,6 +49,20 @@ func TestStableTraps(t *testing.T) {
 				t.Fatalf("got %q, want %q", got, c.want)
 			}
 		})
+	}
+}
+
+// TestLessUTF16 checks the byte-order fast path against the UTF-16 definition.
+func TestLessUTF16(t *testing.T) {
+	keys := []string{"", "a", "B", "ab", "\u00e9", "\uE000", "\uFF01", "\uFFFF", "\U00010000", "\U0001F600", "a\U0001F600", "a\uFF01"}
+	for _, x := range keys {
+		for _, y := range keys {
+			ux, uy := utf16.Encode([]rune(x)), utf16.Encode([]rune(y))
+			want := slices.Compare(ux, uy) < 0
+			if got := lessUTF16(x, y); got != want {
+				t.Errorf("lessUTF16(%+q, %+q) = %v, want %v", x, y, got, want)
+			}
+		}
 	}
 }
 
