@@ -19,6 +19,7 @@ import (
 
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/slackfake"
+	"github.com/sealrelay/sealrelay/internal/testredis"
 	"github.com/sealrelay/sealrelay/protocol"
 )
 
@@ -647,7 +648,7 @@ func TestStateStoreDown(t *testing.T) {
 	org, tok := h.install(slackfake.Install{TeamID: "T0SDOWN1"})
 	a := h.register(org, tok)
 	// A second replica whose state client is closed.
-	rdb := redis.NewClient(&redis.Options{Addr: testRedisAddr})
+	rdb := redis.NewClient(testredis.Options(t))
 	st := NewRedisState(rdb, h.prefix+"st:")
 	srv, err := New(h.srv.cfg, st, h.q, h.keys, slog.New(slog.NewJSONHandler(h.logs, nil)), nil)
 	if err != nil {

@@ -2,43 +2,19 @@ package broker
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sealrelay/sealrelay/internal/testredis"
 )
 
-// testRedisAddr is the Redis the tests use: 127.0.0.1:6379, or
-// $SEALRELAY_TEST_REDIS (e.g. a private redis-server for benchmarks).
-var testRedisAddr = func() string {
-	if a := os.Getenv("SEALRELAY_TEST_REDIS"); a != "" {
-		return a
-	}
-	return "127.0.0.1:6379"
-}()
-
-// testRedis returns a client for the local Redis and a unique key prefix;
+// testRedis returns a client for $REDIS_URL and a unique key prefix;
 // every key under the prefix is deleted when the test ends.
 func testRedis(t testing.TB) (*redis.Client, string) {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: testRedisAddr})
-	if err := rdb.Ping(context.Background()).Err(); err != nil {
-		t.Fatalf("redis at %s: %v", testRedisAddr, err)
-	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	prefix := "srtest:" + hex.EncodeToString(b) + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		for _, k := range scanKeys(t, rdb, prefix) {
-			rdb.Del(ctx, k)
-		}
-		_ = rdb.Close()
-	})
-	return rdb, prefix
+	return testredis.New(t, "broker")
 }
 
 func scanKeys(t testing.TB, rdb *redis.Client, prefix string) []string {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/slackfake"
+	"github.com/sealrelay/sealrelay/internal/testredis"
 )
 
 // Fixed test credentials of the simulated Slack app.
@@ -164,7 +165,7 @@ type redisEnv struct {
 
 // startRedis returns the Redis the brokers share: $REDIS_URL when set;
 // otherwise a private redis-server on a free port in a temporary directory
-// (cleanest); otherwise the machine's 127.0.0.1:6379. A shared Redis is
+// (cleanest); a missing Redis fails the test. A shared Redis is
 // isolated by a unique key prefix (the broker's --redis-prefix), and only
 // this run's keys are deleted afterwards — never FLUSHALL.
 func startRedis(t *testing.T, dir string) *redisEnv {
@@ -185,10 +186,7 @@ func startRedis(t *testing.T, dir string) *redisEnv {
 		}
 		t.Fatalf("could not start a private redis-server")
 	}
-	url := os.Getenv("REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
+	url := testredis.URL(t)
 	rdb := pingRedis(url, nil, 5*time.Second)
 	if rdb == nil {
 		t.Fatalf("no Redis answers at %s: set REDIS_URL to a reachable Redis or install redis-server (apt-get install redis-server)", url)

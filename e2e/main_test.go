@@ -1,6 +1,6 @@
 // Package e2e is sealrelay's multi-process end-to-end suite. It builds the
 // real broker and bridge binaries, starts a private redis-server (or uses
-// $REDIS_URL / 127.0.0.1:6379 under a unique key prefix when redis-server is
+// $REDIS_URL under a unique key prefix when it is set or redis-server is
 // not installed), two broker replicas sharing it, the fake Slack Web API and
 // OAuth consent in process, and a bridge that forwards to an in-test
 // receiver verifying Slack signatures with slack-go. It runs as ordinary Go

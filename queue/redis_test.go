@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sealrelay/sealrelay/internal/testredis"
 )
 
 // newTestRedisClient connects to REDIS_CLUSTER_ADDRS (comma-separated, a
-// Redis Cluster), else REDIS_URL, else 127.0.0.1:6379. A missing Redis fails
+// Redis Cluster), else $REDIS_URL (internal/testredis). A missing Redis fails
 // the test; it never skips.
 func newTestRedisClient(t testing.TB) redis.UniversalClient {
 	t.Helper()
@@ -19,20 +21,13 @@ func newTestRedisClient(t testing.TB) redis.UniversalClient {
 	if addrs := os.Getenv("REDIS_CLUSTER_ADDRS"); addrs != "" {
 		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ",")})
 	} else {
-		opts := &redis.Options{Addr: "127.0.0.1:6379"}
-		if u := os.Getenv("REDIS_URL"); u != "" {
-			var err error
-			if opts, err = redis.ParseURL(u); err != nil {
-				t.Fatalf("REDIS_URL: %v", err)
-			}
-		}
-		c = redis.NewClient(opts)
+		c = redis.NewClient(testredis.Options(t))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := c.Ping(ctx).Err(); err != nil {
 		_ = c.Close()
-		t.Fatalf("no Redis for the tests (set REDIS_URL or start redis-server on 127.0.0.1:6379): %v", err)
+		t.Fatalf("no Redis for the tests: %v (%s)", err, testredis.Hint)
 	}
 	return c
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's one test command (README "Test"; .ci/run calls exactly this).
 # Runs gofmt, go vet, staticcheck and `go test -race ./...` against a real
-# Redis: $REDIS_URL if set, else 127.0.0.1:6379 if it answers, else a private
-# redis-server on a free port that is stopped afterwards. A missing Redis
+# Redis: $REDIS_URL if set, else a private redis-server on a random free port
+# that is stopped afterwards (never the machine's 6379). Every test package
+# finds Redis only through $REDIS_URL (internal/testredis). A missing Redis
 # fails the run; nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,21 +59,20 @@ step "redis"
 # binary is required even when a server is already running.
 ensure_redis_server
 if [ -z "${REDIS_URL:-}" ]; then
-  if port_open 127.0.0.1 6379; then
-    export REDIS_URL="redis://127.0.0.1:6379/0"
-  else
-    private_redis_dir=$(mktemp -d)
-    for _ in $(seq 1 50); do
-      private_redis_port=$((20000 + RANDOM % 20000))
-      port_open 127.0.0.1 "$private_redis_port" || break
-    done
-    redis-server --port "$private_redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-      --dir "$private_redis_dir" --daemonize yes --pidfile "$private_redis_dir/redis.pid" \
-      --logfile "$private_redis_dir/redis.log"
-    for _ in $(seq 1 100); do port_open 127.0.0.1 "$private_redis_port" && break; sleep 0.05; done
-    port_open 127.0.0.1 "$private_redis_port" || { echo "error: private redis-server did not start:" >&2; cat "$private_redis_dir/redis.log" >&2; exit 1; }
-    export REDIS_URL="redis://127.0.0.1:$private_redis_port/0"
-  fi
+  # Always a private server on a random port: the suite must not depend on
+  # (or disturb) whatever runs on 6379, and proves it finds Redis only
+  # through $REDIS_URL.
+  private_redis_dir=$(mktemp -d)
+  for _ in $(seq 1 50); do
+    private_redis_port=$((20000 + RANDOM % 20000))
+    port_open 127.0.0.1 "$private_redis_port" || break
+  done
+  redis-server --port "$private_redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$private_redis_dir" --daemonize yes --pidfile "$private_redis_dir/redis.pid" \
+    --logfile "$private_redis_dir/redis.log"
+  for _ in $(seq 1 100); do port_open 127.0.0.1 "$private_redis_port" && break; sleep 0.05; done
+  port_open 127.0.0.1 "$private_redis_port" || { echo "error: private redis-server did not start:" >&2; cat "$private_redis_dir/redis.log" >&2; exit 1; }
+  export REDIS_URL="redis://127.0.0.1:$private_redis_port/0"
 fi
 echo "using $REDIS_URL"
 

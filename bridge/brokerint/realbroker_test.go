@@ -7,8 +7,6 @@ package brokerint_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"html"
@@ -29,6 +27,7 @@ import (
 	"github.com/sealrelay/sealrelay/broker"
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/slackfake"
+	"github.com/sealrelay/sealrelay/internal/testredis"
 	"github.com/sealrelay/sealrelay/queue"
 )
 
@@ -53,21 +52,7 @@ type realBroker struct {
 
 func newRealBroker(t *testing.T) *realBroker {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	if err := rdb.Ping(context.Background()).Err(); err != nil {
-		t.Fatalf("redis: %v", err)
-	}
-	p := make([]byte, 6)
-	_, _ = rand.Read(p)
-	prefix := "srtest:bridge:" + hex.EncodeToString(p) + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-		_ = rdb.Close()
-	})
+	rdb, prefix := testredis.New(t, "bridge")
 	fake := slackfake.New(slackfake.Options{ClientID: realClientID, ClientSecret: realClientSecret})
 	slackSrv := httptest.NewServer(fake)
 	t.Cleanup(slackSrv.Close)

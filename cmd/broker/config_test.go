@@ -146,7 +146,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 				return ""
 			}},
 		{"scopes, api url slash, redis, metrics, days", []string{"--slack-bot-scopes", " chat:write , commands ",
-			"--slack-api-url", "http://127.0.0.1:5555/api", "--redis-url", "redis://:pw@127.0.0.1:6379/3",
+			"--slack-api-url", "http://127.0.0.1:5555/api", "--redis-url", "redis://:pw@redis.internal:6379/3",
 			"--metrics-listen", "127.0.0.1:0", "--access-token-ttl", "7d", "--send-rate", "0"}, nil,
 			func(c *config) string {
 				switch {

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -19,10 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/slackfake"
+	"github.com/sealrelay/sealrelay/internal/testredis"
 	"github.com/sealrelay/sealrelay/protocol"
 )
 
@@ -72,20 +69,9 @@ func TestServeEndToEnd(t *testing.T) {
 			env["SEALRELAY_SLACK_API_URL"] = slackfake.APIURL(fs.URL)
 			env["SEALRELAY_SLACK_AUTHORIZE_URL"] = slackfake.AuthorizeURL(fs.URL)
 			if store == "redis" {
-				b := make([]byte, 6)
-				_, _ = rand.Read(b)
-				prefix := "srtest:e2e:" + hex.EncodeToString(b) + ":"
-				env["SEALRELAY_REDIS_URL"] = testRedisURL
+				_, prefix := testredis.New(t, "e2e")
+				env["SEALRELAY_REDIS_URL"] = testredis.URL(t)
 				env["SEALRELAY_REDIS_PREFIX"] = prefix
-				rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-				t.Cleanup(func() {
-					ctx := context.Background()
-					iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-					for iter.Next(ctx) {
-						rdb.Del(ctx, iter.Val())
-					}
-					_ = rdb.Close()
-				})
 			}
 			for k, v := range env {
 				if v == "" {

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,13 +10,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/sealrelay/sealrelay/broker"
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/internal/testredis"
 )
-
-const testRedisURL = "redis://127.0.0.1:6379/0"
 
 func loadKeyringFile(t *testing.T, path string) *crypto.Keyring {
 	t.Helper()
@@ -188,25 +183,14 @@ func TestKeysRotateBolt(t *testing.T) {
 func TestKeysRotateRedis(t *testing.T) {
 	keys := testKeysDir(t)
 	keyringPath := filepath.Join(keys, masterKeysFile)
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	defer rdb.Close()
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	prefix := "srtest:cmd:" + hex.EncodeToString(b) + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-	})
+	rdb, prefix := testredis.New(t, "cmd")
 	st := broker.NewRedisState(rdb, prefix+redisStateNS)
 	seedInstallations(t, st, loadKeyringFile(t, keyringPath))
 
 	// Settings from the environment, the Redis URL through a _FILE.
 	env := map[string]string{
 		"SEALRELAY_KEYS_DIR":       keys,
-		"SEALRELAY_REDIS_URL_FILE": writeFile(t, testRedisURL+"\n"),
+		"SEALRELAY_REDIS_URL_FILE": writeFile(t, testredis.URL(t)+"\n"),
 		"SEALRELAY_REDIS_PREFIX":   prefix,
 		"SEALRELAY_DATA_DIR":       filepath.Join(t.TempDir(), "must-not-be-created"),
 	}

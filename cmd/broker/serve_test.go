@@ -10,7 +10,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -29,10 +28,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/sealrelay/sealrelay/broker"
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/internal/testredis"
 	"github.com/sealrelay/sealrelay/protocol"
 )
 
@@ -174,20 +172,9 @@ func TestServeEmbedded(t *testing.T) {
 }
 
 func TestServeRedis(t *testing.T) {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	prefix := "srtest:serve:" + hex.EncodeToString(b) + ":"
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-		_ = rdb.Close()
-	})
+	rdb, prefix := testredis.New(t, "serve")
 	env := baseEnv(t)
-	env["SEALRELAY_REDIS_URL"] = testRedisURL
+	env["SEALRELAY_REDIS_URL"] = testredis.URL(t)
 	env["SEALRELAY_REDIS_PREFIX"] = prefix
 	r := startServe(t, nil, env)
 	checkEndpoints(t, r)
