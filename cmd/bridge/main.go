@@ -19,13 +19,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/sealrelay/sealrelay/bridge"
+	"golang.org/x/term"
 )
 
 const usage = `usage: bridge <command> [flags]
@@ -77,33 +77,13 @@ func realMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 
 var errUsage = errors.New("usage")
 
-// isTerminal reports whether r is an interactive terminal.
-func isTerminal(r io.Reader) bool {
+// terminalFd returns r's file descriptor when r is an interactive terminal.
+func terminalFd(r io.Reader) (int, bool) {
 	f, ok := r.(*os.File)
-	if !ok {
-		return false
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return 0, false
 	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-// noEcho turns off terminal echo on r (via stty) and returns a function
-// that turns it back on. Without stty the input stays visible.
-func noEcho(r io.Reader) func() {
-	f, ok := r.(*os.File)
-	if !ok {
-		return func() {}
-	}
-	off := exec.Command("stty", "-echo")
-	off.Stdin = f
-	if off.Run() != nil {
-		return func() {}
-	}
-	return func() {
-		on := exec.Command("stty", "echo")
-		on.Stdin = f
-		_ = on.Run()
-	}
+	return int(f.Fd()), true
 }
 
 func cmdRegister(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -124,7 +104,7 @@ func cmdRegister(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		fmt.Fprintf(stderr, "unexpected argument %q\n", fs.Arg(0))
 		return errUsage
 	}
-	if isTerminal(stdin) {
+	if fd, ok := terminalFd(stdin); ok {
 		rd := bufio.NewReader(stdin)
 		prompt := func(label string, v *string) {
 			for *v == "" {
@@ -138,11 +118,14 @@ func cmdRegister(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		}
 		prompt("Broker URL (e.g. https://broker.example.com)", brokerURL)
 		prompt("Org id (Slack team id, e.g. T0123ABCD)", &orgID)
-		if token == "" {
-			restore := noEcho(stdin)
-			prompt("Registration token (not shown)", &token)
-			restore()
+		for token == "" {
+			fmt.Fprint(stdout, "Registration token (not shown): ")
+			b, err := term.ReadPassword(fd)
 			fmt.Fprintln(stdout)
+			if err != nil {
+				return fmt.Errorf("reading the registration token: %w", err)
+			}
+			token = strings.TrimSpace(string(b))
 		}
 	}
 	var missing []string
