@@ -69,10 +69,7 @@ func newWebAPI(b *Bridge) *webAPI {
 			a.origins[n] = true
 		}
 	}
-	a.calls = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "sealrelay_bridge", Name: "webapi_calls_total",
-		Help: "Slack Web API calls of the local app, by method family (chat, conversations, …; other) and outcome."},
-		[]string{"class", "outcome"})
-	b.metrics.reg.MustRegister(a.calls)
+	a.calls = b.metrics.webapiCalls
 	return a
 }
 
