@@ -182,6 +182,7 @@ func (a *webAPI) checkBrowser(w http.ResponseWriter, r *http.Request) *apiError 
 			return &apiError{status: http.StatusForbidden, code: "forbidden_origin", detail: "the Web API does not answer web pages; allow an origin with --web-api-allow-origin", outcome: outcomeForbidden}
 		}
 		w.Header().Set("Access-Control-Allow-Origin", origin)
+		w.Header().Set("Access-Control-Expose-Headers", "Retry-After")
 		w.Header().Add("Vary", "Origin")
 		return nil
 	}
