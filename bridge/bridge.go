@@ -43,6 +43,7 @@ type Bridge struct {
 	dedup         *dedupStore
 	hub           *streamHub
 	metrics       *metrics
+	webapi        *webAPI
 	done          chan struct{}
 	closeOnce     sync.Once
 	running       atomic.Bool
@@ -120,6 +121,7 @@ func New(cfg Config, logger *slog.Logger) (*Bridge, error) {
 		done:          make(chan struct{}),
 		partial:       map[string]uint8{},
 	}
+	b.webapi = newWebAPI(b)
 	b.health.BrokerURL = b.client.current()
 	b.health.OrgID = cfg.OrgID
 	if !cfg.AccessTokenExpiresAt.IsZero() {
