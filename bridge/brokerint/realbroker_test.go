@@ -101,6 +101,13 @@ var (
 func (rb *realBroker) install(team string) (string, string) {
 	rb.t.Helper()
 	rb.fake.QueueInstall(slackfake.Install{TeamID: team, TeamName: "Bridge Test"})
+	return rb.installQueued()
+}
+
+// installQueued runs the OAuth install of the installation queued at the
+// fake Slack and returns the org id and registration token.
+func (rb *realBroker) installQueued() (string, string) {
+	rb.t.Helper()
 	resp, err := http.Get(rb.url + "/slack/install")
 	if err != nil {
 		rb.t.Fatal(err)
