@@ -152,36 +152,6 @@ func TestSSEDeliveryAndResume(t *testing.T) {
 	}
 }
 
-func TestSSEBoundedBufferCountsDropped(t *testing.T) {
-	fb, r, base := streamBridge(t, 2)
-	first := openStream(t, base, "")
-	m1 := fb.Enqueue(slackEvent("a", "C1", "1.1"))
-	e1 := first.next(t)
-	if !strings.Contains(e1.data, m1) {
-		t.Fatal(e1.data)
-	}
-	first.close()
-	var later []string
-	for i := 0; i < 4; i++ {
-		later = append(later, fb.Enqueue(slackEvent("x", "C1", "2.1")))
-	}
-	waitFor(t, fb, "acks", func() bool { return fb.Pending() == 0 })
-	s := openStream(t, base, e1.id)
-	d := s.next(t)
-	if d.event != "dropped" || d.data != `{"dropped":2}` {
-		t.Fatalf("want a dropped notice for 2 events, got %+v", d)
-	}
-	if got := s.next(t); !strings.Contains(got.data, later[2]) {
-		t.Fatalf("got %s want %s", got.data, later[2])
-	}
-	if got := s.next(t); !strings.Contains(got.data, later[3]) {
-		t.Fatalf("got %s want %s", got.data, later[3])
-	}
-	if h := r.b.Health(); h.StreamDropped != 3 || h.StreamBuffered != 2 {
-		t.Fatalf("health dropped=%d buffered=%d", h.StreamDropped, h.StreamBuffered)
-	}
-}
-
 // post calls the local API.
 func post(t testing.TB, base, path, body string, hdr map[string]string) (int, map[string]any, http.Header) {
 	t.Helper()

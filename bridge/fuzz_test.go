@@ -54,14 +54,15 @@ func FuzzParseDedupLog(f *testing.F) {
 	f.Add([]byte("1700000000 \"m-1\"\n1700000001 \"m-2\"\n"), "m-3")
 	f.Add([]byte("garbage\n-1 \"x\"\n12 unquoted\n99 \"torn"), "id with \"quotes\" and \n newline")
 	f.Fuzz(func(t *testing.T, data []byte, id string) {
-		_ = parseDedupLog(data)
+		_, _ = parseDedupLog(data)
 		if id == "" {
 			return
 		}
 		line := appendDedupLine(nil, id, 42)
-		got := parseDedupLog(append(append([]byte{}, line...), line...))
-		if len(got) != 1 || got[id] != 42 {
-			t.Fatalf("round trip of %q: %v", id, got)
+		line = appendEventLine(line, id, 43)
+		got, events := parseDedupLog(append(append([]byte{}, line...), line...))
+		if len(got) != 1 || got[id] != 42 || len(events) != 1 || events[id] != 43 {
+			t.Fatalf("round trip of %q: %v %v", id, got, events)
 		}
 	})
 }
