@@ -83,12 +83,12 @@ type Health struct {
 	StreamDropped uint64 `json:"stream_dropped"`
 	// BrokerDropped totals the copies the broker reported dropped for this
 	// agent in events_dropped notices; BrokerDropReasons splits it by reason.
-	BrokerDropped     uint64            `json:"broker_dropped"`
-	BrokerDropReasons map[string]uint64 `json:"broker_drop_reasons,omitempty"`
-	Delivered           uint64     `json:"delivered"`
-	Duplicates          uint64     `json:"duplicates"`
-	Poison              uint64     `json:"poison"`
-	AccessTokenExpires  *time.Time `json:"access_token_expires_at,omitempty"`
+	BrokerDropped      uint64            `json:"broker_dropped"`
+	BrokerDropReasons  map[string]uint64 `json:"broker_drop_reasons,omitempty"`
+	Delivered          uint64            `json:"delivered"`
+	Duplicates         uint64            `json:"duplicates"`
+	Poison             uint64            `json:"poison"`
+	AccessTokenExpires *time.Time        `json:"access_token_expires_at,omitempty"`
 }
 
 const (
