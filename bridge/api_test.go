@@ -274,11 +274,21 @@ func TestLocalAPIValidation(t *testing.T) {
 		{"/send", `{"channel":"C123","text":"` + long + `"}`, 400, "limit is 40000"},
 		{"/send", `{"channel":"C123","text":"x","thread_ts":"yesterday"}`, 400, "thread_ts"},
 		{"/send", `{"channel":"C123","text":"x","blocks":{"type":"divider"}}`, 400, "blocks must be a JSON array"},
-		{"/send", `{"channel":"C123","text":"x","extra":1,"thread-ts":"1.2"}`, 502, "not_in_channel"}, // unknown fields ignored (Baudbot compatibility)
+		{"/send", `{"channel":"C123","text":"x"}`, 502, "not_in_channel"}, // valid: reaches the broker
+		{"/send", `{"channel":"C123","text":"x","thread-ts":"1.2"}`, 400, `unknown field "thread-ts" (did you mean "thread_ts"?)`},
+		{"/send", `{"channel":"C123","text":"x","Thread-TS":"1.2"}`, 400, `(did you mean "thread_ts"?)`},
+		{"/send", `{"channel":"C123","txt":"x"}`, 400, `unknown field "txt" (did you mean "text"?)`},
+		{"/send", `{"channel":"C123","text":"x","extra":1}`, 400, `unknown field "extra"`},
+		{"/reply", `{"thread":"C1:1.2","text":"x"}`, 400, `unknown field "thread"`},
+		{"/send", "{\"channel\":\"C123\",\"text\":\"caf\xe9\"}", 400, "not valid UTF-8"},
+		{"/send", "{\"channel\":\"C123\",\"text\":\"x\",\"blocks\":[{\"t\":\"\xff\"}]}", 400, "not valid UTF-8"},
+		{"/send", sizedSend(bridge.MaxLocalBody), 502, "not_in_channel"}, // exactly at the limit: reaches the broker
+		{"/send", sizedSend(bridge.MaxLocalBody + 1), 413, "limit 640 KiB"},
 		{"/send", `{"channel":123,"text":"x"}`, 400, `"channel" must be a string`},
 		{"/send", `{"channel":"C1","text":"x"} {}`, 400, "trailing data"},
 		{"/send", `not json`, 400, "invalid JSON"},
 		{"/send", `{"channel":"C1","text":"` + strings.Repeat("a", 1<<20) + `"}`, 413, "too large"},
+		{"/send", `{"channel":"C1","text":"x"}]`, 400, "trailing data"},
 		{"/react", `{"channel":"C1","timestamp":"1.2"}`, 400, "emoji is required"},
 		{"/react", `{"channel":"C1","timestamp":"1.2","emoji":"Thumbs Up"}`, 400, "emoji name"},
 		{"/react", `{"channel":"C1","emoji":"x"}`, 400, "timestamp is required"},
@@ -296,8 +306,8 @@ func TestLocalAPIValidation(t *testing.T) {
 			t.Errorf("%s %.60s: got %d %q, want %d containing %q", tc.path, tc.body, st, msg, tc.status, tc.want)
 		}
 	}
-	if n := len(fb.Sends()); n != 1 {
-		t.Fatalf("%d calls reached the broker, want only the one valid call", n)
+	if n := len(fb.Sends()); n != 2 {
+		t.Fatalf("%d calls reached the broker, want only the two valid calls", n)
 	}
 	// Wrong methods and paths.
 	resp, err := http.Get(base + "/send")
@@ -444,4 +454,11 @@ func TestListenAddressMustBeLoopback(t *testing.T) {
 			b.Close()
 		}
 	}
+}
+
+// sizedSend returns a valid /send body of exactly n bytes (padding in a
+// block's text).
+func sizedSend(n int) string {
+	head, tail := `{"channel":"C123","text":"x","blocks":[{"type":"section","text":{"type":"mrkdwn","text":"`, `"}}]}`
+	return head + strings.Repeat("a", n-len(head)-len(tail)) + tail
 }

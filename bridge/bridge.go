@@ -607,7 +607,7 @@ func (b *Bridge) remember(id string, done uint8) {
 // returns the broker's answer. A broker refusal is a *BrokerError carrying
 // the broker's status and error text.
 func (b *Bridge) Send(ctx context.Context, action string, routing protocol.Routing, body protocol.SendBody) (*protocol.SendResponse, error) {
-	pt, err := marshal(body)
+	pt, err := marshalPlain(body)
 	if err != nil {
 		return nil, err
 	}

@@ -299,7 +299,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer b.Close()
 
-	api := &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	api := bridge.NewLocalServer(b.Handler())
 	go func() {
 		if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("local API stopped", "err", err)
