@@ -12,7 +12,7 @@ import (
 	"unicode/utf8"
 )
 
-// maxLocalBody bounds local API request bodies: 640 KiB. It is chosen so
+// MaxLocalBody bounds local API request bodies: 640 KiB. It is chosen so
 // that the request the bridge then sends to the broker always fits the
 // broker's 1 MiB limit (protocol.MaxBodySize): the sealed body is the
 // re-encoded JSON (at most 120,000 bytes longer, when all 40,000 text
@@ -20,7 +20,9 @@ import (
 // else grows because HTML escaping is off), plus 16 bytes of box tag,
 // base64-encoded (× 4/3), plus under 1 KiB of request fields:
 // 4/3 × (655,360 + 120,016) + 1,024 < 1,048,576.
-const maxLocalBody = 640 << 10
+const MaxLocalBody = 640 << 10
+
+const maxLocalBody = MaxLocalBody
 
 // maxLocalBodyText is maxLocalBody as the error message states it.
 const maxLocalBodyText = "640 KiB"

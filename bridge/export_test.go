@@ -9,6 +9,3 @@ import (
 func NewLocalServerWithTimeouts(h http.Handler, readHeader, read, write, idle time.Duration) *http.Server {
 	return newLocalServer(h, serverTimeouts{readHeader: readHeader, read: read, write: write, idle: idle})
 }
-
-// MaxLocalBody is the local API's body limit (tests).
-const MaxLocalBody = maxLocalBody
