@@ -174,3 +174,33 @@ func FuzzReceive(f *testing.F) {
 		}
 	})
 }
+
+func FuzzSpoolParse(f *testing.F) {
+	box, _ := crypto.GenerateBoxKeyPair()
+	key := box.DeriveLocalKey(spoolKeyLabel)
+	s := &spool{key: key}
+	_ = s.record(spoolState, 0, make([]byte, 16))
+	_ = s.record(spoolEvent, 7, []byte(`{"message_id":"m-1"}`))
+	_ = s.record(spoolEvict, 3, nil)
+	f.Add(append([]byte(nil), s.buf...))
+	f.Add([]byte{0, 0, 0, 9, 1, 0, 0, 0, 0, 0, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ld := (&spool{key: key}).parse(data)
+		for i := 1; i < len(ld.items); i++ {
+			if ld.items[i].seq <= ld.items[i-1].seq {
+				t.Fatalf("items out of order: %d after %d", ld.items[i].seq, ld.items[i-1].seq)
+			}
+		}
+	})
+}
+
+func FuzzCloseField(f *testing.F) {
+	f.Add("thread-ts")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, name string) {
+		got := closestField(name, []string{"channel", "text", "thread_ts", "blocks"})
+		if got != "" && got != "channel" && got != "text" && got != "thread_ts" && got != "blocks" {
+			t.Fatalf("suggested %q", got)
+		}
+	})
+}
