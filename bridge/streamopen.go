@@ -10,10 +10,11 @@ import (
 const spoolKeyLabel = "bridge-stream-spool"
 
 // openStreamHub builds the SSE buffer. With the stream enabled it is backed
-// by the encrypted spool in the state directory (whose events are marked
-// in the dedup store, so that a message spooled just before a crash and
-// redelivered by the broker is not spooled twice). It is durable — never
-// evicts what no consumer has had — when the stream is the only sink.
+// by the encrypted spool in the state directory. It is durable — never
+// evicts what no consumer has had — when the stream is the only sink; then
+// the spooled events are also marked in the dedup store, so that a message
+// spooled just before a crash and redelivered by the broker is not spooled
+// twice.
 func openStreamHub(cfg Config, store *dedupStore, logger *slog.Logger) (*streamHub, error) {
 	if !cfg.Stream {
 		return newStreamHub(cfg.StreamBuffer, cfg.StreamBufferBytes, cfg.Now()), nil
@@ -27,14 +28,16 @@ func openStreamHub(cfg Config, store *dedupStore, logger *slog.Logger) (*streamH
 	if ld.skipped > 0 {
 		logger.Error("stream spool records do not authenticate (another agent identity, or a damaged file); they are skipped", "records", ld.skipped)
 	}
+	durable := cfg.ForwardURL == "" && cfg.Deliver == nil
 	for _, it := range ld.items {
-		if it.messageID != "" && !store.Seen(it.messageID) {
+		// Only when the spool is the delivery: with another sink a spooled
+		// event may not have reached that sink yet, and must come again.
+		if durable && it.messageID != "" && !store.Seen(it.messageID) {
 			if err := store.Mark(it.messageID); err != nil {
 				return nil, err
 			}
 		}
 	}
-	durable := cfg.ForwardURL == "" && cfg.Deliver == nil
 	h, err := newSpooledHub(cfg.StreamBuffer, cfg.StreamBufferBytes, cfg.Now(), durable, sp, ld)
 	if err != nil {
 		sp.close()
