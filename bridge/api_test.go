@@ -282,6 +282,10 @@ func TestLocalAPIValidation(t *testing.T) {
 		{"/reply", `{"thread":"C1:1.2","text":"x"}`, 400, `unknown field "thread"`},
 		{"/send", "{\"channel\":\"C123\",\"text\":\"caf\xe9\"}", 400, "not valid UTF-8"},
 		{"/send", "{\"channel\":\"C123\",\"text\":\"x\",\"blocks\":[{\"t\":\"\xff\"}]}", 400, "not valid UTF-8"},
+		{"/send", `{"channel":"C123","text":"a\ud800b"}`, 400, "unpaired UTF-16 surrogate"},
+		{"/send", `{"channel":"C123","text":"\udc00"}`, 400, "unpaired UTF-16 surrogate"},
+		{"/send", `{"channel":"C123","text":"x\\ud800","blocks":[{"t":"\ud83d"}]}`, 400, "unpaired UTF-16 surrogate"},
+		{"/send", `{"channel":"C123","text":"ok \ud83d\ude00 \\ud800"}`, 502, "not_in_channel"}, // a pair, and an escaped backslash: fine
 		{"/send", sizedSend(bridge.MaxLocalBody), 502, "not_in_channel"}, // exactly at the limit: reaches the broker
 		{"/send", sizedSend(bridge.MaxLocalBody + 1), 413, "limit 640 KiB"},
 		{"/send", `{"channel":123,"text":"x"}`, 400, `"channel" must be a string`},
@@ -306,8 +310,8 @@ func TestLocalAPIValidation(t *testing.T) {
 			t.Errorf("%s %.60s: got %d %q, want %d containing %q", tc.path, tc.body, st, msg, tc.status, tc.want)
 		}
 	}
-	if n := len(fb.Sends()); n != 2 {
-		t.Fatalf("%d calls reached the broker, want only the two valid calls", n)
+	if n := len(fb.Sends()); n != 3 {
+		t.Fatalf("%d calls reached the broker, want only the three valid calls", n)
 	}
 	// Wrong methods and paths.
 	resp, err := http.Get(base + "/send")

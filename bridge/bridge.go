@@ -58,6 +58,8 @@ type Bridge struct {
 	// lastKeyCheck limits broker key checks after bad signatures to one a
 	// minute.
 	lastKeyCheck time.Time
+	// streamWaiting is set while the stream refuses events (logged once).
+	streamWaiting bool
 
 	mu     sync.Mutex
 	health Health
@@ -528,13 +530,17 @@ func (b *Bridge) receive(ctx context.Context, m *protocol.InboxMessage) (string,
 	dctx := context.WithoutCancel(ctx) // finish this delivery even when stopping
 	if err := b.deliver(dctx, ev); err != nil {
 		if errors.Is(err, errStreamFull) {
-			b.log.Info("stream buffer holds only unread events; waiting for an SSE consumer before taking more", "buffered", b.cfg.StreamBuffer)
+			if !b.streamWaiting {
+				b.streamWaiting = true
+				b.log.Info("stream buffer holds only unread events; not taking more from the broker until an SSE consumer reads", "buffered", b.hub.stats().buffered)
+			}
 			return "", err
 		}
 		b.metrics.deliveryErrors.Inc()
 		b.log.Warn("local delivery failed; will retry", "message_id", m.MessageID, "type", ev.Type, "err", err)
 		return "", fmt.Errorf("%w: %v", errDelivery, err)
 	}
+	b.streamWaiting = false
 	if err := b.dedup.MarkEvent(m.MessageID, eventID); err != nil {
 		b.log.Error("dedup store write failed", "err", err)
 	}

@@ -28,7 +28,8 @@ const maxLocalBody = MaxLocalBody
 const maxLocalBodyText = "640 KiB"
 
 // decodeBody reads a JSON object into v. It rejects oversized bodies (413),
-// bodies that are not valid UTF-8, unknown fields (naming the field, and
+// bodies that are not valid UTF-8 (raw bytes, or \u escapes of unpaired
+// surrogates), unknown fields (naming the field, and
 // the known one when it is close) and trailing data (400).
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxLocalBody))
@@ -43,6 +44,11 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	if !utf8.Valid(raw) {
 		writeError(w, http.StatusBadRequest, "invalid JSON body: not valid UTF-8")
+		return false
+	}
+	if hasLoneSurrogate(raw) {
+		// encoding/json would silently turn it into U+FFFD.
+		writeError(w, http.StatusBadRequest, `invalid JSON body: a \u escape is an unpaired UTF-16 surrogate (not valid Unicode)`)
 		return false
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -140,4 +146,69 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// hasLoneSurrogate reports whether a JSON string in b holds a \u escape of
+// a UTF-16 surrogate that is not part of a high-low pair. Malformed escapes
+// are left to the JSON decoder.
+func hasLoneSurrogate(b []byte) bool {
+	inString := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if !inString {
+			inString = c == '"'
+			continue
+		}
+		switch c {
+		case '"':
+			inString = false
+		case '\\':
+			if i+1 >= len(b) {
+				return false
+			}
+			if b[i+1] != 'u' {
+				i++ // a one-character escape
+				continue
+			}
+			r, ok := hex4(b[i+2:])
+			if !ok {
+				return false
+			}
+			i += 5 // at the escape's last hex digit
+			switch {
+			case r >= 0xD800 && r < 0xDC00:
+				if i+6 < len(b) && b[i+1] == '\\' && b[i+2] == 'u' {
+					if r2, ok := hex4(b[i+3:]); ok && r2 >= 0xDC00 && r2 < 0xE000 {
+						i += 6
+						continue
+					}
+				}
+				return true
+			case r >= 0xDC00 && r < 0xE000:
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hex4 parses four hex digits at the start of b.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }

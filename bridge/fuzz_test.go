@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
@@ -201,6 +202,27 @@ func FuzzCloseField(f *testing.F) {
 		got := closestField(name, []string{"channel", "text", "thread_ts", "blocks"})
 		if got != "" && got != "channel" && got != "text" && got != "thread_ts" && got != "blocks" {
 			t.Fatalf("suggested %q", got)
+		}
+	})
+}
+
+// FuzzLoneSurrogate: a string hasLoneSurrogate reports decodes with a
+// U+FFFD (encoding/json's replacement for it); one it accepts decodes with
+// no more U+FFFD than the input spells (literally or as an escape).
+func FuzzLoneSurrogate(f *testing.F) {
+	f.Add(`"\ud800"`)
+	f.Add(`"\ud83d\ude00"`)
+	f.Add(`"\\ud800"`)
+	f.Add(`"\ufffd"`)
+	f.Fuzz(func(t *testing.T, s string) {
+		var out string
+		if !utf8.ValidString(s) || json.Unmarshal([]byte(s), &out) != nil {
+			return
+		}
+		got := strings.Count(out, "\ufffd")
+		spelled := strings.Count(strings.ToLower(s), `\ufffd`) + strings.Count(s, "\ufffd")
+		if lone := hasLoneSurrogate([]byte(s)); lone && got == 0 || !lone && got > spelled {
+			t.Fatalf("%q: lone=%v but decoding gave %d U+FFFD for %d spelled", s, lone, got, spelled)
 		}
 	})
 }

@@ -137,7 +137,11 @@ func TestDedupStoreExpiryAndCompaction(t *testing.T) {
 
 func TestStreamHubBounds(t *testing.T) {
 	h := newStreamHub(3, 1000, time.Unix(1, 0))
-	ev := func(n int) *Event { return &Event{MessageID: "m", Payload: []byte(`"` + strings.Repeat("x", n) + `"`)} }
+	id := 0
+	ev := func(n int) *Event {
+		id++
+		return &Event{MessageID: fmt.Sprint("m", id), Payload: []byte(`"` + strings.Repeat("x", n) + `"`)}
+	}
 	for i := 0; i < 5; i++ {
 		if _, err := h.publish(ev(10)); err != nil {
 			t.Fatal(err)
@@ -167,6 +171,15 @@ func TestStreamHubBounds(t *testing.T) {
 	items, missed, _ = h.since(items[0].seq - 3)
 	if len(items) != 1 || missed != 2 {
 		t.Fatalf("resume gap: %d items, %d missed", len(items), missed)
+	}
+	// A message already buffered (redelivered by the broker) is not
+	// streamed twice.
+	id--
+	if _, err := h.publish(ev(10)); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.stats().buffered; n != 1 || h.nextSeq != items[0].seq+1 {
+		t.Fatalf("redelivered message streamed again: held %d", n)
 	}
 }
 

@@ -47,6 +47,10 @@ type streamHub struct {
 	notify  chan struct{}
 	room    chan struct{}
 	spool   *spool
+	// ids holds the message ids of the buffered events, so that a message
+	// the broker delivers again (a crash after spooling, before the ack)
+	// is not streamed twice.
+	ids map[string]struct{}
 }
 
 type streamItem struct {
@@ -70,6 +74,7 @@ func newSpooledHub(size, maxBytes int, now time.Time, durable bool, sp *spool, l
 		notify:  make(chan struct{}),
 		room:    make(chan struct{}),
 		spool:   sp,
+		ids:     map[string]struct{}{},
 	}
 	h.nextSeq = ld.next
 	if h.nextSeq == 0 {
@@ -86,6 +91,7 @@ func newSpooledHub(size, maxBytes int, now time.Time, durable bool, sp *spool, l
 		h.ring[h.n] = it
 		h.n++
 		h.bytes += len(it.data)
+		h.ids[it.messageID] = struct{}{}
 	}
 	h.floor = h.nextSeq - 1
 	if h.n > 0 {
@@ -110,6 +116,9 @@ func (h *streamHub) publish(ev *Event) (bool, error) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if _, dup := h.ids[ev.MessageID]; dup && ev.MessageID != "" {
+		return false, nil // already buffered (and spooled)
+	}
 	evicted := false
 	for h.n > 0 && (h.n == len(h.ring) || h.bytes+len(data) > h.maxSize) {
 		old := h.ring[h.start]
@@ -121,6 +130,7 @@ func (h *streamHub) publish(ev *Event) (bool, error) {
 			return evicted, errStreamFull
 		}
 		h.bytes -= len(old.data)
+		delete(h.ids, old.messageID)
 		h.ring[h.start] = streamItem{}
 		h.start = (h.start + 1) % len(h.ring)
 		h.n--
@@ -137,6 +147,7 @@ func (h *streamHub) publish(ev *Event) (bool, error) {
 		}
 	}
 	h.ring[(h.start+h.n)%len(h.ring)] = streamItem{seq: seq, data: data, messageID: ev.MessageID}
+	h.ids[ev.MessageID] = struct{}{}
 	h.bytes += len(data)
 	h.n++
 	h.nextSeq++
@@ -313,7 +324,8 @@ func (b *Bridge) serveEvents(w http.ResponseWriter, r *http.Request) {
 	ticker := time.NewTicker(sseKeepAlive)
 	defer ticker.Stop()
 	for {
-		items, missed, wait := b.hub.since(last)
+		from := last
+		items, missed, wait := b.hub.since(from)
 		var sb strings.Builder
 		if missed > 0 {
 			fmt.Fprintf(&sb, "event: dropped\ndata: {\"dropped\":%d}\n\n", missed)
@@ -327,7 +339,7 @@ func (b *Bridge) serveEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if missed > 0 {
-				last = max(last, last+missed) // do not report the same gap twice
+				last = max(last, from+missed) // past the gap: report it once
 				b.hub.countMissed(missed)
 				b.metrics.streamDropped.Add(float64(missed))
 			}

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -53,7 +54,14 @@ type realBroker struct {
 
 func newRealBroker(t *testing.T) *realBroker {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	opts := &redis.Options{Addr: "127.0.0.1:6379"} // the documented default when REDIS_URL is unset
+	if u := os.Getenv("REDIS_URL"); u != "" {
+		var err error
+		if opts, err = redis.ParseURL(u); err != nil {
+			t.Fatalf("REDIS_URL: %v", err)
+		}
+	}
+	rdb := redis.NewClient(opts)
 	if err := rdb.Ping(context.Background()).Err(); err != nil {
 		t.Fatalf("redis: %v", err)
 	}
