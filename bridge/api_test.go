@@ -286,7 +286,7 @@ func TestLocalAPIValidation(t *testing.T) {
 		{"/send", `{"channel":"C123","text":"\udc00"}`, 400, "unpaired UTF-16 surrogate"},
 		{"/send", `{"channel":"C123","text":"x\\ud800","blocks":[{"t":"\ud83d"}]}`, 400, "unpaired UTF-16 surrogate"},
 		{"/send", `{"channel":"C123","text":"ok \ud83d\ude00 \\ud800"}`, 502, "not_in_channel"}, // a pair, and an escaped backslash: fine
-		{"/send", sizedSend(bridge.MaxLocalBody), 502, "not_in_channel"}, // exactly at the limit: reaches the broker
+		{"/send", sizedSend(bridge.MaxLocalBody), 502, "not_in_channel"},                        // exactly at the limit: reaches the broker
 		{"/send", sizedSend(bridge.MaxLocalBody + 1), 413, "limit 640 KiB"},
 		{"/send", `{"channel":123,"text":"x"}`, 400, `"channel" must be a string`},
 		{"/send", `{"channel":"C1","text":"x"} {}`, 400, "trailing data"},
