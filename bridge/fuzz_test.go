@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/url"
 	"strings"
 	"testing"
@@ -223,6 +224,29 @@ func FuzzLoneSurrogate(f *testing.F) {
 		spelled := strings.Count(strings.ToLower(s), `\ufffd`) + strings.Count(s, "\ufffd")
 		if lone := hasLoneSurrogate([]byte(s)); lone && got == 0 || !lone && got > spelled {
 			t.Fatalf("%q: lone=%v but decoding gave %d U+FFFD for %d spelled", s, lone, got, spelled)
+		}
+	})
+}
+
+// FuzzDropNotice: any events_dropped payload is handled without a panic,
+// the total never shrinks and always equals the sum of the reasons.
+func FuzzDropNotice(f *testing.F) {
+	f.Add([]byte(`{"count":3,"reasons":{"inbox_full":2,"too_large":1},"first_dropped_at":1,"last_dropped_at":2,"event_ids":["Ev1"],"event_ids_truncated":false}`))
+	f.Add([]byte(`{"count":-1}`))
+	f.Add([]byte(`{"count":1,"reasons":{"x":-5,"inbox_full":9}}`))
+	b := &Bridge{log: slog.New(slog.DiscardHandler), metrics: newMetrics()}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		before := b.health.BrokerDropped
+		b.dropNotice("m-1", payload)
+		if b.health.BrokerDropped < before {
+			t.Fatal("total shrank")
+		}
+		var sum uint64
+		for _, c := range b.health.BrokerDropReasons {
+			sum += c
+		}
+		if sum != b.health.BrokerDropped {
+			t.Fatalf("reasons sum to %d, total %d", sum, b.health.BrokerDropped)
 		}
 	})
 }

@@ -37,11 +37,14 @@ func (b *Bridge) dropNotice(messageID string, payload json.RawMessage) {
 		reasons[dropReasonLabel(r)] += uint64(c)
 		counted += uint64(c)
 	}
-	if total := uint64(n.Count); total > counted {
+	// Keep the total and the reasons consistent: the larger of the count
+	// and the sum of the reasons, the difference under "other".
+	total := max(uint64(n.Count), counted)
+	if total > counted {
 		reasons["other"] += total - counted
 	}
 	b.mu.Lock()
-	b.health.BrokerDropped += uint64(n.Count)
+	b.health.BrokerDropped += total
 	if b.health.BrokerDropReasons == nil {
 		b.health.BrokerDropReasons = map[string]uint64{}
 	}
