@@ -16,9 +16,6 @@ import (
 	"github.com/sealrelay/sealrelay/protocol"
 )
 
-// maxLocalBody bounds local API request bodies.
-const maxLocalBody = 1 << 20
-
 // MaxTextLength is the longest message text the local API accepts, in
 // characters.
 const MaxTextLength = 40000
@@ -131,41 +128,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, protocol.ErrorResponse{OK: false, Error: msg})
-}
-
-// decodeBody reads a JSON object into v, rejecting trailing data and
-// oversized bodies. Unknown fields are ignored, as the Baudbot bridge does,
-// so that its clients work unchanged.
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, maxLocalBody)
-	dec := json.NewDecoder(r.Body)
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, "request body too large (limit 1 MiB)")
-			return false
-		}
-		writeError(w, http.StatusBadRequest, "invalid JSON body: "+jsonErrorText(err))
-		return false
-	}
-	if dec.More() {
-		writeError(w, http.StatusBadRequest, "invalid JSON body: trailing data after the object")
-		return false
-	}
-	return true
-}
-
-func jsonErrorText(err error) string {
-	var ute *json.UnmarshalTypeError
-	if errors.As(err, &ute) {
-		return fmt.Sprintf("field %q must be a %s", ute.Field, ute.Type.Kind())
-	}
-	s := err.Error()
-	s = strings.TrimPrefix(s, "json: ")
-	if len(s) > 200 {
-		s = s[:200]
-	}
-	return s
 }
 
 type validator struct{ errs []string }

@@ -152,36 +152,6 @@ func TestSSEDeliveryAndResume(t *testing.T) {
 	}
 }
 
-func TestSSEBoundedBufferCountsDropped(t *testing.T) {
-	fb, r, base := streamBridge(t, 2)
-	first := openStream(t, base, "")
-	m1 := fb.Enqueue(slackEvent("a", "C1", "1.1"))
-	e1 := first.next(t)
-	if !strings.Contains(e1.data, m1) {
-		t.Fatal(e1.data)
-	}
-	first.close()
-	var later []string
-	for i := 0; i < 4; i++ {
-		later = append(later, fb.Enqueue(slackEvent("x", "C1", "2.1")))
-	}
-	waitFor(t, fb, "acks", func() bool { return fb.Pending() == 0 })
-	s := openStream(t, base, e1.id)
-	d := s.next(t)
-	if d.event != "dropped" || d.data != `{"dropped":2}` {
-		t.Fatalf("want a dropped notice for 2 events, got %+v", d)
-	}
-	if got := s.next(t); !strings.Contains(got.data, later[2]) {
-		t.Fatalf("got %s want %s", got.data, later[2])
-	}
-	if got := s.next(t); !strings.Contains(got.data, later[3]) {
-		t.Fatalf("got %s want %s", got.data, later[3])
-	}
-	if h := r.b.Health(); h.StreamDropped != 3 || h.StreamBuffered != 2 {
-		t.Fatalf("health dropped=%d buffered=%d", h.StreamDropped, h.StreamBuffered)
-	}
-}
-
 // post calls the local API.
 func post(t testing.TB, base, path, body string, hdr map[string]string) (int, map[string]any, http.Header) {
 	t.Helper()
@@ -304,11 +274,25 @@ func TestLocalAPIValidation(t *testing.T) {
 		{"/send", `{"channel":"C123","text":"` + long + `"}`, 400, "limit is 40000"},
 		{"/send", `{"channel":"C123","text":"x","thread_ts":"yesterday"}`, 400, "thread_ts"},
 		{"/send", `{"channel":"C123","text":"x","blocks":{"type":"divider"}}`, 400, "blocks must be a JSON array"},
-		{"/send", `{"channel":"C123","text":"x","extra":1,"thread-ts":"1.2"}`, 502, "not_in_channel"}, // unknown fields ignored (Baudbot compatibility)
+		{"/send", `{"channel":"C123","text":"x"}`, 502, "not_in_channel"}, // valid: reaches the broker
+		{"/send", `{"channel":"C123","text":"x","thread-ts":"1.2"}`, 400, `unknown field "thread-ts" (did you mean "thread_ts"?)`},
+		{"/send", `{"channel":"C123","text":"x","Thread-TS":"1.2"}`, 400, `(did you mean "thread_ts"?)`},
+		{"/send", `{"channel":"C123","txt":"x"}`, 400, `unknown field "txt" (did you mean "text"?)`},
+		{"/send", `{"channel":"C123","text":"x","extra":1}`, 400, `unknown field "extra"`},
+		{"/reply", `{"thread":"C1:1.2","text":"x"}`, 400, `unknown field "thread"`},
+		{"/send", "{\"channel\":\"C123\",\"text\":\"caf\xe9\"}", 400, "not valid UTF-8"},
+		{"/send", "{\"channel\":\"C123\",\"text\":\"x\",\"blocks\":[{\"t\":\"\xff\"}]}", 400, "not valid UTF-8"},
+		{"/send", `{"channel":"C123","text":"a\ud800b"}`, 400, "unpaired UTF-16 surrogate"},
+		{"/send", `{"channel":"C123","text":"\udc00"}`, 400, "unpaired UTF-16 surrogate"},
+		{"/send", `{"channel":"C123","text":"x\\ud800","blocks":[{"t":"\ud83d"}]}`, 400, "unpaired UTF-16 surrogate"},
+		{"/send", `{"channel":"C123","text":"ok \ud83d\ude00 \\ud800"}`, 502, "not_in_channel"}, // a pair, and an escaped backslash: fine
+		{"/send", sizedSend(bridge.MaxLocalBody), 502, "not_in_channel"},                        // exactly at the limit: reaches the broker
+		{"/send", sizedSend(bridge.MaxLocalBody + 1), 413, "limit 640 KiB"},
 		{"/send", `{"channel":123,"text":"x"}`, 400, `"channel" must be a string`},
 		{"/send", `{"channel":"C1","text":"x"} {}`, 400, "trailing data"},
 		{"/send", `not json`, 400, "invalid JSON"},
 		{"/send", `{"channel":"C1","text":"` + strings.Repeat("a", 1<<20) + `"}`, 413, "too large"},
+		{"/send", `{"channel":"C1","text":"x"}]`, 400, "trailing data"},
 		{"/react", `{"channel":"C1","timestamp":"1.2"}`, 400, "emoji is required"},
 		{"/react", `{"channel":"C1","timestamp":"1.2","emoji":"Thumbs Up"}`, 400, "emoji name"},
 		{"/react", `{"channel":"C1","emoji":"x"}`, 400, "timestamp is required"},
@@ -326,8 +310,8 @@ func TestLocalAPIValidation(t *testing.T) {
 			t.Errorf("%s %.60s: got %d %q, want %d containing %q", tc.path, tc.body, st, msg, tc.status, tc.want)
 		}
 	}
-	if n := len(fb.Sends()); n != 1 {
-		t.Fatalf("%d calls reached the broker, want only the one valid call", n)
+	if n := len(fb.Sends()); n != 3 {
+		t.Fatalf("%d calls reached the broker, want only the three valid calls", n)
 	}
 	// Wrong methods and paths.
 	resp, err := http.Get(base + "/send")
@@ -474,4 +458,11 @@ func TestListenAddressMustBeLoopback(t *testing.T) {
 			b.Close()
 		}
 	}
+}
+
+// sizedSend returns a valid /send body of exactly n bytes (padding in a
+// block's text).
+func sizedSend(n int) string {
+	head, tail := `{"channel":"C123","text":"x","blocks":[{"type":"section","text":{"type":"mrkdwn","text":"`, `"}}]}`
+	return head + strings.Repeat("a", n-len(head)-len(tail)) + tail
 }

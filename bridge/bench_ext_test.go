@@ -8,7 +8,6 @@ import (
 
 	"github.com/sealrelay/sealrelay/bridge"
 	"github.com/sealrelay/sealrelay/bridge/bridgetest"
-	"github.com/sealrelay/sealrelay/protocol"
 )
 
 // BenchmarkLocalSend measures POST /send on the local API end to end: HTTP
@@ -55,15 +54,9 @@ func BenchmarkLocalSend(b *testing.B) {
 func BenchmarkPipelineViaBroker(b *testing.B) {
 	fb := bridgetest.New(b, testOrg)
 	id := newIdentity(b, fb)
-	const pool = 64
-	sealed := make([]protocol.InboxMessage, pool)
-	for i := range sealed {
-		sealed[i] = fb.Seal(slackEvent(strings.Repeat("hello world ", 50), "C0123ABCD", "1771464999.000100"), "x")
-	}
+	// Each Slack event has its own event_id (the bridge de-duplicates them).
 	for i := 0; i < b.N; i++ {
-		m := sealed[i%pool]
-		m.MessageID = "b-" + strconv.Itoa(i)
-		fb.EnqueueRaw(m)
+		fb.EnqueueRaw(fb.Seal(slackEvent(strings.Repeat("hello world ", 50), "C0123ABCD", "1771464999."+strconv.Itoa(100000+i)), "b-"+strconv.Itoa(i)))
 	}
 	col := newCollector()
 	col.ch = make(chan *bridge.Event, b.N)

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -58,6 +59,8 @@ type Bridge struct {
 	// lastKeyCheck limits broker key checks after bad signatures to one a
 	// minute.
 	lastKeyCheck time.Time
+	// streamWaiting is set while the stream refuses events (logged once).
+	streamWaiting bool
 
 	mu     sync.Mutex
 	health Health
@@ -76,11 +79,19 @@ type Health struct {
 	ConsecutiveFailures int        `json:"consecutive_failures"`
 	Backlog             int        `json:"backlog"`
 	StreamBuffered      int        `json:"stream_buffered"`
-	StreamDropped       uint64     `json:"stream_dropped"`
-	Delivered           uint64     `json:"delivered"`
-	Duplicates          uint64     `json:"duplicates"`
-	Poison              uint64     `json:"poison"`
-	AccessTokenExpires  *time.Time `json:"access_token_expires_at,omitempty"`
+	// StreamUnread is how many buffered events no SSE consumer has had yet.
+	StreamUnread int `json:"stream_unread"`
+	// StreamDropped counts events an SSE consumer missed: it resumed after
+	// an id whose successors had already left the buffer.
+	StreamDropped uint64 `json:"stream_dropped"`
+	// BrokerDropped totals the copies the broker reported dropped for this
+	// agent in events_dropped notices; BrokerDropReasons splits it by reason.
+	BrokerDropped      uint64            `json:"broker_dropped"`
+	BrokerDropReasons  map[string]uint64 `json:"broker_drop_reasons,omitempty"`
+	Delivered          uint64            `json:"delivered"`
+	Duplicates         uint64            `json:"duplicates"`
+	Poison             uint64            `json:"poison"`
+	AccessTokenExpires *time.Time        `json:"access_token_expires_at,omitempty"`
 }
 
 const (
@@ -103,6 +114,11 @@ func New(cfg Config, logger *slog.Logger) (*Bridge, error) {
 	if err != nil {
 		return nil, err
 	}
+	hub, err := openStreamHub(cfg, store, logger)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
 	fc := cfg.ForwardClient
 	if fc == nil {
 		// A redirect is not a delivery: report it as a failure.
@@ -116,7 +132,7 @@ func New(cfg Config, logger *slog.Logger) (*Bridge, error) {
 		forwardClient: fc,
 		shared:        cfg.BoxKey.Precompute(cfg.BrokerBoxKey),
 		dedup:         store,
-		hub:           newStreamHub(cfg.StreamBuffer, cfg.StreamBufferBytes, cfg.Now()),
+		hub:           hub,
 		metrics:       newMetrics(),
 		done:          make(chan struct{}),
 		partial:       map[string]uint8{},
@@ -138,7 +154,7 @@ func (b *Bridge) Close() error {
 	b.closeOnce.Do(func() {
 		close(b.done)
 		b.shared.Wipe()
-		err = b.dedup.Close()
+		err = errors.Join(b.hub.close(), b.dedup.Close())
 	})
 	return err
 }
@@ -189,7 +205,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 			b.log.Info("bridge stopped")
 			return nil
 		}
+		b.waitStreamRoom(ctx)
 		err := b.cycle(ctx)
+		if errors.Is(err, errStreamFull) {
+			continue // not a failure: the next round waits for a consumer
+		}
 		if err == nil {
 			backoff = b.cfg.BackoffMin
 			b.setFailures(0, "")
@@ -326,6 +346,12 @@ func (b *Bridge) cycle(ctx context.Context) error {
 	ackIDs, rest, derr := b.process(ctx, msgs)
 	if derr != nil {
 		b.pending, b.pendingAt = rest, pulledAt
+		if errors.Is(derr, errStreamFull) {
+			// Waiting for a consumer is not a delivery failure: keep the
+			// rest here however long that takes (no pull, no redelivery
+			// count at the broker).
+			b.pendingAt = b.cfg.Now()
+		}
 	}
 	if len(ackIDs) > 0 {
 		// Ack even when shutting down: what was delivered must not come back.
@@ -420,6 +446,11 @@ func (b *Bridge) process(ctx context.Context, msgs []protocol.InboxMessage) ([]s
 			b.log.Error("dedup store sync failed", "err", err)
 		}
 	}
+	// What the stream took must be on disk before it is acked.
+	if err := b.hub.sync(); err != nil {
+		b.log.Error("stream spool sync failed; not acking", "err", err)
+		return nil, msgs, fmt.Errorf("%w: %v", errDelivery, err)
+	}
 	return ackIDs, rest, derr
 }
 
@@ -472,24 +503,47 @@ func (b *Bridge) receive(ctx context.Context, m *protocol.InboxMessage) (string,
 		BrokerTimestamp: env.BrokerTimestamp,
 		Payload:         env.Payload,
 	}
+	var eventID string
 	switch env.Source {
 	case protocol.SourceSlack:
-		ev.ThreadID = ThreadIDFor(env.Type, env.Payload)
+		ev.ThreadID, eventID = inspectPayload(env.Type, env.Payload)
+		if eventID != "" && b.dedup.SeenEvent(eventID) {
+			// The same Slack event queued twice under two message ids.
+			b.metrics.duplicates.Inc()
+			b.mu.Lock()
+			b.health.Duplicates++
+			b.mu.Unlock()
+			b.log.Debug("duplicate Slack event suppressed", "message_id", m.MessageID, "event_id", eventID)
+			if err := b.dedup.Mark(m.MessageID); err != nil {
+				b.log.Error("dedup store write failed", "err", err)
+			}
+			return m.MessageID, nil
+		}
 	case protocol.SourceSystem:
 		switch env.Type {
 		case "app_uninstalled", "tokens_revoked":
 			b.log.Warn("broker notice: the Slack app was uninstalled or its bot token revoked; no events will arrive and sends will fail until the app is installed again", "type", env.Type)
+		case protocol.TypeEventsDropped:
+			b.dropNotice(m.MessageID, env.Payload)
 		default:
 			b.log.Info("broker notice", "type", env.Type)
 		}
 	}
 	dctx := context.WithoutCancel(ctx) // finish this delivery even when stopping
 	if err := b.deliver(dctx, ev); err != nil {
+		if errors.Is(err, errStreamFull) {
+			if !b.streamWaiting {
+				b.streamWaiting = true
+				b.log.Info("stream buffer holds only unread events; not taking more from the broker until an SSE consumer reads", "buffered", b.hub.stats().buffered)
+			}
+			return "", err
+		}
 		b.metrics.deliveryErrors.Inc()
 		b.log.Warn("local delivery failed; will retry", "message_id", m.MessageID, "type", ev.Type, "err", err)
 		return "", fmt.Errorf("%w: %v", errDelivery, err)
 	}
-	if err := b.dedup.Mark(m.MessageID); err != nil {
+	b.streamWaiting = false
+	if err := b.dedup.MarkEvent(m.MessageID, eventID); err != nil {
 		b.log.Error("dedup store write failed", "err", err)
 	}
 	b.metrics.delivered.Inc()
@@ -524,12 +578,8 @@ func truncate(s string, n int) string {
 func (b *Bridge) deliver(ctx context.Context, ev *Event) error {
 	done := b.partial[ev.MessageID]
 	if b.cfg.Stream && done&sinkStream == 0 {
-		dropped, err := b.hub.publish(ev)
-		if err != nil {
+		if _, err := b.hub.publish(ev); err != nil {
 			return err
-		}
-		if dropped {
-			b.metrics.streamDropped.Inc()
 		}
 		done |= sinkStream
 	}
@@ -565,7 +615,7 @@ func (b *Bridge) remember(id string, done uint8) {
 // returns the broker's answer. A broker refusal is a *BrokerError carrying
 // the broker's status and error text.
 func (b *Bridge) Send(ctx context.Context, action string, routing protocol.Routing, body protocol.SendBody) (*protocol.SendResponse, error) {
-	pt, err := marshal(body)
+	pt, err := marshalPlain(body)
 	if err != nil {
 		return nil, err
 	}
@@ -609,13 +659,15 @@ func (b *Bridge) Send(ctx context.Context, action string, routing protocol.Routi
 
 // Health returns the bridge's current status.
 func (b *Bridge) Health() Health {
-	buffered, dropped := b.hub.stats()
+	st := b.hub.stats()
 	b.mu.Lock()
 	h := b.health
+	h.BrokerDropReasons = maps.Clone(b.health.BrokerDropReasons)
 	b.mu.Unlock()
-	h.StreamBuffered = buffered
-	h.StreamDropped = dropped
-	h.Backlog = buffered
+	h.StreamBuffered = st.buffered
+	h.StreamUnread = st.unread
+	h.StreamDropped = st.missed
+	h.Backlog = st.unread
 	h.OK = h.ConsecutiveFailures == 0
 	return h
 }

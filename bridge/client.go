@@ -246,3 +246,16 @@ func marshal(v any) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// marshalPlain encodes v without HTML escaping, so that '<', '>' and '&'
+// in message text and blocks do not grow sixfold on the way to the broker
+// (see maxLocalBody).
+func marshalPlain(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("encode request: %w", err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}

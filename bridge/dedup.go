@@ -18,9 +18,11 @@ const dedupFileName = "delivered.log"
 // short; longer lines are ignored when loading).
 const maxDedupLine = 4096
 
-// dedupStore remembers delivered message ids for a TTL, across restarts. It
-// is an append-only log, one line per delivered id: "<unix seconds>
-// <Go-quoted id>\n". Each Mark is one write(2), so a killed process loses
+// dedupStore remembers delivered message ids, and the Slack event ids of
+// the events they carried, for a TTL, across restarts. It is an append-only
+// log, one line per delivered id: "<unix seconds> <Go-quoted message id>\n"
+// or "<unix seconds> event:<Go-quoted Slack event id>\n" (older bridges
+// skip the second form as malformed). Each Mark is one write(2), so a killed process loses
 // nothing (the kernel holds the bytes); Sync makes it durable against power
 // loss and is called once per batch before the ack. The log is compacted on
 // open and when it grows to more than twice the live entries. The directory
@@ -32,6 +34,7 @@ type dedupStore struct {
 	lock     *os.File
 	ttl      time.Duration
 	seen     map[string]int64
+	events   map[string]int64
 	lines    int
 	now      func() time.Time
 	lastPrun time.Time
@@ -46,16 +49,22 @@ func openDedupStore(dir string, ttl time.Duration, now func() time.Time) (*dedup
 	if err != nil {
 		return nil, err
 	}
-	s := &dedupStore{path: filepath.Join(dir, dedupFileName), ttl: ttl, now: now, seen: map[string]int64{}, lock: lock}
+	s := &dedupStore{path: filepath.Join(dir, dedupFileName), ttl: ttl, now: now, seen: map[string]int64{}, events: map[string]int64{}, lock: lock}
 	data, err := os.ReadFile(s.path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		lock.Close()
 		return nil, fmt.Errorf("read dedup store: %w", err)
 	}
 	cutoff := now().Add(-ttl).Unix()
-	for id, ts := range parseDedupLog(data) {
+	ids, events := parseDedupLog(data)
+	for id, ts := range ids {
 		if ts >= cutoff {
 			s.seen[id] = ts
+		}
+	}
+	for id, ts := range events {
+		if ts >= cutoff {
+			s.events[id] = ts
 		}
 	}
 	if err := s.compactLocked(); err != nil {
@@ -66,10 +75,13 @@ func openDedupStore(dir string, ttl time.Duration, now func() time.Time) (*dedup
 	return s, nil
 }
 
-// parseDedupLog parses the log, skipping malformed or torn lines. The last
-// timestamp of an id wins.
-func parseDedupLog(data []byte) map[string]int64 {
-	out := map[string]int64{}
+// eventPrefix marks a Slack event id line in the dedup log.
+const eventPrefix = "event:"
+
+// parseDedupLog parses the log into message ids and Slack event ids,
+// skipping malformed or torn lines. The last timestamp of an id wins.
+func parseDedupLog(data []byte) (ids, events map[string]int64) {
+	ids, events = map[string]int64{}, map[string]int64{}
 	for len(data) > 0 {
 		i := bytes.IndexByte(data, '\n')
 		if i < 0 {
@@ -89,18 +101,30 @@ func parseDedupLog(data []byte) map[string]int64 {
 		if err != nil || ts < 0 {
 			continue
 		}
-		id, err := strconv.Unquote(string(line[sp+1:]))
+		rest, out := line[sp+1:], ids
+		if r, ok := bytes.CutPrefix(rest, []byte(eventPrefix)); ok {
+			rest, out = r, events
+		}
+		id, err := strconv.Unquote(string(rest))
 		if err != nil || id == "" {
 			continue
 		}
 		out[id] = ts
 	}
-	return out
+	return ids, events
 }
 
 func appendDedupLine(b []byte, id string, ts int64) []byte {
 	b = strconv.AppendInt(b, ts, 10)
 	b = append(b, ' ')
+	b = strconv.AppendQuote(b, id)
+	return append(b, '\n')
+}
+
+func appendEventLine(b []byte, id string, ts int64) []byte {
+	b = strconv.AppendInt(b, ts, 10)
+	b = append(b, ' ')
+	b = append(b, eventPrefix...)
 	b = strconv.AppendQuote(b, id)
 	return append(b, '\n')
 }
@@ -111,6 +135,9 @@ func (s *dedupStore) compactLocked() error {
 	var buf []byte
 	for id, ts := range s.seen {
 		buf = appendDedupLine(buf, id, ts)
+	}
+	for id, ts := range s.events {
+		buf = appendEventLine(buf, id, ts)
 	}
 	tmp := s.path + ".tmp"
 	if err := os.WriteFile(tmp, buf, 0o600); err != nil {
@@ -134,7 +161,7 @@ func (s *dedupStore) compactLocked() error {
 	if err != nil {
 		return fmt.Errorf("open dedup store: %w", err)
 	}
-	s.lines = len(s.seen)
+	s.lines = len(s.seen) + len(s.events)
 	return nil
 }
 
@@ -146,28 +173,51 @@ func (s *dedupStore) Seen(id string) bool {
 	return ok && ts >= s.now().Add(-s.ttl).Unix()
 }
 
+// SeenEvent reports whether an event with this Slack event id was
+// delivered within the TTL.
+func (s *dedupStore) SeenEvent(eventID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts, ok := s.events[eventID]
+	return ok && ts >= s.now().Add(-s.ttl).Unix()
+}
+
 // Mark records id as delivered now.
-func (s *dedupStore) Mark(id string) error {
+func (s *dedupStore) Mark(id string) error { return s.MarkEvent(id, "") }
+
+// MarkEvent records message id, and the Slack event id it carried (when
+// not empty), as delivered now, with one write(2).
+func (s *dedupStore) MarkEvent(id, eventID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
 	ts := now.Unix()
-	var arr [128]byte
-	if _, err := s.f.Write(appendDedupLine(arr[:0], id, ts)); err != nil {
+	var arr [256]byte
+	line := appendDedupLine(arr[:0], id, ts)
+	if eventID != "" {
+		line = appendEventLine(line, eventID, ts)
+	}
+	if _, err := s.f.Write(line); err != nil {
 		return fmt.Errorf("dedup store: %w", err)
 	}
 	s.seen[id] = ts
 	s.lines++
+	if eventID != "" {
+		s.events[eventID] = ts
+		s.lines++
+	}
 	if now.Sub(s.lastPrun) > time.Minute {
 		s.lastPrun = now
 		cutoff := now.Add(-s.ttl).Unix()
-		for k, v := range s.seen {
-			if v < cutoff {
-				delete(s.seen, k)
+		for _, m := range []map[string]int64{s.seen, s.events} {
+			for k, v := range m {
+				if v < cutoff {
+					delete(m, k)
+				}
 			}
 		}
 	}
-	if s.lines > 2*len(s.seen)+1024 {
+	if s.lines > 2*(len(s.seen)+len(s.events))+1024 {
 		return s.compactLocked()
 	}
 	return nil

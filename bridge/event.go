@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"regexp"
 	"strings"
+
+	"github.com/sealrelay/sealrelay/protocol"
 )
 
 // Event is one inbound message after verification and decryption: the
@@ -60,14 +62,30 @@ type threadPayload struct {
 	} `json:"message"`
 	// Slash commands (form fields)
 	ChannelID string `json:"channel_id"`
+	// EventID is the Slack event id of an Events API callback.
+	EventID string `json:"event_id"`
 }
+
+// maxEventIDLen bounds the Slack event ids the bridge remembers.
+const maxEventIDLen = 128
 
 // ThreadIDFor derives the thread id of a Slack payload, or "" when the
 // payload names no channel.
 func ThreadIDFor(typ string, payload []byte) string {
+	id, _ := inspectPayload(typ, payload)
+	return id
+}
+
+// inspectPayload parses a Slack payload once and returns its thread id and,
+// for Events API callbacks, its Slack event id ("" when absent or longer
+// than maxEventIDLen).
+func inspectPayload(typ string, payload []byte) (threadID, eventID string) {
 	var p threadPayload
 	if json.Unmarshal(payload, &p) != nil {
-		return ""
+		return "", ""
+	}
+	if typ == protocol.TypeEventCallback && len(p.EventID) <= maxEventIDLen {
+		eventID = p.EventID
 	}
 	var ch, ts string
 	switch {
@@ -91,12 +109,12 @@ func ThreadIDFor(typ string, payload []byte) string {
 		ch = p.ChannelID
 	}
 	if !channelPattern.MatchString(ch) {
-		return ""
+		return "", eventID
 	}
 	if !tsPattern.MatchString(ts) {
-		return ch
+		return ch, eventID
 	}
-	return ch + ":" + ts
+	return ch + ":" + ts, eventID
 }
 
 func first(vs ...string) string {

@@ -3,9 +3,11 @@ package bridge
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/url"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
@@ -54,14 +56,15 @@ func FuzzParseDedupLog(f *testing.F) {
 	f.Add([]byte("1700000000 \"m-1\"\n1700000001 \"m-2\"\n"), "m-3")
 	f.Add([]byte("garbage\n-1 \"x\"\n12 unquoted\n99 \"torn"), "id with \"quotes\" and \n newline")
 	f.Fuzz(func(t *testing.T, data []byte, id string) {
-		_ = parseDedupLog(data)
+		_, _ = parseDedupLog(data)
 		if id == "" {
 			return
 		}
 		line := appendDedupLine(nil, id, 42)
-		got := parseDedupLog(append(append([]byte{}, line...), line...))
-		if len(got) != 1 || got[id] != 42 {
-			t.Fatalf("round trip of %q: %v", id, got)
+		line = appendEventLine(line, id, 43)
+		got, events := parseDedupLog(append(append([]byte{}, line...), line...))
+		if len(got) != 1 || got[id] != 42 || len(events) != 1 || events[id] != 43 {
+			t.Fatalf("round trip of %q: %v %v", id, got, events)
 		}
 	})
 }
@@ -170,6 +173,80 @@ func FuzzReceive(f *testing.F) {
 		}
 		if delivered > before+1 {
 			t.Fatal("delivered twice")
+		}
+	})
+}
+
+func FuzzSpoolParse(f *testing.F) {
+	box, _ := crypto.GenerateBoxKeyPair()
+	key := box.DeriveLocalKey(spoolKeyLabel)
+	s := &spool{key: key}
+	_ = s.record(spoolState, 0, make([]byte, 16))
+	_ = s.record(spoolEvent, 7, []byte(`{"message_id":"m-1"}`))
+	_ = s.record(spoolEvict, 3, nil)
+	f.Add(append([]byte(nil), s.buf...))
+	f.Add([]byte{0, 0, 0, 9, 1, 0, 0, 0, 0, 0, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ld := (&spool{key: key}).parse(data)
+		for i := 1; i < len(ld.items); i++ {
+			if ld.items[i].seq <= ld.items[i-1].seq {
+				t.Fatalf("items out of order: %d after %d", ld.items[i].seq, ld.items[i-1].seq)
+			}
+		}
+	})
+}
+
+func FuzzCloseField(f *testing.F) {
+	f.Add("thread-ts")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, name string) {
+		got := closestField(name, []string{"channel", "text", "thread_ts", "blocks"})
+		if got != "" && got != "channel" && got != "text" && got != "thread_ts" && got != "blocks" {
+			t.Fatalf("suggested %q", got)
+		}
+	})
+}
+
+// FuzzLoneSurrogate: a string hasLoneSurrogate reports decodes with a
+// U+FFFD (encoding/json's replacement for it); one it accepts decodes with
+// no more U+FFFD than the input spells (literally or as an escape).
+func FuzzLoneSurrogate(f *testing.F) {
+	f.Add(`"\ud800"`)
+	f.Add(`"\ud83d\ude00"`)
+	f.Add(`"\\ud800"`)
+	f.Add(`"\ufffd"`)
+	f.Fuzz(func(t *testing.T, s string) {
+		var out string
+		if !utf8.ValidString(s) || json.Unmarshal([]byte(s), &out) != nil {
+			return
+		}
+		got := strings.Count(out, "\ufffd")
+		spelled := strings.Count(strings.ToLower(s), `\ufffd`) + strings.Count(s, "\ufffd")
+		if lone := hasLoneSurrogate([]byte(s)); lone && got == 0 || !lone && got > spelled {
+			t.Fatalf("%q: lone=%v but decoding gave %d U+FFFD for %d spelled", s, lone, got, spelled)
+		}
+	})
+}
+
+// FuzzDropNotice: any events_dropped payload is handled without a panic,
+// the total never shrinks and always equals the sum of the reasons.
+func FuzzDropNotice(f *testing.F) {
+	f.Add([]byte(`{"count":3,"reasons":{"inbox_full":2,"too_large":1},"first_dropped_at":1,"last_dropped_at":2,"event_ids":["Ev1"],"event_ids_truncated":false}`))
+	f.Add([]byte(`{"count":-1}`))
+	f.Add([]byte(`{"count":1,"reasons":{"x":-5,"inbox_full":9}}`))
+	b := &Bridge{log: slog.New(slog.DiscardHandler), metrics: newMetrics()}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		before := b.health.BrokerDropped
+		b.dropNotice("m-1", payload)
+		if b.health.BrokerDropped < before {
+			t.Fatal("total shrank")
+		}
+		var sum uint64
+		for _, c := range b.health.BrokerDropReasons {
+			sum += c
+		}
+		if sum != b.health.BrokerDropped {
+			t.Fatalf("reasons sum to %d, total %d", sum, b.health.BrokerDropped)
 		}
 	})
 }

@@ -137,27 +137,31 @@ func TestDedupStoreExpiryAndCompaction(t *testing.T) {
 
 func TestStreamHubBounds(t *testing.T) {
 	h := newStreamHub(3, 1000, time.Unix(1, 0))
-	ev := func(n int) *Event { return &Event{MessageID: "m", Payload: []byte(`"` + strings.Repeat("x", n) + `"`)} }
+	id := 0
+	ev := func(n int) *Event {
+		id++
+		return &Event{MessageID: fmt.Sprint("m", id), Payload: []byte(`"` + strings.Repeat("x", n) + `"`)}
+	}
 	for i := 0; i < 5; i++ {
 		if _, err := h.publish(ev(10)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n, d := h.stats(); n != 3 || d != 2 {
+	if n, d := h.stats().buffered, h.floor-h.first+1; n != 3 || d != 2 {
 		t.Fatalf("count bound: held %d dropped %d", n, d)
 	}
 	// One large event pushes out older ones by size.
 	if _, err := h.publish(ev(900)); err != nil {
 		t.Fatal(err)
 	}
-	if n, d := h.stats(); n != 1 || d != 5 {
+	if n, d := h.stats().buffered, h.floor-h.first+1; n != 1 || d != 5 {
 		t.Fatalf("byte bound: held %d dropped %d", n, d)
 	}
 	// An event larger than the bound is still kept alone (never lost silently).
 	if _, err := h.publish(ev(5000)); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := h.stats(); n != 1 {
+	if n := h.stats().buffered; n != 1 {
 		t.Fatalf("oversized event: held %d", n)
 	}
 	items, missed, _ := h.since(0)
@@ -167,6 +171,15 @@ func TestStreamHubBounds(t *testing.T) {
 	items, missed, _ = h.since(items[0].seq - 3)
 	if len(items) != 1 || missed != 2 {
 		t.Fatalf("resume gap: %d items, %d missed", len(items), missed)
+	}
+	// A message already buffered (redelivered by the broker) is not
+	// streamed twice.
+	id--
+	if _, err := h.publish(ev(10)); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.stats().buffered; n != 1 || h.nextSeq != items[0].seq+1 {
+		t.Fatalf("redelivered message streamed again: held %d", n)
 	}
 }
 

@@ -22,6 +22,7 @@ type metrics struct {
 	deliveryErrors  prometheus.Counter
 	outbound        *prometheus.CounterVec
 	streamDropped   prometheus.Counter
+	brokerDropped   *prometheus.CounterVec
 	streamConsumers prometheus.Gauge
 	failures        prometheus.Gauge
 	lastPoll        prometheus.Gauge
@@ -41,14 +42,15 @@ func newMetrics() *metrics {
 		ackErrors:       prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "ack_errors_total", Help: "Failed inbox acks."}),
 		deliveryErrors:  prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "delivery_errors_total", Help: "Failed local deliveries (retried later)."}),
 		outbound:        prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "outbound_requests_total", Help: "Local API calls relayed to the broker, by action and HTTP status."}, []string{"action", "status"}),
-		streamDropped:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "stream_dropped_total", Help: "Events dropped from the full stream buffer."}),
+		streamDropped:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "stream_dropped_total", Help: "Events an SSE consumer missed: it resumed after an id whose successors had already left the buffer."}),
+		brokerDropped:   prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "broker_dropped_events_total", Help: "Event copies the broker reported dropped for this agent (events_dropped notices), by reason."}, []string{"reason"}),
 		streamConsumers: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "stream_consumers", Help: "Connected SSE consumers."}),
 		failures:        prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consecutive_failures", Help: "Consecutive failed poll cycles."}),
 		lastPoll:        prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "last_poll_timestamp_seconds", Help: "Unix time of the last successful pull."}),
 		webapiCalls:     prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "webapi_calls_total", Help: "Slack Web API calls of the local app, by method family (chat, conversations, …; other) and outcome."}, []string{"class", "outcome"}),
 	}
 	m.reg.MustRegister(m.received, m.delivered, m.duplicates, m.poison, m.acked, m.pullErrors, m.ackErrors,
-		m.deliveryErrors, m.outbound, m.streamDropped, m.streamConsumers, m.failures, m.lastPoll, m.webapiCalls,
+		m.deliveryErrors, m.outbound, m.streamDropped, m.brokerDropped, m.streamConsumers, m.failures, m.lastPoll, m.webapiCalls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

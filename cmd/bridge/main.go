@@ -212,7 +212,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	secret := fs.String("forward-signing-secret", "", "signing secret for forwarded requests (prefer the file or env SEALRELAY_FORWARD_SIGNING_SECRET: flags show in ps)")
 	secretFile := fs.String("forward-signing-secret-file", envOr("SEALRELAY_FORWARD_SIGNING_SECRET_FILE", ""), "file holding the forward signing secret; env SEALRELAY_FORWARD_SIGNING_SECRET_FILE")
 	stream := fs.Bool("stream", true, "serve events as Server-Sent Events on GET /events")
-	streamBuffer := fs.Int("stream-buffer", 1000, "events kept for SSE consumers that connect late")
+	streamBuffer := fs.Int("stream-buffer", 1000, "events kept for SSE consumers that connect late (mirrored to an encrypted spool in --state-dir; with the stream as the only sink, unread events are never evicted: the bridge stops pulling until a consumer reads)")
 	wait := fs.Int("wait-seconds", 20, "long-poll wait in seconds (1-25)")
 	maxMessages := fs.Int("max-messages", 10, "messages per pull (1-100)")
 	logLevel := fs.String("log-level", envOr("SEALRELAY_LOG_LEVEL", "info"), "debug, info, warn or error; env SEALRELAY_LOG_LEVEL")
@@ -288,7 +288,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer b.Close()
 
-	api := &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	api := bridge.NewLocalServer(b.Handler())
 	go func() {
 		if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("local API stopped", "err", err)
