@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -515,7 +517,17 @@ func (h *socketHub) close() {
 }
 
 // serveConnectionsOpen answers the facade's apps.connections.open.
-func (a *webAPI) serveConnectionsOpen(w http.ResponseWriter, r *http.Request, token string) {
+// SDKs send the app-level token as a bearer token and no arguments (an
+// empty JSON or form body), so the body is not parsed. Any app-level token
+// is accepted, or only the local API token when one is configured.
+func (a *webAPI) serveConnectionsOpen(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 64<<10))
+	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	token = strings.TrimSpace(token)
+	if want := a.b.cfg.LocalToken; want != "" && token != "" && !crypto.EqualString(token, want) {
+		a.finish(w, "apps.connections.open", &apiError{status: http.StatusOK, code: "invalid_auth", detail: "the token is not this bridge's local API token", outcome: outcomeUnauthed})
+		return
+	}
 	if token == "" {
 		a.finish(w, "apps.connections.open", &apiError{status: http.StatusOK, code: "not_authed", detail: "send an app-level token (xapp-…; any value, or the local API token when one is configured)", outcome: outcomeUnauthed})
 		return
