@@ -423,7 +423,6 @@ func TestSocketModeHandshakeAndShutdown(t *testing.T) {
 	sb.cancel()
 	closed := make(chan struct{})
 	go func() { defer close(closed); sb.b.Close() }()
-	defer func() { <-closed }()
 	var disco struct {
 		Type   string `json:"type"`
 		Reason string `json:"reason"`
@@ -434,4 +433,6 @@ func TestSocketModeHandshakeAndShutdown(t *testing.T) {
 	if disco.Type != "disconnect" || disco.Reason != "refresh_requested" {
 		t.Fatalf("shutdown message %+v", disco)
 	}
+	c.Close() // the bridge stops waiting for the close handshake
+	<-closed
 }
