@@ -33,7 +33,7 @@ type scriptedApp struct {
 	answer func(h fwdHit, w http.ResponseWriter, r *http.Request)
 }
 
-func newScriptedApp(t *testing.T, answer func(h fwdHit, w http.ResponseWriter, r *http.Request)) (*scriptedApp, string) {
+func newScriptedApp(t testing.TB, answer func(h fwdHit, w http.ResponseWriter, r *http.Request)) (*scriptedApp, string) {
 	a := &scriptedApp{hits: make(chan fwdHit, 100), answer: answer}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -50,7 +50,7 @@ func newScriptedApp(t *testing.T, answer func(h fwdHit, w http.ResponseWriter, r
 	return a, srv.URL + "/slack/events"
 }
 
-func (a *scriptedApp) next(t *testing.T) fwdHit {
+func (a *scriptedApp) next(t testing.TB) fwdHit {
 	t.Helper()
 	select {
 	case h := <-a.hits:

@@ -27,7 +27,7 @@ type smBridge struct {
 	base string // http://127.0.0.1:port
 }
 
-func startSocketBridge(t *testing.T, ackTimeout time.Duration, mod func(*bridge.Config)) *smBridge {
+func startSocketBridge(t testing.TB, ackTimeout time.Duration, mod func(*bridge.Config)) *smBridge {
 	t.Helper()
 	fb := bridgetest.New(t, testOrg)
 	id := newIdentity(t, fb)
@@ -54,7 +54,7 @@ type smApp struct {
 	done     chan struct{}
 }
 
-func connectApp(t *testing.T, base string) *smApp {
+func connectApp(t testing.TB, base string) *smApp {
 	t.Helper()
 	api := slack.New("xoxb-any", slack.OptionAppLevelToken("xapp-any"), slack.OptionAPIURL(base+"/api/"))
 	c := socketmode.New(api, socketmode.OptionDebug(os.Getenv("BRIDGE_TEST_LOG") != ""))
@@ -90,7 +90,7 @@ func (a *smApp) close() {
 	<-a.done
 }
 
-func (a *smApp) hello(t *testing.T) socketmode.Event {
+func (a *smApp) hello(t testing.TB) socketmode.Event {
 	t.Helper()
 	select {
 	case ev := <-a.hellos:
@@ -101,7 +101,7 @@ func (a *smApp) hello(t *testing.T) socketmode.Event {
 	}
 }
 
-func (a *smApp) next(t *testing.T) socketmode.Event {
+func (a *smApp) next(t testing.TB) socketmode.Event {
 	t.Helper()
 	select {
 	case ev := <-a.requests:
@@ -112,7 +112,7 @@ func (a *smApp) next(t *testing.T) socketmode.Event {
 	}
 }
 
-func (a *smApp) ack(t *testing.T, ev socketmode.Event, payload any) {
+func (a *smApp) ack(t testing.TB, ev socketmode.Event, payload any) {
 	t.Helper()
 	var err error
 	if payload == nil {
