@@ -306,3 +306,24 @@ func startBridge(t *testing.T, b *bridge.Bridge) *running {
 	t.Cleanup(func() { r.stop(t) })
 	return r
 }
+
+// An answer that comes after respond_by is still sent (the broker decides)
+// and logged once as late, never dropped silently.
+func TestRespondLateLoggedOnce(t *testing.T) {
+	t.Parallel()
+	app, url := newScriptedApp(t, func(h fwdHit, w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"text":"late"}`)
+	})
+	logs := &logBuffer{}
+	fb, _ := startForwardBridge(t, url, logs, nil)
+	fb.AnswerResponds(false) // the broker already answered Slack
+	id := fb.EnqueueHeld(slashCommand("late"), time.Now().Add(-time.Second))
+	app.next(t)
+	waitFor(t, fb, "ack", func() bool { return equalStrings(fb.Acked(), []string{id}) })
+	if rs := fb.Responds(); len(rs) != 1 || string(rs[0].Body) != `{"text":"late"}` {
+		t.Fatalf("responds %+v", rs)
+	}
+	if n := logs.count("answered after respond_by"); n != 1 {
+		t.Fatalf("late answer logged %d times, want once", n)
+	}
+}

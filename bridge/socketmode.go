@@ -272,8 +272,14 @@ func (h *socketHub) add(c *socketConn) int {
 	return len(h.conns)
 }
 
+// remove forgets c and closes it.
 func (h *socketHub) remove(c *socketConn) {
 	c.close()
+	h.detach(c)
+}
+
+// detach forgets c (no new envelopes go to it) without closing it.
+func (h *socketHub) detach(c *socketConn) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for i, x := range h.conns {
@@ -303,14 +309,24 @@ func (c *socketConn) close() {
 	})
 }
 
-// disconnect tells the client to reconnect, then closes the connection
-// after a grace period (or when the client closes it first).
-func (c *socketConn) disconnect(reason string) {
+// disconnect takes c out of rotation, tells the client to reconnect and
+// closes the connection once the client did (acks of envelopes in flight
+// still count until then) or after a grace period.
+func (h *socketHub) disconnect(c *socketConn, reason string) {
+	h.detach(c)
 	msg, _ := json.Marshal(map[string]any{"type": "disconnect", "reason": reason, "debug_info": map[string]any{"host": "sealrelay-bridge"}})
-	_ = c.write(websocket.TextMessage, msg)
+	if c.write(websocket.TextMessage, msg) == nil {
+		t := time.NewTimer(socketCloseGrace)
+		select {
+		case <-c.done:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	c.wmu.Lock()
 	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, reason), time.Now().Add(time.Second))
 	c.wmu.Unlock()
+	h.remove(c)
 }
 
 // pinger pings c, ends it when it stops answering and asks it to refresh
@@ -330,8 +346,7 @@ func (h *socketHub) pinger(c *socketConn) {
 				return
 			}
 		case <-refresh.C:
-			h.remove(c) // no new envelopes for it
-			c.disconnect("refresh_requested")
+			h.disconnect(c, "refresh_requested")
 			return
 		}
 	}
@@ -505,12 +520,7 @@ func (h *socketHub) close() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.disconnect("refresh_requested")
-			select {
-			case <-c.done:
-			case <-time.After(socketCloseGrace):
-			}
-			h.remove(c)
+			h.disconnect(c, "refresh_requested")
 		}()
 	}
 	wg.Wait()
