@@ -9,10 +9,15 @@
 // Endpoints: GET /oauth/v2/authorize (simulated consent: redirects to
 // redirect_uri with a code and the state), POST /api/oauth.v2.access
 // (authorization codes, enterprise installs, token rotation with
-// grant_type=refresh_token), /api/auth.test, /api/chat.postMessage,
-// /api/chat.update and /api/reactions.add. Errors and 429s can be scripted
-// per method; every call is recorded for assertions. All methods are safe
-// for concurrent use.
+// grant_type=refresh_token), and the Web API methods listed in methods.go
+// (auth.test, chat.*, reactions.add, conversations.history/replies/info,
+// views.open/update/push, assistant.threads.*, users.info and the external
+// file upload flow with its POST /upload/<file id> endpoint). Any other
+// /api/<method> answers {"ok":false,"error":"unknown_method"}. Every method
+// takes form or JSON bodies, with the token as an Authorization bearer or a
+// form field. Errors, 429s and 5xx can be scripted per method; every call
+// (method, parameters, token, content type) is recorded for assertions. All
+// methods are safe for concurrent use.
 package slackfake
 
 import (
@@ -88,6 +93,11 @@ type Call struct {
 	// Params holds the form fields (or the top-level JSON fields,
 	// stringified), without the token.
 	Params url.Values
+	// ContentType is the media type of the request body
+	// ("application/x-www-form-urlencoded", "application/json", ...).
+	ContentType string
+	// JSON is the raw request body when it was JSON, else nil.
+	JSON []byte
 	// Status is the HTTP status the fake answered.
 	Status int
 	// Error is the Slack error code answered, "" on success.
@@ -104,6 +114,11 @@ type Message struct {
 	Text      string
 	Blocks    string
 	Reactions []string
+	// User and BotID identify the poster (the token's bot user).
+	User  string
+	BotID string
+	// Streaming is true between chat.startStream and chat.stopStream.
+	Streaming bool
 }
 
 type tokenInfo struct {
@@ -119,8 +134,9 @@ type codeInfo struct {
 
 // Fake is the fake Slack. It is an http.Handler.
 type Fake struct {
-	opts Options
-	mux  *http.ServeMux
+	opts  Options
+	mux   *http.ServeMux
+	known map[string]method
 
 	mu       sync.Mutex
 	calls    []Call
@@ -130,6 +146,8 @@ type Fake struct {
 	refresh  map[string]Install
 	queued   []Install
 	messages map[string]*Message // channel + "/" + ts
+	uploads  map[string]*Upload  // file id
+	views    map[string]string   // view id → view JSON
 	seq      int64
 	now      func() time.Time
 }
@@ -144,14 +162,14 @@ func New(opts Options) *Fake {
 		tokens:   map[string]*tokenInfo{},
 		refresh:  map[string]Install{},
 		messages: map[string]*Message{},
+		uploads:  map[string]*Upload{},
+		views:    map[string]string{},
 		now:      time.Now,
 	}
 	f.mux.HandleFunc("GET /oauth/v2/authorize", f.authorize)
-	f.mux.HandleFunc("POST /api/oauth.v2.access", f.api("oauth.v2.access", false, f.oauthAccess))
-	f.mux.HandleFunc("POST /api/auth.test", f.api("auth.test", true, f.authTest))
-	f.mux.HandleFunc("POST /api/chat.postMessage", f.api("chat.postMessage", true, f.postMessage))
-	f.mux.HandleFunc("POST /api/chat.update", f.api("chat.update", true, f.update))
-	f.mux.HandleFunc("POST /api/reactions.add", f.api("reactions.add", true, f.reactionsAdd))
+	f.known = f.methods()
+	f.mux.HandleFunc("/api/{method}", f.dispatch)
+	f.mux.HandleFunc("POST /upload/{id}", f.upload)
 	return f
 }
 
@@ -328,12 +346,22 @@ func (f *Fake) authorize(w http.ResponseWriter, r *http.Request) {
 
 type apiFunc func(tok string, p url.Values) (map[string]any, string)
 
+// apiFuncR is an apiFunc that also sees the request (for its host).
+type apiFuncR func(r *http.Request, tok string, p url.Values) (map[string]any, string)
+
 // api wraps a Web API method: parse the request, apply scripts, check the
 // token when needed, record the call and write the answer.
 func (f *Fake) api(method string, needToken bool, fn apiFunc) http.HandlerFunc {
+	return f.apiR(method, needToken, func(_ *http.Request, tok string, p url.Values) (map[string]any, string) {
+		return fn(tok, p)
+	})
+}
+
+func (f *Fake) apiR(method string, needToken bool, fn apiFuncR) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		params, tok, err := parseParams(r)
-		c := Call{Method: method, Token: tok, Params: params}
+		params, tok, raw, err := parseParams(r)
+		ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		c := Call{Method: method, Token: tok, Params: params, ContentType: ct, JSON: raw}
 		if err != nil {
 			c.Status, c.Error = http.StatusBadRequest, "invalid_form_data"
 			f.record(c)
@@ -379,7 +407,7 @@ func (f *Fake) api(method string, needToken bool, fn apiFunc) http.HandlerFunc {
 				return
 			}
 		}
-		out, code := fn(tok, params)
+		out, code := fn(r, tok, params)
 		c.Status, c.Error = http.StatusOK, code
 		f.record(c)
 		if code != "" {
@@ -425,22 +453,34 @@ func (f *Fake) instFor(tok string) Install {
 	return Install{}
 }
 
-// parseParams reads form or JSON parameters and the token (Authorization
-// bearer header, else the "token" field).
-func parseParams(r *http.Request) (url.Values, string, error) {
+// parseParams reads form, multipart or JSON parameters (plus the query
+// string) and the token (Authorization bearer header, else the "token"
+// field). raw is the body when it was JSON.
+func parseParams(r *http.Request) (params url.Values, tok string, raw []byte, err error) {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct == "multipart/form-data" {
+		if err := r.ParseMultipartForm(4 << 20); err != nil {
+			return nil, "", nil, err
+		}
+		params = url.Values{}
+		for k, v := range r.MultipartForm.Value {
+			params[k] = v
+		}
+		return finishParams(r, params, nil)
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
-	params := url.Values{}
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	params = url.Values{}
 	if ct == "application/json" {
 		var m map[string]any
 		if len(body) > 0 {
 			if err := json.Unmarshal(body, &m); err != nil {
-				return nil, "", err
+				return nil, "", nil, err
 			}
 		}
+		raw = body
 		for k, v := range m {
 			if s, ok := v.(string); ok {
 				params.Set(k, s)
@@ -452,7 +492,16 @@ func parseParams(r *http.Request) (url.Values, string, error) {
 	} else {
 		params, err = url.ParseQuery(string(body))
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
+		}
+	}
+	return finishParams(r, params, raw)
+}
+
+func finishParams(r *http.Request, params url.Values, raw []byte) (url.Values, string, []byte, error) {
+	for k, v := range r.URL.Query() {
+		if _, ok := params[k]; !ok {
+			params[k] = v
 		}
 	}
 	tok := params.Get("token")
@@ -471,7 +520,7 @@ func parseParams(r *http.Request) (url.Values, string, error) {
 			}
 		}
 	}
-	return params, tok, nil
+	return params, tok, raw, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -576,7 +625,7 @@ func (f *Fake) nextTS() string {
 	return fmt.Sprintf("1700000000.%06d", f.seq)
 }
 
-func (f *Fake) postMessage(_ string, p url.Values) (map[string]any, string) {
+func (f *Fake) postMessage(tok string, p url.Values) (map[string]any, string) {
 	ch := p.Get("channel")
 	if ch == "" {
 		return nil, "channel_not_found"
@@ -585,11 +634,13 @@ func (f *Fake) postMessage(_ string, p url.Values) (map[string]any, string) {
 		return nil, "no_text"
 	}
 	ts := f.nextTS()
-	m := &Message{Channel: ch, TS: ts, ThreadTS: p.Get("thread_ts"), Text: p.Get("text"), Blocks: p.Get("blocks")}
+	inst := f.instFor(tok)
+	m := &Message{Channel: ch, TS: ts, ThreadTS: p.Get("thread_ts"), Text: p.Get("text"), Blocks: p.Get("blocks"),
+		User: inst.BotUserID, BotID: inst.BotID}
 	f.mu.Lock()
 	f.messages[ch+"/"+ts] = m
 	f.mu.Unlock()
-	return map[string]any{"channel": ch, "ts": ts, "message": map[string]any{"text": m.Text, "ts": ts}}, ""
+	return map[string]any{"channel": ch, "ts": ts, "message": messageJSON(m)}, ""
 }
 
 func (f *Fake) update(_ string, p url.Values) (map[string]any, string) {
