@@ -56,7 +56,7 @@ func (b *Bridge) Handler() http.Handler {
 	mux.HandleFunc("POST /update", b.handleUpdate)
 	mux.HandleFunc("GET /health", b.handleHealth)
 	mux.HandleFunc("GET /events", b.serveEvents)
-	return b.guard(mux)
+	return b.withWebAPI(b.guard(mux)) // /api/<method>: Slack's Web API (facade.go)
 }
 
 func (b *Bridge) guard(next http.Handler) http.Handler {

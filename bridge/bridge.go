@@ -43,6 +43,7 @@ type Bridge struct {
 	dedup         *dedupStore
 	hub           *streamHub
 	metrics       *metrics
+	webapi        *webAPI
 	done          chan struct{}
 	closeOnce     sync.Once
 	running       atomic.Bool
@@ -120,6 +121,7 @@ func New(cfg Config, logger *slog.Logger) (*Bridge, error) {
 		done:          make(chan struct{}),
 		partial:       map[string]uint8{},
 	}
+	b.webapi = newWebAPI(b)
 	b.health.BrokerURL = b.client.current()
 	b.health.OrgID = cfg.OrgID
 	if !cfg.AccessTokenExpiresAt.IsZero() {
@@ -359,6 +361,7 @@ func (b *Bridge) pull(ctx context.Context) ([]protocol.InboxMessage, error) {
 	b.mu.Lock()
 	b.health.LastPollAt = &now
 	b.health.LastPullMessages = len(resp.Messages)
+	b.webapi = newWebAPI(b)
 	b.health.BrokerURL = b.client.current()
 	b.mu.Unlock()
 	b.metrics.lastPoll.Set(float64(now.Unix()))

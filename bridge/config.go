@@ -234,8 +234,14 @@ type Config struct {
 	ListenAddr  string
 	AllowRemote bool
 	// LocalToken, when set, is required as a bearer token on every local
-	// API request.
+	// API request. The Slack Web API facade (/api/<method>) requires it as
+	// the app's Slack token and answers a wrong one like Slack
+	// (invalid_auth, not_authed).
 	LocalToken string
+	// WebAPIAllowedOrigins are web origins (scheme://host[:port]) whose
+	// browser requests the Web API facade answers; requests carrying other
+	// browser headers (Origin, Sec-Fetch-Site, Sec-Fetch-Mode) are refused.
+	WebAPIAllowedOrigins []string
 
 	// HTTPClient talks to the broker (a default client when nil).
 	HTTPClient *http.Client
@@ -326,6 +332,9 @@ func (c *Config) validate() error {
 		return errors.New("config: forward mode needs a signing secret (--forward-signing-secret or --forward-signing-secret-file)")
 	}
 	if err := CheckListenAddr(c.ListenAddr, c.AllowRemote); err != nil {
+		return err
+	}
+	if err := validateWebAPIOrigins(c.WebAPIAllowedOrigins); err != nil {
 		return err
 	}
 	return nil

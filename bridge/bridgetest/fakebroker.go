@@ -2,7 +2,8 @@
 // httptest server that speaks sealrelay protocol 2026-02-1 with the real
 // protocol and crypto packages (register, broker-pubkey, long-poll pull of
 // sealed and signed envelopes, ack, send with crypto_box bodies, unregister)
-// and lets a test inject failures.
+// and lets a test inject failures. It also serves the sealrelay extension
+// POST /api/call (§8.1) with scriptable Slack answers.
 package bridgetest
 
 import (
@@ -80,6 +81,9 @@ type FakeBroker struct {
 	sendAnswer      *Failure
 	dropAcks        int
 	registerPubkey  string // when set, /api/register answers this broker_pubkey
+
+	calls      []Call
+	callAnswer func(Call) CallAnswer
 }
 
 // New starts a FakeBroker for orgID on a loopback port. It is closed when
@@ -355,6 +359,7 @@ func (f *FakeBroker) handler() http.Handler {
 	mux.HandleFunc("POST /api/inbox/pull", f.pull)
 	mux.HandleFunc("POST /api/inbox/ack", f.ack)
 	mux.HandleFunc("POST /api/send", f.send)
+	mux.HandleFunc("POST /api/call", f.call)
 	return mux
 }
 
