@@ -361,7 +361,6 @@ func (b *Bridge) pull(ctx context.Context) ([]protocol.InboxMessage, error) {
 	b.mu.Lock()
 	b.health.LastPollAt = &now
 	b.health.LastPullMessages = len(resp.Messages)
-	b.webapi = newWebAPI(b)
 	b.health.BrokerURL = b.client.current()
 	b.mu.Unlock()
 	b.metrics.lastPoll.Set(float64(now.Unix()))

@@ -70,7 +70,8 @@ func (b *Bridge) Call(ctx context.Context, method, encoding string, args json.Ra
 	if len(args) > MaxCallArgsSize {
 		return nil, fmt.Errorf("call %s: %w (%d bytes; the limit is %d)", method, ErrCallTooLarge, len(args), MaxCallArgsSize)
 	}
-	pt, err := marshal(protocol.CallBody{Encoding: encoding, Args: args})
+	// No HTML escaping: it would grow the args past the size checked above.
+	pt, err := encodeArgs(protocol.CallBody{Encoding: encoding, Args: args})
 	if err != nil {
 		return nil, fmt.Errorf("call %s: %w", method, err)
 	}
