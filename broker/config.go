@@ -18,6 +18,8 @@ const (
 	DefaultSendBurst         = 20
 	DefaultMaxLongPolls      = 4
 	DefaultSlackTimeout      = 10 * time.Second
+	// DefaultCallMaxResponse caps a Slack answer relayed by /api/call.
+	DefaultCallMaxResponse = 2 << 20
 	// LongPollMax is the longest a pull waits (protocol: wait_seconds ≤ 25).
 	LongPollMax = 25 * time.Second
 )
@@ -68,6 +70,19 @@ type Config struct {
 	MaxLongPollsPerAgent int
 	// SlackTimeout bounds each Slack API call (default 10 s).
 	SlackTimeout time.Duration
+	// CallPolicy says which methods and channels each agent may use through
+	// /api/call; nil is the built-in default (DefaultCallMethods, any
+	// channel).
+	CallPolicy *CallPolicy
+	// CallPostRate, CallReadRate and CallOtherRate are the per-agent token
+	// buckets of /api/call by method class (see CallClass; defaults
+	// DefaultCallPostRate, DefaultCallReadRate, DefaultCallOtherRate). A
+	// negative Rate disables that limit.
+	CallPostRate, CallReadRate, CallOtherRate RateLimit
+	// CallMaxResponse caps the Slack response body /api/call relays
+	// (default DefaultCallMaxResponse); a larger answer is refused, never
+	// truncated.
+	CallMaxResponse int64
 	// Now returns the current time; nil means time.Now. For tests.
 	Now func() time.Time
 }
@@ -110,6 +125,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SlackTimeout <= 0 {
 		c.SlackTimeout = DefaultSlackTimeout
+	}
+	c.CallPostRate = c.CallPostRate.orDefault(DefaultCallPostRate)
+	c.CallReadRate = c.CallReadRate.orDefault(DefaultCallReadRate)
+	c.CallOtherRate = c.CallOtherRate.orDefault(DefaultCallOtherRate)
+	if c.CallMaxResponse <= 0 {
+		c.CallMaxResponse = DefaultCallMaxResponse
 	}
 	if c.Now == nil {
 		c.Now = time.Now

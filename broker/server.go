@@ -35,6 +35,7 @@ type Server struct {
 
 	gatherer prometheus.Gatherer
 	m        *metrics
+	cm       *callMetrics
 	depth    *depthCollector
 
 	shared    *crypto.SharedKeyCache
@@ -95,10 +96,14 @@ func New(cfg Config, st State, q queue.Store, keys Keys, logger *slog.Logger, re
 	if err != nil {
 		return nil, fmt.Errorf("broker: register metrics: %w", err)
 	}
+	cm, err := newCallMetrics(registry)
+	if err != nil {
+		return nil, fmt.Errorf("broker: register call metrics: %w", err)
+	}
 	s := &Server{
 		cfg: cfg, st: st, q: q, keys: keys, hk: keys.HashKey,
 		log:      logger.With("component", "broker"),
-		gatherer: gatherer, m: m, depth: depth,
+		gatherer: gatherer, m: m, cm: cm, depth: depth,
 		shared: crypto.NewSharedKeyCache(keys.Box, 0),
 		slackHTTP: &http.Client{
 			Timeout: cfg.SlackTimeout,
@@ -297,12 +302,13 @@ func (s *Server) routes() http.Handler {
 	handle("POST", "/api/inbox/pull", "pull", s.handlePull)
 	handle("POST", "/api/inbox/ack", "ack", s.handleAck)
 	handle("POST", "/api/send", "send", s.handleSend)
+	handle("POST", "/api/call", "call", s.handleCall)
 	handle("GET", "/healthz", "healthz", s.handleHealthz)
 	handle("GET", "/readyz", "readyz", s.handleReadyz)
 	// Anything else, and known paths with another method, answer JSON.
 	for _, p := range []string{"/slack/install", "/slack/oauth/callback", "/slack/events", "/slack/interactivity",
 		"/slack/commands", "/api/broker-pubkey", "/api/register", "/api/inbox/pull", "/api/inbox/ack",
-		"/api/send", "/healthz", "/readyz"} {
+		"/api/send", "/api/call", "/healthz", "/readyz"} {
 		mux.HandleFunc(p, s.wrap("method_not_allowed", func(w http.ResponseWriter, _ *http.Request) {
 			writeError(w, http.StatusMethodNotAllowed, "method not allowed")
 		}))

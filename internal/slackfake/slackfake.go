@@ -349,14 +349,8 @@ type apiFunc func(tok string, p url.Values) (map[string]any, string)
 // apiFuncR is an apiFunc that also sees the request (for its host).
 type apiFuncR func(r *http.Request, tok string, p url.Values) (map[string]any, string)
 
-// api wraps a Web API method: parse the request, apply scripts, check the
+// apiR wraps a Web API method: parse the request, apply scripts, check the
 // token when needed, record the call and write the answer.
-func (f *Fake) api(method string, needToken bool, fn apiFunc) http.HandlerFunc {
-	return f.apiR(method, needToken, func(_ *http.Request, tok string, p url.Values) (map[string]any, string) {
-		return fn(tok, p)
-	})
-}
-
 func (f *Fake) apiR(method string, needToken bool, fn apiFuncR) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		params, tok, raw, err := parseParams(r)
