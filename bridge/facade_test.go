@@ -394,13 +394,19 @@ func TestFacadeLocalToken(t *testing.T) {
 		client    func() error
 		wantError string // "" = ok
 	}{
-		{"right token (slack-go form arg)", func() error { _, _, err := f.slack(local).PostMessage("C1", slack.MsgOptionText("x", false)); return err }, ""},
+		{"right token (slack-go form arg)", func() error {
+			_, _, err := f.slack(local).PostMessage("C1", slack.MsgOptionText("x", false))
+			return err
+		}, ""},
 		{"right token auth.test", func() error { _, err := f.slack(local).AuthTest(); return err }, ""},
 		{"right token (JSON, header)", func() error {
 			_, err := f.slack(local).OpenView("t", slack.ModalViewRequest{Type: slack.VTModal})
 			return err
 		}, ""},
-		{"wrong token", func() error { _, _, err := f.slack("xoxb-other").PostMessage("C1", slack.MsgOptionText("x", false)); return err }, "invalid_auth"},
+		{"wrong token", func() error {
+			_, _, err := f.slack("xoxb-other").PostMessage("C1", slack.MsgOptionText("x", false))
+			return err
+		}, "invalid_auth"},
 		{"wrong token auth.test", func() error { _, err := f.slack("xoxb-other").AuthTest(); return err }, "invalid_auth"},
 		{"missing token", func() error { _, err := f.slack("").AuthTest(); return err }, "not_authed"},
 	} {

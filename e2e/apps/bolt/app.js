@@ -67,7 +67,7 @@ app.event('app_mention', async ({ event, say, client }) => {
     (r) => ({ ts: r.ts, channel: r.channel }));
   await call('reactions.add', () => client.reactions.add({ channel: event.channel, timestamp: event.ts, name: 'eyes' }));
   await call('conversations.replies', () => client.conversations.replies({ channel: event.channel, ts: event.ts }),
-    (r) => ({ messages: (r.messages || []).map((m) => m.text) }));
+    (r) => ({ messages: (r.messages || []).length }));
 });
 
 // message.im: a streamed answer, then a file upload in the thread.
