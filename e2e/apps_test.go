@@ -147,6 +147,14 @@ func TestAppsSlackGo(t *testing.T) {
 	if _, _, _, err := app.api.GetConversationReplies(&slack.GetConversationRepliesParameters{ChannelID: appsChannel, Timestamp: "1700000999.000001"}); err == nil || err.Error() != "thread_not_found" {
 		t.Errorf("conversations.replies with a scripted Slack error: %v, want thread_not_found", err)
 	}
+	// A method outside the broker's default policy is refused there, as a
+	// Slack-style error, and never reaches Slack.
+	if _, err := app.api.InviteUsersToConversation(appsChannel, "U0OTHER"); err == nil || err.Error() != "method_not_allowed" {
+		t.Errorf("conversations.invite (not in the default policy): %v, want method_not_allowed", err)
+	}
+	if n := len(e.fake.CallsTo("conversations.invite")); n != 0 {
+		t.Errorf("the fake Slack received %d conversations.invite calls the policy refused", n)
+	}
 	checkTokens(t, e.fake.Calls(), botToken)
 	if received, badSig := app.snapshot(); badSig != 0 || len(received) != 5 {
 		t.Errorf("slack-go app received %v with %d bad signatures; want the 5 requests, all verified", received, badSig)
