@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -676,5 +678,20 @@ func TestCallDirect(t *testing.T) {
 	}
 	if _, err := f.b.Call(ctx, "chat.postMessage", protocol.EncodingJSON, json.RawMessage(`{"t":"`+strings.Repeat("a", bridge.MaxCallArgsSize)+`"}`)); !errors.Is(err, bridge.ErrCallTooLarge) {
 		t.Fatalf("oversize Call: %v", err)
+	}
+}
+
+// TestFacadeDocumentedCap keeps the cap named in bridge/README.md in step
+// with bridge.MaxCallArgsSize.
+func TestFacadeDocumentedCap(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := bridge.MaxCallArgsSize
+	want := fmt.Sprintf("%d,%03d bytes (`bridge.MaxCallArgsSize`", n/1000, n%1000)
+	if !strings.Contains(string(readme), want) {
+		t.Fatalf("README.md does not name the Web API cap as %q", want)
 	}
 }

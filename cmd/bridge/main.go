@@ -235,6 +235,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	logLevel := fs.String("log-level", envOr("SEALRELAY_LOG_LEVEL", "info"), "debug, info, warn or error; env SEALRELAY_LOG_LEVEL")
 	logFormat := fs.String("log-format", envOr("SEALRELAY_LOG_FORMAT", "text"), "text or json")
 	metricsListen := fs.String("metrics-listen", envOr("SEALRELAY_BRIDGE_METRICS_LISTEN", ""), "serve Prometheus metrics on this address (off when empty)")
+	webAPIOrigins := fs.String("web-api-allow-origin", envOr("SEALRELAY_BRIDGE_WEB_API_ALLOW_ORIGINS", ""), "comma-separated web origins (scheme://host:port) whose browser requests the Slack Web API on /api/<method> answers (none: browsers are refused); env SEALRELAY_BRIDGE_WEB_API_ALLOW_ORIGINS")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -273,6 +274,11 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		Identity: *id, StateDir: *stateDir, WaitSeconds: *wait, MaxMessages: *maxMessages,
 		ForwardURL: *forwardURL, ForwardInteractivityURL: *forwardInteractive, ForwardCommandsURL: *forwardCommands,
 		Stream: *stream, StreamBuffer: *streamBuffer, AllowRemote: *allowRemote,
+	}
+	for _, o := range strings.Split(*webAPIOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			cfg.WebAPIAllowedOrigins = append(cfg.WebAPIAllowedOrigins, o)
+		}
 	}
 	if cfg.ForwardSigningSecret, err = loadSecret(*secret, *secretFile, "SEALRELAY_FORWARD_SIGNING_SECRET"); err != nil {
 		return err
