@@ -47,7 +47,8 @@ func CheckListenAddr(addr string, allowRemote bool) error {
 // open: the Host header must name the loopback listen address (DNS
 // rebinding; skipped with AllowRemote), an Origin header must be loopback,
 // POSTs must be application/json (no cross-site "simple request"), and with
-// a local token every request needs it as a bearer token.
+// a local token every request needs it as a bearer token. Paths under
+// /api/ are Slack's Web API, with its own guard (facade.go).
 func (b *Bridge) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /send", b.handleSend)

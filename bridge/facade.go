@@ -69,10 +69,7 @@ func newWebAPI(b *Bridge) *webAPI {
 			a.origins[n] = true
 		}
 	}
-	a.calls = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "sealrelay_bridge", Name: "webapi_calls_total",
-		Help: "Slack Web API calls of the local app, by method family (chat, conversations, …; other) and outcome."},
-		[]string{"class", "outcome"})
-	b.metrics.reg.MustRegister(a.calls)
+	a.calls = b.metrics.webapiCalls
 	return a
 }
 
@@ -188,6 +185,7 @@ func (a *webAPI) checkBrowser(w http.ResponseWriter, r *http.Request) *apiError 
 			return &apiError{status: http.StatusForbidden, code: "forbidden_origin", detail: "the Web API does not answer web pages; allow an origin with --web-api-allow-origin", outcome: outcomeForbidden}
 		}
 		w.Header().Set("Access-Control-Allow-Origin", origin)
+		w.Header().Set("Access-Control-Expose-Headers", "Retry-After")
 		w.Header().Add("Vary", "Origin")
 		return nil
 	}

@@ -2,12 +2,15 @@ package bridge
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
+	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
 )
 
@@ -73,6 +76,55 @@ func FuzzParseWebAPIRequest(f *testing.F) {
 		case protocol.EncodingJSON:
 		default:
 			t.Fatalf("encoding %q", c.encoding)
+		}
+	})
+}
+
+// FuzzOpenCallResponse feeds arbitrary response nonces and sealed answers
+// to the /api/call response opener. It must never panic, must refuse the
+// request's own nonce, and what it accepts must be a JSON object that the
+// broker's key sealed.
+func FuzzOpenCallResponse(f *testing.F) {
+	brokerBox, _ := crypto.GenerateBoxKeyPair()
+	agentBox, _ := crypto.GenerateBoxKeyPair()
+	agentSign, _ := crypto.GenerateSigningKey()
+	brokerSign, _ := crypto.GenerateSigningKey()
+	b, err := New(Config{
+		Identity: Identity{BrokerURLs: []string{"http://127.0.0.1:1"}, OrgID: "T0123ABCD", BoxKey: agentBox, SigningKey: agentSign,
+			BrokerBoxKey: brokerBox.Public, BrokerSigningKey: brokerSign.Public(), AccessToken: "x"},
+		StateDir: f.TempDir(), Stream: true,
+	}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { b.Close() })
+	var reqNonce [crypto.NonceSize]byte
+	reqNonce[0] = 7
+	broker := brokerBox.Precompute(agentBox.Public)
+	for _, pt := range []string{`{"ok":true}`, `{"ok":false,"error":"x"}`, `[1]`, `"s"`, ``, `{`} {
+		ct, n, err := broker.Seal([]byte(pt))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(base64.StdEncoding.EncodeToString(n[:]), base64.StdEncoding.EncodeToString(ct))
+		f.Add(base64.StdEncoding.EncodeToString(reqNonce[:]), base64.StdEncoding.EncodeToString(broker.SealWithNonce([]byte(pt), &reqNonce)))
+	}
+	f.Add("", "")
+	f.Add("AAAA", "////")
+	f.Fuzz(func(t *testing.T, nonce, sealed string) {
+		out, err := b.openCallResponse(&protocol.CallResponse{OK: true, ResponseNonce: nonce, EncryptedResponse: sealed}, reqNonce)
+		if err != nil {
+			if out != nil || !errors.Is(err, ErrBrokerFault) {
+				t.Fatalf("refusal %q, %v", out, err)
+			}
+			return
+		}
+		if nonce == base64.StdEncoding.EncodeToString(reqNonce[:]) {
+			t.Fatal("accepted the request's nonce")
+		}
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(out, &obj) != nil || obj == nil {
+			t.Fatalf("accepted %q, not a JSON object", out)
 		}
 	})
 }

@@ -25,6 +25,7 @@ type metrics struct {
 	streamConsumers prometheus.Gauge
 	failures        prometheus.Gauge
 	lastPoll        prometheus.Gauge
+	webapiCalls     *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -44,9 +45,10 @@ func newMetrics() *metrics {
 		streamConsumers: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "stream_consumers", Help: "Connected SSE consumers."}),
 		failures:        prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "consecutive_failures", Help: "Consecutive failed poll cycles."}),
 		lastPoll:        prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "last_poll_timestamp_seconds", Help: "Unix time of the last successful pull."}),
+		webapiCalls:     prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "webapi_calls_total", Help: "Slack Web API calls of the local app, by method family (chat, conversations, …; other) and outcome."}, []string{"class", "outcome"}),
 	}
 	m.reg.MustRegister(m.received, m.delivered, m.duplicates, m.poison, m.acked, m.pullErrors, m.ackErrors,
-		m.deliveryErrors, m.outbound, m.streamDropped, m.streamConsumers, m.failures, m.lastPoll,
+		m.deliveryErrors, m.outbound, m.streamDropped, m.streamConsumers, m.failures, m.lastPoll, m.webapiCalls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -76,3 +76,5 @@ func (c *agentClient) call(method, encoding string, args any) map[string]any {
 	}
 	return out
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -51,9 +51,11 @@ func FuzzAgentAPI(f *testing.F) {
 	f.Add(uint8(4), []byte(`{"org_id":"T0FUZZ01","timestamp":1,"signature":"AA=="}`))
 	f.Add(uint8(0), []byte(`{"max_messages":1e400,"wait_seconds":-0}`))
 	f.Add(uint8(1), []byte(`{"message_ids":[null,1,{}]}`))
+	callSeed, _ := a.callBody("chat.postMessage", protocol.EncodingForm, map[string]string{"channel": "C1", "text": "hi"}, ts)
+	f.Add(uint8(5), callSeed)
 	endpoints := []struct{ method, path string }{
 		{"POST", "/api/inbox/pull"}, {"POST", "/api/inbox/ack"}, {"POST", "/api/send"},
-		{"POST", "/api/register"}, {"DELETE", "/api/register"},
+		{"POST", "/api/register"}, {"DELETE", "/api/register"}, {"POST", "/api/call"},
 	}
 	handler := h.srv.Handler()
 	f.Fuzz(func(t *testing.T, which uint8, body []byte) {

@@ -182,6 +182,9 @@ func strictJSON(data []byte, v any) error {
 		if errors.As(err, &se) {
 			return fmt.Errorf("invalid JSON at offset %d: %v", se.Offset, err)
 		}
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return errors.New("invalid JSON: unexpected end of input")
+		}
 		return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "json: "))
 	}
 	if dec.More() {
