@@ -152,8 +152,15 @@ func TestCallDeniedMethods(t *testing.T) {
 	if after := h.fake.Calls(); len(after) != before {
 		t.Fatalf("denied calls reached slack: %+v", after[before:])
 	}
-	if !strings.Contains(h.logs.String(), `"slack_method":"admin.users.list"`) || !strings.Contains(h.logs.String(), `"reason":"method_not_allowed"`) {
-		t.Fatal("refusal not logged with the method")
+	logged := false
+	for _, line := range strings.Split(h.logs.String(), "\n") {
+		if strings.Contains(line, "api call refused by policy") && strings.Contains(line, `"slack_method":"admin.users.list"`) {
+			logged = strings.Contains(line, `"reason":"method_not_allowed"`) && strings.Contains(line, `"org_id":"`+a.org+`"`) &&
+				strings.Contains(line, `"agent_id":"ag-`)
+		}
+	}
+	if !logged {
+		t.Fatal("refusal not logged with agent, org, method and reason")
 	}
 	if v := counterValue(t, h.srv.cm.calls.WithLabelValues("other", protocol.ErrMethodNotAllowed)); v != 10 {
 		t.Fatalf("refusals counted %v", v)

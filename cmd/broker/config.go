@@ -124,6 +124,16 @@ var settings = []setting{
 		Usage: "sustained messages per second one agent may send (0 = no limit)"},
 	{Name: "send-burst", Env: "SEALRELAY_SEND_BURST", Default: defaultSendBurst, Arg: "N",
 		Usage: "burst of messages one agent may send at once"},
+	{Name: "call-policy", Env: "SEALRELAY_CALL_POLICY", Arg: "FILE",
+		Usage: "JSON file of per-agent /api/call rules (methods and channels); empty = the built-in default (messaging, reading, views, assistant threads, file uploads, auth.test)"},
+	{Name: "call-rate-post", Env: "SEALRELAY_CALL_RATE_POST", Default: defaultCallRatePost, Arg: "RATE/BURST",
+		Usage: "per-agent /api/call bucket for posting methods (chat.*, reactions.add/remove, ...): calls per second/burst (0 = no limit)"},
+	{Name: "call-rate-read", Env: "SEALRELAY_CALL_RATE_READ", Default: defaultCallRateRead, Arg: "RATE/BURST",
+		Usage: "per-agent /api/call bucket for reading methods (*.info, *.list, conversations.history, ...) (0 = no limit)"},
+	{Name: "call-rate-other", Env: "SEALRELAY_CALL_RATE_OTHER", Default: defaultCallRateOther, Arg: "RATE/BURST",
+		Usage: "per-agent /api/call bucket for every other method (views.*, assistant.threads.*, ...) (0 = no limit)"},
+	{Name: "call-max-response", Env: "SEALRELAY_CALL_MAX_RESPONSE", Default: defaultCallMaxResponse, Arg: "BYTES",
+		Usage: "largest Slack answer /api/call relays; a larger one is refused with 502 response_too_large, never truncated"},
 	{Name: "max-polls-per-agent", Env: "SEALRELAY_MAX_POLLS_PER_AGENT", Default: defaultMaxPolls, Arg: "N",
 		Usage: "concurrent long polls allowed per agent (more are refused with 429)"},
 	{Name: "shutdown-timeout", Env: "SEALRELAY_SHUTDOWN_TIMEOUT", Default: defaultShutdownTimeout, Arg: "DURATION",
@@ -307,6 +317,7 @@ type config struct {
 	SendBurst          int
 	MaxPollsPerAgent   int
 	ShutdownTimeout    time.Duration
+	Call               callConfig
 	// Warnings are logged once the logger exists.
 	Warnings []string
 }
@@ -443,6 +454,7 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 		c.SendRate = f
 	}
 	c.SendBurst = r.intRange(settingByName("send-burst"), r.get(settingByName("send-burst")), 1, 1_000_000)
+	r.call(&c.Call)
 	c.MaxPollsPerAgent = r.intRange(settingByName("max-polls-per-agent"), r.get(settingByName("max-polls-per-agent")), 1, 1000)
 	s, v = get("shutdown-timeout")
 	if d, err := parseDays(v.text); err != nil || d <= 0 {

@@ -130,6 +130,11 @@ func brokerConfig(cfg *config) broker.Config {
 		AccessTokenTTL:       cfg.AccessTokenTTL,
 		SendRate:             rate,
 		MaxLongPollsPerAgent: cfg.MaxPollsPerAgent,
+		CallPolicy:           cfg.Call.Policy,
+		CallPostRate:         cfg.Call.PostRate,
+		CallReadRate:         cfg.Call.ReadRate,
+		CallOtherRate:        cfg.Call.OtherRate,
+		CallMaxResponse:      cfg.Call.MaxResponse,
 	}
 }
 

@@ -86,7 +86,8 @@ type Reply struct {
 
 // Call is one recorded API call.
 type Call struct {
-	// Method is the Web API method ("chat.postMessage") or "authorize".
+	// Method is the Web API method ("chat.postMessage"), "authorize", or
+	// "upload" for a POST to an upload URL (Params then holds file_id).
 	Method string
 	// Token is the bearer or form token the call carried.
 	Token string
