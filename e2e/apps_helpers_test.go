@@ -48,11 +48,13 @@ func requireBolt(t *testing.T) string {
 }
 
 // appsDeploy is a deployment for the app tests: Redis, the fake Slack, one
-// broker replica, the install and `bridge register`. The bridge is started
-// by the caller, forwarding to its app.
-func appsDeploy(t *testing.T) (*env, *replica) {
+// broker replica (with brokerArgs added to its flags), the install and
+// `bridge register`. The bridge is started by the caller, forwarding to
+// its app.
+func appsDeploy(t *testing.T, brokerArgs ...string) (*env, *replica) {
 	t.Helper()
 	e := newEnv(t)
+	e.brokerArgs = brokerArgs
 	r := e.startReplica("A")
 	org, token := e.install(r)
 	if org != teamID {
