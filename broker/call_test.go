@@ -478,3 +478,26 @@ func TestCallCanary(t *testing.T) {
 }
 
 func mustString(v any) string { return string(mustJSON(v)) }
+
+// TestCallReplayAcrossReplicas: a call accepted by one replica is a replay
+// on another (the nonce record is in the shared store), and a send nonce
+// cannot be reused for a call.
+func TestCallReplayAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	h, a, _ := callSetup(t, "T0CALL11")
+	_, _, _, _, urlB := h.newReplica()
+	body, _ := a.callBody("auth.test", "form", map[string]string{}, a.now())
+	if status, _, b := a.callRaw(body); status != http.StatusOK {
+		t.Fatalf("replica A: %d %s", status, b)
+	}
+	status, _, b := do(t, http.MethodPost, urlB+"/api/call", a.token, body, nil)
+	expectError(t, status, b, http.StatusConflict, protocol.ErrReplay)
+
+	var sr protocol.SendRequest
+	_ = json.Unmarshal(a.sendBody(protocol.ActionPostMessage, protocol.Routing{Channel: "C1"}, map[string]any{"text": "x"}, a.now()), &sr)
+	if status, _, b := a.sendRaw(mustJSON(sr)); status != http.StatusOK {
+		t.Fatalf("send: %d %s", status, b)
+	}
+	status, _, b = a.callRaw(a.signCall("chat.postMessage", sr.EncryptedBody, sr.Nonce, a.now()))
+	expectError(t, status, b, http.StatusConflict, protocol.ErrReplay)
+}
