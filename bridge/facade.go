@@ -168,7 +168,7 @@ func (a *webAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // with browser headers (Origin, Sec-Fetch-Site) is refused unless its Origin
 // was allowed explicitly — a form POST needs no CORS preflight, so without
 // this any web page could call Slack as the bot. Sec-Fetch-Mode alone is not
-// a browser: Node's fetch (undici, used by @slack/web-api 7+ and so by Bolt
+// a browser: Node's fetch (undici, used by @slack/web-api 8 and so by Bolt
 // for JavaScript) sends "Sec-Fetch-Mode: cors" on every request, while
 // browsers always send Sec-Fetch-Site, and Origin on every POST.
 func (a *webAPI) checkBrowser(w http.ResponseWriter, r *http.Request) *apiError {
