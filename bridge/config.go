@@ -256,7 +256,7 @@ type Config struct {
 	LocalToken string
 	// WebAPIAllowedOrigins are web origins (scheme://host[:port]) whose
 	// browser requests the Web API facade answers; requests carrying other
-	// browser headers (Origin, Sec-Fetch-Site, Sec-Fetch-Mode) are refused.
+	// browser headers (Origin, Sec-Fetch-Site) are refused.
 	WebAPIAllowedOrigins []string
 
 	// HTTPClient talks to the broker (a default client when nil).

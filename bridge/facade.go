@@ -173,9 +173,12 @@ func (a *webAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // checkBrowser applies the listener's defences in the facade's terms: the
 // Host must name the loopback listen address (DNS rebinding), and a request
-// with browser headers (Origin, Sec-Fetch-Site, Sec-Fetch-Mode) is refused
-// unless its Origin was allowed explicitly — a form POST needs no CORS
-// preflight, so without this any web page could call Slack as the bot.
+// with browser headers (Origin, Sec-Fetch-Site) is refused unless its Origin
+// was allowed explicitly — a form POST needs no CORS preflight, so without
+// this any web page could call Slack as the bot. Sec-Fetch-Mode alone is not
+// a browser: Node's fetch (undici, used by @slack/web-api 8 and so by Bolt
+// for JavaScript) sends "Sec-Fetch-Mode: cors" on every request, while
+// browsers always send Sec-Fetch-Site, and Origin on every POST.
 func (a *webAPI) checkBrowser(w http.ResponseWriter, r *http.Request) *apiError {
 	if !a.b.cfg.AllowRemote {
 		_, port, _ := net.SplitHostPort(a.b.cfg.ListenAddr)
@@ -194,8 +197,8 @@ func (a *webAPI) checkBrowser(w http.ResponseWriter, r *http.Request) *apiError 
 		w.Header().Add("Vary", "Origin")
 		return nil
 	}
-	if r.Header.Get("Sec-Fetch-Site") != "" || r.Header.Get("Sec-Fetch-Mode") != "" {
-		return &apiError{status: http.StatusForbidden, code: "forbidden_browser", detail: "the Web API does not answer browsers (Sec-Fetch-* headers without an allowed Origin)", outcome: outcomeForbidden}
+	if r.Header.Get("Sec-Fetch-Site") != "" {
+		return &apiError{status: http.StatusForbidden, code: "forbidden_browser", detail: "the Web API does not answer browsers (Sec-Fetch-Site without an allowed Origin)", outcome: outcomeForbidden}
 	}
 	return nil
 }

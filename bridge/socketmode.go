@@ -180,7 +180,7 @@ func (h *socketHub) serveWS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if r.Header.Get("Sec-Fetch-Site") != "" || r.Header.Get("Sec-Fetch-Mode") != "" {
+	if r.Header.Get("Sec-Fetch-Site") != "" { // browsers send it on every request
 		if o := r.Header.Get("Origin"); o == "" || o == sdkOrigin {
 			writeError(w, http.StatusForbidden, "forbidden browser request: Socket Mode does not answer browsers")
 			return

@@ -367,7 +367,7 @@ func TestSocketModeHandshakeAndShutdown(t *testing.T) {
 		status int
 	}{
 		{"browser origin", http.Header{"Origin": {"https://evil.example"}}, http.StatusForbidden},
-		{"fetch metadata", http.Header{"Sec-Fetch-Site": {"cross-site"}, "Sec-Fetch-Mode": {"websocket"}}, http.StatusForbidden},
+		{"fetch metadata", http.Header{"Sec-Fetch-Site": {"cross-site"}}, http.StatusForbidden},
 		{"rebinding host", http.Header{"Host": {"evil.example:7890"}}, http.StatusForbidden},
 	}
 	for _, tc := range refused {

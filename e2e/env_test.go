@@ -255,6 +255,9 @@ type env struct {
 
 	evMu   sync.Mutex
 	events map[string][]byte // event_id → body posted to the broker
+
+	// brokerArgs are extra `broker serve` flags for every replica.
+	brokerArgs []string
 }
 
 // agent is one registered bridge: its config and state directory, its
@@ -330,7 +333,7 @@ func (e *env) startReplica(name string) *replica {
 		if public == "" {
 			public = url
 		}
-		p := startProc(t, "broker "+name, filepath.Join(e.dir, "broker-"+name+".log"), minimalEnv(e.dir), brokerBin, "serve",
+		p := startProc(t, "broker "+name, filepath.Join(e.dir, "broker-"+name+".log"), minimalEnv(e.dir), brokerBin, append([]string{"serve",
 			"--listen", fmt.Sprintf("127.0.0.1:%d", port),
 			"--public-url", public,
 			"--slack-client-id", clientID,
@@ -344,6 +347,7 @@ func (e *env) startReplica(name string) *replica {
 			"--send-rate", "0",
 			"--log-format", "json",
 			"--shutdown-timeout", "5s",
+		}, e.brokerArgs...)...,
 		)
 		if waitHTTP(url+"/readyz", p, 15*time.Second) {
 			r := &replica{name: name, url: url, proc: p}

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The project's one test command (README "Test"; .ci/run calls exactly this).
-# Runs gofmt, go vet, staticcheck and `go test -race ./...` against a real
-# Redis: $REDIS_URL if set, else a private redis-server on a random free port
-# that is stopped afterwards (never the machine's 6379). Every test package
-# finds Redis only through $REDIS_URL (internal/testredis). A missing Redis
+# Runs gofmt, go vet, staticcheck, `npm ci` for the e2e Bolt app and
+# `go test -race ./...` against a real Redis: $REDIS_URL if set, else a
+# private redis-server on a random free port that is stopped afterwards
+# (never the machine's 6379). Every test package finds Redis only through
+# $REDIS_URL (internal/testredis). A missing Redis
 # fails the run; nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,6 +76,23 @@ if [ -z "${REDIS_URL:-}" ]; then
   export REDIS_URL="redis://127.0.0.1:$private_redis_port/0"
 fi
 echo "using $REDIS_URL"
+
+step "npm ci (e2e/apps/bolt)"
+# The end-to-end suite runs a real Bolt for JavaScript app (e2e/apps_test.go);
+# its dependencies are pinned by e2e/apps/bolt/package-lock.json.
+if { ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; } &&
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  step "installing nodejs and npm with apt-get"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "error: node and npm are required for the Bolt app in e2e/apps/bolt (Node.js 18 or later)." >&2
+  echo "       install them and re-run:  sudo apt-get install -y nodejs npm   (macOS: brew install node)" >&2
+  exit 1
+fi
+echo "node $(node --version), npm $(npm --version)"
+(cd e2e/apps/bolt && npm ci --no-audit --no-fund --loglevel=error)
 
 step "go test -race ./..."
 go test -race -count=1 ./...
