@@ -106,6 +106,13 @@ func (h *socketHub) connected() bool {
 	return len(h.conns) > 0
 }
 
+// count returns how many clients are connected.
+func (h *socketHub) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.conns)
+}
+
 // waitPresent returns a channel closed once a client is connected.
 func (h *socketHub) waitPresent() <-chan struct{} {
 	h.mu.Lock()

@@ -217,9 +217,8 @@ func TestSocketModeConnectionsShareEvents(t *testing.T) {
 	a1 := connectApp(t, sb.base)
 	a2 := connectApp(t, sb.base)
 	const n = 6
-	var ids []string
 	for i := range n {
-		ids = append(ids, sb.fb.Enqueue(slackEvent("e", "C0EVT0001", "1700000000.00030"+string(rune('0'+i)))))
+		sb.fb.Enqueue(slackEvent("e", "C0EVT0001", "1700000000.00030"+string(rune('0'+i))))
 	}
 	got := map[string]int{}
 	per := [2]int{}
@@ -238,6 +237,9 @@ func TestSocketModeConnectionsShareEvents(t *testing.T) {
 		app.ack(t, ev, nil)
 	}
 	waitFor(t, sb.fb, "all acked", func() bool { return len(sb.fb.Acked()) == n })
+	if h := sb.b.Health(); h.SocketModeConnections != 2 {
+		t.Fatalf("health: %d Socket Mode connections, want 2", h.SocketModeConnections)
+	}
 	if per[0] == 0 || per[1] == 0 {
 		t.Fatalf("connections got %v events; want both to get some", per)
 	}
