@@ -257,6 +257,12 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if *wait < 1 || *wait > 25 {
 		return errors.New("--wait-seconds must be 1-25")
 	}
+	if *concurrency < 1 || *concurrency > 64 {
+		return errors.New("--delivery-concurrency must be 1-64")
+	}
+	if *forwardTimeout <= 0 {
+		return errors.New("--forward-timeout must be positive")
+	}
 	cfg := bridge.Config{
 		Identity: *id, StateDir: *stateDir, WaitSeconds: *wait, MaxMessages: *maxMessages,
 		ForwardURL: *forwardURL, ForwardInteractivityURL: *forwardInteractive, ForwardCommandsURL: *forwardCommands,
