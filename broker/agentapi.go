@@ -252,6 +252,7 @@ func (s *Server) handlePull(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.depth.track(a.ID, org)
+	s.flushDrops(ctx, a)
 	msgs, e := s.pull(ctx, a, maxN, time.Duration(wait)*time.Second)
 	if e != nil {
 		s.m.pulls.WithLabelValues("error").Inc()

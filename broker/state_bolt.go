@@ -34,10 +34,12 @@ var (
 	boltBktOAuth    = []byte("oauth")    // state hash → exp
 	boltBktNonce    = []byte("nonce")    // len(agent) ‖ agent ‖ nonce → exp
 	boltBktSig      = []byte("usig")     // signature hash → exp
+	boltBktDrops    = []byte("drops")    // agent id → exp ‖ dropRecord JSON
+	boltBktDropsP   = []byte("dropsp")   // agent id → exp ‖ pending notice JSON
 
 	// boltTTLBuckets hold values that start with an 8-byte expiry and are
 	// swept by Cleanup.
-	boltTTLBuckets = [][]byte{boltBktRegTok, boltBktAccess, boltBktOAuth, boltBktNonce, boltBktSig}
+	boltTTLBuckets = [][]byte{boltBktRegTok, boltBktAccess, boltBktOAuth, boltBktNonce, boltBktSig, boltBktDrops, boltBktDropsP}
 	boltAllBuckets = append([][]byte{boltBktInst, boltBktAgent, boltBktAgentOrg, boltBktAgentKey}, boltTTLBuckets...)
 )
 
