@@ -68,6 +68,10 @@ type Config struct {
 	MaxLongPollsPerAgent int
 	// SlackTimeout bounds each Slack API call (default 10 s).
 	SlackTimeout time.Duration
+	// WebhookTimeout bounds the store work of one Slack webhook (default
+	// DefaultWebhookTimeout): when the state or inbox store has not
+	// answered by then the webhook gets a 503, well inside Slack's 3 s.
+	WebhookTimeout time.Duration
 	// Now returns the current time; nil means time.Now. For tests.
 	Now func() time.Time
 }
@@ -107,6 +111,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxLongPollsPerAgent <= 0 {
 		c.MaxLongPollsPerAgent = DefaultMaxLongPolls
+	}
+	if c.WebhookTimeout <= 0 {
+		c.WebhookTimeout = DefaultWebhookTimeout
 	}
 	if c.SlackTimeout <= 0 {
 		c.SlackTimeout = DefaultSlackTimeout

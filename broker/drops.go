@@ -122,7 +122,9 @@ func (s *Server) recordDrop(ctx context.Context, agentID, reason, eventID string
 	if len(eventID) > maxEventIDLength {
 		eventID = ""
 	}
-	if err := dr.RecordDrop(context.WithoutCancel(ctx), agentID, reason, eventID, at); err != nil {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCleanupTimeout)
+	defer cancel()
+	if err := dr.RecordDrop(cctx, agentID, reason, eventID, at); err != nil {
 		s.logger(ctx).Error("recording a dropped copy failed; the agent's events_dropped notice will miss it",
 			"agent_id", agentID, "reason", reason, "err", err)
 	}

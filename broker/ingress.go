@@ -335,7 +335,10 @@ func (s *Server) handleSlackEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ev.EventID != "" {
-		if err := s.st.CompleteEvent(context.WithoutCancel(ctx), ev.EventID, s.cfg.EventDedupTTL); err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCleanupTimeout)
+		err := s.st.CompleteEvent(cctx, ev.EventID, s.cfg.EventDedupTTL)
+		cancel()
+		if err != nil {
 			// Stored already; a retry may duplicate it, which at-least-once allows.
 			s.logger(ctx).Warn("event dedup record failed", "err", err)
 		}
@@ -347,7 +350,11 @@ func (s *Server) releaseEvent(ctx context.Context, id string) {
 	if id == "" {
 		return
 	}
-	if err := s.st.ReleaseEvent(context.WithoutCancel(ctx), id); err != nil {
+	// Bounded: when the store is what failed, the answer must not wait
+	// for it again. An unreleased claim lapses after EventPendingTTL.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCleanupTimeout)
+	defer cancel()
+	if err := s.st.ReleaseEvent(cctx, id); err != nil {
 		s.logger(ctx).Warn("event dedup release failed", "err", err)
 	}
 }
