@@ -77,9 +77,11 @@
 //
 // Durability depends on the store: with the Redis store, on Redis's
 // persistence (with appendonly yes and appendfsync always nothing Enqueue
-// returned for is lost on a crash of Redis; with appendfsync everysec up to
-// about a second); with the bbolt store every call that changes state is
-// fsynced before it returns. See RedisStore and BoltStore.
+// returned for is lost on a crash of Redis or of its machine; with
+// appendfsync everysec nothing on a crash of the redis-server process and up
+// to about a second on an OS crash or power cut); with the bbolt store every
+// call that changes state is fsynced before it returns. See RedisStore and
+// BoltStore.
 package queue
 
 import (

@@ -117,8 +117,11 @@ func (o RedisOptions) withDefaults() RedisOptions {
 // appendonly yes and appendfsync always, Redis fsyncs the AOF before it
 // replies, so nothing Enqueue returned for is lost on kill -9 or power loss
 // (checked by the conformance suite with a private redis-server); with
-// appendfsync everysec (Redis's default for AOF) up to about one second of
-// acknowledged enqueues, acks and leases can be lost; with RDB snapshots only,
+// appendfsync everysec (Redis's default for AOF) Redis still write()s the AOF
+// before it replies, so a killed redis-server loses nothing, but an OS crash
+// or power cut can lose up to about one second of acknowledged enqueues, acks
+// and leases (and a kill during an fsync stall of a slow disk, when Redis
+// postpones its writes, up to about two); with RDB snapshots only,
 // everything since the last snapshot. A lost lease or ack only causes a
 // redelivery, never a loss. Leases survive a restart of Redis: their deadlines
 // are server timestamps, so leased messages come back once the deadline
