@@ -339,12 +339,18 @@ for ib = 0, #KEYS / 8 - 1 do
   for i = 1, k do ids[i] = ARGV[a + 2 + i] end
   a = a + 3 + k
   local present = redis.call('HMGET', K_META, unpack(ids))
-  local keyed, remembered = {}, {}
+  local keyed, remembered, ask, at = {}, {}, {}, {}
   for i = 1, k do
     keyed[i] = string.byte(flags, i) == 49
     if keyed[i] and not present[i] then
-      local exp = redis.call('ZSCORE', K_IDS, ids[i])
-      if exp and tonumber(exp) > now then remembered[i] = true end
+      ask[#ask + 1] = ids[i]
+      at[#at + 1] = i
+    end
+  end
+  if #ask > 0 then
+    local exp = redis.call('ZMSCORE', K_IDS, unpack(ask))
+    for j, e in ipairs(exp) do
+      if e and tonumber(e) > now then remembered[at[j]] = true end
     end
   end
   local nready = redis.call('ZCARD', K_READY)
