@@ -404,6 +404,9 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if n > 0 {
+		s.flushDrops(ctx, a) // room was made: queue a waiting notice now
+	}
 	s.m.acks.WithLabelValues("ok").Inc()
 	s.m.ackedMessages.Add(float64(n))
 	writeJSON(w, http.StatusOK, protocol.AckResponse{OK: true, Acked: n})

@@ -132,7 +132,8 @@ func (s *Server) recordDrop(ctx context.Context, agentID, reason, eventID string
 
 // flushDrops queues the agent's events_dropped notice, if there is one and
 // the inbox has room, and forgets the drops it covers once it is queued.
-// Called on every pull; errors only delay the notice to a later pull.
+// Called on every pull and after every ack that made room; errors only
+// delay the notice to a later call.
 func (s *Server) flushDrops(ctx context.Context, a *Agent) {
 	dr, ok := s.st.(DropRecorder)
 	if !ok {
@@ -147,9 +148,14 @@ func (s *Server) flushDrops(ctx context.Context, a *Agent) {
 		return
 	}
 	if err := s.queueDropNotice(ctx, a, p); err != nil {
-		if errors.Is(err, queue.ErrInboxFull) {
+		switch {
+		case errors.Is(err, queue.ErrInboxFull):
 			s.logger(ctx).Debug("events_dropped notice waits for room in the inbox", "count", p.Notice.Count)
-		} else {
+		case errors.Is(err, errSealFailed):
+			// The agent's key cannot be sealed to (see fanOut): it can
+			// receive nothing, this notice included.
+			s.logger(ctx).Debug("events_dropped notice cannot be sealed to the agent's key", "count", p.Notice.Count)
+		default:
 			s.logger(ctx).Warn("queueing the events_dropped notice failed", "err", err)
 		}
 		return
@@ -176,7 +182,7 @@ func (s *Server) queueDropNotice(ctx context.Context, a *Agent, p PendingDrops) 
 	defer crypto.Wipe(plain)
 	msg, err := protocol.SealEnvelope(plain, a.OrgID, "", ts, a.BoxPublicKey, s.keys.Signing)
 	if err != nil {
-		return fmt.Errorf("seal notice: %w", err)
+		return fmt.Errorf("%w: notice: %w", errSealFailed, err)
 	}
 	body, err := json.Marshal(storedMessage{OrgID: a.OrgID, Encrypted: msg.Encrypted,
 		BrokerTimestamp: msg.BrokerTimestamp, BrokerSignature: msg.BrokerSignature})
