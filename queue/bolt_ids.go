@@ -69,7 +69,7 @@ func (s *BoltStore) remember(tx *bolt.Tx, inbox, id string, now int64) error {
 // and returns the new count.
 func trimRemembered(t, xb *bolt.Bucket, n, now, limit int64) (int64, error) {
 	c := xb.Cursor()
-	for k, _ := c.First(); k != nil && len(k) > 8; k, _ = c.First() {
+	for k, _ := c.First(); len(k) > 8; k, _ = c.First() {
 		if int64(binary.BigEndian.Uint64(k)) > now && n <= limit {
 			break
 		}
