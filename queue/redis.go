@@ -79,11 +79,12 @@ func (o RedisOptions) withDefaults() RedisOptions {
 //
 // Message ids are 128-bit random hex strings chosen by the client (or the
 // caller's, for EnqueueID), so ids are never reused and a retried Enqueue
-// (go-redis retries on network errors) is idempotent. EnqueueID writes its
-// body with HSETNX, so a repeated id never overwrites a stored body, and the
-// script checks the ids key before linking it. The body is written with a plain HSET in the same MULTI/EXEC as
-// the enqueue script rather than passed to the script: moving a 2 KB argument
-// through Lua costs Redis 7.0 about ten times more than the whole script.
+// (go-redis retries on network errors) is idempotent. The body is written
+// with a plain HSET in the same MULTI/EXEC as the enqueue script rather than
+// passed to the script: moving a 2 KB argument through Lua costs Redis 7.0
+// about ten times more than the whole script. EnqueueID writes its body with
+// HSETNX instead, so a repeated id never overwrites a stored body, and the
+// script consults the ids key before linking the message.
 //
 // # Batching
 //
