@@ -87,9 +87,20 @@ func trimRemembered(t, xb *bolt.Bucket, n, now, limit int64) (int64, error) {
 // sweepRemembered forgets expired ids of every inbox and deletes the
 // buckets left empty.
 func (s *BoltStore) sweepRemembered() error {
+	// Find, read-only, the inboxes with something to forget, so that an
+	// idle sweep writes nothing.
 	var names [][]byte
+	now, limit := time.Now().UnixNano(), int64(s.opts.DedupCapacity)
 	if err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bktIDs).ForEachBucket(func(k []byte) error {
+		ids := tx.Bucket(bktIDs)
+		return ids.ForEachBucket(func(k []byte) error {
+			b := ids.Bucket(k)
+			xb := b.Bucket(bktTombX)
+			if xb != nil && counterOf(b) <= limit {
+				if first, _ := xb.Cursor().First(); len(first) > 8 && int64(binary.BigEndian.Uint64(first)) > now {
+					return nil
+				}
+			}
 			names = append(names, append([]byte(nil), k...))
 			return nil
 		})

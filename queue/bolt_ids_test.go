@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -113,4 +114,32 @@ func TestBoltLegacyDecimalIDs(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestBoltSweepForgetsIDs: the sweeper forgets remembered ids of inboxes
+// nobody enqueues into any more, and leaves no bucket behind.
+func TestBoltSweepForgetsIDs(t *testing.T) {
+	t.Parallel()
+	s := openBoltT(t, t.TempDir(), Options{DedupWindow: 100 * time.Millisecond})
+	t.Cleanup(func() { _ = s.Close() })
+	mustEnqueueID(t, s, "idle", "e1", []byte("x"))
+	mustAck(t, s, "idle", mustPull(t, s, "idle", 1, 0)[0].ID)
+	remembered := func() int {
+		n := 0
+		if err := s.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(bktIDs).ForEachBucket(func([]byte) error { n++; return nil })
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if remembered() != 1 {
+		t.Fatal("the id is not remembered")
+	}
+	eventually(t, 30*time.Second, "the sweeper to forget the id", func() bool {
+		if _, err := s.Sweep(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		return remembered() == 0
+	})
 }
