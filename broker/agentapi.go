@@ -252,6 +252,7 @@ func (s *Server) handlePull(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.depth.track(a.ID, org)
+	s.flushDrops(ctx, a)
 	msgs, e := s.pull(ctx, a, maxN, time.Duration(wait)*time.Second)
 	if e != nil {
 		s.m.pulls.WithLabelValues("error").Inc()
@@ -402,6 +403,9 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, errf(http.StatusServiceUnavailable, "inbox store unavailable"))
 			return
 		}
+	}
+	if n > 0 {
+		s.flushDrops(ctx, a) // room was made: queue a waiting notice now
 	}
 	s.m.acks.WithLabelValues("ok").Inc()
 	s.m.ackedMessages.Add(float64(n))

@@ -83,6 +83,10 @@ type Config struct {
 	// (default DefaultCallMaxResponse); a larger answer is refused, never
 	// truncated.
 	CallMaxResponse int64
+	// WebhookTimeout bounds the store work of one Slack webhook (default
+	// DefaultWebhookTimeout): when the state or inbox store has not
+	// answered by then the webhook gets a 503, well inside Slack's 3 s.
+	WebhookTimeout time.Duration
 	// Now returns the current time; nil means time.Now. For tests.
 	Now func() time.Time
 }
@@ -122,6 +126,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxLongPollsPerAgent <= 0 {
 		c.MaxLongPollsPerAgent = DefaultMaxLongPolls
+	}
+	if c.WebhookTimeout <= 0 {
+		c.WebhookTimeout = DefaultWebhookTimeout
 	}
 	if c.SlackTimeout <= 0 {
 		c.SlackTimeout = DefaultSlackTimeout

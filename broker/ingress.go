@@ -114,14 +114,24 @@ type eventClaimLister interface {
 	ClaimEventListAgents(ctx context.Context, eventID, orgID string) (EventClaim, []*Agent, error)
 }
 
-// fanOut seals the envelope separately to every active agent of org (an
-// agent whose access token expired is not active) and enqueues each copy.
-// agents nil means "list them". It returns an error (→ 503) only when a
-// copy could not be stored for a reason other than a full inbox.
 // errSealFailed marks a per-agent sealing failure in fanOut.
 var errSealFailed = errors.New("seal failed")
 
-func (s *Server) fanOut(ctx context.Context, org, source, typ string, payload []byte, agents []*Agent) *apiError {
+// fanOut seals the envelope separately to every active agent of org (an
+// agent whose access token expired is not active) and enqueues each copy.
+// agents nil means "list them". It returns an error (→ 503) only when a
+// copy could not be stored for a reason other than a full inbox, too large
+// a body or a sealing failure; those drops are recorded for the agent's
+// events_dropped notice (see drops.go).
+//
+// With a Slack event id, every copy is stored under messageID(org, event id,
+// agent) with queue.Store.EnqueueID: Slack's retry of an event whose first
+// attempt got a 503 after (some of) its copies were stored, e.g. because
+// Redis executed the transaction but the reply was lost, stores no second
+// copy, and a copy that does get through twice carries the same message id,
+// which bridges de-duplicate. Interactivity payloads and slash commands have
+// no event id and Slack does not retry them, so their copies get random ids.
+func (s *Server) fanOut(ctx context.Context, org, eventID, source, typ string, payload []byte, agents []*Agent) *apiError {
 	if agents == nil {
 		var err error
 		if agents, err = s.st.ListAgents(ctx, org); err != nil {
@@ -155,7 +165,11 @@ func (s *Server) fanOut(ctx context.Context, org, source, typ string, payload []
 		if err != nil {
 			return err
 		}
-		_, err = s.q.Enqueue(ctx, a.ID, body)
+		if eventID != "" {
+			_, err = s.q.EnqueueID(ctx, a.ID, s.messageID(org, eventID, a.ID), body)
+		} else {
+			_, err = s.q.Enqueue(ctx, a.ID, body)
+		}
 		return err
 	}
 	errs := make([]error, len(active))
@@ -182,15 +196,18 @@ func (s *Server) fanOut(ctx context.Context, org, source, typ string, payload []
 		case errors.Is(err, queue.ErrInboxFull):
 			s.m.eventsDropped.WithLabelValues("inbox_full").Inc()
 			s.logger(ctx).Warn("event copy dropped: inbox full", "agent_id", a.ID, "type", typ)
+			s.recordDrop(ctx, a.ID, protocol.DropInboxFull, eventID, now)
 		case errors.Is(err, errSealFailed):
 			// Only this agent's key can cause it (a low-order key stored
 			// before registration checked for them); retrying cannot help,
 			// and failing the request would block every agent of the org.
 			s.m.eventsDropped.WithLabelValues("seal_failed").Inc()
 			s.logger(ctx).Error("event copy dropped: sealing to the agent's key failed", "agent_id", a.ID, "type", typ)
+			s.recordDrop(ctx, a.ID, protocol.DropSealFailed, eventID, now)
 		case errors.Is(err, queue.ErrTooLarge):
 			s.m.eventsDropped.WithLabelValues("too_large").Inc()
 			s.logger(ctx).Warn("event copy dropped: too large", "agent_id", a.ID, "type", typ)
+			s.recordDrop(ctx, a.ID, protocol.DropTooLarge, eventID, now)
 		default:
 			failed = true
 			s.logger(ctx).Error("enqueue failed", "agent_id", a.ID, "err", err)
@@ -312,13 +329,16 @@ func (s *Server) handleSlackEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		s.logger(ctx).Warn("installation revoked by slack", "event", ev.Event.Type)
 	}
-	if e := s.fanOut(ctx, org, source, typ, body, agents); e != nil {
+	if e := s.fanOut(ctx, org, ev.EventID, source, typ, body, agents); e != nil {
 		s.releaseEvent(ctx, ev.EventID)
 		s.fail(w, e)
 		return
 	}
 	if ev.EventID != "" {
-		if err := s.st.CompleteEvent(context.WithoutCancel(ctx), ev.EventID, s.cfg.EventDedupTTL); err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCleanupTimeout)
+		err := s.st.CompleteEvent(cctx, ev.EventID, s.cfg.EventDedupTTL)
+		cancel()
+		if err != nil {
 			// Stored already; a retry may duplicate it, which at-least-once allows.
 			s.logger(ctx).Warn("event dedup record failed", "err", err)
 		}
@@ -330,7 +350,11 @@ func (s *Server) releaseEvent(ctx context.Context, id string) {
 	if id == "" {
 		return
 	}
-	if err := s.st.ReleaseEvent(context.WithoutCancel(ctx), id); err != nil {
+	// Bounded: when the store is what failed, the answer must not wait
+	// for it again. An unreleased claim lapses after EventPendingTTL.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCleanupTimeout)
+	defer cancel()
+	if err := s.st.ReleaseEvent(cctx, id); err != nil {
 		s.logger(ctx).Warn("event dedup release failed", "err", err)
 	}
 }
@@ -434,7 +458,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ids []string, ty
 		return
 	}
 	info(ctx).org = org
-	if e := s.fanOut(ctx, org, protocol.SourceSlack, typ, payload, nil); e != nil {
+	if e := s.fanOut(ctx, org, "", protocol.SourceSlack, typ, payload, nil); e != nil {
 		s.fail(w, e)
 		return
 	}

@@ -293,9 +293,9 @@ func (s *Server) routes() http.Handler {
 	}
 	handle("GET", "/slack/install", "install", s.handleInstall)
 	handle("GET", "/slack/oauth/callback", "oauth_callback", s.handleOAuthCallback)
-	handle("POST", "/slack/events", "slack_events", s.handleSlackEvents)
-	handle("POST", "/slack/interactivity", "slack_interactivity", s.handleSlackInteractivity)
-	handle("POST", "/slack/commands", "slack_commands", s.handleSlackCommands)
+	handle("POST", "/slack/events", "slack_events", s.withDeadline("slack_events", s.handleSlackEvents))
+	handle("POST", "/slack/interactivity", "slack_interactivity", s.withDeadline("slack_interactivity", s.handleSlackInteractivity))
+	handle("POST", "/slack/commands", "slack_commands", s.withDeadline("slack_commands", s.handleSlackCommands))
 	handle("GET", "/api/broker-pubkey", "broker_pubkey", s.handleBrokerPubkey)
 	handle("POST", "/api/register", "register", s.handleRegister)
 	handle("DELETE", "/api/register", "unregister", s.handleUnregister)
@@ -412,7 +412,7 @@ func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), ReadyzTimeout)
 	defer cancel()
 	if err := s.st.Ping(ctx); err != nil {
 		s.logger(r.Context()).Warn("state store not reachable", "err", err)
