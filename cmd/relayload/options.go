@@ -89,15 +89,15 @@ func (p pidsFlag) Set(s string) error {
 	return nil
 }
 
-func parseFlags(args []string, stderr io.Writer) (options, error) {
+// newFlagSet defines every flag of relayload on o (sse receives the raw
+// --sse-url list).
+func newFlagSet(o *options, sse *string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("relayload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o options
-	var sse string
 	fs.StringVar(&o.BrokerURL, "broker-url", "", "broker to load (an existing deployment; loopback unless --allow-remote)")
 	fs.StringVar(&o.SigningSecretFile, "signing-secret-file", "", "file holding the Slack app's signing secret (the broker's --slack-signing-secret)")
 	fs.StringVar(&o.TeamID, "team-id", "", "team (or enterprise) id of an org installed on that broker")
-	fs.StringVar(&sse, "sse-url", "", "consume a bridge's Server-Sent Events, e.g. http://127.0.0.1:7890/events (comma-separated for several bridges)")
+	fs.StringVar(sse, "sse-url", "", "consume a bridge's Server-Sent Events, e.g. http://127.0.0.1:7890/events (comma-separated for several bridges)")
 	fs.StringVar(&o.ForwardListen, "forward-listen", "", "consume a bridge's forwarded webhooks on this loopback address (bridge run --forward-url http://ADDR/slack/events)")
 	fs.StringVar(&o.ForwardSecretFile, "forward-signing-secret-file", "", "file holding the bridge's forward signing secret (verifies the forwarded requests)")
 	fs.BoolVar(&o.Spawn, "spawn", false, "start a broker, a simulated Slack and --agents bridges, install and register them, then load them")
@@ -125,6 +125,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			"loss, duplicate, reordering or refused webhook.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
+	return fs
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	var sse string
+	fs := newFlagSet(&o, &sse, stderr)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
