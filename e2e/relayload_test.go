@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -186,4 +188,70 @@ func TestRelayloadExistingDeployment(t *testing.T) {
 	if strings.Contains(p.log(), forwardSecret) {
 		t.Fatal("the bridge logged the forward secret")
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a process writing while the test
+// reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestRelayloadInterrupt: Ctrl-C during a long run — SIGINT to the whole
+// foreground process group, as a terminal sends it — stops the posting; the
+// spawned broker and bridge, in process groups of their own, keep running
+// until everything posted is drained, and the report says so with exit
+// code 0.
+func TestRelayloadInterrupt(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cmd := exec.Command(relayloadBin, "--spawn", "--broker-bin", brokerBin, "--bridge-bin", bridgeBin,
+		"--duration", "30m", "--rate", "20/s", "--concurrency", "1", "--json")
+	cmd.Env = minimalEnv(dir)
+	var stdout bytes.Buffer
+	stderr := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	dieWithParent(cmd)
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true // the "terminal's" process group, not the test's
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	waitFor(t, "relayload to start posting", 60*time.Second, func() bool {
+		return strings.Contains(stderr.String(), "relayload: posting")
+	})
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("relayload exited with %v after SIGINT:\n%s\n%s", err, stderr.String(), stdout.String())
+		}
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("relayload still running 60 s after SIGINT:\n%s", stderr.String())
+	}
+	var rep relayloadReport
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("no JSON report after SIGINT (%v):\n%s", err, stdout.String())
+	}
+	checkClean(t, rep, 0, 1)
 }

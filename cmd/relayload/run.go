@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -54,6 +55,9 @@ func run(stop, abort context.Context, o options, stderr io.Writer) (result, erro
 			fwdURL = "http://" + fwdLn.Addr().String()
 		}
 		if d, err = spawn(stop, &o, fwdURL, stderr); err != nil {
+			if stop.Err() != nil {
+				return result{}, errors.New("interrupted while starting the deployment")
+			}
 			return result{}, err
 		}
 	} else if d, err = existing(&o); err != nil {
@@ -93,7 +97,7 @@ func run(stop, abort context.Context, o options, stderr io.Writer) (result, erro
 		case <-time.After(30 * time.Second):
 			return result{}, fmt.Errorf("no event stream at %s after 30 s", u)
 		case <-stop.Done():
-			return result{}, stop.Err()
+			return result{}, errors.New("interrupted while connecting to the event streams")
 		}
 	}
 
@@ -102,6 +106,11 @@ func run(stop, abort context.Context, o options, stderr io.Writer) (result, erro
 		procs = append(procs, watchedProc{Name: fmt.Sprintf("pid %d", pid), PID: pid})
 	}
 	cpuBefore := cpuSnapshot(procs)
+	what := fmt.Sprintf("for %s", o.Duration)
+	if o.Events > 0 {
+		what = fmt.Sprintf("%d events", o.Events)
+	}
+	fmt.Fprintf(stderr, "relayload: posting %s to %s, %d consumer(s) (Ctrl-C stops posting, a second one the drain)\n", what, d.brokerURL, consumers)
 	start := time.Now()
 	post(stop, &o, d, runID, tr, errs)
 	postEnd := time.Now()

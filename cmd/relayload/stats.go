@@ -51,6 +51,8 @@ type tracker struct {
 
 	// outstanding counts (accepted event, consumer) pairs not yet delivered.
 	outstanding int
+	// unanswered counts posts without an answer yet.
+	unanswered  int
 	postingDone bool
 	settled     chan struct{} // closed once posting is done and nothing is outstanding
 }
@@ -67,6 +69,7 @@ func newTracker(consumers int) *tracker {
 func (t *tracker) sent(id string, channel, seq int, at time.Time) {
 	t.mu.Lock()
 	t.events[id] = &sentEvent{channel: channel, seq: seq, sent: at}
+	t.unanswered++
 	t.mu.Unlock()
 }
 
@@ -80,6 +83,8 @@ func (t *tracker) answered(id string, ok bool, took time.Duration) {
 		return
 	}
 	t.answer = append(t.answer, took)
+	t.unanswered--
+	defer t.checkSettled()
 	if !ok {
 		ev.status = postRejected
 		t.rejected++
@@ -139,13 +144,8 @@ func (t *tracker) donePosting() {
 }
 
 func (t *tracker) checkSettled() {
-	if !t.postingDone || t.outstanding > 0 {
+	if !t.postingDone || t.outstanding > 0 || t.unanswered > 0 {
 		return
-	}
-	for _, ev := range t.events {
-		if ev.status == postPending {
-			return
-		}
 	}
 	select {
 	case <-t.settled:
