@@ -160,6 +160,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("--events must be 0-%d", maxEvents)
 	case o.Events == 0 && (o.Duration <= 0 || o.Duration > maxDuration):
 		return fmt.Errorf("--duration must be positive and at most %s", maxDuration)
+	case o.Events > 0 && o.Rate > 0 && float64(o.Events)/o.Rate > maxDuration.Seconds():
+		return fmt.Errorf("--events %d at --rate %g/s would post for longer than %s", o.Events, o.Rate, maxDuration)
 	case o.DrainTimeout <= 0 || o.DrainTimeout > maxDuration:
 		return fmt.Errorf("--drain-timeout must be positive and at most %s", maxDuration)
 	}

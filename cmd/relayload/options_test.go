@@ -48,6 +48,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "too few channels", args: "--spawn --concurrency 4 --channels 2", wantErr: "--channels"},
 		{name: "too many events", args: "--spawn --events 2000000", wantErr: "--events"},
 		{name: "no duration", args: "--spawn --duration 0", wantErr: "--duration"},
+		{name: "count beyond the time bound", args: "--spawn --events 4000 --rate 1", wantErr: "longer than 1h0m0s"},
 		{name: "too many agents", args: "--spawn --agents 65", wantErr: "--agents"},
 		{name: "bad consume", args: "--spawn --consume poll", wantErr: "--consume"},
 		{name: "bad pid", args: "--spawn --pid x", wantErr: "process id"},

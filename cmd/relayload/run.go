@@ -172,8 +172,8 @@ func newRunID() (string, error) {
 	return strings.ToUpper(fmt.Sprintf("%x", b)), nil
 }
 
-// post runs the posters until the event count or the duration is reached,
-// or stop ends. Channel c belongs to poster c % concurrency, which posts
+// post runs the posters until the event count or the duration is reached
+// (a count stops at maxDuration at the latest), or stop ends. Channel c belongs to poster c % concurrency, which posts
 // its events one after another, so every channel's events are queued in
 // sequence order. With a rate, poster p's k-th event is due at
 // start + (k·concurrency + p)/rate.
@@ -188,17 +188,20 @@ func post(stop context.Context, o *options, d *deployment, runID string, tr *tra
 	var claimed atomic.Int64
 	start := time.Now()
 	deadline := start.Add(o.Duration)
+	if o.Events > 0 {
+		deadline = start.Add(maxDuration) // a count, but never longer than the time bound
+	}
 	var wg sync.WaitGroup
 	for p := 0; p < o.Concurrency; p++ {
 		wg.Go(func() {
 			seq := map[int]int{}
 			for k := 0; ; k++ {
-				if stop.Err() != nil || (o.Events == 0 && !time.Now().Before(deadline)) {
+				if stop.Err() != nil || !time.Now().Before(deadline) {
 					return
 				}
 				if o.Rate > 0 {
 					due := start.Add(time.Duration(float64(k*o.Concurrency+p) / o.Rate * float64(time.Second)))
-					if o.Events == 0 && !due.Before(deadline) {
+					if !due.Before(deadline) {
 						return
 					}
 					if wait := time.Until(due); wait > 0 {
