@@ -47,7 +47,7 @@ type relayloadReport struct {
 func runRelayload(t *testing.T, dir string, args ...string) (relayloadReport, int) {
 	t.Helper()
 	cmd := exec.Command(relayloadBin, append(args, "--json")...)
-	cmd.Env = minimalEnv(dir)
+	cmd.Env = append(minimalEnv(dir), "TMPDIR="+dir) // its work directory goes under dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	dieWithParent(cmd)
@@ -219,7 +219,7 @@ func TestRelayloadInterrupt(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(relayloadBin, "--spawn", "--broker-bin", brokerBin, "--bridge-bin", bridgeBin,
 		"--duration", "30m", "--rate", "20/s", "--concurrency", "1", "--json")
-	cmd.Env = minimalEnv(dir)
+	cmd.Env = append(minimalEnv(dir), "TMPDIR="+dir) // its work directory goes under dir
 	var stdout bytes.Buffer
 	stderr := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
