@@ -335,7 +335,7 @@ func checkPulled(t *testing.T, msgs []Message, wantIDs []string, wantDeliveries 
 }
 
 func testReceipts(t *testing.T, h harness) {
-	s := h.open(t, Options{Lease: 200 * time.Millisecond}, 1)[0]
+	s := h.open(t, Options{Lease: time.Second}, 1)[0]
 	id := mustEnqueue(t, s, "rcpt", []byte("x"))
 	other := mustEnqueue(t, s, "rcpt", []byte("y"))
 	if n := mustAck(t, s, "rcpt", id, other); n != 0 {
