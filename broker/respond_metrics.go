@@ -8,7 +8,7 @@ type respondMetrics struct {
 	answered    prometheus.Counter
 	expired     prometheus.Counter
 	late        prometheus.Counter
-	responds    *prometheus.CounterVec // outcome
+	responds    *prometheus.CounterVec   // outcome
 	holdSeconds *prometheus.HistogramVec // outcome: answered, expired
 }
 
