@@ -147,3 +147,21 @@ func TestRespondDuringShutdown(t *testing.T) {
 		t.Fatalf("held %v, want 1", got)
 	}
 }
+
+// TestRespondNoCopyNoHold: when every copy is dropped (a full inbox) no
+// agent can answer, so the request is not held.
+func TestRespondNoCopyNoHold(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, withQueue(queueOptions(1)), withConfig(func(c *Config) { c.SyncResponseTimeout = MaxSyncResponseTimeout }))
+	org, tok := h.install(slackfake.Install{TeamID: "T0RSPN01"})
+	h.registerCapable(h.url, org, tok)
+	ev, _ := eventBody(org, "fills the inbox")
+	h.postEvent(h.url, ev)
+	r := waitResult(t, slackAsync(h.url, "/slack/commands", commandForm(org, "dropped")))
+	if r.status != http.StatusOK || len(r.body) != 0 {
+		t.Fatalf("Slack got %d %q, want an empty 200", r.status, r.body)
+	}
+	if held, expired := counterValue(t, h.srv.rm.held), counterValue(t, h.srv.rm.expired); held != 0 || expired != 0 {
+		t.Fatalf("held %v, expired %v; want no hold", held, expired)
+	}
+}
