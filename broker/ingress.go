@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/slack-go/slack"
 
@@ -132,6 +133,13 @@ var errSealFailed = errors.New("seal failed")
 // which bridges de-duplicate. Interactivity payloads and slash commands have
 // no event id and Slack does not retry them, so their copies get random ids.
 func (s *Server) fanOut(ctx context.Context, org, eventID, source, typ string, payload []byte, agents []*Agent) *apiError {
+	return s.fanOutHold(ctx, org, eventID, source, typ, payload, agents, nil)
+}
+
+// fanOutHold is fanOut for a held Slack request when h is not nil: every
+// copy's envelope carries response_expected and respond_by, and every copy
+// is stored under the hold id (see held.go).
+func (s *Server) fanOutHold(ctx context.Context, org, eventID, source, typ string, payload []byte, agents []*Agent, h *heldCopy) *apiError {
 	if agents == nil {
 		var err error
 		if agents, err = s.st.ListAgents(ctx, org); err != nil {
@@ -152,7 +160,12 @@ func (s *Server) fanOut(ctx context.Context, org, eventID, source, typ string, p
 		return nil
 	}
 	ts := now.Unix()
-	plain := buildEnvelope(source, typ, ts, payload)
+	var plain []byte
+	if h != nil {
+		plain = buildHeldEnvelope(source, typ, ts, h.respondBy, payload)
+	} else {
+		plain = buildEnvelope(source, typ, ts, payload)
+	}
 	defer crypto.Wipe(plain)
 
 	enqueue := func(a *Agent) error {
@@ -165,9 +178,12 @@ func (s *Server) fanOut(ctx context.Context, org, eventID, source, typ string, p
 		if err != nil {
 			return err
 		}
-		if eventID != "" {
+		switch {
+		case h != nil:
+			_, err = s.q.EnqueueID(ctx, a.ID, h.id, body)
+		case eventID != "":
 			_, err = s.q.EnqueueID(ctx, a.ID, s.messageID(org, eventID, a.ID), body)
-		} else {
+		default:
 			_, err = s.q.Enqueue(ctx, a.ID, body)
 		}
 		return err
@@ -191,6 +207,9 @@ func (s *Server) fanOut(ctx context.Context, org, eventID, source, typ string, p
 		a := active[i]
 		switch {
 		case err == nil:
+			if h != nil {
+				h.stored++
+			}
 			s.m.eventsQueued.Inc()
 			s.depth.track(a.ID, org)
 		case errors.Is(err, queue.ErrInboxFull):
@@ -443,7 +462,11 @@ func (s *Server) handleSlackCommands(w http.ResponseWriter, r *http.Request) {
 // (a message to post for a slash command, a response_action for a modal
 // submission), so {"ok":true} would show up in Slack or fail the modal.
 // Errors keep the usual {"ok":false,"error"} form.
+//
+// When an active agent of the org declared inbox.respond and Slack reads the
+// response body of typ, the request is held instead (protocol §8.2, held.go).
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ids []string, typ string, payload []byte) {
+	arrived := time.Now()
 	ctx := r.Context()
 	org, err := s.routeOrg(ctx, ids)
 	if errors.Is(err, ErrNotFound) {
@@ -458,7 +481,21 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ids []string, ty
 		return
 	}
 	info(ctx).org = org
-	if e := s.fanOut(ctx, org, "", protocol.SourceSlack, typ, payload, nil); e != nil {
+	var agents []*Agent
+	if holdsResponse(typ) {
+		// Listed here rather than in fanOut, so deciding whether to hold
+		// costs no extra round trip.
+		if agents, err = s.st.ListAgents(ctx, org); err != nil {
+			s.logger(ctx).Error("list agents failed", "err", err)
+			s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
+			return
+		}
+		if s.respondCapable(agents) {
+			s.holdRequest(w, r, arrived, org, typ, payload, agents)
+			return
+		}
+	}
+	if e := s.fanOut(ctx, org, "", protocol.SourceSlack, typ, payload, agents); e != nil {
 		s.fail(w, e)
 		return
 	}
