@@ -640,7 +640,7 @@ func (s *BoltStore) Pull(ctx context.Context, inbox string, max int, wait time.D
 	}
 	if wait <= 0 {
 		msgs, _, err := s.pullOnce(inbox, max)
-		return msgs, err
+		return msgs, s.closedErr(err)
 	}
 	w := s.hub.add(inbox)
 	defer s.hub.remove(inbox, w)
@@ -650,7 +650,7 @@ func (s *BoltStore) Pull(ctx context.Context, inbox string, max int, wait time.D
 	for {
 		msgs, next, err := s.pullOnce(inbox, max)
 		if err != nil || len(msgs) > 0 {
-			return msgs, err
+			return msgs, s.closedErr(err)
 		}
 		left := time.Until(end)
 		if left <= 0 {
@@ -919,6 +919,15 @@ func (s *BoltStore) Close() error {
 		return fmt.Errorf("queue: closing bolt store: %w", err)
 	}
 	return nil
+}
+
+// closedErr returns ErrClosed for an error caused by Close racing the call
+// (the database file is closed after s.closed), and err otherwise.
+func (s *BoltStore) closedErr(err error) error {
+	if err != nil && s.isClosed() {
+		return ErrClosed
+	}
+	return err
 }
 
 func (s *BoltStore) isClosed() bool {
