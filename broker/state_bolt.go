@@ -335,11 +335,12 @@ func (s *BoltState) GetInstallation(ctx context.Context, orgID string) (*Install
 	return inst, nil
 }
 
-// RevokeInstallation implements State.
-func (s *BoltState) RevokeInstallation(ctx context.Context, orgID string, at time.Time) error {
+// UpdateInstallation implements State in one bbolt Update transaction.
+func (s *BoltState) UpdateInstallation(ctx context.Context, orgID string, fn func(*Installation) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	var fnErr error
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(boltBktInst)
 		v := b.Get([]byte(orgID))
@@ -350,24 +351,32 @@ func (s *BoltState) RevokeInstallation(ctx context.Context, orgID string, at tim
 		if err := json.Unmarshal(v, &inst); err != nil {
 			return fmt.Errorf("decode installation %s: %w", orgID, err)
 		}
-		inst.BotToken, inst.BotRefreshToken = "", ""
-		inst.BotTokenExpiresAt = time.Time{}
-		inst.Revoked = true
-		inst.RevokedAt = at.UTC()
-		inst.UpdatedAt = at.UTC()
+		if fnErr = fn(&inst); fnErr != nil {
+			return fnErr // rolls the transaction back
+		}
 		nb, err := json.Marshal(&inst)
 		if err != nil {
 			return fmt.Errorf("encode installation: %w", err)
 		}
 		return b.Put([]byte(orgID), nb)
 	})
-	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return err
-		}
-		return fmt.Errorf("revoke installation: %w", err)
+	switch {
+	case fnErr != nil:
+		return fnErr
+	case errors.Is(err, ErrNotFound):
+		return err
+	case err != nil:
+		return fmt.Errorf("update installation: %w", err)
 	}
 	return nil
+}
+
+// RevokeInstallation implements State.
+func (s *BoltState) RevokeInstallation(ctx context.Context, orgID string, at time.Time) error {
+	return s.UpdateInstallation(ctx, orgID, func(inst *Installation) error {
+		inst.revoke(at)
+		return nil
+	})
 }
 
 // RewrapSecrets implements State. All installations are rewritten in one
