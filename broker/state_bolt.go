@@ -74,8 +74,7 @@ type BoltState struct {
 	db  *bolt.DB
 	now func() time.Time
 
-	bucketMu sync.Mutex
-	buckets  map[string]*boltTokenBucket
+	buckets localBuckets
 
 	eventMu sync.Mutex
 	events  map[string]boltEvent
@@ -91,12 +90,6 @@ var _ State = (*BoltState)(nil)
 type boltEvent struct {
 	done bool
 	exp  time.Time
-}
-
-type boltTokenBucket struct {
-	tokens float64
-	ts     time.Time
-	full   time.Time // when the bucket is full again (for cleanup)
 }
 
 // BoltStateOption configures OpenBoltState.
@@ -150,7 +143,7 @@ func OpenBoltState(path string, opts ...BoltStateOption) (*BoltState, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open bolt state %s: create buckets: %w", path, err)
 	}
-	s := &BoltState{db: db, now: cfg.now, buckets: map[string]*boltTokenBucket{}, events: map[string]boltEvent{}, done: make(chan struct{})}
+	s := &BoltState{db: db, now: cfg.now, events: map[string]boltEvent{}, done: make(chan struct{})}
 	if cfg.cleanupInterval > 0 {
 		s.wg.Add(1)
 		go s.cleanupLoop(cfg.cleanupInterval)
@@ -212,13 +205,7 @@ func (s *BoltState) Cleanup(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("bolt state cleanup: %w", err)
 	}
-	s.bucketMu.Lock()
-	for k, b := range s.buckets {
-		if !now.Before(b.full) {
-			delete(s.buckets, k)
-		}
-	}
-	s.bucketMu.Unlock()
+	s.buckets.sweep(now)
 	s.eventMu.Lock()
 	for k, e := range s.events {
 		if !now.Before(e.exp) {
@@ -815,29 +802,6 @@ func (s *BoltState) Allow(ctx context.Context, key string, limit RateLimit, now 
 	if err := ctx.Err(); err != nil {
 		return false, 0, err
 	}
-	if limit.Rate <= 0 || limit.Burst < 1 {
-		return true, 0, nil
-	}
-	burst := float64(limit.Burst)
-	s.bucketMu.Lock()
-	defer s.bucketMu.Unlock()
-	b, ok := s.buckets[key]
-	if !ok {
-		b = &boltTokenBucket{tokens: burst, ts: now}
-		s.buckets[key] = b
-	}
-	if now.After(b.ts) {
-		b.tokens = math.Min(burst, b.tokens+now.Sub(b.ts).Seconds()*limit.Rate)
-		b.ts = now
-	}
-	allowed := false
-	var wait time.Duration
-	if b.tokens >= 1 {
-		b.tokens--
-		allowed = true
-	} else {
-		wait = time.Duration(math.Ceil((1-b.tokens)*1000/limit.Rate)) * time.Millisecond
-	}
-	b.full = b.ts.Add(time.Duration((burst - b.tokens) / limit.Rate * float64(time.Second)))
-	return allowed, wait, nil
+	ok, wait := s.buckets.allow(key, limit, now)
+	return ok, wait, nil
 }
