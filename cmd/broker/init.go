@@ -162,4 +162,3 @@ func writeExclusive(path string, b []byte) error {
 	}
 	return nil
 }
-
