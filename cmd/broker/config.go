@@ -21,6 +21,7 @@ import (
 
 	"github.com/sealrelay/sealrelay/broker"
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/internal/secretfile"
 )
 
 // Key file names written by `broker init` and read by `broker serve` and
@@ -49,8 +50,6 @@ const (
 	defaultShutdownTimeout   = "30s"
 	defaultLogLevel          = "info"
 	defaultLogFormat         = "json"
-	// maxSecretFileSize caps every *_FILE read.
-	maxSecretFileSize = 64 << 10
 )
 
 // setting is one configuration value of `broker serve`: a flag --Name and
@@ -201,22 +200,19 @@ func (r *resolver) problem(format string, args ...any) {
 	r.problems = append(r.problems, fmt.Sprintf(format, args...))
 }
 
-// readSecretFile reads a *_FILE secret, trimming surrounding white space.
+// readSecretFile reads a *_FILE secret, trimming surrounding white space
+// (secretfile.Read); an empty file is "" without error, for the caller to
+// explain.
 func readSecretFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
+	b, err := secretfile.Read(path)
+	if errors.Is(err, secretfile.ErrEmpty) {
+		return "", nil
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretFileSize+1))
 	if err != nil {
 		return "", err
 	}
 	defer crypto.Wipe(b)
-	if len(b) > maxSecretFileSize {
-		return "", fmt.Errorf("larger than %d bytes", maxSecretFileSize)
-	}
-	return strings.TrimSpace(string(b)), nil
+	return string(b), nil
 }
 
 // get resolves one setting: a flag on the command line wins over the
