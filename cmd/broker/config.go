@@ -21,6 +21,7 @@ import (
 
 	"github.com/sealrelay/sealrelay/broker"
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/internal/netutil"
 	"github.com/sealrelay/sealrelay/internal/secretfile"
 )
 
@@ -384,7 +385,7 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 	s = settingByName("public-url")
 	if v := r.required(s); v.text != "" {
 		c.PublicURL = r.httpURL(s, v)
-		if u, err := url.Parse(c.PublicURL); err == nil && u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		if u, err := url.Parse(c.PublicURL); err == nil && u.Scheme == "http" && !netutil.IsLoopbackHost(u.Hostname()) {
 			c.Warnings = append(c.Warnings, "public URL "+c.PublicURL+" is not https: Slack requires https redirect and request URLs")
 		}
 		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
@@ -690,14 +691,6 @@ func parseDays(s string) (time.Duration, error) {
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	return time.ParseDuration(s)
-}
-
-func isLoopbackHost(h string) bool {
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }
 
 // printSettingsHelp writes the flag/env table of list to w.
