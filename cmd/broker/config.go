@@ -138,6 +138,8 @@ var settings = []setting{
 		Usage: "concurrent long polls allowed per agent (more are refused with 429)"},
 	{Name: "shutdown-timeout", Env: "SEALRELAY_SHUTDOWN_TIMEOUT", Default: defaultShutdownTimeout, Arg: "DURATION",
 		Usage: "how long SIGINT/SIGTERM waits for in-flight requests before closing connections"},
+	{Name: "token-refresh-margin", Env: "SEALRELAY_TOKEN_REFRESH_MARGIN", Default: defaultTokenRefreshMargin, Arg: "DURATION",
+		Usage: "how long before its expiry a rotating Slack bot token is refreshed (token rotation; tokens last 12 h)"},
 }
 
 // knownEnvVars returns every environment variable the broker reads, with
@@ -314,6 +316,7 @@ type config struct {
 	SendBurst          int
 	MaxPollsPerAgent   int
 	ShutdownTimeout    time.Duration
+	TokenRefreshMargin time.Duration
 	Call               callConfig
 	// Warnings are logged once the logger exists.
 	Warnings []string
@@ -459,6 +462,7 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 	} else {
 		c.ShutdownTimeout = d
 	}
+	c.TokenRefreshMargin = r.tokenRefreshMargin()
 
 	if len(r.problems) > 0 {
 		return nil, &configError{problems: r.problems}
