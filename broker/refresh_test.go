@@ -256,3 +256,41 @@ func assertPostsUseStoredToken(t *testing.T, h *harness, st State, org string, n
 		}
 	}
 }
+
+// TestRefreshLeaseLapses: a lease left by a replica that died mid-refresh
+// holds the others back only until it lapses; then one of them refreshes.
+func TestRefreshLeaseLapses(t *testing.T) {
+	t.Parallel()
+	busy := make(chan struct{})
+	var once sync.Once
+	h := newHarness(t, func(h *harness) {
+		h.wrapSt = func(st State) State {
+			return &busyState{State: st, busy: func() { once.Do(func() { close(busy) }) }}
+		}
+	})
+	org, a := dueInstall(h, "T0RLL001")
+	ctx := context.Background()
+	if err := h.st.UpdateInstallation(ctx, org, func(inst *Installation) error {
+		inst.RefreshLease, inst.RefreshLeaseUntil = "dead-replica", h.clock.Now().Add(h.srv.refreshLeaseTTL())
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int)
+	go func() {
+		status, _, _ := a.sendRaw(a.sendBody(protocol.ActionPostMessage, protocol.Routing{Channel: "C1"}, map[string]any{"text": "x"}, a.now()))
+		done <- status
+	}()
+	<-busy // the send found the lease held and waits
+	if n := refreshCalls(h); n != 0 {
+		t.Fatalf("%d refresh calls while the lease is held", n)
+	}
+	h.clock.Advance(h.srv.refreshLeaseTTL() + time.Second)
+	if status := <-done; status != http.StatusOK {
+		t.Fatalf("send: status %d", status)
+	}
+	if n := refreshCalls(h); n != 1 {
+		t.Fatalf("%d refresh calls, want 1", n)
+	}
+	assertPostsUseStoredToken(t, h, h.st, org, 1)
+}
