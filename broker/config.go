@@ -25,6 +25,9 @@ const (
 	MaxSyncResponseTimeout = 2900 * time.Millisecond
 	// DefaultRespondCapabilityTTL is the default of Config.RespondCapabilityTTL.
 	DefaultRespondCapabilityTTL = 10 * time.Minute
+	// DefaultTokenRefreshMargin is how long before its expiry a rotating bot
+	// token is refreshed (Slack's SDKs use 2 hours too).
+	DefaultTokenRefreshMargin = 2 * time.Hour
 	// DefaultCallMaxResponse caps a Slack answer relayed by /api/call.
 	DefaultCallMaxResponse = 2 << 20
 	// LongPollMax is the longest a pull waits (protocol: wait_seconds ≤ 25).
@@ -77,6 +80,9 @@ type Config struct {
 	MaxLongPollsPerAgent int
 	// SlackTimeout bounds each Slack API call (default 10 s).
 	SlackTimeout time.Duration
+	// TokenRefreshMargin is how long before its expiry a rotating bot token
+	// is refreshed (default DefaultTokenRefreshMargin, 2 h).
+	TokenRefreshMargin time.Duration
 	// CallPolicy says which methods and channels each agent may use through
 	// /api/call; nil is the built-in default (DefaultCallMethods, any
 	// channel).
@@ -147,6 +153,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SlackTimeout <= 0 {
 		c.SlackTimeout = DefaultSlackTimeout
+	}
+	if c.TokenRefreshMargin <= 0 {
+		c.TokenRefreshMargin = DefaultTokenRefreshMargin
 	}
 	c.CallPostRate = c.CallPostRate.orDefault(DefaultCallPostRate)
 	c.CallReadRate = c.CallReadRate.orDefault(DefaultCallReadRate)

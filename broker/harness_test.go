@@ -86,6 +86,9 @@ type harness struct {
 	logs     *syncBuffer
 	qopts    queue.Options
 	wrapQ    func(queue.Store) queue.Store // wraps each replica's queue (fault injection)
+	wrapSt   func(State) State             // wraps the state of replicas started next (fault injection)
+	// slackMW, when set, wraps the fake Slack's handler (hooks around calls).
+	slackMW func(http.Handler) http.Handler
 
 	// first replica
 	st  *RedisState
@@ -127,7 +130,13 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	t.Helper()
 	h := &harness{t: t, clock: &testClock{}, logs: &syncBuffer{}}
 	h.fake = slackfake.New(slackfake.Options{ClientID: testClientID, ClientSecret: testClientSecret})
-	h.slackSrv = httptest.NewServer(h.fake)
+	h.slackSrv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.slackMW != nil {
+			h.slackMW(h.fake).ServeHTTP(w, r)
+			return
+		}
+		h.fake.ServeHTTP(w, r)
+	}))
 	t.Cleanup(h.slackSrv.Close)
 	h.rdb, h.prefix = testRedis(t)
 	h.keys = newTestKeys(t)
@@ -173,7 +182,11 @@ func (h *harness) newReplica() (*Server, *RedisState, *queue.RedisStore, *promet
 	if h.wrapQ != nil {
 		qs = h.wrapQ(q)
 	}
-	srv, err = New(cfg, st, qs, h.keys, logger, reg)
+	var sst State = st
+	if h.wrapSt != nil {
+		sst = h.wrapSt(st)
+	}
+	srv, err = New(cfg, sst, qs, h.keys, logger, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ type Server struct {
 	polls   map[string]int // agent id → waiting pulls
 	closing bool           // set by Shutdown; no new long polls after it
 
-	refreshMu sync.Mutex // serializes bot token refreshes in this process
+	refreshLocks keyedLock // one bot token refresh per org in this process
 
 	knownOrgs sync.Map // installation ids seen to exist (see routeOrg)
 

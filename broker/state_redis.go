@@ -180,15 +180,24 @@ func (s *RedisState) updateInstallation(ctx context.Context, orgID string, fn fu
 	return fmt.Errorf("update installation: %w", ErrConflict)
 }
 
+// UpdateInstallation implements State.
+func (s *RedisState) UpdateInstallation(ctx context.Context, orgID string, fn func(*Installation) error) error {
+	var fnErr error
+	err := s.updateInstallation(ctx, orgID, func(inst *Installation) (bool, error) {
+		fnErr = fn(inst)
+		return fnErr == nil, nil
+	})
+	if err != nil {
+		return err
+	}
+	return fnErr
+}
+
 // RevokeInstallation implements State.
 func (s *RedisState) RevokeInstallation(ctx context.Context, orgID string, at time.Time) error {
-	return s.updateInstallation(ctx, orgID, func(inst *Installation) (bool, error) {
-		inst.BotToken, inst.BotRefreshToken = "", ""
-		inst.BotTokenExpiresAt = time.Time{}
-		inst.Revoked = true
-		inst.RevokedAt = at.UTC()
-		inst.UpdatedAt = at.UTC()
-		return true, nil
+	return s.UpdateInstallation(ctx, orgID, func(inst *Installation) error {
+		inst.revoke(at)
+		return nil
 	})
 }
 

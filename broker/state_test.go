@@ -15,6 +15,7 @@ import (
 // newState returns a fresh, empty state (cleaned up by the test).
 func testState(t *testing.T, newState func(t *testing.T) State) {
 	t.Run("Installation", func(t *testing.T) { stateInstallation(t, newState(t)) })
+	t.Run("UpdateInstallation", func(t *testing.T) { stateUpdateInstallation(t, newState(t)) })
 	t.Run("Register", func(t *testing.T) { stateRegister(t, newState(t)) })
 	t.Run("RegisterRace", func(t *testing.T) { stateRegisterRace(t, newState(t)) })
 	t.Run("Agents", func(t *testing.T) { stateAgents(t, newState(t)) })

@@ -137,6 +137,7 @@ func brokerConfig(cfg *config) broker.Config {
 		CallOtherRate:        cfg.Call.OtherRate,
 		CallMaxResponse:      cfg.Call.MaxResponse,
 		SyncResponseTimeout:  cfg.SyncResponseTimeout,
+		TokenRefreshMargin:   cfg.TokenRefreshMargin,
 	}
 }
 
