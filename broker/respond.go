@@ -45,23 +45,14 @@ func (s *Server) handleRespond(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, errf(http.StatusBadRequest, "invalid message_id: want the message_id of a pulled message"))
 		return
 	}
-	var nonce [crypto.NonceSize]byte
-	nb, err := base64.StdEncoding.DecodeString(req.Nonce)
-	if err != nil || len(nb) != crypto.NonceSize {
-		s.fail(w, errf(http.StatusBadRequest, "invalid nonce: want standard base64 of %d bytes", crypto.NonceSize))
+	nonce, e := parseNonce(req.Nonce)
+	if e != nil {
+		s.fail(w, e)
 		return
 	}
-	copy(nonce[:], nb)
-	fresh, err := s.st.UseNonce(ctx, a.ID, req.Nonce, protocol.SendNonceTTL*time.Second)
-	if err != nil {
-		s.logger(ctx).Error("nonce record failed", "err", err)
-		outcome = "error"
-		s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
-		return
-	}
-	if !fresh {
-		outcome = "replay"
-		s.fail(w, errf(http.StatusConflict, protocol.ErrReplay))
+	if o, e := s.useNonce(ctx, a.ID, req.Nonce); e != nil {
+		outcome = o
+		s.fail(w, e)
 		return
 	}
 	pt, e := s.openRespondBody(a, req.EncryptedBody, &nonce)

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -39,16 +38,14 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 			protocol.ActionPostMessage, protocol.ActionUpdate, protocol.ActionReact))
 		return
 	}
-	var nonce [crypto.NonceSize]byte
-	nb, err := base64.StdEncoding.DecodeString(req.Nonce)
-	if err != nil || len(nb) != crypto.NonceSize {
-		s.fail(w, errf(http.StatusBadRequest, "invalid nonce: want standard base64 of %d bytes", crypto.NonceSize))
+	nonce, e := parseNonce(req.Nonce)
+	if e != nil {
+		s.fail(w, e)
 		return
 	}
-	copy(nonce[:], nb)
-	ct, err := base64.StdEncoding.DecodeString(req.EncryptedBody)
-	if err != nil || len(ct) < crypto.BoxOverhead {
-		s.fail(w, errf(http.StatusBadRequest, "invalid encrypted_body: want standard base64 of a crypto_box ciphertext"))
+	ct, e := parseCiphertext(req.EncryptedBody)
+	if e != nil {
+		s.fail(w, e)
 		return
 	}
 	a, e := s.authAgent(ctx, r, org, "", req.Timestamp,
@@ -57,16 +54,9 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, e)
 		return
 	}
-	fresh, err := s.st.UseNonce(ctx, a.ID, req.Nonce, protocol.SendNonceTTL*time.Second)
-	if err != nil {
-		s.logger(ctx).Error("nonce record failed", "err", err)
-		outcome = "error"
-		s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
-		return
-	}
-	if !fresh {
-		outcome = "replay"
-		s.fail(w, errf(http.StatusConflict, protocol.ErrReplay))
+	if o, e := s.useNonce(ctx, a.ID, req.Nonce); e != nil {
+		outcome = o
+		s.fail(w, e)
 		return
 	}
 	if s.cfg.SendRate.Rate > 0 {
