@@ -7,12 +7,12 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/internal/netutil"
 	"github.com/sealrelay/sealrelay/protocol"
 )
 
@@ -33,7 +33,7 @@ func CheckListenAddr(addr string, allowRemote bool) error {
 	if allowRemote {
 		return nil
 	}
-	if !isLoopbackHost(host) {
+	if !netutil.IsLoopbackHost(host) {
 		return fmt.Errorf("listen address %q is not loopback: the local API would be reachable from the network; use 127.0.0.1, or pass --allow-remote (and --local-token-file) if you really mean it", addr)
 	}
 	return nil
@@ -66,7 +66,7 @@ func (b *Bridge) guard(next http.Handler) http.Handler {
 		}
 		// The Origin check stays on with AllowRemote: API clients send no
 		// Origin, web pages do.
-		if o := r.Header.Get("Origin"); o != "" && !loopbackOrigin(o) {
+		if o := r.Header.Get("Origin"); o != "" && !netutil.IsLoopbackOrigin(o) {
 			writeError(w, http.StatusForbidden, "forbidden Origin: the local API does not answer web pages")
 			return
 		}
@@ -103,20 +103,7 @@ func allowedHost(host, port string) bool {
 	if p != port {
 		return false
 	}
-	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
-}
-
-func loopbackOrigin(o string) bool {
-	u, err := url.Parse(o)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return false
-	}
-	return isLoopbackHost(u.Hostname())
+	return netutil.IsLoopbackHost(h)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

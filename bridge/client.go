@@ -7,13 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/sealrelay/sealrelay/internal/netutil"
 	"github.com/sealrelay/sealrelay/protocol"
 )
 
@@ -62,7 +62,7 @@ func ParseBrokerURLs(list string, insecure bool) ([]string, error) {
 		if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 			return nil, fmt.Errorf("broker URL %q: must not carry credentials, a query or a fragment", s)
 		}
-		if u.Scheme == "http" && !insecure && !isLoopbackHost(u.Hostname()) {
+		if u.Scheme == "http" && !insecure && !netutil.IsLoopbackHost(u.Hostname()) {
 			return nil, fmt.Errorf("broker URL %q uses plain http: the access token would travel in clear; use https, or pass --insecure-http if you really mean it", s)
 		}
 		out = append(out, strings.TrimRight(u.String(), "/"))
@@ -71,14 +71,6 @@ func ParseBrokerURLs(list string, insecure bool) ([]string, error) {
 		return nil, errors.New("no broker URL: pass --broker-url or set " + EnvBrokerURL)
 	}
 	return out, nil
-}
-
-func isLoopbackHost(h string) bool {
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }
 
 // client talks to one logical broker served by one or more replicas. On a

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/sealrelay/sealrelay/internal/atomicfile"
 )
 
 // dedupFileName is the store's file inside the state directory.
@@ -139,24 +141,13 @@ func (s *dedupStore) compactLocked() error {
 	for id, ts := range s.events {
 		buf = appendEventLine(buf, id, ts)
 	}
-	tmp := s.path + ".tmp"
-	if err := os.WriteFile(tmp, buf, 0o600); err != nil {
-		return fmt.Errorf("compact dedup store: %w", err)
-	}
-	fh, err := os.Open(tmp)
-	if err == nil {
-		err = fh.Sync()
-		fh.Close()
-	}
-	if err != nil {
-		return fmt.Errorf("compact dedup store: %w", err)
-	}
-	if err := os.Rename(tmp, s.path); err != nil {
+	if err := atomicfile.Write(s.path, buf, 0o600); err != nil {
 		return fmt.Errorf("compact dedup store: %w", err)
 	}
 	if s.f != nil {
 		s.f.Close()
 	}
+	var err error
 	s.f, err = os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("open dedup store: %w", err)

@@ -48,16 +48,14 @@ func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	label = methodLabel(req.Method)
-	var nonce [crypto.NonceSize]byte
-	nb, err := base64.StdEncoding.DecodeString(req.Nonce)
-	if err != nil || len(nb) != crypto.NonceSize {
-		s.fail(w, errf(http.StatusBadRequest, "invalid nonce: want standard base64 of %d bytes", crypto.NonceSize))
+	nonce, e := parseNonce(req.Nonce)
+	if e != nil {
+		s.fail(w, e)
 		return
 	}
-	copy(nonce[:], nb)
-	ct, err := base64.StdEncoding.DecodeString(req.EncryptedBody)
-	if err != nil || len(ct) < crypto.BoxOverhead {
-		s.fail(w, errf(http.StatusBadRequest, "invalid encrypted_body: want standard base64 of a crypto_box ciphertext"))
+	ct, e := parseCiphertext(req.EncryptedBody)
+	if e != nil {
+		s.fail(w, e)
 		return
 	}
 	a, e := s.authAgent(ctx, r, org, req.ProtocolVersion, req.Timestamp,
@@ -66,16 +64,9 @@ func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, e)
 		return
 	}
-	fresh, err := s.st.UseNonce(ctx, a.ID, req.Nonce, protocol.SendNonceTTL*time.Second)
-	if err != nil {
-		s.logger(ctx).Error("nonce record failed", "err", err)
-		outcome = "error"
-		s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
-		return
-	}
-	if !fresh {
-		outcome = "replay"
-		s.fail(w, errf(http.StatusConflict, protocol.ErrReplay))
+	if o, e := s.useNonce(ctx, a.ID, req.Nonce); e != nil {
+		outcome = o
+		s.fail(w, e)
 		return
 	}
 	if !s.cfg.CallPolicy.AllowsMethod(a.ID, org, req.Method) {

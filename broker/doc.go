@@ -53,8 +53,11 @@
 // bucket (Config.SendRate, default 1/s, burst 20) kept in the State. Slack
 // errors come back as 502 with Slack's code, Slack rate limits as 429 with
 // Retry-After; token_revoked, invalid_auth and account_inactive mark the
-// installation revoked. Rotating bot tokens are refreshed shortly before
-// they expire.
+// installation revoked. Rotating bot tokens are refreshed
+// Config.TokenRefreshMargin (default 2 h) before they expire, single-flight
+// across replicas (a lease in the installation record) and per org within
+// a process; installation changes are atomic read-modify-writes
+// (State.UpdateInstallation), so a revoke during a refresh stays.
 //
 // # Storage
 //

@@ -85,6 +85,10 @@ type harness struct {
 	clock    *testClock
 	logs     *syncBuffer
 	qopts    queue.Options
+	wrapQ    func(queue.Store) queue.Store // wraps each replica's queue (fault injection)
+	wrapSt   func(State) State             // wraps the state of replicas started next (fault injection)
+	// slackMW, when set, wraps the fake Slack's handler (hooks around calls).
+	slackMW func(http.Handler) http.Handler
 
 	// first replica
 	st  *RedisState
@@ -98,6 +102,9 @@ type harnessOpt func(*harness)
 
 func withConfig(f func(*Config)) harnessOpt { return func(h *harness) { f(&h.cfg) } }
 func withQueue(o queue.Options) harnessOpt  { return func(h *harness) { h.qopts = o } }
+func withQueueWrapper(f func(queue.Store) queue.Store) harnessOpt {
+	return func(h *harness) { h.wrapQ = f }
+}
 
 func newTestKeys(t testing.TB) Keys {
 	box, err := crypto.GenerateBoxKeyPair()
@@ -123,7 +130,13 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	t.Helper()
 	h := &harness{t: t, clock: &testClock{}, logs: &syncBuffer{}}
 	h.fake = slackfake.New(slackfake.Options{ClientID: testClientID, ClientSecret: testClientSecret})
-	h.slackSrv = httptest.NewServer(h.fake)
+	h.slackSrv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.slackMW != nil {
+			h.slackMW(h.fake).ServeHTTP(w, r)
+			return
+		}
+		h.fake.ServeHTTP(w, r)
+	}))
 	t.Cleanup(h.slackSrv.Close)
 	h.rdb, h.prefix = testRedis(t)
 	h.keys = newTestKeys(t)
@@ -165,7 +178,15 @@ func (h *harness) newReplica() (*Server, *RedisState, *queue.RedisStore, *promet
 		cfg.PublicURL = ts.URL
 	}
 	reg := prometheus.NewRegistry()
-	srv, err = New(cfg, st, q, h.keys, logger, reg)
+	var qs queue.Store = q
+	if h.wrapQ != nil {
+		qs = h.wrapQ(q)
+	}
+	var sst State = st
+	if h.wrapSt != nil {
+		sst = h.wrapSt(st)
+	}
+	srv, err = New(cfg, sst, qs, h.keys, logger, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,11 +157,22 @@ func (s *Server) storeInstallation(ctx context.Context, inst *Installation, res 
 		s.countSlackError("auth.test", err)
 		s.logger(ctx).Warn("auth.test after install failed", "slack_error", slackErrorCode(err))
 	}
-	inst.InstalledAt, inst.UpdatedAt = now, now
-	if old, err := s.st.GetInstallation(ctx, inst.OrgID); err == nil && !old.InstalledAt.IsZero() {
-		inst.InstalledAt = old.InstalledAt
+	inst.UpdatedAt = now
+	// A re-install replaces the record (clearing Revoked and any refresh
+	// lease) but keeps the original install time, atomically.
+	err = s.st.UpdateInstallation(ctx, inst.OrgID, func(old *Installation) error {
+		inst.InstalledAt = now
+		if !old.InstalledAt.IsZero() {
+			inst.InstalledAt = old.InstalledAt
+		}
+		*old = *inst
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		inst.InstalledAt = now
+		err = s.st.PutInstallation(ctx, inst)
 	}
-	if err := s.st.PutInstallation(ctx, inst); err != nil {
+	if err != nil {
 		return "", err
 	}
 	reg, err := crypto.RandomToken(32)

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -15,10 +14,6 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
 )
-
-// refreshMargin is how long before its expiry a rotating bot token is
-// refreshed.
-const refreshMargin = 5 * time.Minute
 
 func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
@@ -43,16 +38,14 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 			protocol.ActionPostMessage, protocol.ActionUpdate, protocol.ActionReact))
 		return
 	}
-	var nonce [crypto.NonceSize]byte
-	nb, err := base64.StdEncoding.DecodeString(req.Nonce)
-	if err != nil || len(nb) != crypto.NonceSize {
-		s.fail(w, errf(http.StatusBadRequest, "invalid nonce: want standard base64 of %d bytes", crypto.NonceSize))
+	nonce, e := parseNonce(req.Nonce)
+	if e != nil {
+		s.fail(w, e)
 		return
 	}
-	copy(nonce[:], nb)
-	ct, err := base64.StdEncoding.DecodeString(req.EncryptedBody)
-	if err != nil || len(ct) < crypto.BoxOverhead {
-		s.fail(w, errf(http.StatusBadRequest, "invalid encrypted_body: want standard base64 of a crypto_box ciphertext"))
+	ct, e := parseCiphertext(req.EncryptedBody)
+	if e != nil {
+		s.fail(w, e)
 		return
 	}
 	a, e := s.authAgent(ctx, r, org, "", req.Timestamp,
@@ -61,16 +54,9 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, e)
 		return
 	}
-	fresh, err := s.st.UseNonce(ctx, a.ID, req.Nonce, protocol.SendNonceTTL*time.Second)
-	if err != nil {
-		s.logger(ctx).Error("nonce record failed", "err", err)
-		outcome = "error"
-		s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
-		return
-	}
-	if !fresh {
-		outcome = "replay"
-		s.fail(w, errf(http.StatusConflict, protocol.ErrReplay))
+	if o, e := s.useNonce(ctx, a.ID, req.Nonce); e != nil {
+		outcome = o
+		s.fail(w, e)
 		return
 	}
 	if s.cfg.SendRate.Rate > 0 {
@@ -184,77 +170,6 @@ func (s *Server) send(ctx context.Context, a *Agent, org string, req *protocol.S
 		return nil, s.slackFailure(ctx, org, req.Action, err)
 	}
 	return resp, nil
-}
-
-// botToken returns the plaintext bot token (caller wipes it), refreshing a
-// rotating token that is about to expire.
-func (s *Server) botToken(ctx context.Context, inst *Installation) ([]byte, *apiError) {
-	if needsRefresh(inst, s.now()) {
-		fresh, err := s.refreshBotToken(ctx, inst.OrgID)
-		if err != nil {
-			s.countSlackError("oauth.v2.access", err)
-			s.logger(ctx).Warn("bot token refresh failed", "slack_error", slackErrorCode(err))
-		} else {
-			inst = fresh
-		}
-	}
-	tok, err := s.keys.Keyring.Decrypt(inst.BotToken, inst.OrgID)
-	if err != nil {
-		s.logger(ctx).Error("stored bot token does not decrypt", "err", err)
-		return nil, errf(http.StatusInternalServerError, "stored bot token does not decrypt; reinstall the app or check the master keyring")
-	}
-	return tok, nil
-}
-
-func needsRefresh(inst *Installation, now time.Time) bool {
-	return inst.BotRefreshToken != "" && !inst.BotTokenExpiresAt.IsZero() && now.Add(refreshMargin).After(inst.BotTokenExpiresAt)
-}
-
-// refreshBotToken exchanges the refresh token for a new bot token (token
-// rotation) and stores both. Refreshes are serialized in this process and
-// the installation is re-read first, so a token another request already
-// refreshed is used as is.
-func (s *Server) refreshBotToken(ctx context.Context, org string) (*Installation, error) {
-	s.refreshMu.Lock()
-	defer s.refreshMu.Unlock()
-	inst, err := s.st.GetInstallation(ctx, org)
-	if err != nil {
-		return nil, err
-	}
-	if !needsRefresh(inst, s.now()) {
-		return inst, nil
-	}
-	rt, err := s.keys.Keyring.Decrypt(inst.BotRefreshToken, org)
-	if err != nil {
-		return nil, err
-	}
-	res, err := slack.RefreshOAuthV2TokenContext(ctx, s.slackHTTP, s.cfg.SlackClientID, s.cfg.SlackClientSecret,
-		string(rt), slack.OAuthOptionAPIURL(s.cfg.SlackAPIURL))
-	crypto.Wipe(rt)
-	if err != nil {
-		return nil, err
-	}
-	bt, err := s.keys.Keyring.Encrypt([]byte(res.AccessToken), org)
-	if err != nil {
-		return nil, err
-	}
-	inst.BotToken = bt
-	if res.RefreshToken != "" {
-		if inst.BotRefreshToken, err = s.keys.Keyring.Encrypt([]byte(res.RefreshToken), org); err != nil {
-			return nil, err
-		}
-	}
-	now := s.now().UTC()
-	inst.BotTokenExpiresAt = time.Time{}
-	if res.ExpiresIn > 0 {
-		inst.BotTokenExpiresAt = now.Add(time.Duration(res.ExpiresIn) * time.Second)
-	}
-	inst.UpdatedAt = now
-	if err := s.st.PutInstallation(ctx, inst); err != nil {
-		return nil, err
-	}
-	s.logger(ctx).Info("bot token refreshed")
-	return inst, nil
 }
 
 // slackFailure maps a Slack call error to the response: 429 with

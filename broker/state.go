@@ -118,6 +118,22 @@ type Installation struct {
 	UpdatedAt           time.Time `json:"updated_at"`
 	Revoked             bool      `json:"revoked,omitempty"`
 	RevokedAt           time.Time `json:"revoked_at,omitzero"`
+	// RefreshLease is the random id of the bot token refresh in progress
+	// (one replica at a time exchanges the refresh token) and
+	// RefreshLeaseUntil when that lease lapses. Empty when none runs.
+	RefreshLease      string    `json:"refresh_lease,omitempty"`
+	RefreshLeaseUntil time.Time `json:"refresh_lease_until,omitzero"`
+}
+
+// revoke deletes the installation's tokens (and any refresh lease) and marks
+// it revoked at the given time.
+func (inst *Installation) revoke(at time.Time) {
+	inst.BotToken, inst.BotRefreshToken = "", ""
+	inst.BotTokenExpiresAt = time.Time{}
+	inst.RefreshLease, inst.RefreshLeaseUntil = "", time.Time{}
+	inst.Revoked = true
+	inst.RevokedAt = at.UTC()
+	inst.UpdatedAt = at.UTC()
 }
 
 // Agent is one registered bridge. Several agents may serve one org.
@@ -131,6 +147,9 @@ type Agent struct {
 	AccessTokenHash TokenHash `json:"access_token_hash"`
 	// AccessTokenExpiresAt is when that token stops working.
 	AccessTokenExpiresAt time.Time `json:"access_token_expires_at"`
+	// RespondUntil is when the agent's last inbox.respond declaration
+	// stops counting (protocol §8.2); zero when it never declared it.
+	RespondUntil time.Time `json:"respond_until,omitzero"`
 }
 
 // AccessGrant is what an access token resolves to.
@@ -173,6 +192,13 @@ type State interface {
 	PutInstallation(ctx context.Context, inst *Installation) error
 	// GetInstallation returns the installation, or ErrNotFound.
 	GetInstallation(ctx context.Context, orgID string) (*Installation, error)
+	// UpdateInstallation atomically reads the installation orgID, applies
+	// fn to it and stores the result, so that no concurrent writer's change
+	// is lost (WATCH/MULTI/EXEC with retries in Redis, one transaction in
+	// bbolt). ErrNotFound if absent. When fn returns an error nothing is
+	// stored and that error is returned as is. fn may run more than once
+	// (after a concurrent modification) and must do no I/O.
+	UpdateInstallation(ctx context.Context, orgID string, fn func(*Installation) error) error
 	// RevokeInstallation deletes the stored bot and refresh tokens and marks
 	// the installation revoked at the given time. ErrNotFound if absent.
 	RevokeInstallation(ctx context.Context, orgID string, at time.Time) error

@@ -34,10 +34,12 @@ var (
 	boltBktOAuth    = []byte("oauth")    // state hash → exp
 	boltBktNonce    = []byte("nonce")    // len(agent) ‖ agent ‖ nonce → exp
 	boltBktSig      = []byte("usig")     // signature hash → exp
+	boltBktDrops    = []byte("drops")    // agent id → exp ‖ dropRecord JSON
+	boltBktDropsP   = []byte("dropsp")   // agent id → exp ‖ pending notice JSON
 
 	// boltTTLBuckets hold values that start with an 8-byte expiry and are
 	// swept by Cleanup.
-	boltTTLBuckets = [][]byte{boltBktRegTok, boltBktAccess, boltBktOAuth, boltBktNonce, boltBktSig}
+	boltTTLBuckets = [][]byte{boltBktRegTok, boltBktAccess, boltBktOAuth, boltBktNonce, boltBktSig, boltBktDrops, boltBktDropsP}
 	boltAllBuckets = append([][]byte{boltBktInst, boltBktAgent, boltBktAgentOrg, boltBktAgentKey}, boltTTLBuckets...)
 )
 
@@ -59,9 +61,12 @@ var (
 // event dedup claims. A pending claim belongs to a request of this process,
 // so after a crash it must not hold back Slack's retry anyway; a completed
 // claim forgotten by a restart means a retry that Slack sends across the
-// restart is queued again, which is within the at-least-once contract
-// (bridges de-duplicate by event_id). Nonces, one-time signatures, OAuth
-// states, tokens, agents and installations are on disk.
+// restart is processed again, but stores no second copy: copies are
+// enqueued with queue.Store.EnqueueID under ids derived from the event_id,
+// which the embedded queue remembers on disk for an hour (and a copy that
+// did get through twice would carry the same message id, which bridges
+// de-duplicate). Nonces, one-time signatures, OAuth states, tokens, agents,
+// installations and drop records are on disk.
 //
 // The file is opened with an exclusive lock; a second process opening it
 // waits a second and fails.
@@ -69,8 +74,7 @@ type BoltState struct {
 	db  *bolt.DB
 	now func() time.Time
 
-	bucketMu sync.Mutex
-	buckets  map[string]*boltTokenBucket
+	buckets localBuckets
 
 	eventMu sync.Mutex
 	events  map[string]boltEvent
@@ -86,12 +90,6 @@ var _ State = (*BoltState)(nil)
 type boltEvent struct {
 	done bool
 	exp  time.Time
-}
-
-type boltTokenBucket struct {
-	tokens float64
-	ts     time.Time
-	full   time.Time // when the bucket is full again (for cleanup)
 }
 
 // BoltStateOption configures OpenBoltState.
@@ -145,7 +143,7 @@ func OpenBoltState(path string, opts ...BoltStateOption) (*BoltState, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open bolt state %s: create buckets: %w", path, err)
 	}
-	s := &BoltState{db: db, now: cfg.now, buckets: map[string]*boltTokenBucket{}, events: map[string]boltEvent{}, done: make(chan struct{})}
+	s := &BoltState{db: db, now: cfg.now, events: map[string]boltEvent{}, done: make(chan struct{})}
 	if cfg.cleanupInterval > 0 {
 		s.wg.Add(1)
 		go s.cleanupLoop(cfg.cleanupInterval)
@@ -207,13 +205,7 @@ func (s *BoltState) Cleanup(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("bolt state cleanup: %w", err)
 	}
-	s.bucketMu.Lock()
-	for k, b := range s.buckets {
-		if !now.Before(b.full) {
-			delete(s.buckets, k)
-		}
-	}
-	s.bucketMu.Unlock()
+	s.buckets.sweep(now)
 	s.eventMu.Lock()
 	for k, e := range s.events {
 		if !now.Before(e.exp) {
@@ -330,11 +322,12 @@ func (s *BoltState) GetInstallation(ctx context.Context, orgID string) (*Install
 	return inst, nil
 }
 
-// RevokeInstallation implements State.
-func (s *BoltState) RevokeInstallation(ctx context.Context, orgID string, at time.Time) error {
+// UpdateInstallation implements State in one bbolt Update transaction.
+func (s *BoltState) UpdateInstallation(ctx context.Context, orgID string, fn func(*Installation) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	var fnErr error
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(boltBktInst)
 		v := b.Get([]byte(orgID))
@@ -345,24 +338,32 @@ func (s *BoltState) RevokeInstallation(ctx context.Context, orgID string, at tim
 		if err := json.Unmarshal(v, &inst); err != nil {
 			return fmt.Errorf("decode installation %s: %w", orgID, err)
 		}
-		inst.BotToken, inst.BotRefreshToken = "", ""
-		inst.BotTokenExpiresAt = time.Time{}
-		inst.Revoked = true
-		inst.RevokedAt = at.UTC()
-		inst.UpdatedAt = at.UTC()
+		if fnErr = fn(&inst); fnErr != nil {
+			return fnErr // rolls the transaction back
+		}
 		nb, err := json.Marshal(&inst)
 		if err != nil {
 			return fmt.Errorf("encode installation: %w", err)
 		}
 		return b.Put([]byte(orgID), nb)
 	})
-	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return err
-		}
-		return fmt.Errorf("revoke installation: %w", err)
+	switch {
+	case fnErr != nil:
+		return fnErr
+	case errors.Is(err, ErrNotFound):
+		return err
+	case err != nil:
+		return fmt.Errorf("update installation: %w", err)
 	}
 	return nil
+}
+
+// RevokeInstallation implements State.
+func (s *BoltState) RevokeInstallation(ctx context.Context, orgID string, at time.Time) error {
+	return s.UpdateInstallation(ctx, orgID, func(inst *Installation) error {
+		inst.revoke(at)
+		return nil
+	})
 }
 
 // RewrapSecrets implements State. All installations are rewritten in one
@@ -801,29 +802,6 @@ func (s *BoltState) Allow(ctx context.Context, key string, limit RateLimit, now 
 	if err := ctx.Err(); err != nil {
 		return false, 0, err
 	}
-	if limit.Rate <= 0 || limit.Burst < 1 {
-		return true, 0, nil
-	}
-	burst := float64(limit.Burst)
-	s.bucketMu.Lock()
-	defer s.bucketMu.Unlock()
-	b, ok := s.buckets[key]
-	if !ok {
-		b = &boltTokenBucket{tokens: burst, ts: now}
-		s.buckets[key] = b
-	}
-	if now.After(b.ts) {
-		b.tokens = math.Min(burst, b.tokens+now.Sub(b.ts).Seconds()*limit.Rate)
-		b.ts = now
-	}
-	allowed := false
-	var wait time.Duration
-	if b.tokens >= 1 {
-		b.tokens--
-		allowed = true
-	} else {
-		wait = time.Duration(math.Ceil((1-b.tokens)*1000/limit.Rate)) * time.Millisecond
-	}
-	b.full = b.ts.Add(time.Duration((burst - b.tokens) / limit.Rate * float64(time.Second)))
-	return allowed, wait, nil
+	ok, wait := s.buckets.allow(key, limit, now)
+	return ok, wait, nil
 }

@@ -15,6 +15,7 @@ import (
 // newState returns a fresh, empty state (cleaned up by the test).
 func testState(t *testing.T, newState func(t *testing.T) State) {
 	t.Run("Installation", func(t *testing.T) { stateInstallation(t, newState(t)) })
+	t.Run("UpdateInstallation", func(t *testing.T) { stateUpdateInstallation(t, newState(t)) })
 	t.Run("Register", func(t *testing.T) { stateRegister(t, newState(t)) })
 	t.Run("RegisterRace", func(t *testing.T) { stateRegisterRace(t, newState(t)) })
 	t.Run("Agents", func(t *testing.T) { stateAgents(t, newState(t)) })
@@ -23,6 +24,7 @@ func testState(t *testing.T, newState func(t *testing.T) State) {
 	t.Run("Replay", func(t *testing.T) { stateReplay(t, newState(t)) })
 	t.Run("Bucket", func(t *testing.T) { stateBucket(t, newState(t)) })
 	t.Run("Rewrap", func(t *testing.T) { stateRewrap(t, newState(t)) })
+	t.Run("Drops", func(t *testing.T) { stateDrops(t, newState(t)) })
 }
 
 func testHashKey(t testing.TB) *HashKey {

@@ -22,6 +22,9 @@ import (
 // Paths of the binaries built by TestMain.
 var brokerBin, bridgeBin, sandboxBin string
 
+// relayloadBin is the load harness, built by TestMain too.
+var relayloadBin string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "sealrelay-e2e-bin-")
 	if err != nil {
@@ -33,6 +36,7 @@ func TestMain(m *testing.M) {
 		brokerBin = filepath.Join(dir, "broker")
 		bridgeBin = filepath.Join(dir, "bridge")
 		sandboxBin = filepath.Join(dir, "sandbox")
+		relayloadBin = filepath.Join(dir, "relayload")
 		flag.Parse()
 		start := time.Now()
 		// Build both at once; the go command shares its build cache.
@@ -42,6 +46,8 @@ func TestMain(m *testing.M) {
 			brokerBin:  "github.com/sealrelay/sealrelay/cmd/broker",
 			bridgeBin:  "github.com/sealrelay/sealrelay/cmd/bridge",
 			sandboxBin: "github.com/sealrelay/sealrelay/cmd/sandbox",
+
+			relayloadBin: "github.com/sealrelay/sealrelay/cmd/relayload",
 		} {
 			wg.Go(func() {
 				// No DWARF (-w): a faster link; stack traces still work.

@@ -50,6 +50,11 @@ func runConformance(t *testing.T, h harness) {
 		{"RedriveWakesWaiter", testRedriveWakesWaiter},
 		{"CloseWakesWaiters", testCloseWakesWaiters},
 		{"Stats", testStats},
+		{"RandomIDs", testRandomIDs},
+		{"EnqueueIDValidation", testEnqueueIDValidation},
+		{"EnqueueIDIdempotent", testEnqueueIDIdempotent},
+		{"EnqueueIDForgets", testEnqueueIDForgets},
+		{"EnqueueIDConcurrent", testEnqueueIDConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, h) })
@@ -330,7 +335,7 @@ func checkPulled(t *testing.T, msgs []Message, wantIDs []string, wantDeliveries 
 }
 
 func testReceipts(t *testing.T, h harness) {
-	s := h.open(t, Options{Lease: 200 * time.Millisecond}, 1)[0]
+	s := h.open(t, Options{Lease: time.Second}, 1)[0]
 	id := mustEnqueue(t, s, "rcpt", []byte("x"))
 	other := mustEnqueue(t, s, "rcpt", []byte("y"))
 	if n := mustAck(t, s, "rcpt", id, other); n != 0 {

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/sealrelay/sealrelay/bridge"
+	"github.com/sealrelay/sealrelay/internal/secretfile"
 	"golang.org/x/term"
 )
 
@@ -279,7 +280,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if *tokenFile != "" {
-		tok, err := readSecretFile(*tokenFile)
+		tok, err := secretfile.Read(*tokenFile)
 		if err != nil {
 			return fmt.Errorf("--local-token-file: %w", err)
 		}
@@ -357,7 +358,7 @@ func loadSecret(flagValue, file, env string) ([]byte, error) {
 	case flagValue != "":
 		return []byte(flagValue), nil
 	case file != "":
-		b, err := readSecretFile(file)
+		b, err := secretfile.Read(file)
 		if err != nil {
 			return nil, fmt.Errorf("--forward-signing-secret-file: %w", err)
 		}
@@ -365,21 +366,4 @@ func loadSecret(flagValue, file, env string) ([]byte, error) {
 	default:
 		return []byte(os.Getenv(env)), nil
 	}
-}
-
-func readSecretFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 4096))
-	if err != nil {
-		return nil, err
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return nil, fmt.Errorf("%s is empty", path)
-	}
-	return []byte(s), nil
 }

@@ -21,6 +21,8 @@ import (
 
 	"github.com/sealrelay/sealrelay/broker"
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/internal/netutil"
+	"github.com/sealrelay/sealrelay/internal/secretfile"
 )
 
 // Key file names written by `broker init` and read by `broker serve` and
@@ -49,8 +51,6 @@ const (
 	defaultShutdownTimeout   = "30s"
 	defaultLogLevel          = "info"
 	defaultLogFormat         = "json"
-	// maxSecretFileSize caps every *_FILE read.
-	maxSecretFileSize = 64 << 10
 )
 
 // setting is one configuration value of `broker serve`: a flag --Name and
@@ -134,10 +134,14 @@ var settings = []setting{
 		Usage: "per-agent /api/call bucket for every other method (views.*, assistant.threads.*, ...) (0 = no limit)"},
 	{Name: "call-max-response", Env: "SEALRELAY_CALL_MAX_RESPONSE", Default: defaultCallMaxResponse, Arg: "BYTES",
 		Usage: "largest Slack answer /api/call relays; a larger one is refused with 502 response_too_large, never truncated"},
+	{Name: "sync-response-timeout", Env: "SEALRELAY_SYNC_RESPONSE_TIMEOUT", Default: defaultSyncResponseTimeout, Arg: "DURATION",
+		Usage: "how long a slash command or modal submission is held for an agent's inbox.respond (only for orgs whose agents declared it; Slack gives up after 3s)"},
 	{Name: "max-polls-per-agent", Env: "SEALRELAY_MAX_POLLS_PER_AGENT", Default: defaultMaxPolls, Arg: "N",
 		Usage: "concurrent long polls allowed per agent (more are refused with 429)"},
 	{Name: "shutdown-timeout", Env: "SEALRELAY_SHUTDOWN_TIMEOUT", Default: defaultShutdownTimeout, Arg: "DURATION",
 		Usage: "how long SIGINT/SIGTERM waits for in-flight requests before closing connections"},
+	{Name: "token-refresh-margin", Env: "SEALRELAY_TOKEN_REFRESH_MARGIN", Default: defaultTokenRefreshMargin, Arg: "DURATION",
+		Usage: "how long before its expiry a rotating Slack bot token is refreshed (token rotation; tokens last 12 h)"},
 }
 
 // knownEnvVars returns every environment variable the broker reads, with
@@ -201,22 +205,19 @@ func (r *resolver) problem(format string, args ...any) {
 	r.problems = append(r.problems, fmt.Sprintf(format, args...))
 }
 
-// readSecretFile reads a *_FILE secret, trimming surrounding white space.
+// readSecretFile reads a *_FILE secret, trimming surrounding white space
+// (secretfile.Read); an empty file is "" without error, for the caller to
+// explain.
 func readSecretFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
+	b, err := secretfile.Read(path)
+	if errors.Is(err, secretfile.ErrEmpty) {
+		return "", nil
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretFileSize+1))
 	if err != nil {
 		return "", err
 	}
 	defer crypto.Wipe(b)
-	if len(b) > maxSecretFileSize {
-		return "", fmt.Errorf("larger than %d bytes", maxSecretFileSize)
-	}
-	return strings.TrimSpace(string(b)), nil
+	return string(b), nil
 }
 
 // get resolves one setting: a flag on the command line wins over the
@@ -317,7 +318,10 @@ type config struct {
 	SendBurst          int
 	MaxPollsPerAgent   int
 	ShutdownTimeout    time.Duration
+	TokenRefreshMargin time.Duration
 	Call               callConfig
+	// SyncResponseTimeout is --sync-response-timeout.
+	SyncResponseTimeout time.Duration
 	// Warnings are logged once the logger exists.
 	Warnings []string
 }
@@ -388,7 +392,7 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 	s = settingByName("public-url")
 	if v := r.required(s); v.text != "" {
 		c.PublicURL = r.httpURL(s, v)
-		if u, err := url.Parse(c.PublicURL); err == nil && u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		if u, err := url.Parse(c.PublicURL); err == nil && u.Scheme == "http" && !netutil.IsLoopbackHost(u.Hostname()) {
 			c.Warnings = append(c.Warnings, "public URL "+c.PublicURL+" is not https: Slack requires https redirect and request URLs")
 		}
 		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
@@ -455,6 +459,7 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 	}
 	c.SendBurst = r.intRange(settingByName("send-burst"), r.get(settingByName("send-burst")), 1, 1_000_000)
 	r.call(&c.Call)
+	r.respond(c)
 	c.MaxPollsPerAgent = r.intRange(settingByName("max-polls-per-agent"), r.get(settingByName("max-polls-per-agent")), 1, 1000)
 	s, v = get("shutdown-timeout")
 	if d, err := parseDays(v.text); err != nil || d <= 0 {
@@ -462,6 +467,7 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 	} else {
 		c.ShutdownTimeout = d
 	}
+	c.TokenRefreshMargin = r.tokenRefreshMargin()
 
 	if len(r.problems) > 0 {
 		return nil, &configError{problems: r.problems}
@@ -694,14 +700,6 @@ func parseDays(s string) (time.Duration, error) {
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	return time.ParseDuration(s)
-}
-
-func isLoopbackHost(h string) bool {
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }
 
 // printSettingsHelp writes the flag/env table of list to w.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/internal/atomicfile"
 )
 
 const initHelp = `Usage: broker init [--dir DIR]
@@ -101,7 +102,7 @@ func cmdInit(args []string, getenv func(string) string, stdout, stderr io.Writer
 		}
 		created = append(created, p)
 	}
-	if err := syncDir(*dir); err != nil {
+	if err := atomicfile.SyncDir(*dir); err != nil {
 		return err
 	}
 	if fi, err := os.Stat(*dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
@@ -158,19 +159,6 @@ func writeExclusive(path string, b []byte) error {
 	if err := f.Close(); err != nil {
 		_ = os.Remove(path)
 		return fmt.Errorf("close %s: %w", path, err)
-	}
-	return nil
-}
-
-// syncDir fsyncs a directory so that new or renamed entries survive a crash.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sealrelay/sealrelay/broker"
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/internal/atomicfile"
 )
 
 const rotateHelpIntro = `Usage: broker keys rotate [flags]
@@ -181,39 +182,14 @@ func addMasterKey(path string, rewrapOnly bool) (*crypto.Keyring, uint32, error)
 	return nkr, next, nil
 }
 
-// writeFileAtomic replaces path with b: a temporary file (mode 0600) in the
-// same directory is written and fsynced, then renamed over path, and the
-// directory is fsynced.
+// writeFileAtomic replaces path with b through atomicfile.Write (mode
+// 0600, or the replaced file's tighter mode).
 func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: cannot create a temporary file next to it (is the directory read-only, e.g. a mounted secret?): %w", path, err)
+	err := atomicfile.Write(path, b, 0o600)
+	if errors.Is(err, atomicfile.ErrCreateTemp) {
+		return fmt.Errorf("%w (is the directory read-only, e.g. a mounted secret?)", err)
 	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		_ = f.Close()
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(0o600); err != nil {
-		return fail(err)
-	}
-	if _, err := f.Write(b); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return syncDir(dir)
+	return err
 }
 
 // Redis key namespaces under --redis-prefix.

@@ -394,7 +394,9 @@ func (s *sandbox) printHelp(channel, ts string) {
 		host, channel, ts)
 	s.p.Printf("  curl -X POST %s/reply -H 'Content-Type: application/json' -d '{\"thread_id\":\"%s:%s\",\"text\":\"on it\"}'\n",
 		host, channel, ts)
-	s.p.Printf("  curl %s/health\n\n", host)
+	s.p.Printf("  curl %s/health\n", host)
+	s.p.Printf("  curl -X POST %s/api/chat.postMessage -d channel=%s -d text=hi   # Slack's Web API: point your SDK at http://%s/api/\n\n",
+		host, sandboxChannel, host)
 	if s.opts.Every > 0 {
 		s.p.Printf("The simulated workspace posts an event every %s. ", s.opts.Every)
 	}

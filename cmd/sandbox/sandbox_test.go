@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -184,7 +185,17 @@ func TestSandboxBothWays(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("/react: %d %s", code, body)
 	}
-	var posted, reacted bool
+	// The Web API line: a form body, Slack's answer.
+	resp, err := http.PostForm(s.apiURL+"/api/chat.postMessage", url.Values{"channel": {"C123"}, "text": {"hi through the web api"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(wb), `"ok":true`) {
+		t.Fatalf("/api/chat.postMessage: %d %s", resp.StatusCode, wb)
+	}
+	var posted, reacted, viaWebAPI bool
 	for _, c := range s.fake.Calls() {
 		if c.Token == s.userToken || c.Error != "" {
 			continue
@@ -192,12 +203,13 @@ func TestSandboxBothWays(t *testing.T) {
 		switch c.Method {
 		case "chat.postMessage":
 			posted = posted || (c.Params.Get("channel") == "C123" && c.Params.Get("text") == "hi from the test")
+			viaWebAPI = viaWebAPI || (c.Params.Get("channel") == "C123" && c.Params.Get("text") == "hi through the web api")
 		case "reactions.add":
 			reacted = reacted || (c.Params.Get("timestamp") == first.TS && c.Params.Get("name") == "eyes")
 		}
 	}
-	if !posted || !reacted {
-		t.Fatalf("fake Slack calls: posted=%v reacted=%v: %+v", posted, reacted, s.fake.Calls())
+	if !posted || !reacted || !viaWebAPI {
+		t.Fatalf("fake Slack calls: posted=%v reacted=%v web api=%v: %+v", posted, reacted, viaWebAPI, s.fake.Calls())
 	}
 	waitFor(t, "the display of the outbound calls", 10*time.Second, func() bool {
 		o := out.String()
@@ -211,7 +223,7 @@ func TestSandboxBothWays(t *testing.T) {
 	}
 	o := out.String()
 	for _, want := range []string{
-		"curl -N 127.0.0.1:", "/send -H 'Content-Type: application/json'", "/react -H",
+		"curl -N 127.0.0.1:", "/send -H 'Content-Type: application/json'", "/react -H", "/api/chat.postMessage -d channel=",
 		"received by broker +", "sealed and queued +", "pulled +", "verified and opened +", "delivered on /events +",
 		"stopped cleanly.",
 	} {
