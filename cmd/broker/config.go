@@ -774,9 +774,10 @@ default; an empty variable counts as unset. Every secret can also be read
 from a file: --NAME-file FILE or SEALRELAY_NAME_FILE=FILE (Docker/systemd
 secrets; surrounding white space is trimmed). Giving a value and a file for
 the same setting at the same level is an error. At start the broker refuses to
-run when stored Slack tokens use a master key version its keyring lacks. Without --redis-url the broker keeps its state and inboxes in
---data-dir (one process only); with --redis-url any number of replicas can run
-side by side.
+run when stored Slack tokens use a master key version its keyring lacks. Without Redis the broker keeps its state and inboxes in
+--data-dir (one process only); with --redis-url, --redis-cluster-addrs or
+--redis-sentinel-master (exactly one) any number of replicas can run side by
+side.
 
 Settings:
 `
