@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/sealrelay/sealrelay/internal/testredis"
@@ -24,6 +25,13 @@ func TestServeRedisCluster(t *testing.T) {
 	}
 	checkEndpoints(t, a)
 	e2eFlow(t, fake, a, b)
+
+	// `broker keys rotate` reads the same cluster settings and re-wraps the
+	// installation's bot token there.
+	out, err := rotate(t, nil, env)
+	if err != nil || !strings.Contains(out, "Re-wrapped 1 stored secrets under master key version 2") {
+		t.Fatalf("keys rotate on the cluster: %q, %v", out, err)
+	}
 }
 
 // TestServeRedisSentinel: two replicas reach their master through Redis
