@@ -37,8 +37,9 @@ var errSealFailed = errors.New("seal failed")
 //
 // What is per event is done once: the envelope is built once, and when the
 // store is a queue.BatchEnqueuer all copies go to it in one call (one Redis
-// round trip, one bbolt transaction). What is per agent — the sealed box and
-// the Ed25519 signature — runs on up to GOMAXPROCS goroutines.
+// round trip, one bbolt transaction), and the copies share one ephemeral
+// X25519 key (crypto.MultiSealer). What is per agent — the shared key, the
+// box and the Ed25519 signature — runs on up to GOMAXPROCS goroutines.
 func (s *Server) fanOut(ctx context.Context, org, eventID, source, typ string, payload []byte, agents []*Agent) *apiError {
 	return s.fanOutHold(ctx, org, eventID, source, typ, payload, agents, nil)
 }
@@ -85,6 +86,14 @@ func (s *Server) fanOutHold(ctx context.Context, org, eventID, source, typ strin
 
 	copies := make([]fanCopy, len(active))
 	orgJSON, _ := json.Marshal(org)
+	var sealer *crypto.MultiSealer
+	if len(active) > 1 {
+		var err error
+		if sealer, err = crypto.NewMultiSealer(); err != nil {
+			s.logger(ctx).Error("sealing failed", "err", err)
+			return errf(http.StatusServiceUnavailable, "sealing failed")
+		}
+	}
 	seal := func(i int) {
 		c := &copies[i]
 		c.agent = active[i]
@@ -94,7 +103,13 @@ func (s *Server) fanOutHold(ctx context.Context, org, eventID, source, typ strin
 		case eventID != "":
 			c.id = s.messageID(org, eventID, c.agent.ID)
 		}
-		msg, err := protocol.SealEnvelope(plain, org, "", ts, c.agent.BoxPublicKey, s.keys.Signing)
+		var msg protocol.InboxMessage
+		var err error
+		if sealer != nil {
+			msg, err = protocol.SealEnvelopeMulti(sealer, plain, org, "", ts, c.agent.BoxPublicKey, s.keys.Signing)
+		} else {
+			msg, err = protocol.SealEnvelope(plain, org, "", ts, c.agent.BoxPublicKey, s.keys.Signing)
+		}
 		if err != nil {
 			c.err = fmt.Errorf("%w: %w", errSealFailed, err)
 			return
