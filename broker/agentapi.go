@@ -160,7 +160,7 @@ func (s *Server) register(ctx context.Context, req *protocol.RegisterRequest, re
 	if respond {
 		a.RespondUntil = now.Add(s.cfg.RespondCapabilityTTL).UTC()
 	}
-	err = s.st.RegisterAgent(ctx, s.hk.Hash(KindRegistrationToken, token), a, now)
+	err = s.st.RegisterAgentLimited(ctx, s.hk.Hash(KindRegistrationToken, token), a, now, s.cfg.AgentsPerOrg)
 	switch {
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrExpired):
 		return nil, errf(http.StatusForbidden, protocol.ErrInvalidRegistrationToken)
@@ -168,6 +168,8 @@ func (s *Server) register(ctx context.Context, req *protocol.RegisterRequest, re
 		return nil, errf(http.StatusForbidden, protocol.ErrRegistrationTokenUsed)
 	case errors.Is(err, ErrAgentExists):
 		return nil, errf(http.StatusConflict, "agent %s: unregister it first or use new keys", protocol.ErrAlreadyActive)
+	case errors.Is(err, ErrOrgFull):
+		return nil, errf(http.StatusConflict, "workspace %s: this broker allows %d agent(s) per workspace; unregister one first", protocol.ErrAlreadyActive, s.cfg.AgentsPerOrg)
 	case err != nil:
 		s.logger(ctx).Error("register agent failed", "err", err)
 		return nil, errf(http.StatusServiceUnavailable, "state store unavailable")

@@ -61,10 +61,21 @@ func signedEvent(team string) *http.Request {
 // Slack deliveries would be).
 //
 //	go test -run XXX -bench BenchmarkIngress -benchtime 20000x ./broker
-func BenchmarkIngress(b *testing.B) {
+func BenchmarkIngress(b *testing.B) { benchIngress(b, "T0BENCH1", 1) }
+
+// BenchmarkIngressFanout10 is BenchmarkIngress with ten agents on the org:
+// every event is sealed, signed and stored ten times.
+//
+//	go test -run XXX -bench BenchmarkIngressFanout10 -benchtime 5000x ./broker
+func BenchmarkIngressFanout10(b *testing.B) { benchIngress(b, "T0BENCH10", 10) }
+
+func benchIngress(b *testing.B, team string, agents int) {
 	h := benchHarness(b)
-	org, tok := h.install(slackfake.Install{TeamID: "T0BENCH1"})
+	org, tok := h.install(slackfake.Install{TeamID: team})
 	h.register(org, tok)
+	for range agents - 1 {
+		h.register(org, h.extraRegToken(org))
+	}
 	handler := h.srv.Handler()
 	b.ReportAllocs()
 	b.SetParallelism(8)

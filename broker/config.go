@@ -67,6 +67,10 @@ type Config struct {
 	UserScopes []string
 	// AccessTokenTTL is the lifetime of agent access tokens (default 90 days).
 	AccessTokenTTL time.Duration
+	// AgentsPerOrg caps the agents one org may have registered at once; a
+	// registration beyond it is answered 409 "workspace already active"
+	// (as the Baudbot broker does with 1). 0 = unlimited.
+	AgentsPerOrg int
 	// RegistrationTokenTTL is the lifetime of registration tokens (default 1 h).
 	RegistrationTokenTTL time.Duration
 	// OAuthStateTTL is how long an install's state stays valid (default 10 min).

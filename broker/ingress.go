@@ -4,18 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/slack-go/slack"
 
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
-	"github.com/sealrelay/sealrelay/queue"
 )
 
 // Envelope types the broker adds for system notices.
@@ -113,129 +110,6 @@ func buildEnvelope(source, typ string, ts int64, payload []byte) []byte {
 // an org's agents in one round trip (RedisState).
 type eventClaimLister interface {
 	ClaimEventListAgents(ctx context.Context, eventID, orgID string) (EventClaim, []*Agent, error)
-}
-
-// errSealFailed marks a per-agent sealing failure in fanOut.
-var errSealFailed = errors.New("seal failed")
-
-// fanOut seals the envelope separately to every active agent of org (an
-// agent whose access token expired is not active) and enqueues each copy.
-// agents nil means "list them". It returns an error (→ 503) only when a
-// copy could not be stored for a reason other than a full inbox, too large
-// a body or a sealing failure; those drops are recorded for the agent's
-// events_dropped notice (see drops.go).
-//
-// With a Slack event id, every copy is stored under messageID(org, event id,
-// agent) with queue.Store.EnqueueID: Slack's retry of an event whose first
-// attempt got a 503 after (some of) its copies were stored, e.g. because
-// Redis executed the transaction but the reply was lost, stores no second
-// copy, and a copy that does get through twice carries the same message id,
-// which bridges de-duplicate. Interactivity payloads and slash commands have
-// no event id and Slack does not retry them, so their copies get random ids.
-func (s *Server) fanOut(ctx context.Context, org, eventID, source, typ string, payload []byte, agents []*Agent) *apiError {
-	return s.fanOutHold(ctx, org, eventID, source, typ, payload, agents, nil)
-}
-
-// fanOutHold is fanOut for a held Slack request when h is not nil: every
-// copy's envelope carries response_expected and respond_by, and every copy
-// is stored under the hold id (see held.go).
-func (s *Server) fanOutHold(ctx context.Context, org, eventID, source, typ string, payload []byte, agents []*Agent, h *heldCopy) *apiError {
-	if agents == nil {
-		var err error
-		if agents, err = s.st.ListAgents(ctx, org); err != nil {
-			s.logger(ctx).Error("list agents failed", "err", err)
-			return errf(http.StatusServiceUnavailable, "state store unavailable")
-		}
-	}
-	now := s.now()
-	active := agents[:0]
-	for _, a := range agents {
-		if now.Before(a.AccessTokenExpiresAt) {
-			active = append(active, a)
-		}
-	}
-	if len(active) == 0 {
-		s.m.eventsDropped.WithLabelValues("no_agents").Inc()
-		s.logger(ctx).Info("event dropped: no active agent", "source", source, "type", typ)
-		return nil
-	}
-	ts := now.Unix()
-	var plain []byte
-	if h != nil {
-		plain = buildHeldEnvelope(source, typ, ts, h.respondBy, payload)
-	} else {
-		plain = buildEnvelope(source, typ, ts, payload)
-	}
-	defer crypto.Wipe(plain)
-
-	enqueue := func(a *Agent) error {
-		msg, err := protocol.SealEnvelope(plain, org, "", ts, a.BoxPublicKey, s.keys.Signing)
-		if err != nil {
-			return fmt.Errorf("%w: %w", errSealFailed, err)
-		}
-		body, err := json.Marshal(storedMessage{OrgID: org, Encrypted: msg.Encrypted,
-			BrokerTimestamp: msg.BrokerTimestamp, BrokerSignature: msg.BrokerSignature})
-		if err != nil {
-			return err
-		}
-		switch {
-		case h != nil:
-			_, err = s.q.EnqueueID(ctx, a.ID, h.id, body)
-		case eventID != "":
-			_, err = s.q.EnqueueID(ctx, a.ID, s.messageID(org, eventID, a.ID), body)
-		default:
-			_, err = s.q.Enqueue(ctx, a.ID, body)
-		}
-		return err
-	}
-	errs := make([]error, len(active))
-	if len(active) == 1 {
-		errs[0] = enqueue(active[0])
-	} else {
-		var wg sync.WaitGroup
-		for i, a := range active {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = enqueue(a)
-			}()
-		}
-		wg.Wait()
-	}
-	var failed bool
-	for i, err := range errs {
-		a := active[i]
-		switch {
-		case err == nil:
-			if h != nil {
-				h.stored++
-			}
-			s.m.eventsQueued.Inc()
-			s.depth.track(a.ID, org)
-		case errors.Is(err, queue.ErrInboxFull):
-			s.m.eventsDropped.WithLabelValues("inbox_full").Inc()
-			s.logger(ctx).Warn("event copy dropped: inbox full", "agent_id", a.ID, "type", typ)
-			s.recordDrop(ctx, a.ID, protocol.DropInboxFull, eventID, now)
-		case errors.Is(err, errSealFailed):
-			// Only this agent's key can cause it (a low-order key stored
-			// before registration checked for them); retrying cannot help,
-			// and failing the request would block every agent of the org.
-			s.m.eventsDropped.WithLabelValues("seal_failed").Inc()
-			s.logger(ctx).Error("event copy dropped: sealing to the agent's key failed", "agent_id", a.ID, "type", typ)
-			s.recordDrop(ctx, a.ID, protocol.DropSealFailed, eventID, now)
-		case errors.Is(err, queue.ErrTooLarge):
-			s.m.eventsDropped.WithLabelValues("too_large").Inc()
-			s.logger(ctx).Warn("event copy dropped: too large", "agent_id", a.ID, "type", typ)
-			s.recordDrop(ctx, a.ID, protocol.DropTooLarge, eventID, now)
-		default:
-			failed = true
-			s.logger(ctx).Error("enqueue failed", "agent_id", a.ID, "err", err)
-		}
-	}
-	if failed {
-		return errf(http.StatusServiceUnavailable, "inbox store unavailable")
-	}
-	return nil
 }
 
 // eventsBody is the part of an Events API request the broker reads.

@@ -216,6 +216,11 @@ type State interface {
 	// unknown or for another org), ErrUsed, ErrExpired, ErrAgentExists (a's
 	// signing key is already registered; the token is then NOT consumed).
 	RegisterAgent(ctx context.Context, h TokenHash, a *Agent, now time.Time) error
+	// RegisterAgentLimited is RegisterAgent that also refuses, atomically
+	// with the rest, when a.OrgID already has maxPerOrg agents (ErrOrgFull,
+	// checked after ErrAgentExists; the token is then NOT consumed).
+	// maxPerOrg <= 0 means no limit.
+	RegisterAgentLimited(ctx context.Context, h TokenHash, a *Agent, now time.Time, maxPerOrg int) error
 	// GetAgent returns an agent, or ErrNotFound.
 	GetAgent(ctx context.Context, id string) (*Agent, error)
 	// ListAgents returns the agents of orgID ordered by id (empty when none).

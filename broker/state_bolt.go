@@ -456,6 +456,12 @@ type boltAccess struct {
 
 // RegisterAgent implements State.
 func (s *BoltState) RegisterAgent(ctx context.Context, h TokenHash, a *Agent, now time.Time) error {
+	return s.RegisterAgentLimited(ctx, h, a, now, 0)
+}
+
+// RegisterAgentLimited implements State; the org's agents are counted in
+// the same write transaction.
+func (s *BoltState) RegisterAgentLimited(ctx context.Context, h TokenHash, a *Agent, now time.Time, maxPerOrg int) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -496,6 +502,9 @@ func (s *BoltState) RegisterAgent(ctx context.Context, h TokenHash, a *Agent, no
 			return ErrAgentExists
 		}
 		ab := tx.Bucket(boltBktAgent)
+		if maxPerOrg > 0 && boltCountAgents(tx, a.OrgID) >= maxPerOrg {
+			return ErrOrgFull
+		}
 		if ab.Get([]byte(a.ID)) != nil {
 			return fmt.Errorf("agent id %s: %w", a.ID, ErrConflict)
 		}
@@ -521,7 +530,7 @@ func (s *BoltState) RegisterAgent(ctx context.Context, h TokenHash, a *Agent, no
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrUsed), errors.Is(err, ErrExpired), errors.Is(err, ErrAgentExists):
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrUsed), errors.Is(err, ErrExpired), errors.Is(err, ErrAgentExists), errors.Is(err, ErrOrgFull):
 		return err
 	default:
 		return fmt.Errorf("register agent: %w", err)

@@ -307,6 +307,8 @@ if not t[1] or t[1] ~= ARGV[1] then return 'notfound' end
 if t[3] == '1' then return 'used' end
 if tonumber(t[2]) <= tonumber(ARGV[2]) then return 'expired' end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'exists' end
+local max = tonumber(ARGV[6])
+if max > 0 and redis.call('HLEN', KEYS[4]) >= max then return 'full' end
 redis.call('HSET', KEYS[1], 'used', '1')
 redis.call('SET', KEYS[2], ARGV[3])
 redis.call('SET', KEYS[3], ARGV[4])
@@ -318,6 +320,12 @@ return 'ok'
 
 // RegisterAgent implements State.
 func (s *RedisState) RegisterAgent(ctx context.Context, h TokenHash, a *Agent, now time.Time) error {
+	return s.RegisterAgentLimited(ctx, h, a, now, 0)
+}
+
+// RegisterAgentLimited implements State: the agent count of the org is
+// checked inside the registration script, so replicas cannot overshoot.
+func (s *RedisState) RegisterAgentLimited(ctx context.Context, h TokenHash, a *Agent, now time.Time, maxPerOrg int) error {
 	rec, err := encodeAgent(a)
 	if err != nil {
 		return err
@@ -329,7 +337,7 @@ func (s *RedisState) RegisterAgent(ctx context.Context, h TokenHash, a *Agent, n
 		s.key("agents:", a.OrgID),
 		s.key("atok:", a.AccessTokenHash.String()),
 	}
-	res, err := registerScript.Run(ctx, s.rdb, keys, a.OrgID, now.UnixMilli(), a.ID, rec, a.AccessTokenExpiresAt.UnixMilli()).Text()
+	res, err := registerScript.Run(ctx, s.rdb, keys, a.OrgID, now.UnixMilli(), a.ID, rec, a.AccessTokenExpiresAt.UnixMilli(), maxPerOrg).Text()
 	if err != nil {
 		return fmt.Errorf("register agent: %w", err)
 	}
@@ -344,6 +352,8 @@ func (s *RedisState) RegisterAgent(ctx context.Context, h TokenHash, a *Agent, n
 		return ErrExpired
 	case "exists":
 		return ErrAgentExists
+	case "full":
+		return ErrOrgFull
 	}
 	return fmt.Errorf("register agent: unexpected script result %q", res)
 }

@@ -18,6 +18,8 @@ func testState(t *testing.T, newState func(t *testing.T) State) {
 	t.Run("UpdateInstallation", func(t *testing.T) { stateUpdateInstallation(t, newState(t)) })
 	t.Run("Register", func(t *testing.T) { stateRegister(t, newState(t)) })
 	t.Run("RegisterRace", func(t *testing.T) { stateRegisterRace(t, newState(t)) })
+	t.Run("RegisterLimit", func(t *testing.T) { stateRegisterLimit(t, newState(t)) })
+	t.Run("RegisterLimitRace", func(t *testing.T) { stateRegisterLimitRace(t, newState(t)) })
 	t.Run("Agents", func(t *testing.T) { stateAgents(t, newState(t)) })
 	t.Run("OAuthState", func(t *testing.T) { stateOAuth(t, newState(t)) })
 	t.Run("Events", func(t *testing.T) { stateEvents(t, newState(t)) })

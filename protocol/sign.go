@@ -104,6 +104,21 @@ func SealEnvelope(plaintext []byte, orgID, messageID string, brokerTimestamp int
 	if err != nil {
 		return InboxMessage{}, fmt.Errorf("seal envelope: %w", err)
 	}
+	return signSealed(sealed, orgID, messageID, brokerTimestamp, broker), nil
+}
+
+// SealEnvelopeMulti is SealEnvelope for one copy of a message sealed to
+// several agents: sealer (one per message) shares its ephemeral key among
+// the copies. Each copy is still signed on its own, as section 3 requires.
+func SealEnvelopeMulti(sealer *crypto.MultiSealer, plaintext []byte, orgID, messageID string, brokerTimestamp int64, agent crypto.BoxPublicKey, broker *crypto.SigningKey) (InboxMessage, error) {
+	sealed, err := sealer.Seal(plaintext, agent)
+	if err != nil {
+		return InboxMessage{}, fmt.Errorf("seal envelope: %w", err)
+	}
+	return signSealed(sealed, orgID, messageID, brokerTimestamp, broker), nil
+}
+
+func signSealed(sealed []byte, orgID, messageID string, brokerTimestamp int64, broker *crypto.SigningKey) InboxMessage {
 	enc := base64.StdEncoding.EncodeToString(sealed)
 	return InboxMessage{
 		MessageID:       messageID,
@@ -112,7 +127,7 @@ func SealEnvelope(plaintext []byte, orgID, messageID string, brokerTimestamp int
 		Encrypted:       enc,
 		BrokerTimestamp: brokerTimestamp,
 		BrokerSignature: EncodeSignature(broker.Sign(EnvelopeSigningBytes(orgID, brokerTimestamp, enc))),
-	}, nil
+	}
 }
 
 // Errors from OpenEnvelope. A message failing with any of them is poison: it

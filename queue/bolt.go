@@ -426,56 +426,9 @@ func (s *BoltStore) put(ctx context.Context, inbox, id string, keyed bool, body 
 	}
 	var stored, full bool
 	err := s.db.Batch(func(tx *bolt.Tx) error {
-		stored, full = false, false
-		x, err := openInbox(tx, inbox, true)
-		if err != nil {
-			return err
-		}
-		now := time.Now().UnixNano()
-		if keyed {
-			if x.i.Get([]byte(id)) != nil {
-				return nil
-			}
-			if rememberedUntil(tx, inbox, id) > now {
-				return x.cleanup()
-			}
-		}
-		if x.counter(keyLive) >= int64(s.opts.Capacity) {
-			if err := x.retain(now - int64(s.opts.Retention)); err != nil {
-				return err
-			}
-			if x.counter(keyLive) >= int64(s.opts.Capacity) {
-				full = true
-				return x.cleanup()
-			}
-		}
-		seq, err := x.root.NextSequence()
-		if err != nil {
-			return err
-		}
-		k := seqKey(seq)
-		if err := x.m.Put(k, meta{enq: now, state: stReady}.encode()); err != nil {
-			return err
-		}
-		if err := x.body.Put(k, body); err != nil {
-			return err
-		}
-		if err := x.r.Put(k, nil); err != nil {
-			return err
-		}
-		if err := x.i.Put([]byte(id), k); err != nil {
-			return err
-		}
-		if err := x.n.Put(k, []byte(id)); err != nil {
-			return err
-		}
-		if keyed {
-			if err := s.remember(tx, inbox, id, now); err != nil {
-				return err
-			}
-		}
-		stored = true
-		return x.add(keyLive, 1)
+		var err error
+		stored, full, err = s.putTx(tx, inbox, id, keyed, body)
+		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("queue: enqueue into %s: %w", inbox, err)
@@ -487,6 +440,58 @@ func (s *BoltStore) put(ctx context.Context, inbox, id string, keyed bool, body 
 		s.hub.wake(inbox)
 	}
 	return stored, nil
+}
+
+// putTx is put's transaction: it stores body under id unless keyed and id
+// is in the inbox or remembered (stored false), or the inbox is full (full).
+func (s *BoltStore) putTx(tx *bolt.Tx, inbox, id string, keyed bool, body []byte) (stored, full bool, err error) {
+	x, err := openInbox(tx, inbox, true)
+	if err != nil {
+		return false, false, err
+	}
+	now := time.Now().UnixNano()
+	if keyed {
+		if x.i.Get([]byte(id)) != nil {
+			return false, false, nil
+		}
+		if rememberedUntil(tx, inbox, id) > now {
+			return false, false, x.cleanup()
+		}
+	}
+	if x.counter(keyLive) >= int64(s.opts.Capacity) {
+		if err := x.retain(now - int64(s.opts.Retention)); err != nil {
+			return false, false, err
+		}
+		if x.counter(keyLive) >= int64(s.opts.Capacity) {
+			return false, true, x.cleanup()
+		}
+	}
+	seq, err := x.root.NextSequence()
+	if err != nil {
+		return false, false, err
+	}
+	k := seqKey(seq)
+	if err := x.m.Put(k, meta{enq: now, state: stReady}.encode()); err != nil {
+		return false, false, err
+	}
+	if err := x.body.Put(k, body); err != nil {
+		return false, false, err
+	}
+	if err := x.r.Put(k, nil); err != nil {
+		return false, false, err
+	}
+	if err := x.i.Put([]byte(id), k); err != nil {
+		return false, false, err
+	}
+	if err := x.n.Put(k, []byte(id)); err != nil {
+		return false, false, err
+	}
+	if keyed {
+		if err := s.remember(tx, inbox, id, now); err != nil {
+			return false, false, err
+		}
+	}
+	return true, false, x.add(keyLive, 1)
 }
 
 // needsWrite reports, from a read transaction, whether a pull would change

@@ -55,6 +55,7 @@ func runConformance(t *testing.T, h harness) {
 		{"EnqueueIDIdempotent", testEnqueueIDIdempotent},
 		{"EnqueueIDForgets", testEnqueueIDForgets},
 		{"EnqueueIDConcurrent", testEnqueueIDConcurrent},
+		{"EnqueueIDs", testEnqueueIDs},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, h) })

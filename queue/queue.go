@@ -27,6 +27,10 @@
 //     first one's outcome was unknown to its caller (a lost reply) and the
 //     message has been acknowledged since. A no-op never fails with
 //     ErrInboxFull.
+//   - Batches: EnqueueIDs (BatchEnqueuer, both stores) stores many messages
+//     for any inboxes in one Redis round trip or one bbolt transaction; each
+//     item behaves as its own Enqueue (empty id) or EnqueueID call, with its
+//     own error, and the items of one inbox keep their order.
 //   - Order: messages of one inbox are handed out in the order Enqueue returned
 //     for them (concurrent Enqueues have no defined order among themselves). A
 //     message whose lease lapses goes back to its original place, ahead of

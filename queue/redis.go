@@ -152,7 +152,7 @@ type RedisStore struct {
 	once   sync.Once
 	wg     sync.WaitGroup
 
-	enqueueCh chan *enqueueReq
+	enqueueCh chan []*enqueueReq
 	stopped   chan struct{} // closed once the flushers have exited
 
 	touchMu sync.Mutex
@@ -179,7 +179,7 @@ func NewRedisStore(client redis.UniversalClient, opts RedisOptions) (*RedisStore
 		hub:         newHub(),
 		closed:      make(chan struct{}),
 		touched:     make(map[string]time.Time),
-		enqueueCh:   make(chan *enqueueReq, enqueueQueueSize),
+		enqueueCh:   make(chan []*enqueueReq, enqueueQueueSize),
 		stopped:     make(chan struct{}),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -478,29 +478,9 @@ func (s *RedisStore) EnqueueID(ctx context.Context, inbox, id string, body []byt
 
 // enqueue queues one message for a flusher; channel is where wake-ups go.
 func (s *RedisStore) enqueue(ctx context.Context, inbox, id string, keyed bool, body []byte, channel string) (*enqueueReq, error) {
-	// The body is copied: a caller whose ctx ends returns at once and may
-	// reuse its buffer while a flusher is still sending it.
-	r := &enqueueReq{ctx: ctx, inbox: inbox, body: bytes.Clone(body), id: id, keyed: keyed, channel: channel, done: make(chan struct{})}
-	select {
-	case s.enqueueCh <- r:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.closed:
-		return nil, ErrClosed
-	}
-	select {
-	case <-r.done:
-	case <-ctx.Done():
-		// The message may still be stored; like any call whose reply is
-		// lost, the caller cannot know.
-		return nil, ctx.Err()
-	case <-s.stopped:
-		// Queued after the flushers' final drain.
-		select {
-		case <-r.done:
-		default:
-			return nil, ErrClosed
-		}
+	r := s.newReq(ctx, inbox, id, keyed, body, channel)
+	if err := s.submit(ctx, []*enqueueReq{r}); err != nil {
+		return nil, err
 	}
 	if r.err != nil {
 		return nil, r.err
@@ -508,24 +488,68 @@ func (s *RedisStore) enqueue(ctx context.Context, inbox, id string, keyed bool, 
 	return r, nil
 }
 
+// newReq builds one queued message. The body is copied: a caller whose ctx
+// ends returns at once and may reuse its buffer while a flusher is still
+// sending it.
+func (s *RedisStore) newReq(ctx context.Context, inbox, id string, keyed bool, body []byte, channel string) *enqueueReq {
+	return &enqueueReq{ctx: ctx, inbox: inbox, body: bytes.Clone(body), id: id, keyed: keyed, channel: channel, done: make(chan struct{})}
+}
+
+// submit hands reqs to a flusher as one bundle (they go out in the same
+// round trip) and waits until all are done. An error means the outcome of
+// every req not yet done is unknown.
+func (s *RedisStore) submit(ctx context.Context, reqs []*enqueueReq) error {
+	select {
+	case s.enqueueCh <- reqs:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.closed:
+		return ErrClosed
+	}
+	for _, r := range reqs {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			// The message may still be stored; like any call whose reply
+			// is lost, the caller cannot know.
+			return ctx.Err()
+		case <-s.stopped:
+			// Queued after the flushers' final drain.
+			select {
+			case <-r.done:
+			default:
+				return ErrClosed
+			}
+		}
+	}
+	return nil
+}
+
 // flusher sends queued Enqueue calls in batches until the store closes.
+// A bundle (one EnqueueIDs call) is never split across batches.
 func (s *RedisStore) flusher() {
 	defer s.wg.Done()
 	for {
-		var first *enqueueReq
+		var first []*enqueueReq
 		select {
 		case first = <-s.enqueueCh:
 		case <-s.closed:
 			s.drainEnqueues()
 			return
 		}
-		batch, size := []*enqueueReq{first}, len(first.body)
+		batch := append([]*enqueueReq(nil), first...)
+		size := 0
+		for _, r := range first {
+			size += len(r.body)
+		}
 	fill:
 		for len(batch) < enqueueMaxBatch && size < enqueueMaxBytes {
 			select {
-			case r := <-s.enqueueCh:
-				batch = append(batch, r)
-				size += len(r.body)
+			case b := <-s.enqueueCh:
+				for _, r := range b {
+					batch = append(batch, r)
+					size += len(r.body)
+				}
 			default:
 				break fill
 			}
@@ -538,9 +562,11 @@ func (s *RedisStore) flusher() {
 func (s *RedisStore) drainEnqueues() {
 	for {
 		select {
-		case r := <-s.enqueueCh:
-			r.err = ErrClosed
-			close(r.done)
+		case b := <-s.enqueueCh:
+			for _, r := range b {
+				r.err = ErrClosed
+				close(r.done)
+			}
 		default:
 			return
 		}

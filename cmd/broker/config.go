@@ -98,6 +98,20 @@ var settings = []setting{
 		Usage: "Redis URL (redis://[user:password@]host:port/db or rediss://...); empty = embedded single-node store in --data-dir"},
 	{Name: "redis-prefix", Env: "SEALRELAY_REDIS_PREFIX", Default: defaultRedisPrefix, Rotate: true, Arg: "PREFIX",
 		Usage: "prefix of every Redis key (state under PREFIX\"st:{state}:\", inboxes under PREFIX\"q:ib:{<agent>}:\")"},
+	{Name: "redis-cluster-addrs", Env: "SEALRELAY_REDIS_CLUSTER_ADDRS", Rotate: true, Arg: "HOST:PORT,...",
+		Usage: "seed nodes of a Redis Cluster (instead of --redis-url); auth with --redis-username / --redis-password"},
+	{Name: "redis-sentinel-master", Env: "SEALRELAY_REDIS_SENTINEL_MASTER", Rotate: true, Arg: "NAME",
+		Usage: "master name monitored by Redis Sentinel (instead of --redis-url); with --redis-sentinel-addrs"},
+	{Name: "redis-sentinel-addrs", Env: "SEALRELAY_REDIS_SENTINEL_ADDRS", Rotate: true, Arg: "HOST:PORT,...",
+		Usage: "Sentinel addresses for --redis-sentinel-master"},
+	{Name: "redis-username", Env: "SEALRELAY_REDIS_USERNAME", Rotate: true, Arg: "USER",
+		Usage: "ACL user of the cluster or Sentinel-managed nodes (with --redis-url put it in the URL)"},
+	{Name: "redis-password", Env: "SEALRELAY_REDIS_PASSWORD", Secret: true, Rotate: true, Arg: "PASSWORD",
+		Usage: "password of the cluster or Sentinel-managed nodes (with --redis-url put it in the URL)"},
+	{Name: "redis-sentinel-password", Env: "SEALRELAY_REDIS_SENTINEL_PASSWORD", Secret: true, Rotate: true, Arg: "PASSWORD",
+		Usage: "password of the Sentinels themselves (requirepass of sentinel.conf), if any"},
+	{Name: "agents-per-org", Env: "SEALRELAY_AGENTS_PER_ORG", Default: "0", Arg: "N",
+		Usage: "agents one workspace may have registered at once; a registration beyond it gets 409 \"workspace already active\" (0 = unlimited; 1 = the Baudbot broker's rule)"},
 	{Name: "data-dir", Env: "SEALRELAY_DATA_DIR", Default: defaultDataDir, Rotate: true, Arg: "DIR",
 		Usage: "directory of the embedded store (state.db, queue.db) when no Redis URL is set"},
 	{Name: "keys-dir", Env: "SEALRELAY_KEYS_DIR", Default: defaultKeysDir, Rotate: true, Arg: "DIR",
@@ -303,6 +317,12 @@ type config struct {
 	SlackBotScopes     []string
 	RedisURL           string
 	RedisOptions       *redis.Options
+	// RedisCluster and RedisFailover are set instead of RedisOptions by
+	// --redis-cluster-addrs and --redis-sentinel-master (config_redis.go).
+	RedisCluster  *redis.ClusterOptions
+	RedisFailover *redis.FailoverOptions
+	// AgentsPerOrg is --agents-per-org (0 = unlimited).
+	AgentsPerOrg       int
 	RedisPrefix        string
 	DataDir            string
 	KeysDir            string
@@ -460,6 +480,7 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 	c.SendBurst = r.intRange(settingByName("send-burst"), r.get(settingByName("send-burst")), 1, 1_000_000)
 	r.call(&c.Call)
 	r.respond(c)
+	c.AgentsPerOrg = r.intRange(settingByName("agents-per-org"), r.get(settingByName("agents-per-org")), 0, 1_000_000)
 	c.MaxPollsPerAgent = r.intRange(settingByName("max-polls-per-agent"), r.get(settingByName("max-polls-per-agent")), 1, 1000)
 	s, v = get("shutdown-timeout")
 	if d, err := parseDays(v.text); err != nil || d <= 0 {
@@ -500,8 +521,9 @@ func (r *resolver) storage(c *config) {
 		r.problem("%s is not a usable key prefix: use a short word without spaces or braces, such as sealrelay:", describeOrNames(ps, pv))
 	}
 	c.RedisPrefix = pv.text
+	r.redisTopology(c)
 	ds, dv := settingByName("data-dir"), r.get(settingByName("data-dir"))
-	if c.RedisURL == "" && dv.text == "" {
+	if !c.usesRedis() && dv.text == "" {
 		r.problem("%s is empty and no %s is set: name a directory for the embedded store, or set a Redis URL", describeOrNames(ds, dv), s.Env)
 	}
 	c.DataDir = dv.text
@@ -752,9 +774,10 @@ default; an empty variable counts as unset. Every secret can also be read
 from a file: --NAME-file FILE or SEALRELAY_NAME_FILE=FILE (Docker/systemd
 secrets; surrounding white space is trimmed). Giving a value and a file for
 the same setting at the same level is an error. At start the broker refuses to
-run when stored Slack tokens use a master key version its keyring lacks. Without --redis-url the broker keeps its state and inboxes in
---data-dir (one process only); with --redis-url any number of replicas can run
-side by side.
+run when stored Slack tokens use a master key version its keyring lacks. Without Redis the broker keeps its state and inboxes in
+--data-dir (one process only); with --redis-url, --redis-cluster-addrs or
+--redis-sentinel-master (exactly one) any number of replicas can run side by
+side.
 
 Settings:
 `

@@ -8,9 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"time"
 
-	"github.com/redis/go-redis/v9"
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/sealrelay/sealrelay/broker"
@@ -200,13 +198,10 @@ const (
 
 // openStateForRotate opens the State broker serve would use.
 func openStateForRotate(ctx context.Context, c *config) (broker.State, func(), error) {
-	if c.RedisOptions != nil {
-		rdb := redis.NewClient(c.RedisOptions)
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if err := rdb.Ping(pctx).Err(); err != nil {
-			_ = rdb.Close()
-			return nil, nil, fmt.Errorf("redis at %s is unreachable: %v (check --redis-url / SEALRELAY_REDIS_URL)", c.RedisOptions.Addr, err)
+	if c.usesRedis() {
+		rdb, _, err := newRedisClient(ctx, c)
+		if err != nil {
+			return nil, nil, err
 		}
 		st := broker.NewRedisState(rdb, c.RedisPrefix+redisStateNS)
 		return st, func() { _ = st.Close(); _ = rdb.Close() }, nil

@@ -24,20 +24,32 @@ const (
 // applyRedisTimeouts fills the limits above into o where the URL left them
 // unset, and makes the client respect context deadlines.
 func applyRedisTimeouts(o *redis.Options) {
-	if o.DialTimeout == 0 {
-		o.DialTimeout = redisDialTimeout
+	fillRedisLimits(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries, &o.ContextTimeoutEnabled)
+}
+
+// applyClusterTimeouts is applyRedisTimeouts for a Redis Cluster client
+// (the limits apply to every node's connection).
+func applyClusterTimeouts(o *redis.ClusterOptions) {
+	fillRedisLimits(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries, &o.ContextTimeoutEnabled)
+}
+
+// applyFailoverTimeouts is applyRedisTimeouts for a Sentinel-managed
+// master.
+func applyFailoverTimeouts(o *redis.FailoverOptions) {
+	fillRedisLimits(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries, &o.ContextTimeoutEnabled)
+}
+
+func fillRedisLimits(dial, read, write, pool *time.Duration, retries *int, ctxTimeout *bool) {
+	for _, d := range []struct {
+		p *time.Duration
+		v time.Duration
+	}{{dial, redisDialTimeout}, {read, redisReadTimeout}, {write, redisWriteTimeout}, {pool, redisPoolTimeout}} {
+		if *d.p == 0 {
+			*d.p = d.v
+		}
 	}
-	if o.ReadTimeout == 0 {
-		o.ReadTimeout = redisReadTimeout
+	if *retries == 0 {
+		*retries = redisMaxRetries
 	}
-	if o.WriteTimeout == 0 {
-		o.WriteTimeout = redisWriteTimeout
-	}
-	if o.PoolTimeout == 0 {
-		o.PoolTimeout = redisPoolTimeout
-	}
-	if o.MaxRetries == 0 {
-		o.MaxRetries = redisMaxRetries
-	}
-	o.ContextTimeoutEnabled = true
+	*ctxTimeout = true
 }

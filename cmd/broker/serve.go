@@ -70,19 +70,15 @@ type stores struct {
 	st    broker.State
 	q     queue.Store
 	kind  string
+	where string // the Redis deployment, for the start log
 	close func()
 }
 
 func openStores(ctx context.Context, cfg *config, logger *slog.Logger) (*stores, error) {
-	if cfg.RedisOptions != nil {
-		applyRedisTimeouts(cfg.RedisOptions)
-		rdb := redis.NewClient(cfg.RedisOptions)
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := rdb.Ping(pctx).Err()
-		cancel()
+	if cfg.usesRedis() {
+		rdb, where, err := newRedisClient(ctx, cfg)
 		if err != nil {
-			_ = rdb.Close()
-			return nil, fmt.Errorf("redis at %s is unreachable: %v (check --redis-url / SEALRELAY_REDIS_URL)", cfg.RedisOptions.Addr, err)
+			return nil, err
 		}
 		q, err := queue.NewRedisStore(rdb, queue.RedisOptions{Prefix: cfg.RedisPrefix + redisQueueNS, Logger: logger})
 		if err != nil {
@@ -90,7 +86,7 @@ func openStores(ctx context.Context, cfg *config, logger *slog.Logger) (*stores,
 			return nil, fmt.Errorf("open redis queue: %w", err)
 		}
 		st := broker.NewRedisState(rdb, cfg.RedisPrefix+redisStateNS)
-		return &stores{st: st, q: q, kind: "redis", close: func() {
+		return &stores{st: st, q: q, kind: "redis", where: where, close: func() {
 			_ = q.Close()
 			_ = st.Close()
 			_ = rdb.Close()
@@ -131,6 +127,7 @@ func brokerConfig(cfg *config) broker.Config {
 		AccessTokenTTL:       cfg.AccessTokenTTL,
 		SendRate:             rate,
 		MaxLongPollsPerAgent: cfg.MaxPollsPerAgent,
+		AgentsPerOrg:         cfg.AgentsPerOrg,
 		CallPolicy:           cfg.Call.Policy,
 		CallPostRate:         cfg.Call.PostRate,
 		CallReadRate:         cfg.Call.ReadRate,
@@ -223,6 +220,8 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- l
 	}
 	if cfg.RedisOptions != nil {
 		attrs = append(attrs, "redis_addr", cfg.RedisOptions.Addr)
+	} else if s.where != "" {
+		attrs = append(attrs, "redis", s.where)
 	} else {
 		attrs = append(attrs, "data_dir", cfg.DataDir)
 	}

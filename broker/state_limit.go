@@ -1,0 +1,26 @@
+package broker
+
+import (
+	"bytes"
+	"errors"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrOrgFull means the org already has Config.AgentsPerOrg agents; the
+// registration token is not consumed.
+var ErrOrgFull = errors.New("broker state: org already has its maximum number of agents")
+
+// boltCountAgents counts the agents of org inside tx.
+func boltCountAgents(tx *bolt.Tx, org string) int {
+	prefix := boltAgentOrgKey(org, "")
+	ab := tx.Bucket(boltBktAgent)
+	n := 0
+	c := tx.Bucket(boltBktAgentOrg).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if ab.Get(k[len(prefix):]) != nil {
+			n++
+		}
+	}
+	return n
+}
