@@ -62,6 +62,17 @@ type Bridge struct {
 	// streamWaiting is set while the stream refuses events (logged once).
 	streamWaiting bool
 
+	// sm is the Socket Mode emulation (socketmode.go).
+	sm *socketHub
+	// dmu guards partial, streamWaiting and retries, which the delivery
+	// lanes share (deliver.go).
+	dmu sync.Mutex
+	// retries counts the earlier failed deliveries of a message, for
+	// Slack's retry headers and retry_attempt.
+	retries map[string]*retryState
+	// authHintOnce reports a 401/403 of the local app once.
+	authHintOnce sync.Once
+
 	mu     sync.Mutex
 	health Health
 }
@@ -136,6 +147,12 @@ func New(cfg Config, logger *slog.Logger) (*Bridge, error) {
 		metrics:       newMetrics(),
 		done:          make(chan struct{}),
 		partial:       map[string]uint8{},
+		retries:       map[string]*retryState{},
+	}
+	if b.sm, err = newSocketHub(b); err != nil {
+		hub.close()
+		store.Close()
+		return nil, err
 	}
 	b.webapi = newWebAPI(b)
 	b.health.BrokerURL = b.client.current()
@@ -153,6 +170,7 @@ func (b *Bridge) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
 		close(b.done)
+		b.sm.close() // disconnect Socket Mode clients so that they reconnect
 		b.shared.Wipe()
 		err = errors.Join(b.hub.close(), b.dedup.Close())
 	})
@@ -206,8 +224,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 			return nil
 		}
 		b.waitStreamRoom(ctx)
+		b.waitSocketClient(ctx)
 		err := b.cycle(ctx)
-		if errors.Is(err, errStreamFull) {
+		if errors.Is(err, errStreamFull) || errors.Is(err, errNoSocketClient) {
 			continue // not a failure: the next round waits for a consumer
 		}
 		if err == nil {
@@ -346,7 +365,7 @@ func (b *Bridge) cycle(ctx context.Context) error {
 	ackIDs, rest, derr := b.process(ctx, msgs)
 	if derr != nil {
 		b.pending, b.pendingAt = rest, pulledAt
-		if errors.Is(derr, errStreamFull) {
+		if errors.Is(derr, errStreamFull) || errors.Is(derr, errNoSocketClient) {
 			// Waiting for a consumer is not a delivery failure: keep the
 			// rest here however long that takes (no pull, no redelivery
 			// count at the broker).
@@ -375,6 +394,7 @@ func (b *Bridge) pull(ctx context.Context) ([]protocol.InboxMessage, error) {
 	body, err := marshal(protocol.PullRequest{
 		OrgID: b.cfg.OrgID, WorkspaceID: b.cfg.OrgID, ProtocolVersion: protocol.Version,
 		MaxMessages: &maxM, WaitSeconds: &wait, Timestamp: ts, Signature: protocol.EncodeSignature(sig),
+		Meta: b.pullMeta(),
 	})
 	if err != nil {
 		return nil, err
@@ -416,144 +436,6 @@ func (b *Bridge) ack(ctx context.Context, ids []string) error {
 	return nil
 }
 
-// maxMessageIDLen bounds the message ids the bridge handles.
-const maxMessageIDLen = 512
-
-// process verifies, opens, de-duplicates and delivers msgs in order. It
-// returns the ids to ack (delivered, duplicate or poison) and, when it
-// stopped at a message that could not be delivered, the messages from that
-// one on and the error.
-func (b *Bridge) process(ctx context.Context, msgs []protocol.InboxMessage) ([]string, []protocol.InboxMessage, error) {
-	ackIDs := make([]string, 0, len(msgs))
-	var rest []protocol.InboxMessage
-	var derr error
-	for i := range msgs {
-		if ctx.Err() != nil {
-			break // shutting down: the rest comes back after its lease
-		}
-		id, err := b.receive(ctx, &msgs[i])
-		if err != nil {
-			derr = err
-			rest = msgs[i:]
-			break
-		}
-		if id != "" {
-			ackIDs = append(ackIDs, id)
-		}
-	}
-	if !b.cfg.DedupNoSync {
-		if err := b.dedup.Sync(); err != nil {
-			b.log.Error("dedup store sync failed", "err", err)
-		}
-	}
-	// What the stream took must be on disk before it is acked.
-	if err := b.hub.sync(); err != nil {
-		b.log.Error("stream spool sync failed; not acking", "err", err)
-		return nil, msgs, fmt.Errorf("%w: %v", errDelivery, err)
-	}
-	return ackIDs, rest, derr
-}
-
-// receive handles one message: verify → open → dedup → deliver. It returns
-// the id to ack ("" when the message cannot even be acked) or a delivery
-// error.
-func (b *Bridge) receive(ctx context.Context, m *protocol.InboxMessage) (string, error) {
-	b.metrics.received.Inc()
-	if m.MessageID == "" || len(m.MessageID) > maxMessageIDLen {
-		b.poison("bad_message_id", m, nil)
-		return "", nil
-	}
-	if m.OrgID != b.cfg.OrgID || (m.WorkspaceID != "" && m.WorkspaceID != m.OrgID) {
-		b.poison("wrong_org", m, nil)
-		return m.MessageID, nil
-	}
-	env, pt, err := protocol.OpenEnvelope(*m, b.cfg.BrokerSigningKey, b.cfg.BoxKey)
-	if err != nil {
-		reason := "malformed"
-		switch {
-		case errors.Is(err, protocol.ErrEnvelopeSignature):
-			// Before dropping it: did the broker change its keys? Then
-			// stop without acking rather than drop everything from now on.
-			if b.cfg.Now().Sub(b.lastKeyCheck) > time.Minute {
-				b.lastKeyCheck = b.cfg.Now()
-				if kerr := b.checkBrokerKeys(ctx); kerr != nil {
-					return "", kerr
-				}
-			}
-			reason = "bad_signature"
-		case errors.Is(err, protocol.ErrEnvelopeOpen):
-			reason = "does_not_open"
-		}
-		b.poison(reason, m, err)
-		return m.MessageID, nil
-	}
-	crypto.Wipe(pt) // env holds its own copy of the payload
-	if b.dedup.Seen(m.MessageID) {
-		b.metrics.duplicates.Inc()
-		b.mu.Lock()
-		b.health.Duplicates++
-		b.mu.Unlock()
-		b.log.Debug("duplicate suppressed", "message_id", m.MessageID)
-		return m.MessageID, nil
-	}
-	ev := &Event{
-		MessageID:       m.MessageID,
-		Source:          env.Source,
-		Type:            env.Type,
-		BrokerTimestamp: env.BrokerTimestamp,
-		Payload:         env.Payload,
-	}
-	var eventID string
-	switch env.Source {
-	case protocol.SourceSlack:
-		ev.ThreadID, eventID = inspectPayload(env.Type, env.Payload)
-		if eventID != "" && b.dedup.SeenEvent(eventID) {
-			// The same Slack event queued twice under two message ids.
-			b.metrics.duplicates.Inc()
-			b.mu.Lock()
-			b.health.Duplicates++
-			b.mu.Unlock()
-			b.log.Debug("duplicate Slack event suppressed", "message_id", m.MessageID, "event_id", eventID)
-			if err := b.dedup.Mark(m.MessageID); err != nil {
-				b.log.Error("dedup store write failed", "err", err)
-			}
-			return m.MessageID, nil
-		}
-	case protocol.SourceSystem:
-		switch env.Type {
-		case "app_uninstalled", "tokens_revoked":
-			b.log.Warn("broker notice: the Slack app was uninstalled or its bot token revoked; no events will arrive and sends will fail until the app is installed again", "type", env.Type)
-		case protocol.TypeEventsDropped:
-			b.dropNotice(m.MessageID, env.Payload)
-		default:
-			b.log.Info("broker notice", "type", env.Type)
-		}
-	}
-	dctx := context.WithoutCancel(ctx) // finish this delivery even when stopping
-	if err := b.deliver(dctx, ev); err != nil {
-		if errors.Is(err, errStreamFull) {
-			if !b.streamWaiting {
-				b.streamWaiting = true
-				b.log.Info("stream buffer holds only unread events; not taking more from the broker until an SSE consumer reads", "buffered", b.hub.stats().buffered)
-			}
-			return "", err
-		}
-		b.metrics.deliveryErrors.Inc()
-		b.log.Warn("local delivery failed; will retry", "message_id", m.MessageID, "type", ev.Type, "err", err)
-		return "", fmt.Errorf("%w: %v", errDelivery, err)
-	}
-	b.streamWaiting = false
-	if err := b.dedup.MarkEvent(m.MessageID, eventID); err != nil {
-		b.log.Error("dedup store write failed", "err", err)
-	}
-	b.metrics.delivered.Inc()
-	b.mu.Lock()
-	b.health.Delivered++
-	b.mu.Unlock()
-	b.log.Debug("delivered", "message_id", m.MessageID, "source", ev.Source, "type", ev.Type)
-	return m.MessageID, nil
-}
-
 func (b *Bridge) poison(reason string, m *protocol.InboxMessage, err error) {
 	b.metrics.poison.WithLabelValues(reason).Inc()
 	b.mu.Lock()
@@ -571,43 +453,6 @@ func truncate(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
-}
-
-// deliver hands ev to every configured sink, skipping sinks that took it on
-// an earlier, partly failed attempt.
-func (b *Bridge) deliver(ctx context.Context, ev *Event) error {
-	done := b.partial[ev.MessageID]
-	if b.cfg.Stream && done&sinkStream == 0 {
-		if _, err := b.hub.publish(ev); err != nil {
-			return err
-		}
-		done |= sinkStream
-	}
-	if b.cfg.Deliver != nil && done&sinkCustom == 0 {
-		if err := b.cfg.Deliver(ctx, ev); err != nil {
-			b.remember(ev.MessageID, done)
-			return err
-		}
-		done |= sinkCustom
-	}
-	if b.cfg.ForwardURL != "" && done&sinkForward == 0 {
-		if err := b.forward(ctx, ev); err != nil {
-			b.remember(ev.MessageID, done)
-			return err
-		}
-	}
-	delete(b.partial, ev.MessageID)
-	return nil
-}
-
-func (b *Bridge) remember(id string, done uint8) {
-	if done == 0 {
-		return
-	}
-	if len(b.partial) > 10000 {
-		clear(b.partial)
-	}
-	b.partial[id] = done
 }
 
 // Send relays one outbound call to the broker: it encrypts body with

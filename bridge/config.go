@@ -213,8 +213,24 @@ type Config struct {
 	ForwardInteractivityURL string
 	ForwardCommandsURL      string
 	ForwardSigningSecret    []byte
-	// ForwardTimeout bounds one forward attempt (10 s).
+	// ForwardTimeout bounds one forward attempt (3 s, as Slack's).
 	ForwardTimeout time.Duration
+	// DeliveryConcurrency is how many channels are delivered to at once
+	// (4); events of one channel are always delivered in order.
+	DeliveryConcurrency int
+
+	// SocketMode makes Socket Mode the sink even while no Socket Mode
+	// client is connected: events then stay at the broker (nothing is
+	// pulled) until a client connects. Without it a connected client still
+	// takes every event, and the forward URL or the stream take them while
+	// none is connected.
+	SocketMode bool
+	// SocketModeAppID is the app id the Socket Mode hello names (default:
+	// the api_app_id of the first event, or A0SEALRELAY).
+	SocketModeAppID string
+	// socketAckTimeout is how long an envelope waits for its ack before it
+	// is redelivered (3 s, as Slack's; shorter in tests).
+	socketAckTimeout time.Duration
 
 	// Stream enables the SSE stream on GET /events. StreamBuffer is how many
 	// events it keeps for late consumers (1000).
@@ -271,7 +287,13 @@ func (c *Config) setDefaults() {
 		c.LocalRetryWindow = 2 * time.Minute
 	}
 	if c.ForwardTimeout == 0 {
-		c.ForwardTimeout = 10 * time.Second
+		c.ForwardTimeout = 3 * time.Second
+	}
+	if c.DeliveryConcurrency == 0 {
+		c.DeliveryConcurrency = 4
+	}
+	if c.socketAckTimeout == 0 {
+		c.socketAckTimeout = 3 * time.Second
 	}
 	if c.StreamBuffer == 0 {
 		c.StreamBuffer = 1000
@@ -292,6 +314,9 @@ func (c *Config) setDefaults() {
 		c.Now = time.Now
 	}
 }
+
+// MinForwardSecretLen is the shortest forward signing secret accepted.
+const MinForwardSecretLen = 16
 
 // DefaultListenAddr is the local API's default address.
 const DefaultListenAddr = "127.0.0.1:7890"
@@ -314,8 +339,12 @@ func (c *Config) validate() error {
 		return errors.New("config: backoff bounds must be positive and min <= max")
 	case c.StreamBuffer < 1 || c.StreamBufferBytes < 1:
 		return errors.New("config: stream buffer must hold at least 1 event and 1 byte")
-	case c.ForwardURL == "" && !c.Stream && c.Deliver == nil:
-		return errors.New("config: nothing to deliver to: set a forward URL, enable the stream, or both")
+	case c.ForwardURL == "" && !c.Stream && c.Deliver == nil && !c.SocketMode:
+		return errors.New("config: nothing to deliver to: set a forward URL, enable the stream or Socket Mode")
+	case c.DeliveryConcurrency < 1 || c.DeliveryConcurrency > 64:
+		return errors.New("config: delivery concurrency must be 1-64")
+	case c.ForwardTimeout < 0:
+		return errors.New("config: forward timeout must be positive")
 	}
 	if err := protocol.ValidateID(c.OrgID); err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -330,6 +359,9 @@ func (c *Config) validate() error {
 	}
 	if c.ForwardURL != "" && len(c.ForwardSigningSecret) == 0 {
 		return errors.New("config: forward mode needs a signing secret (--forward-signing-secret or --forward-signing-secret-file)")
+	}
+	if c.ForwardURL != "" && len(c.ForwardSigningSecret) < MinForwardSecretLen {
+		return fmt.Errorf("config: the forward signing secret is %d bytes; use at least %d (Slack's are 32 hex characters)", len(c.ForwardSigningSecret), MinForwardSecretLen)
 	}
 	if err := CheckListenAddr(c.ListenAddr, c.AllowRemote); err != nil {
 		return err

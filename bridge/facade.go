@@ -81,6 +81,10 @@ func (b *Bridge) withWebAPI(next http.Handler) http.Handler {
 			b.webapi.ServeHTTP(w, r)
 			return
 		}
+		if r.URL.Path == SocketModePath {
+			b.sm.serveWS(w, r) // authenticated by its ticket (socketmode.go)
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }
@@ -124,6 +128,10 @@ func (a *webAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			a.finish(w, method, &apiError{status: http.StatusOK, code: "invalid_auth", detail: "the token is not this bridge's local API token", outcome: outcomeUnauthed})
 			return
 		}
+	}
+	if method == "apps.connections.open" {
+		a.serveConnectionsOpen(w, r, c.token) // answered here (socketmode.go)
+		return
 	}
 	var body []byte
 	var err error

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -84,21 +85,28 @@ func SlackSignature(secret []byte, ts int64, body []byte) string {
 // errForwardRejected marks a non-2xx answer from the local app.
 var errForwardRejected = errors.New("local app rejected the forwarded request")
 
-// forward posts ev to the local app. Events that are not Slack requests
+// forward posts ev to the local app and returns the app's answer for a
+// held message (the response body). Events that are not Slack requests
 // (other sources) are not forwarded and count as delivered.
-func (b *Bridge) forward(ctx context.Context, ev *Event) error {
+//
+// Like Slack, a re-forward of a message whose earlier forward failed
+// carries X-Slack-Retry-Num and X-Slack-Retry-Reason (http_timeout,
+// http_error, connection_failed, too_many_redirects), and a non-2xx answer
+// with X-Slack-No-Retry: 1 ends the retries: the event counts as delivered.
+func (b *Bridge) forward(ctx context.Context, p *prepared) ([]byte, error) {
+	ev := p.ev
 	body, ct, kind, err := forwardBody(ev)
 	if err != nil {
 		// Retrying cannot help: skip forwarding this one (other sinks
 		// still get it) rather than block the inbox.
 		b.metrics.poison.WithLabelValues("unforwardable").Inc()
 		b.log.Warn("payload cannot be turned into a Slack request; not forwarded", "message_id", ev.MessageID, "type", ev.Type, "err", err)
-		return nil
+		return nil, nil
 	}
 	var target string
 	switch kind {
 	case kindNone:
-		return nil
+		return nil, nil
 	case kindEvents:
 		target = b.cfg.ForwardURL
 	case kindInteractivity:
@@ -106,25 +114,80 @@ func (b *Bridge) forward(ctx context.Context, ev *Event) error {
 	case kindCommands:
 		target = b.cfg.ForwardCommandsURL
 	}
+	st := b.retryOf(ev.MessageID)
+	b.dmu.Lock()
+	num, reason := st.num, st.reason
+	b.dmu.Unlock()
+	fail := func(why string, err error) ([]byte, error) {
+		b.dmu.Lock()
+		st.num++
+		st.reason = why
+		b.dmu.Unlock()
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.ForwardTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("forward: %w", err)
+		return nil, fmt.Errorf("forward: %w", err)
 	}
 	ts := b.cfg.Now().Unix()
 	req.Header.Set("Content-Type", ct)
 	req.Header.Set("X-Slack-Request-Timestamp", strconv.FormatInt(ts, 10))
 	req.Header.Set("X-Slack-Signature", SlackSignature(b.cfg.ForwardSigningSecret, ts, body))
 	req.Header.Set("User-Agent", "sealrelay-bridge (Slackbot 1.0 compatible)")
+	if num > 0 {
+		req.Header.Set("X-Slack-Retry-Num", strconv.Itoa(num))
+		req.Header.Set("X-Slack-Retry-Reason", reason)
+	}
 	resp, err := b.forwardClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("forward to local app: %v", unwrapURLError(err))
+		why := "connection_failed"
+		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+			why = "http_timeout"
+		}
+		return fail(why, fmt.Errorf("forward to local app: %v", unwrapURLError(err)))
+	}
+	defer resp.Body.Close()
+	limited := io.LimitReader(resp.Body, MaxRespondSize+1)
+	var answerBody []byte
+	if p.held.ResponseExpected {
+		answerBody, err = io.ReadAll(limited)
+		if err != nil {
+			return fail("http_timeout", fmt.Errorf("forward: reading the local app's answer: %v", unwrapURLError(err)))
+		}
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("%w: HTTP %d", errForwardRejected, resp.StatusCode)
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode <= 299:
+	case resp.Header.Get("X-Slack-No-Retry") == "1":
+		b.metrics.forwardNoRetry.Inc()
+		b.log.Info("the local app refused the event and asked for no retry (X-Slack-No-Retry: 1); acked", "message_id", ev.MessageID, "type", ev.Type, "status", resp.StatusCode)
+		return nil, nil
+	case resp.StatusCode >= 300 && resp.StatusCode <= 399:
+		return fail("too_many_redirects", fmt.Errorf("%w: HTTP %d (a redirect is not a delivery)", errForwardRejected, resp.StatusCode))
+	default:
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			b.authHintOnce.Do(func() {
+				b.log.Error("the local app refuses the forwarded requests as unauthorized; the forward signing secret probably differs from the app's signing secret (--forward-signing-secret-file must hold the secret the app verifies with)", "status", resp.StatusCode, "url", target)
+			})
+		}
+		return fail("http_error", fmt.Errorf("%w: HTTP %d", errForwardRejected, resp.StatusCode))
 	}
-	return nil
+	if len(answerBody) > MaxRespondSize {
+		b.log.Warn("the local app's answer is larger than 64 KiB; not sent to Slack", "message_id", ev.MessageID)
+		return nil, nil
+	}
+	answer, err := answerFromHTTP(answerBody)
+	if err != nil {
+		b.log.Warn("the local app's answer cannot be sent to Slack", "message_id", ev.MessageID, "err", err)
+		return nil, nil
+	}
+	return answer, nil
+}
+
+// isTimeout reports whether err is a network timeout.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

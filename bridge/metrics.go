@@ -27,6 +27,12 @@ type metrics struct {
 	failures        prometheus.Gauge
 	lastPoll        prometheus.Gauge
 	webapiCalls     *prometheus.CounterVec
+	// Socket Mode, synchronous answers and forward (socketmode.go,
+	// respond.go, forward.go).
+	socketConns        prometheus.Gauge
+	socketRedeliveries prometheus.Counter
+	responds           *prometheus.CounterVec
+	forwardNoRetry     prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -49,6 +55,11 @@ func newMetrics() *metrics {
 		lastPoll:        prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "last_poll_timestamp_seconds", Help: "Unix time of the last successful pull."}),
 		webapiCalls:     prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "webapi_calls_total", Help: "Slack Web API calls of the local app, by method family (chat, conversations, …; other) and outcome."}, []string{"class", "outcome"}),
 	}
+	m.socketConns = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "socket_mode_connections", Help: "Connected Socket Mode clients."})
+	m.socketRedeliveries = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "socket_mode_redeliveries_total", Help: "Socket Mode envelopes sent again because no ack came within 3 s or the connection ended."})
+	m.responds = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "responds_total", Help: "Synchronous answers sent to the broker (POST /api/inbox/respond), by outcome (delivered, not_delivered, late, error)."}, []string{"outcome"})
+	m.forwardNoRetry = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "forward_no_retry_total", Help: "Forwarded events the local app refused with X-Slack-No-Retry: 1 (acked, not retried)."})
+	m.reg.MustRegister(m.socketConns, m.socketRedeliveries, m.responds, m.forwardNoRetry)
 	m.reg.MustRegister(m.received, m.delivered, m.duplicates, m.poison, m.acked, m.pullErrors, m.ackErrors,
 		m.deliveryErrors, m.outbound, m.streamDropped, m.brokerDropped, m.streamConsumers, m.failures, m.lastPoll, m.webapiCalls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
