@@ -97,12 +97,14 @@ type Health struct {
 	StreamDropped uint64 `json:"stream_dropped"`
 	// BrokerDropped totals the copies the broker reported dropped for this
 	// agent in events_dropped notices; BrokerDropReasons splits it by reason.
-	BrokerDropped      uint64            `json:"broker_dropped"`
-	BrokerDropReasons  map[string]uint64 `json:"broker_drop_reasons,omitempty"`
-	Delivered          uint64            `json:"delivered"`
-	Duplicates         uint64            `json:"duplicates"`
-	Poison             uint64            `json:"poison"`
-	AccessTokenExpires *time.Time        `json:"access_token_expires_at,omitempty"`
+	BrokerDropped     uint64            `json:"broker_dropped"`
+	BrokerDropReasons map[string]uint64 `json:"broker_drop_reasons,omitempty"`
+	// SocketModeConnections is how many Socket Mode clients are connected.
+	SocketModeConnections int        `json:"socket_mode_connections"`
+	Delivered             uint64     `json:"delivered"`
+	Duplicates            uint64     `json:"duplicates"`
+	Poison                uint64     `json:"poison"`
+	AccessTokenExpires    *time.Time `json:"access_token_expires_at,omitempty"`
 }
 
 const (
@@ -513,6 +515,7 @@ func (b *Bridge) Health() Health {
 	h.StreamUnread = st.unread
 	h.StreamDropped = st.missed
 	h.Backlog = st.unread
+	h.SocketModeConnections = b.sm.count()
 	h.OK = h.ConsecutiveFailures == 0
 	return h
 }

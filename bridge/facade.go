@@ -113,6 +113,10 @@ func (a *webAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.finish(w, "", &apiError{status: http.StatusOK, code: "unknown_method", outcome: outcomeUnknown})
 		return
 	}
+	if method == "apps.connections.open" {
+		a.serveConnectionsOpen(w, r) // answered here, never relayed (socketmode.go)
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, MaxCallArgsSize+1)
 	c, e := parseWebAPIRequest(r, MaxCallArgsSize)
 	if e != nil {
@@ -128,10 +132,6 @@ func (a *webAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			a.finish(w, method, &apiError{status: http.StatusOK, code: "invalid_auth", detail: "the token is not this bridge's local API token", outcome: outcomeUnauthed})
 			return
 		}
-	}
-	if method == "apps.connections.open" {
-		a.serveConnectionsOpen(w, r, c.token) // answered here (socketmode.go)
-		return
 	}
 	var body []byte
 	var err error

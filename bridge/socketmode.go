@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -104,6 +106,13 @@ func (h *socketHub) connected() bool {
 	return len(h.conns) > 0
 }
 
+// count returns how many clients are connected.
+func (h *socketHub) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.conns)
+}
+
 // waitPresent returns a channel closed once a client is connected.
 func (h *socketHub) waitPresent() <-chan struct{} {
 	h.mu.Lock()
@@ -178,7 +187,7 @@ func (h *socketHub) serveWS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if r.Header.Get("Sec-Fetch-Site") != "" || r.Header.Get("Sec-Fetch-Mode") != "" {
+	if r.Header.Get("Sec-Fetch-Site") != "" { // browsers send it on every request
 		if o := r.Header.Get("Origin"); o == "" || o == sdkOrigin {
 			writeError(w, http.StatusForbidden, "forbidden browser request: Socket Mode does not answer browsers")
 			return
@@ -270,8 +279,14 @@ func (h *socketHub) add(c *socketConn) int {
 	return len(h.conns)
 }
 
+// remove forgets c and closes it.
 func (h *socketHub) remove(c *socketConn) {
 	c.close()
+	h.detach(c)
+}
+
+// detach forgets c (no new envelopes go to it) without closing it.
+func (h *socketHub) detach(c *socketConn) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for i, x := range h.conns {
@@ -301,14 +316,24 @@ func (c *socketConn) close() {
 	})
 }
 
-// disconnect tells the client to reconnect, then closes the connection
-// after a grace period (or when the client closes it first).
-func (c *socketConn) disconnect(reason string) {
+// disconnect takes c out of rotation, tells the client to reconnect and
+// closes the connection once the client did (acks of envelopes in flight
+// still count until then) or after a grace period.
+func (h *socketHub) disconnect(c *socketConn, reason string) {
+	h.detach(c)
 	msg, _ := json.Marshal(map[string]any{"type": "disconnect", "reason": reason, "debug_info": map[string]any{"host": "sealrelay-bridge"}})
-	_ = c.write(websocket.TextMessage, msg)
+	if c.write(websocket.TextMessage, msg) == nil {
+		t := time.NewTimer(socketCloseGrace)
+		select {
+		case <-c.done:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	c.wmu.Lock()
 	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, reason), time.Now().Add(time.Second))
 	c.wmu.Unlock()
+	h.remove(c)
 }
 
 // pinger pings c, ends it when it stops answering and asks it to refresh
@@ -328,8 +353,7 @@ func (h *socketHub) pinger(c *socketConn) {
 				return
 			}
 		case <-refresh.C:
-			h.remove(c) // no new envelopes for it
-			c.disconnect("refresh_requested")
+			h.disconnect(c, "refresh_requested")
 			return
 		}
 	}
@@ -503,19 +527,24 @@ func (h *socketHub) close() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.disconnect("refresh_requested")
-			select {
-			case <-c.done:
-			case <-time.After(socketCloseGrace):
-			}
-			h.remove(c)
+			h.disconnect(c, "refresh_requested")
 		}()
 	}
 	wg.Wait()
 }
 
 // serveConnectionsOpen answers the facade's apps.connections.open.
-func (a *webAPI) serveConnectionsOpen(w http.ResponseWriter, r *http.Request, token string) {
+// SDKs send the app-level token as a bearer token and no arguments (an
+// empty JSON or form body), so the body is not parsed. Any app-level token
+// is accepted, or only the local API token when one is configured.
+func (a *webAPI) serveConnectionsOpen(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 64<<10))
+	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	token = strings.TrimSpace(token)
+	if want := a.b.cfg.LocalToken; want != "" && token != "" && !crypto.EqualString(token, want) {
+		a.finish(w, "apps.connections.open", &apiError{status: http.StatusOK, code: "invalid_auth", detail: "the token is not this bridge's local API token", outcome: outcomeUnauthed})
+		return
+	}
 	if token == "" {
 		a.finish(w, "apps.connections.open", &apiError{status: http.StatusOK, code: "not_authed", detail: "send an app-level token (xapp-…; any value, or the local API token when one is configured)", outcome: outcomeUnauthed})
 		return

@@ -2,8 +2,9 @@
 // httptest server that speaks sealrelay protocol 2026-02-1 with the real
 // protocol and crypto packages (register, broker-pubkey, long-poll pull of
 // sealed and signed envelopes, ack, send with crypto_box bodies, unregister)
-// and lets a test inject failures. It also serves the sealrelay extension
-// POST /api/call (§8.1) with scriptable Slack answers.
+// and lets a test inject failures. It also serves the sealrelay extensions
+// POST /api/call (§8.1) with scriptable Slack answers and POST
+// /api/inbox/respond (§8.2), recording the decrypted answers.
 package bridgetest
 
 import (
@@ -84,6 +85,10 @@ type FakeBroker struct {
 
 	calls      []Call
 	callAnswer func(Call) CallAnswer
+
+	responds           []Respond
+	respondUndelivered bool
+	pullMetas          []json.RawMessage
 }
 
 // New starts a FakeBroker for orgID on a loopback port. It is closed when
@@ -360,6 +365,7 @@ func (f *FakeBroker) handler() http.Handler {
 	mux.HandleFunc("POST /api/inbox/ack", f.ack)
 	mux.HandleFunc("POST /api/send", f.send)
 	mux.HandleFunc("POST /api/call", f.call)
+	mux.HandleFunc("POST /api/inbox/respond", f.respond)
 	return mux
 }
 
@@ -516,6 +522,7 @@ func (f *FakeBroker) pull(w http.ResponseWriter, r *http.Request) {
 				f.handedOut[m.MessageID]++
 			}
 			f.pulls++
+			f.pullMetas = append(f.pullMetas, req.Meta)
 			close(f.changed)
 			f.changed = make(chan struct{})
 			f.mu.Unlock()

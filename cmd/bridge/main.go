@@ -213,6 +213,10 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	secretFile := fs.String("forward-signing-secret-file", envOr("SEALRELAY_FORWARD_SIGNING_SECRET_FILE", ""), "file holding the forward signing secret; env SEALRELAY_FORWARD_SIGNING_SECRET_FILE")
 	stream := fs.Bool("stream", true, "serve events as Server-Sent Events on GET /events")
 	streamBuffer := fs.Int("stream-buffer", 1000, "events kept for SSE consumers that connect late (mirrored to an encrypted spool in --state-dir; with the stream as the only sink, unread events are never evicted: the bridge stops pulling until a consumer reads)")
+	forwardTimeout := fs.Duration("forward-timeout", envDuration("SEALRELAY_FORWARD_TIMEOUT", 3*time.Second), "time the local app has to answer a forwarded request before it is retried with X-Slack-Retry-Reason: http_timeout (Slack's is 3s); env SEALRELAY_FORWARD_TIMEOUT")
+	concurrency := fs.Int("delivery-concurrency", 4, "channels delivered to at once (1-64); events of one channel stay in order")
+	socketMode := fs.Bool("socket-mode", envOr("SEALRELAY_SOCKET_MODE", "") == "1", "the app uses Socket Mode: while no Socket Mode client is connected, events stay at the broker instead of going to --forward-url or the stream; env SEALRELAY_SOCKET_MODE=1")
+	socketAppID := fs.String("socket-mode-app-id", envOr("SEALRELAY_SOCKET_MODE_APP_ID", ""), "app id named in the Socket Mode hello (default: the api_app_id of the events)")
 	wait := fs.Int("wait-seconds", 20, "long-poll wait in seconds (1-25)")
 	maxMessages := fs.Int("max-messages", 10, "messages per pull (1-100)")
 	logLevel := fs.String("log-level", envOr("SEALRELAY_LOG_LEVEL", "info"), "debug, info, warn or error; env SEALRELAY_LOG_LEVEL")
@@ -257,6 +261,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		Identity: *id, StateDir: *stateDir, WaitSeconds: *wait, MaxMessages: *maxMessages,
 		ForwardURL: *forwardURL, ForwardInteractivityURL: *forwardInteractive, ForwardCommandsURL: *forwardCommands,
 		Stream: *stream, StreamBuffer: *streamBuffer, AllowRemote: *allowRemote,
+		ForwardTimeout: *forwardTimeout, DeliveryConcurrency: *concurrency,
+		SocketMode: *socketMode, SocketModeAppID: *socketAppID,
 	}
 	for _, o := range strings.Split(*webAPIOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -320,6 +326,15 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		_ = metricsSrv.Shutdown(sctx)
 	}
 	return runErr
+}
+
+// envDuration reads a duration from the environment variable name, or
+// returns def when it is unset or malformed.
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
+		return d
+	}
+	return def
 }
 
 func loadSecret(flagValue, file, env string) ([]byte, error) {
