@@ -90,13 +90,13 @@ func resolveOrg(ctx context.Context, orgID, workspaceID string) (string, *apiErr
 
 func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	var req protocol.RegisterRequest
+	var req registerRequest
 	if e := decodeJSON(w, r, &req); e != nil {
 		s.m.registrations.WithLabelValues("bad_request").Inc()
 		s.fail(w, e)
 		return
 	}
-	resp, e := s.register(ctx, &req)
+	resp, e := s.register(ctx, &req.RegisterRequest, declaresRespond(req.Capabilities))
 	if e != nil {
 		outcome := "rejected"
 		if e.status >= 500 {
@@ -110,7 +110,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func (s *Server) register(ctx context.Context, req *protocol.RegisterRequest) (*protocol.RegisterResponse, *apiError) {
+func (s *Server) register(ctx context.Context, req *protocol.RegisterRequest, respond bool) (*protocol.RegisterResponse, *apiError) {
 	token := req.Token()
 	if token == "" {
 		return nil, errf(http.StatusBadRequest, protocol.ErrMissingRegistrationProof)
@@ -156,6 +156,9 @@ func (s *Server) register(ctx context.Context, req *protocol.RegisterRequest) (*
 		ID: "ag-" + hex.EncodeToString(idb), OrgID: org, BoxPublicKey: box, SigningPublicKey: sig,
 		CreatedAt: now.UTC(), AccessTokenHash: s.hk.Hash(KindAccessToken, access),
 		AccessTokenExpiresAt: now.Add(s.cfg.AccessTokenTTL).UTC(),
+	}
+	if respond {
+		a.RespondUntil = now.Add(s.cfg.RespondCapabilityTTL).UTC()
 	}
 	err = s.st.RegisterAgent(ctx, s.hk.Hash(KindRegistrationToken, token), a, now)
 	switch {
@@ -252,6 +255,8 @@ func (s *Server) handlePull(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.depth.track(a.ID, org)
+	s.noteCapabilities(ctx, a, req.Meta)
+	s.flushDrops(ctx, a)
 	msgs, e := s.pull(ctx, a, maxN, time.Duration(wait)*time.Second)
 	if e != nil {
 		s.m.pulls.WithLabelValues("error").Inc()
@@ -402,6 +407,9 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, errf(http.StatusServiceUnavailable, "inbox store unavailable"))
 			return
 		}
+	}
+	if n > 0 {
+		s.flushDrops(ctx, a) // room was made: queue a waiting notice now
 	}
 	s.m.acks.WithLabelValues("ok").Inc()
 	s.m.ackedMessages.Add(float64(n))

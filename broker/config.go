@@ -18,6 +18,13 @@ const (
 	DefaultSendBurst         = 20
 	DefaultMaxLongPolls      = 4
 	DefaultSlackTimeout      = 10 * time.Second
+	// DefaultSyncResponseTimeout is the default of Config.SyncResponseTimeout.
+	DefaultSyncResponseTimeout = 2500 * time.Millisecond
+	// MaxSyncResponseTimeout bounds Config.SyncResponseTimeout: Slack gives
+	// up on its request after 3 s.
+	MaxSyncResponseTimeout = 2900 * time.Millisecond
+	// DefaultRespondCapabilityTTL is the default of Config.RespondCapabilityTTL.
+	DefaultRespondCapabilityTTL = 10 * time.Minute
 	// DefaultCallMaxResponse caps a Slack answer relayed by /api/call.
 	DefaultCallMaxResponse = 2 << 20
 	// LongPollMax is the longest a pull waits (protocol: wait_seconds ≤ 25).
@@ -83,6 +90,18 @@ type Config struct {
 	// (default DefaultCallMaxResponse); a larger answer is refused, never
 	// truncated.
 	CallMaxResponse int64
+	// WebhookTimeout bounds the store work of one Slack webhook (default
+	// DefaultWebhookTimeout): when the state or inbox store has not
+	// answered by then the webhook gets a 503, well inside Slack's 3 s.
+	WebhookTimeout time.Duration
+	// SyncResponseTimeout is how long a Slack request that an agent may
+	// answer (protocol §8.2) is held for its inbox.respond, counted from
+	// its arrival (default DefaultSyncResponseTimeout; Slack waits 3 s).
+	SyncResponseTimeout time.Duration
+	// RespondCapabilityTTL is how long an agent's inbox.respond
+	// declaration (in a pull's meta or at registration) makes the broker
+	// hold its org's requests (default DefaultRespondCapabilityTTL).
+	RespondCapabilityTTL time.Duration
 	// Now returns the current time; nil means time.Now. For tests.
 	Now func() time.Time
 }
@@ -123,6 +142,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxLongPollsPerAgent <= 0 {
 		c.MaxLongPollsPerAgent = DefaultMaxLongPolls
 	}
+	if c.WebhookTimeout <= 0 {
+		c.WebhookTimeout = DefaultWebhookTimeout
+	}
 	if c.SlackTimeout <= 0 {
 		c.SlackTimeout = DefaultSlackTimeout
 	}
@@ -131,6 +153,12 @@ func (c Config) withDefaults() Config {
 	c.CallOtherRate = c.CallOtherRate.orDefault(DefaultCallOtherRate)
 	if c.CallMaxResponse <= 0 {
 		c.CallMaxResponse = DefaultCallMaxResponse
+	}
+	if c.SyncResponseTimeout <= 0 {
+		c.SyncResponseTimeout = DefaultSyncResponseTimeout
+	}
+	if c.RespondCapabilityTTL <= 0 {
+		c.RespondCapabilityTTL = DefaultRespondCapabilityTTL
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -157,6 +185,8 @@ func (c Config) Validate() error {
 		return errors.New("broker config: SlackClientSecret is required (Slack app > Basic Information > Client Secret)")
 	case c.SlackSigningSecret == "":
 		return errors.New("broker config: SlackSigningSecret is required (Slack app > Basic Information > Signing Secret)")
+	case c.SyncResponseTimeout > MaxSyncResponseTimeout:
+		return fmt.Errorf("broker config: SyncResponseTimeout %v is over %v (Slack gives up after 3 s)", c.SyncResponseTimeout, MaxSyncResponseTimeout)
 	}
 	return nil
 }

@@ -85,6 +85,7 @@ type harness struct {
 	clock    *testClock
 	logs     *syncBuffer
 	qopts    queue.Options
+	wrapQ    func(queue.Store) queue.Store // wraps each replica's queue (fault injection)
 
 	// first replica
 	st  *RedisState
@@ -98,6 +99,9 @@ type harnessOpt func(*harness)
 
 func withConfig(f func(*Config)) harnessOpt { return func(h *harness) { f(&h.cfg) } }
 func withQueue(o queue.Options) harnessOpt  { return func(h *harness) { h.qopts = o } }
+func withQueueWrapper(f func(queue.Store) queue.Store) harnessOpt {
+	return func(h *harness) { h.wrapQ = f }
+}
 
 func newTestKeys(t testing.TB) Keys {
 	box, err := crypto.GenerateBoxKeyPair()
@@ -165,7 +169,11 @@ func (h *harness) newReplica() (*Server, *RedisState, *queue.RedisStore, *promet
 		cfg.PublicURL = ts.URL
 	}
 	reg := prometheus.NewRegistry()
-	srv, err = New(cfg, st, q, h.keys, logger, reg)
+	var qs queue.Store = q
+	if h.wrapQ != nil {
+		qs = h.wrapQ(q)
+	}
+	srv, err = New(cfg, st, qs, h.keys, logger, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/slack-go/slack"
 
@@ -114,14 +115,31 @@ type eventClaimLister interface {
 	ClaimEventListAgents(ctx context.Context, eventID, orgID string) (EventClaim, []*Agent, error)
 }
 
-// fanOut seals the envelope separately to every active agent of org (an
-// agent whose access token expired is not active) and enqueues each copy.
-// agents nil means "list them". It returns an error (→ 503) only when a
-// copy could not be stored for a reason other than a full inbox.
 // errSealFailed marks a per-agent sealing failure in fanOut.
 var errSealFailed = errors.New("seal failed")
 
-func (s *Server) fanOut(ctx context.Context, org, source, typ string, payload []byte, agents []*Agent) *apiError {
+// fanOut seals the envelope separately to every active agent of org (an
+// agent whose access token expired is not active) and enqueues each copy.
+// agents nil means "list them". It returns an error (→ 503) only when a
+// copy could not be stored for a reason other than a full inbox, too large
+// a body or a sealing failure; those drops are recorded for the agent's
+// events_dropped notice (see drops.go).
+//
+// With a Slack event id, every copy is stored under messageID(org, event id,
+// agent) with queue.Store.EnqueueID: Slack's retry of an event whose first
+// attempt got a 503 after (some of) its copies were stored, e.g. because
+// Redis executed the transaction but the reply was lost, stores no second
+// copy, and a copy that does get through twice carries the same message id,
+// which bridges de-duplicate. Interactivity payloads and slash commands have
+// no event id and Slack does not retry them, so their copies get random ids.
+func (s *Server) fanOut(ctx context.Context, org, eventID, source, typ string, payload []byte, agents []*Agent) *apiError {
+	return s.fanOutHold(ctx, org, eventID, source, typ, payload, agents, nil)
+}
+
+// fanOutHold is fanOut for a held Slack request when h is not nil: every
+// copy's envelope carries response_expected and respond_by, and every copy
+// is stored under the hold id (see held.go).
+func (s *Server) fanOutHold(ctx context.Context, org, eventID, source, typ string, payload []byte, agents []*Agent, h *heldCopy) *apiError {
 	if agents == nil {
 		var err error
 		if agents, err = s.st.ListAgents(ctx, org); err != nil {
@@ -142,7 +160,12 @@ func (s *Server) fanOut(ctx context.Context, org, source, typ string, payload []
 		return nil
 	}
 	ts := now.Unix()
-	plain := buildEnvelope(source, typ, ts, payload)
+	var plain []byte
+	if h != nil {
+		plain = buildHeldEnvelope(source, typ, ts, h.respondBy, payload)
+	} else {
+		plain = buildEnvelope(source, typ, ts, payload)
+	}
 	defer crypto.Wipe(plain)
 
 	enqueue := func(a *Agent) error {
@@ -155,7 +178,14 @@ func (s *Server) fanOut(ctx context.Context, org, source, typ string, payload []
 		if err != nil {
 			return err
 		}
-		_, err = s.q.Enqueue(ctx, a.ID, body)
+		switch {
+		case h != nil:
+			_, err = s.q.EnqueueID(ctx, a.ID, h.id, body)
+		case eventID != "":
+			_, err = s.q.EnqueueID(ctx, a.ID, s.messageID(org, eventID, a.ID), body)
+		default:
+			_, err = s.q.Enqueue(ctx, a.ID, body)
+		}
 		return err
 	}
 	errs := make([]error, len(active))
@@ -182,15 +212,18 @@ func (s *Server) fanOut(ctx context.Context, org, source, typ string, payload []
 		case errors.Is(err, queue.ErrInboxFull):
 			s.m.eventsDropped.WithLabelValues("inbox_full").Inc()
 			s.logger(ctx).Warn("event copy dropped: inbox full", "agent_id", a.ID, "type", typ)
+			s.recordDrop(ctx, a.ID, protocol.DropInboxFull, eventID, now)
 		case errors.Is(err, errSealFailed):
 			// Only this agent's key can cause it (a low-order key stored
 			// before registration checked for them); retrying cannot help,
 			// and failing the request would block every agent of the org.
 			s.m.eventsDropped.WithLabelValues("seal_failed").Inc()
 			s.logger(ctx).Error("event copy dropped: sealing to the agent's key failed", "agent_id", a.ID, "type", typ)
+			s.recordDrop(ctx, a.ID, protocol.DropSealFailed, eventID, now)
 		case errors.Is(err, queue.ErrTooLarge):
 			s.m.eventsDropped.WithLabelValues("too_large").Inc()
 			s.logger(ctx).Warn("event copy dropped: too large", "agent_id", a.ID, "type", typ)
+			s.recordDrop(ctx, a.ID, protocol.DropTooLarge, eventID, now)
 		default:
 			failed = true
 			s.logger(ctx).Error("enqueue failed", "agent_id", a.ID, "err", err)
@@ -312,13 +345,16 @@ func (s *Server) handleSlackEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		s.logger(ctx).Warn("installation revoked by slack", "event", ev.Event.Type)
 	}
-	if e := s.fanOut(ctx, org, source, typ, body, agents); e != nil {
+	if e := s.fanOut(ctx, org, ev.EventID, source, typ, body, agents); e != nil {
 		s.releaseEvent(ctx, ev.EventID)
 		s.fail(w, e)
 		return
 	}
 	if ev.EventID != "" {
-		if err := s.st.CompleteEvent(context.WithoutCancel(ctx), ev.EventID, s.cfg.EventDedupTTL); err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCleanupTimeout)
+		err := s.st.CompleteEvent(cctx, ev.EventID, s.cfg.EventDedupTTL)
+		cancel()
+		if err != nil {
 			// Stored already; a retry may duplicate it, which at-least-once allows.
 			s.logger(ctx).Warn("event dedup record failed", "err", err)
 		}
@@ -330,7 +366,11 @@ func (s *Server) releaseEvent(ctx context.Context, id string) {
 	if id == "" {
 		return
 	}
-	if err := s.st.ReleaseEvent(context.WithoutCancel(ctx), id); err != nil {
+	// Bounded: when the store is what failed, the answer must not wait
+	// for it again. An unreleased claim lapses after EventPendingTTL.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCleanupTimeout)
+	defer cancel()
+	if err := s.st.ReleaseEvent(cctx, id); err != nil {
 		s.logger(ctx).Warn("event dedup release failed", "err", err)
 	}
 }
@@ -419,7 +459,11 @@ func (s *Server) handleSlackCommands(w http.ResponseWriter, r *http.Request) {
 // (a message to post for a slash command, a response_action for a modal
 // submission), so {"ok":true} would show up in Slack or fail the modal.
 // Errors keep the usual {"ok":false,"error"} form.
+//
+// When an active agent of the org declared inbox.respond and Slack reads the
+// response body of typ, the request is held instead (protocol §8.2, held.go).
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ids []string, typ string, payload []byte) {
+	arrived := time.Now()
 	ctx := r.Context()
 	org, err := s.routeOrg(ctx, ids)
 	if errors.Is(err, ErrNotFound) {
@@ -434,7 +478,21 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ids []string, ty
 		return
 	}
 	info(ctx).org = org
-	if e := s.fanOut(ctx, org, protocol.SourceSlack, typ, payload, nil); e != nil {
+	var agents []*Agent
+	if holdsResponse(typ) {
+		// Listed here rather than in fanOut, so deciding whether to hold
+		// costs no extra round trip.
+		if agents, err = s.st.ListAgents(ctx, org); err != nil {
+			s.logger(ctx).Error("list agents failed", "err", err)
+			s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
+			return
+		}
+		if s.respondCapable(agents) {
+			s.holdRequest(w, r, arrived, org, typ, payload, agents)
+			return
+		}
+	}
+	if e := s.fanOut(ctx, org, "", protocol.SourceSlack, typ, payload, agents); e != nil {
 		s.fail(w, e)
 		return
 	}

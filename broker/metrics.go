@@ -25,6 +25,8 @@ type metrics struct {
 	installs       *prometheus.CounterVec // outcome
 	longPolls      prometheus.Gauge
 	latency        *prometheus.HistogramVec // route, code
+	dropNotices    prometheus.Counter
+	storeTimeouts  *prometheus.CounterVec // route
 }
 
 func newMetrics(reg prometheus.Registerer, depth *depthCollector) (*metrics, error) {
@@ -56,10 +58,14 @@ func newMetrics(reg prometheus.Registerer, depth *depthCollector) (*metrics, err
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sealrelay_broker_request_duration_seconds",
 			Help:    "HTTP request latency, by route and status code.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"route", "code"}),
+		dropNotices: prometheus.NewCounter(prometheus.CounterOpts{Name: "sealrelay_broker_drop_notices_total",
+			Help: "events_dropped notices queued to agents (each covers one or more dropped copies)."}),
+		storeTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sealrelay_broker_store_timeouts_total",
+			Help: "Requests answered 503 because the state or inbox store did not answer within the deadline, by route."}, []string{"route"}),
 	}
 	for _, c := range []prometheus.Collector{m.eventsReceived, m.eventsQueued, m.eventsDropped, m.pulls,
 		m.pulledMessages, m.acks, m.ackedMessages, m.sends, m.slackErrors, m.registrations, m.installs,
-		m.longPolls, m.latency, depth} {
+		m.longPolls, m.latency, m.dropNotices, m.storeTimeouts, depth} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -36,6 +36,7 @@ type Server struct {
 	gatherer prometheus.Gatherer
 	m        *metrics
 	cm       *callMetrics
+	rm       *respondMetrics
 	depth    *depthCollector
 
 	shared    *crypto.SharedKeyCache
@@ -56,6 +57,8 @@ type Server struct {
 
 	// onLongPoll, when set (tests), is called when a pull starts waiting.
 	onLongPoll func(agentID string)
+
+	holds holdHub // held Slack requests (protocol §8.2, held.go)
 }
 
 // New builds a Server. st and q must be ready to use; the Server does not
@@ -100,10 +103,20 @@ func New(cfg Config, st State, q queue.Store, keys Keys, logger *slog.Logger, re
 	if err != nil {
 		return nil, fmt.Errorf("broker: register call metrics: %w", err)
 	}
+	rm, err := newRespondMetrics(registry)
+	if err != nil {
+		return nil, fmt.Errorf("broker: register respond metrics: %w", err)
+	}
+	var holds holdHub = newMemHolds()
+	if rs, ok := st.(*RedisState); ok {
+		if holds, err = newRedisHolds(rs.rdb, rs.prefix, logger.With("component", "broker.holds")); err != nil {
+			return nil, err
+		}
+	}
 	s := &Server{
 		cfg: cfg, st: st, q: q, keys: keys, hk: keys.HashKey,
 		log:      logger.With("component", "broker"),
-		gatherer: gatherer, m: m, cm: cm, depth: depth,
+		gatherer: gatherer, m: m, cm: cm, rm: rm, depth: depth, holds: holds,
 		shared: crypto.NewSharedKeyCache(keys.Box, 0),
 		slackHTTP: &http.Client{
 			Timeout: cfg.SlackTimeout,
@@ -159,6 +172,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing = true
 	s.pollsMu.Unlock()
 	s.shutdownOnce.Do(func() { close(s.shutdown) })
+	defer func() { _ = s.holds.close() }()
 	done := make(chan struct{})
 	go func() {
 		s.pollWG.Wait()
@@ -293,9 +307,9 @@ func (s *Server) routes() http.Handler {
 	}
 	handle("GET", "/slack/install", "install", s.handleInstall)
 	handle("GET", "/slack/oauth/callback", "oauth_callback", s.handleOAuthCallback)
-	handle("POST", "/slack/events", "slack_events", s.handleSlackEvents)
-	handle("POST", "/slack/interactivity", "slack_interactivity", s.handleSlackInteractivity)
-	handle("POST", "/slack/commands", "slack_commands", s.handleSlackCommands)
+	handle("POST", "/slack/events", "slack_events", s.withDeadline("slack_events", s.handleSlackEvents))
+	handle("POST", "/slack/interactivity", "slack_interactivity", s.withDeadline("slack_interactivity", s.handleSlackInteractivity))
+	handle("POST", "/slack/commands", "slack_commands", s.withDeadline("slack_commands", s.handleSlackCommands))
 	handle("GET", "/api/broker-pubkey", "broker_pubkey", s.handleBrokerPubkey)
 	handle("POST", "/api/register", "register", s.handleRegister)
 	handle("DELETE", "/api/register", "unregister", s.handleUnregister)
@@ -303,12 +317,13 @@ func (s *Server) routes() http.Handler {
 	handle("POST", "/api/inbox/ack", "ack", s.handleAck)
 	handle("POST", "/api/send", "send", s.handleSend)
 	handle("POST", "/api/call", "call", s.handleCall)
+	handle("POST", "/api/inbox/respond", "respond", s.handleRespond)
 	handle("GET", "/healthz", "healthz", s.handleHealthz)
 	handle("GET", "/readyz", "readyz", s.handleReadyz)
 	// Anything else, and known paths with another method, answer JSON.
 	for _, p := range []string{"/slack/install", "/slack/oauth/callback", "/slack/events", "/slack/interactivity",
 		"/slack/commands", "/api/broker-pubkey", "/api/register", "/api/inbox/pull", "/api/inbox/ack",
-		"/api/send", "/api/call", "/healthz", "/readyz"} {
+		"/api/send", "/api/call", "/api/inbox/respond", "/healthz", "/readyz"} {
 		mux.HandleFunc(p, s.wrap("method_not_allowed", func(w http.ResponseWriter, _ *http.Request) {
 			writeError(w, http.StatusMethodNotAllowed, "method not allowed")
 		}))
@@ -412,7 +427,7 @@ func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), ReadyzTimeout)
 	defer cancel()
 	if err := s.st.Ping(ctx); err != nil {
 		s.logger(r.Context()).Warn("state store not reachable", "err", err)

@@ -131,6 +131,9 @@ type Agent struct {
 	AccessTokenHash TokenHash `json:"access_token_hash"`
 	// AccessTokenExpiresAt is when that token stops working.
 	AccessTokenExpiresAt time.Time `json:"access_token_expires_at"`
+	// RespondUntil is when the agent's last inbox.respond declaration
+	// stops counting (protocol §8.2); zero when it never declared it.
+	RespondUntil time.Time `json:"respond_until,omitzero"`
 }
 
 // AccessGrant is what an access token resolves to.

@@ -34,10 +34,12 @@ var (
 	boltBktOAuth    = []byte("oauth")    // state hash → exp
 	boltBktNonce    = []byte("nonce")    // len(agent) ‖ agent ‖ nonce → exp
 	boltBktSig      = []byte("usig")     // signature hash → exp
+	boltBktDrops    = []byte("drops")    // agent id → exp ‖ dropRecord JSON
+	boltBktDropsP   = []byte("dropsp")   // agent id → exp ‖ pending notice JSON
 
 	// boltTTLBuckets hold values that start with an 8-byte expiry and are
 	// swept by Cleanup.
-	boltTTLBuckets = [][]byte{boltBktRegTok, boltBktAccess, boltBktOAuth, boltBktNonce, boltBktSig}
+	boltTTLBuckets = [][]byte{boltBktRegTok, boltBktAccess, boltBktOAuth, boltBktNonce, boltBktSig, boltBktDrops, boltBktDropsP}
 	boltAllBuckets = append([][]byte{boltBktInst, boltBktAgent, boltBktAgentOrg, boltBktAgentKey}, boltTTLBuckets...)
 )
 
@@ -59,9 +61,12 @@ var (
 // event dedup claims. A pending claim belongs to a request of this process,
 // so after a crash it must not hold back Slack's retry anyway; a completed
 // claim forgotten by a restart means a retry that Slack sends across the
-// restart is queued again, which is within the at-least-once contract
-// (bridges de-duplicate by event_id). Nonces, one-time signatures, OAuth
-// states, tokens, agents and installations are on disk.
+// restart is processed again, but stores no second copy: copies are
+// enqueued with queue.Store.EnqueueID under ids derived from the event_id,
+// which the embedded queue remembers on disk for an hour (and a copy that
+// did get through twice would carry the same message id, which bridges
+// de-duplicate). Nonces, one-time signatures, OAuth states, tokens, agents,
+// installations and drop records are on disk.
 //
 // The file is opened with an exclusive lock; a second process opening it
 // waits a second and fails.

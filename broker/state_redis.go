@@ -253,6 +253,7 @@ type agentRecord struct {
 	CreatedAt            time.Time `json:"created_at"`
 	AccessTokenHash      string    `json:"access_token_hash"`
 	AccessTokenExpiresAt time.Time `json:"access_token_expires_at"`
+	RespondUntil         time.Time `json:"respond_until,omitzero"`
 }
 
 func encodeAgent(a *Agent) ([]byte, error) {
@@ -260,7 +261,7 @@ func encodeAgent(a *Agent) ([]byte, error) {
 		ID: a.ID, OrgID: a.OrgID,
 		BoxPublicKey: a.BoxPublicKey.String(), SigningPublicKey: a.SigningPublicKey.String(),
 		CreatedAt: a.CreatedAt.UTC(), AccessTokenHash: a.AccessTokenHash.String(),
-		AccessTokenExpiresAt: a.AccessTokenExpiresAt.UTC(),
+		AccessTokenExpiresAt: a.AccessTokenExpiresAt.UTC(), RespondUntil: a.RespondUntil.UTC(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode agent: %w", err)
@@ -282,7 +283,7 @@ func decodeAgent(b []byte) (*Agent, error) {
 		return nil, fmt.Errorf("decode agent %s: %w", r.ID, err)
 	}
 	a := &Agent{ID: r.ID, OrgID: r.OrgID, BoxPublicKey: box, SigningPublicKey: sig,
-		CreatedAt: r.CreatedAt, AccessTokenExpiresAt: r.AccessTokenExpiresAt}
+		CreatedAt: r.CreatedAt, AccessTokenExpiresAt: r.AccessTokenExpiresAt, RespondUntil: r.RespondUntil}
 	hb, err := hex.DecodeString(r.AccessTokenHash)
 	if err != nil || len(hb) != len(a.AccessTokenHash) {
 		return nil, fmt.Errorf("decode agent %s: bad access token hash", r.ID)

@@ -23,6 +23,7 @@ func testState(t *testing.T, newState func(t *testing.T) State) {
 	t.Run("Replay", func(t *testing.T) { stateReplay(t, newState(t)) })
 	t.Run("Bucket", func(t *testing.T) { stateBucket(t, newState(t)) })
 	t.Run("Rewrap", func(t *testing.T) { stateRewrap(t, newState(t)) })
+	t.Run("Drops", func(t *testing.T) { stateDrops(t, newState(t)) })
 }
 
 func testHashKey(t testing.TB) *HashKey {

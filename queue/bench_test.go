@@ -46,8 +46,9 @@ func benchBody() []byte {
 }
 
 // benchEnqueue runs b.N enqueues from benchProducers goroutines into
-// `inboxes` inboxes and reports msgs/s.
-func benchEnqueue(b *testing.B, s Store, inboxes int) {
+// `inboxes` inboxes and reports msgs/s; keyed uses EnqueueID with fresh ids
+// (the broker's path for Events API copies).
+func benchEnqueue(b *testing.B, s Store, inboxes int, keyed bool) {
 	body := benchBody()
 	ctx := context.Background()
 	var next atomic.Int64
@@ -62,8 +63,18 @@ func benchEnqueue(b *testing.B, s Store, inboxes int) {
 		go func() {
 			defer wg.Done()
 			inbox := fmt.Sprintf("bench-%d", p%inboxes)
-			for next.Add(1) <= int64(b.N) {
-				if _, err := s.Enqueue(ctx, inbox, body); err != nil {
+			for {
+				n := next.Add(1)
+				if n > int64(b.N) {
+					return
+				}
+				var err error
+				if keyed {
+					_, err = s.EnqueueID(ctx, inbox, "ev"+strconv.FormatInt(n, 10), body)
+				} else {
+					_, err = s.Enqueue(ctx, inbox, body)
+				}
+				if err != nil {
 					errs <- err
 					return
 				}
@@ -269,7 +280,16 @@ func benchRedisStores(b *testing.B, n int) []Store {
 func BenchmarkRedisEnqueue(b *testing.B) {
 	for _, n := range []int{1, benchProducers} {
 		b.Run(fmt.Sprintf("inboxes=%d", n), func(b *testing.B) {
-			benchEnqueue(b, benchRedisStores(b, 1)[0], n)
+			benchEnqueue(b, benchRedisStores(b, 1)[0], n, false)
+		})
+	}
+}
+
+// BenchmarkRedisEnqueueID is BenchmarkRedisEnqueue through EnqueueID.
+func BenchmarkRedisEnqueueID(b *testing.B) {
+	for _, n := range []int{1, benchProducers} {
+		b.Run(fmt.Sprintf("inboxes=%d", n), func(b *testing.B) {
+			benchEnqueue(b, benchRedisStores(b, 1)[0], n, true)
 		})
 	}
 }
@@ -295,7 +315,16 @@ func benchBoltStore(b *testing.B) Store {
 func BenchmarkBoltEnqueue(b *testing.B) {
 	for _, n := range []int{1, benchProducers} {
 		b.Run(fmt.Sprintf("inboxes=%d", n), func(b *testing.B) {
-			benchEnqueue(b, benchBoltStore(b), n)
+			benchEnqueue(b, benchBoltStore(b), n, false)
+		})
+	}
+}
+
+// BenchmarkBoltEnqueueID is BenchmarkBoltEnqueue through EnqueueID.
+func BenchmarkBoltEnqueueID(b *testing.B) {
+	for _, n := range []int{1, benchProducers} {
+		b.Run(fmt.Sprintf("inboxes=%d", n), func(b *testing.B) {
+			benchEnqueue(b, benchBoltStore(b), n, true)
 		})
 	}
 }

@@ -39,11 +39,22 @@ const BoltFileName = "queue.db"
 //
 // # Layout
 //
-// Bucket "inboxes" holds one bucket per inbox with sub-buckets m (id → meta:
-// enqueue time, delivery count, lease deadline, state), b (id → body), r
-// (ready ids, in id order), l (lease deadline ‖ id) and d (dead-letter ids),
-// and two counters. Ids come from one store-wide sequence and are never
-// reused. An empty inbox's bucket is deleted. The file is opened with an
+// Bucket "inboxes" holds one bucket per inbox with sub-buckets m (seq → meta:
+// enqueue time, delivery count, lease deadline, state), b (seq → body), r
+// (ready seqs, in seq order), l (lease deadline ‖ seq), d (dead-letter seqs),
+// i (message id → seq) and n (seq → message id), and two counters. Seqs come
+// from one store-wide sequence and give the FIFO order; they are internal.
+// Message ids are 128 random bits chosen at Enqueue (or the caller's, for
+// EnqueueID), never derived from the sequence: restoring an older copy of
+// queue.db, or starting over with an empty data directory, rewinds the
+// sequence but cannot make an id a bridge has already seen come back.
+// Messages written by versions that used the decimal sequence as id (no n
+// entry) keep that id. An empty inbox's bucket is deleted.
+//
+// Bucket "ids" holds, per inbox, the ids EnqueueID stored within
+// Options.DedupWindow: t (id → forget-at), x (forget-at ‖ id) and a counter;
+// it outlives the inbox's own bucket and is trimmed by EnqueueID and the
+// sweeper. The file is opened with an
 // exclusive lock: a second process opening the same directory waits up to a
 // second and then fails.
 //
@@ -100,6 +111,12 @@ var (
 	bktReady = []byte("r")
 	bktLease = []byte("l")
 	bktDead  = []byte("d")
+	bktID    = []byte("i")
+	bktName  = []byte("n")
+	bktIDs   = []byte("ids") // top level: ids remembered by EnqueueID
+	bktTomb  = []byte("t")
+	bktTombX = []byte("x")
+	keyTombN = []byte("count")
 	keyLive  = []byte("live") // ready + leased count
 	keyDeadN = []byte("dead") // dead-letter count
 )
@@ -137,7 +154,10 @@ func OpenBoltStore(dir string, opts Options, options ...BoltOption) (*BoltStore,
 	}
 	db.MaxBatchDelay = cfg.batchDelay
 	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bktRoot)
+		if _, err := tx.CreateBucketIfNotExists(bktRoot); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucketIfNotExists(bktIDs)
 		return err
 	}); err != nil {
 		_ = db.Close()
@@ -210,10 +230,11 @@ func parseID(id string) (uint64, bool) {
 	return n, true
 }
 
-// ibx is one inbox's buckets inside a transaction.
+// ibx is one inbox's buckets inside a transaction. i and n are nil in a
+// read-only transaction on an inbox written by an older version.
 type ibx struct {
-	root, b, m, body, r, l, d *bolt.Bucket
-	name                      []byte
+	root, b, m, body, r, l, d, i, n *bolt.Bucket
+	name                            []byte
 }
 
 // openInbox returns the inbox's buckets, or nil when the inbox does not
@@ -233,18 +254,50 @@ func openInbox(tx *bolt.Tx, inbox string, create bool) (*ibx, error) {
 		if b, err = root.CreateBucket(name); err != nil {
 			return nil, err
 		}
-		for _, n := range [][]byte{bktMeta, bktBody, bktReady, bktLease, bktDead} {
+		for _, n := range [][]byte{bktMeta, bktBody, bktReady, bktLease, bktDead, bktID, bktName} {
 			if _, err := b.CreateBucket(n); err != nil {
+				return nil, err
+			}
+		}
+	} else if tx.Writable() && (b.Bucket(bktID) == nil || b.Bucket(bktName) == nil) {
+		// An inbox written before ids were random.
+		for _, n := range [][]byte{bktID, bktName} {
+			if _, err := b.CreateBucketIfNotExists(n); err != nil {
 				return nil, err
 			}
 		}
 	}
 	x := &ibx{root: root, b: b, name: name, m: b.Bucket(bktMeta), body: b.Bucket(bktBody),
-		r: b.Bucket(bktReady), l: b.Bucket(bktLease), d: b.Bucket(bktDead)}
+		r: b.Bucket(bktReady), l: b.Bucket(bktLease), d: b.Bucket(bktDead),
+		i: b.Bucket(bktID), n: b.Bucket(bktName)}
 	if x.m == nil || x.body == nil || x.r == nil || x.l == nil || x.d == nil {
 		return nil, fmt.Errorf("queue: inbox %s: bucket layout damaged", inbox)
 	}
 	return x, nil
+}
+
+// idOf returns the message id of seq.
+func (x *ibx) idOf(seq uint64) string {
+	if x.n != nil {
+		if v := x.n.Get(seqKey(seq)); v != nil {
+			return string(v)
+		}
+	}
+	return strconv.FormatUint(seq, 10) // written by an older version
+}
+
+// seqOf resolves a message id to its seq.
+func (x *ibx) seqOf(id string) (uint64, bool) {
+	if x.i != nil {
+		if v := x.i.Get([]byte(id)); len(v) == 8 {
+			return binary.BigEndian.Uint64(v), true
+		}
+	}
+	seq, ok := parseID(id)
+	if !ok || (x.n != nil && x.n.Get(seqKey(seq)) != nil) {
+		return 0, false
+	}
+	return seq, true
 }
 
 func (x *ibx) counter(k []byte) int64 {
@@ -282,6 +335,16 @@ func (x *ibx) drop(seq uint64, md meta) error {
 	}
 	if err := x.body.Delete(k); err != nil {
 		return err
+	}
+	if x.n != nil {
+		if id := x.n.Get(k); id != nil {
+			if err := x.i.Delete(id); err != nil {
+				return err
+			}
+			if err := x.n.Delete(k); err != nil {
+				return err
+			}
+		}
 	}
 	if md.state == stDead {
 		return x.add(keyDeadN, -1)
@@ -334,36 +397,60 @@ func (x *ibx) cleanup() error {
 
 // Enqueue implements Store.
 func (s *BoltStore) Enqueue(ctx context.Context, inbox string, body []byte) (string, error) {
-	if err := checkEnqueue(inbox, body); err != nil {
+	id := newID()
+	if _, err := s.put(ctx, inbox, id, false, body); err != nil {
 		return "", err
+	}
+	return id, nil
+}
+
+// EnqueueID implements Store.
+func (s *BoltStore) EnqueueID(ctx context.Context, inbox, id string, body []byte) (bool, error) {
+	if err := ValidateID(id); err != nil {
+		return false, err
+	}
+	return s.put(ctx, inbox, id, true, body)
+}
+
+// put stores body under id; keyed (EnqueueID) makes it a no-op for an id in
+// the inbox or remembered, and remembers id.
+func (s *BoltStore) put(ctx context.Context, inbox, id string, keyed bool, body []byte) (bool, error) {
+	if err := checkEnqueue(inbox, body); err != nil {
+		return false, err
 	}
 	if err := ctx.Err(); err != nil {
-		return "", err
+		return false, err
 	}
 	if s.isClosed() {
-		return "", ErrClosed
+		return false, ErrClosed
 	}
-	var (
-		seq  uint64
-		full bool
-	)
+	var stored, full bool
 	err := s.db.Batch(func(tx *bolt.Tx) error {
-		seq, full = 0, false
+		stored, full = false, false
 		x, err := openInbox(tx, inbox, true)
 		if err != nil {
 			return err
 		}
 		now := time.Now().UnixNano()
+		if keyed {
+			if x.i.Get([]byte(id)) != nil {
+				return nil
+			}
+			if rememberedUntil(tx, inbox, id) > now {
+				return x.cleanup()
+			}
+		}
 		if x.counter(keyLive) >= int64(s.opts.Capacity) {
 			if err := x.retain(now - int64(s.opts.Retention)); err != nil {
 				return err
 			}
 			if x.counter(keyLive) >= int64(s.opts.Capacity) {
 				full = true
-				return nil
+				return x.cleanup()
 			}
 		}
-		if seq, err = x.root.NextSequence(); err != nil {
+		seq, err := x.root.NextSequence()
+		if err != nil {
 			return err
 		}
 		k := seqKey(seq)
@@ -376,16 +463,30 @@ func (s *BoltStore) Enqueue(ctx context.Context, inbox string, body []byte) (str
 		if err := x.r.Put(k, nil); err != nil {
 			return err
 		}
+		if err := x.i.Put([]byte(id), k); err != nil {
+			return err
+		}
+		if err := x.n.Put(k, []byte(id)); err != nil {
+			return err
+		}
+		if keyed {
+			if err := s.remember(tx, inbox, id, now); err != nil {
+				return err
+			}
+		}
+		stored = true
 		return x.add(keyLive, 1)
 	})
 	if err != nil {
-		return "", fmt.Errorf("queue: enqueue into %s: %w", inbox, err)
+		return false, fmt.Errorf("queue: enqueue into %s: %w", inbox, err)
 	}
 	if full {
-		return "", fmt.Errorf("%w: %s holds %d messages", ErrInboxFull, inbox, s.opts.Capacity)
+		return false, fmt.Errorf("%w: %s holds %d messages", ErrInboxFull, inbox, s.opts.Capacity)
 	}
-	s.hub.wake(inbox)
-	return strconv.FormatUint(seq, 10), nil
+	if stored {
+		s.hub.wake(inbox)
+	}
+	return stored, nil
 }
 
 // needsWrite reports, from a read transaction, whether a pull would change
@@ -501,7 +602,7 @@ func (s *BoltStore) pullOnce(inbox string, n int) ([]Message, time.Duration, err
 			if err := x.l.Put(leaseKey(deadline, seq), nil); err != nil {
 				return err
 			}
-			id := strconv.FormatUint(seq, 10)
+			id := x.idOf(seq)
 			body := bytes.Clone(x.body.Get(seqKey(seq)))
 			size += len(body)
 			msgs = append(msgs, Message{
@@ -594,7 +695,7 @@ func (s *BoltStore) Ack(ctx context.Context, inbox string, receipts []string) (i
 			return err
 		}
 		for _, r := range rs {
-			seq, ok := parseID(r.id)
+			seq, ok := x.seqOf(r.id)
 			if !ok {
 				continue
 			}
@@ -670,7 +771,7 @@ func (s *BoltStore) DeadLetters(ctx context.Context, inbox string, limit int) ([
 		c := x.d.Cursor()
 		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
 			md, _ := decodeMeta(x.m.Get(k))
-			id := strconv.FormatUint(binary.BigEndian.Uint64(k), 10)
+			id := x.idOf(binary.BigEndian.Uint64(k))
 			out = append(out, Message{ID: id, Body: bytes.Clone(x.body.Get(k)), Deliveries: int(md.deliveries),
 				EnqueuedAt: time.Unix(0, md.enq), Receipt: FormatReceipt(id, int(md.deliveries))})
 		}
@@ -703,7 +804,7 @@ func (s *BoltStore) Redrive(ctx context.Context, inbox string, ids []string) (in
 			}
 		}
 		for _, id := range ids {
-			if seq, ok := parseID(id); ok {
+			if seq, ok := x.seqOf(id); ok {
 				seqs = append(seqs, seq)
 			}
 		}
@@ -780,6 +881,11 @@ func (s *BoltStore) DeleteInbox(ctx context.Context, inbox string) error {
 		return err
 	}
 	err := s.db.Batch(func(tx *bolt.Tx) error {
+		if ids := tx.Bucket(bktIDs); ids.Bucket([]byte(inbox)) != nil {
+			if err := ids.DeleteBucket([]byte(inbox)); err != nil {
+				return err
+			}
+		}
 		root := tx.Bucket(bktRoot)
 		if root.Bucket([]byte(inbox)) == nil {
 			return nil
@@ -851,6 +957,9 @@ func (s *BoltStore) Sweep(ctx context.Context) (int, error) {
 		})
 	}); err != nil {
 		return 0, fmt.Errorf("queue: sweep: listing inboxes: %w", err)
+	}
+	if err := s.sweepRemembered(); err != nil {
+		return 0, fmt.Errorf("queue: sweep: %w", err)
 	}
 	removed := 0
 	for _, inbox := range names {

@@ -50,6 +50,11 @@ func runConformance(t *testing.T, h harness) {
 		{"RedriveWakesWaiter", testRedriveWakesWaiter},
 		{"CloseWakesWaiters", testCloseWakesWaiters},
 		{"Stats", testStats},
+		{"RandomIDs", testRandomIDs},
+		{"EnqueueIDValidation", testEnqueueIDValidation},
+		{"EnqueueIDIdempotent", testEnqueueIDIdempotent},
+		{"EnqueueIDForgets", testEnqueueIDForgets},
+		{"EnqueueIDConcurrent", testEnqueueIDConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, h) })

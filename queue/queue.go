@@ -13,8 +13,20 @@
 //     than the retention period. Exactly-once is not promised: a message whose
 //     lease lapses, or whose ack is lost in a crash, is delivered again.
 //   - Ids: Message.ID is an opaque string of at most 32 characters without
-//     '#', stable for the life of the message and never reused within an
-//     inbox (ids of different inboxes may coincide).
+//     '#', stable for the life of the message. Ids chosen by Enqueue are 128
+//     random bits (both stores), so they are never reused: not within an
+//     inbox, not after the store's data is restored from a backup, not by a
+//     second store. Ids chosen by the caller (EnqueueID) are the caller's
+//     business.
+//   - Idempotent enqueue: EnqueueID stores a message under the caller's id
+//     unless a message with that id is in the inbox (ready, leased or dead)
+//     or was stored in it by EnqueueID within Options.DedupWindow; the store
+//     remembers up to Options.DedupCapacity such ids per inbox (the oldest
+//     are forgotten first) and keeps them across restarts, and DeleteInbox
+//     forgets them. A repeated EnqueueID is therefore a no-op even when the
+//     first one's outcome was unknown to its caller (a lost reply) and the
+//     message has been acknowledged since. A no-op never fails with
+//     ErrInboxFull.
 //   - Order: messages of one inbox are handed out in the order Enqueue returned
 //     for them (concurrent Enqueues have no defined order among themselves). A
 //     message whose lease lapses goes back to its original place, ahead of
@@ -65,9 +77,11 @@
 //
 // Durability depends on the store: with the Redis store, on Redis's
 // persistence (with appendonly yes and appendfsync always nothing Enqueue
-// returned for is lost on a crash of Redis; with appendfsync everysec up to
-// about a second); with the bbolt store every call that changes state is
-// fsynced before it returns. See RedisStore and BoltStore.
+// returned for is lost on a crash of Redis or of its machine; with
+// appendfsync everysec nothing on a crash of the redis-server process and up
+// to about a second on an OS crash or power cut); with the bbolt store every
+// call that changes state is fsynced before it returns. See RedisStore and
+// BoltStore.
 package queue
 
 import (
@@ -86,6 +100,13 @@ const (
 	DefaultMaxDeliveries = 10
 	DefaultRetention     = 7 * 24 * time.Hour
 	DefaultCapacity      = 10000
+	// DefaultDedupWindow is how long EnqueueID remembers an id: longer than
+	// Slack retries a webhook (three retries within about five minutes).
+	DefaultDedupWindow = time.Hour
+	// DefaultDedupCapacity bounds the ids EnqueueID remembers per inbox.
+	DefaultDedupCapacity = 100000
+	// MaxIDLength is the longest id EnqueueID accepts.
+	MaxIDLength = 32
 	// MaxMessageSize is the largest body Enqueue accepts.
 	MaxMessageSize = 1 << 20
 	// MaxPull is the largest batch one Pull returns.
@@ -123,6 +144,10 @@ type Options struct {
 	Retention time.Duration
 	// Capacity is the maximum number of ready plus leased messages per inbox.
 	Capacity int
+	// DedupWindow is how long EnqueueID remembers an id after storing it.
+	DedupWindow time.Duration
+	// DedupCapacity is how many such ids it remembers per inbox.
+	DedupCapacity int
 }
 
 // WithDefaults returns o with every zero field replaced by its default.
@@ -138,6 +163,12 @@ func (o Options) WithDefaults() Options {
 	}
 	if o.Capacity <= 0 {
 		o.Capacity = DefaultCapacity
+	}
+	if o.DedupWindow <= 0 {
+		o.DedupWindow = DefaultDedupWindow
+	}
+	if o.DedupCapacity <= 0 {
+		o.DedupCapacity = DefaultDedupCapacity
 	}
 	return o
 }
@@ -177,6 +208,14 @@ type Store interface {
 	// Enqueue appends body to inbox and returns the new message's id. When it
 	// returns nil the message is stored as durably as the store promises.
 	Enqueue(ctx context.Context, inbox string, body []byte) (string, error)
+	// EnqueueID appends body to inbox under the caller's id (see
+	// ValidateID) unless that id is in the inbox or was stored by EnqueueID
+	// within Options.DedupWindow (see the package doc). It reports whether
+	// this call stored a new message; false with a nil error means the id
+	// was already there (possibly stored by an internal retry of this very
+	// call). When it returns nil the message is stored as durably as the
+	// store promises.
+	EnqueueID(ctx context.Context, inbox, id string, body []byte) (bool, error)
 	// Pull leases up to max (1–MaxPull) messages in FIFO order (fewer when
 	// their bodies reach MaxPullBytes). With wait > 0
 	// and no message available it blocks until one is, wait passes, or ctx
@@ -205,7 +244,19 @@ type Store interface {
 	Close() error
 }
 
-var inboxPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
+var (
+	inboxPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]*$`)
+	idPattern    = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+)
+
+// ValidateID reports whether id can be given to EnqueueID: 1–MaxIDLength
+// bytes of [A-Za-z0-9_-].
+func ValidateID(id string) error {
+	if len(id) == 0 || len(id) > MaxIDLength || !idPattern.MatchString(id) {
+		return fmt.Errorf("%w: message id %q", ErrInvalidArgument, id)
+	}
+	return nil
+}
 
 // ValidateInbox reports whether name can be used as an inbox name: 1–200
 // bytes of [A-Za-z0-9._:-], starting with a letter or digit.

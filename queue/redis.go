@@ -65,6 +65,9 @@ func (o RedisOptions) withDefaults() RedisOptions {
 //	<prefix>ib:{X}:lease  ZSET    leased ids, score = lease deadline (server ms)
 //	<prefix>ib:{X}:enq    ZSET    ready and leased ids, score = enqueue time (ms)
 //	<prefix>ib:{X}:dead   ZSET    dead-lettered ids, score = enqueue time (ms)
+//	<prefix>ib:{X}:ids    ZSET    ids stored by EnqueueID, score = when they
+//	                              are forgotten (server ms); expires with
+//	                              its newest entry
 //
 // Two keys sit outside any hash tag: the registry <prefix>inboxes (ZSET of
 // inbox names scored by last activity, client clock, used only by the
@@ -74,11 +77,14 @@ func (o RedisOptions) withDefaults() RedisOptions {
 // ordinary (non-sharded) channel <prefix>wake with the inbox name as payload,
 // which Cluster broadcasts to every node.
 //
-// Message ids are 128-bit random hex strings chosen by the client, so ids are
-// never reused and a retried Enqueue (go-redis retries on network errors) is
-// idempotent. The body is written with a plain HSET in the same MULTI/EXEC as
-// the enqueue script rather than passed to the script: moving a 2 KB argument
-// through Lua costs Redis 7.0 about ten times more than the whole script.
+// Message ids are 128-bit random hex strings chosen by the client (or the
+// caller's, for EnqueueID), so ids are never reused and a retried Enqueue
+// (go-redis retries on network errors) is idempotent. The body is written
+// with a plain HSET in the same MULTI/EXEC as the enqueue script rather than
+// passed to the script: moving a 2 KB argument through Lua costs Redis 7.0
+// about ten times more than the whole script. EnqueueID writes its body with
+// HSETNX instead, so a repeated id never overwrites a stored body, and the
+// script consults the ids key before linking the message.
 //
 // # Batching
 //
@@ -112,8 +118,11 @@ func (o RedisOptions) withDefaults() RedisOptions {
 // appendonly yes and appendfsync always, Redis fsyncs the AOF before it
 // replies, so nothing Enqueue returned for is lost on kill -9 or power loss
 // (checked by the conformance suite with a private redis-server); with
-// appendfsync everysec (Redis's default for AOF) up to about one second of
-// acknowledged enqueues, acks and leases can be lost; with RDB snapshots only,
+// appendfsync everysec (Redis's default for AOF) Redis still write()s the AOF
+// before it replies, so a killed redis-server loses nothing, but an OS crash
+// or power cut can lose up to about one second of acknowledged enqueues, acks
+// and leases (and a kill during an fsync stall of a slow disk, when Redis
+// postpones its writes, up to about two); with RDB snapshots only,
 // everything since the last snapshot. A lost lease or ack only causes a
 // redelivery, never a loss. Leases survive a restart of Redis: their deadlines
 // are server timestamps, so leased messages come back once the deadline
@@ -218,28 +227,28 @@ func (s *RedisStore) listen(ch <-chan interface{}) {
 }
 
 // keysPerInbox is the number of KEYS each inbox contributes to a script.
-const keysPerInbox = 7
+const keysPerInbox = 8
 
 // keys returns the KEYS of every inbox script:
-// seq body meta ready lease enq dead.
+// seq body meta ready lease enq dead ids.
 func (s *RedisStore) keys(inbox string) []string {
 	base := s.opts.Prefix + "ib:{" + inbox + "}:"
 	return []string{base + "seq", base + "body", base + "meta", base + "ready",
-		base + "lease", base + "enq", base + "dead"}
+		base + "lease", base + "enq", base + "dead", base + "ids"}
 }
 
 // luaCommon is prepended to every inbox script. All scripts take the same
-// seven KEYS per inbox: seq body meta ready lease enq dead; use(i) selects
+// eight KEYS per inbox: seq body meta ready lease enq dead ids; use(i) selects
 // the i-th inbox (0-based) of a multi-inbox script. Redis commands get whole
 // batches of ids (unpack) because each redis.call costs Redis 7.0 several
 // microseconds. Numbers are formatted with %d because Lua's default number
 // formatting (%.14g) would round them.
 const luaCommon = `
-local K_SEQ, K_BODY, K_META, K_READY, K_LEASE, K_ENQ, K_DEAD
+local K_SEQ, K_BODY, K_META, K_READY, K_LEASE, K_ENQ, K_DEAD, K_IDS
 local function use(i)
-  local b = i * 7
-  K_SEQ, K_BODY, K_META, K_READY, K_LEASE, K_ENQ, K_DEAD =
-    KEYS[b + 1], KEYS[b + 2], KEYS[b + 3], KEYS[b + 4], KEYS[b + 5], KEYS[b + 6], KEYS[b + 7]
+  local b = i * 8
+  K_SEQ, K_BODY, K_META, K_READY, K_LEASE, K_ENQ, K_DEAD, K_IDS =
+    KEYS[b + 1], KEYS[b + 2], KEYS[b + 3], KEYS[b + 4], KEYS[b + 5], KEYS[b + 6], KEYS[b + 7], KEYS[b + 8]
 end
 use(0)
 local function fmt(n) return string.format('%d', n) end
@@ -307,44 +316,69 @@ end
 // written with HSET, into their inboxes. One call may serve several inboxes
 // (one Redis), or one inbox (Redis Cluster, where an inbox is a slot).
 //
-//	KEYS: seq body meta ready lease enq dead, for each inbox
-//	ARGV: capacity, retention ms, wake channel,
-//	      then per inbox: inbox name, k, id_1 … id_k
+//	KEYS: seq body meta ready lease enq dead ids, for each inbox
+//	ARGV: capacity, retention ms, wake channel, dedup window ms, dedup
+//	      capacity, then per inbox: inbox name, k, flags, id_1 … id_k
+//	      (flags: k characters, '1' where the id came from EnqueueID)
 //	returns: per inbox: created (1 if the inbox was created), then k
-//	         statuses (0 stored or already stored, 2 inbox full: the body
+//	         statuses (0 stored, 1 already in the inbox, 2 inbox full: the
+//	         body was removed again, 3 remembered by EnqueueID: the body
 //	         was removed again)
 //
 // It publishes the inbox name on the wake channel when the inbox had no
 // ready message, which is when a Pull may be waiting.
 var enqueueScript = redis.NewScript(luaCommon + `
 local capacity, retention, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local window, dcap = tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = nowms()
 local out = {}
-local a = 4
-for ib = 0, #KEYS / 7 - 1 do
+local a = 6
+for ib = 0, #KEYS / 8 - 1 do
   use(ib)
-  local name, k = ARGV[a], tonumber(ARGV[a + 1])
+  local name, k, flags = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
   local ids = {}
-  for i = 1, k do ids[i] = ARGV[a + 1 + i] end
-  a = a + 2 + k
+  for i = 1, k do ids[i] = ARGV[a + 2 + i] end
+  a = a + 3 + k
   local present = redis.call('HMGET', K_META, unpack(ids))
+  local keyed, remembered, ask, at = {}, {}, {}, {}
+  for i = 1, k do
+    keyed[i] = string.byte(flags, i) == 49
+    if keyed[i] and not present[i] then
+      ask[#ask + 1] = ids[i]
+      at[#at + 1] = i
+    end
+  end
+  if #ask > 0 then
+    local exp = redis.call('ZMSCORE', K_IDS, unpack(ask))
+    for j, e in ipairs(exp) do
+      if e and tonumber(e) > now then remembered[at[j]] = true end
+    end
+  end
   local nready = redis.call('ZCARD', K_READY)
   local live = nready + redis.call('ZCARD', K_LEASE)
   local nfresh = 0
-  for i = 1, k do if not present[i] then nfresh = nfresh + 1 end end
+  for i = 1, k do if not present[i] and not remembered[i] then nfresh = nfresh + 1 end end
   if live + nfresh > capacity then
     retain(now, retention)
     nready = redis.call('ZCARD', K_READY)
     live = nready + redis.call('ZCARD', K_LEASE)
   end
-  local status, accepted, rejected = {}, {}, {}
+  local status, accepted, rejected, remember, linked = {}, {}, {}, {}, {}
   for i = 1, k do
-    if present[i] then
-      status[i] = 0
+    if present[i] or linked[ids[i]] then
+      status[i] = 1
+    elseif remembered[i] then
+      status[i] = 3
+      rejected[#rejected + 1] = ids[i]
     elseif live < capacity then
       status[i] = 0
       live = live + 1
       accepted[#accepted + 1] = ids[i]
+      linked[ids[i]] = true
+      if keyed[i] then
+        remember[#remember + 1] = fmt(now + window)
+        remember[#remember + 1] = ids[i]
+      end
     else
       status[i] = 2
       rejected[#rejected + 1] = ids[i]
@@ -369,6 +403,13 @@ for ib = 0, #KEYS / 7 - 1 do
     redis.call('HSET', K_META, unpack(meta))
     redis.call('ZADD', K_READY, unpack(ready))
     redis.call('ZADD', K_ENQ, unpack(enq))
+    if #remember > 0 then
+      redis.call('ZADD', K_IDS, unpack(remember))
+      redis.call('ZREMRANGEBYSCORE', K_IDS, '-inf', fmt(now))
+      local n = redis.call('ZCARD', K_IDS)
+      if n > dcap then redis.call('ZREMRANGEBYRANK', K_IDS, 0, n - dcap - 1) end
+      redis.call('PEXPIRE', K_IDS, window)
+    end
     if nready == 0 then redis.call('PUBLISH', channel, name) end
   else
     cleanup()
@@ -385,7 +426,9 @@ type enqueueReq struct {
 	inbox   string
 	body    []byte
 	id      string
+	keyed   bool // from EnqueueID: HSETNX the body, remember the id
 	channel string
+	stored  bool // set by the flusher: a new message was linked
 	err     error
 	done    chan struct{}
 }
@@ -408,39 +451,61 @@ func (s *RedisStore) Enqueue(ctx context.Context, inbox string, body []byte) (st
 	if s.isClosed() {
 		return "", ErrClosed
 	}
-	return s.enqueue(ctx, inbox, body, s.wakeChannel)
+	r, err := s.enqueue(ctx, inbox, newID(), false, body, s.wakeChannel)
+	if err != nil {
+		return "", err
+	}
+	return r.id, nil
+}
+
+// EnqueueID implements Store.
+func (s *RedisStore) EnqueueID(ctx context.Context, inbox, id string, body []byte) (bool, error) {
+	if err := checkEnqueue(inbox, body); err != nil {
+		return false, err
+	}
+	if err := ValidateID(id); err != nil {
+		return false, err
+	}
+	if s.isClosed() {
+		return false, ErrClosed
+	}
+	r, err := s.enqueue(ctx, inbox, id, true, body, s.wakeChannel)
+	if err != nil {
+		return false, err
+	}
+	return r.stored, nil
 }
 
 // enqueue queues one message for a flusher; channel is where wake-ups go.
-func (s *RedisStore) enqueue(ctx context.Context, inbox string, body []byte, channel string) (string, error) {
+func (s *RedisStore) enqueue(ctx context.Context, inbox, id string, keyed bool, body []byte, channel string) (*enqueueReq, error) {
 	// The body is copied: a caller whose ctx ends returns at once and may
 	// reuse its buffer while a flusher is still sending it.
-	r := &enqueueReq{ctx: ctx, inbox: inbox, body: bytes.Clone(body), id: newID(), channel: channel, done: make(chan struct{})}
+	r := &enqueueReq{ctx: ctx, inbox: inbox, body: bytes.Clone(body), id: id, keyed: keyed, channel: channel, done: make(chan struct{})}
 	select {
 	case s.enqueueCh <- r:
 	case <-ctx.Done():
-		return "", ctx.Err()
+		return nil, ctx.Err()
 	case <-s.closed:
-		return "", ErrClosed
+		return nil, ErrClosed
 	}
 	select {
 	case <-r.done:
 	case <-ctx.Done():
 		// The message may still be stored; like any call whose reply is
 		// lost, the caller cannot know.
-		return "", ctx.Err()
+		return nil, ctx.Err()
 	case <-s.stopped:
 		// Queued after the flushers' final drain.
 		select {
 		case <-r.done:
 		default:
-			return "", ErrClosed
+			return nil, ErrClosed
 		}
 	}
 	if r.err != nil {
-		return "", r.err
+		return nil, r.err
 	}
-	return r.id, nil
+	return r, nil
 }
 
 // flusher sends queued Enqueue calls in batches until the store closes.
@@ -560,17 +625,31 @@ func (s *RedisStore) flush(batch []*enqueueReq) {
 				for _, ci := range tx {
 					call := calls[ci]
 					keys := make([]string, 0, keysPerInbox*len(call))
-					args := []interface{}{s.opts.Capacity, s.opts.Retention.Milliseconds(), call[0].channel}
+					args := []interface{}{s.opts.Capacity, s.opts.Retention.Milliseconds(), call[0].channel,
+						s.opts.DedupWindow.Milliseconds(), s.opts.DedupCapacity}
 					for _, g := range call {
 						ks := s.keys(g.inbox)
 						keys = append(keys, ks...)
 						fields := make([]interface{}, 0, 2*len(g.reqs))
-						args = append(args, g.inbox, len(g.reqs))
+						flags := make([]byte, len(g.reqs))
+						for i, r := range g.reqs {
+							flags[i] = '0'
+							if r.keyed {
+								// Never overwrite the body of a message
+								// already stored under this id.
+								flags[i] = '1'
+								p.HSetNX(ctx, ks[1], r.id, r.body)
+							} else {
+								fields = append(fields, r.id, r.body)
+							}
+						}
+						args = append(args, g.inbox, len(g.reqs), string(flags))
 						for _, r := range g.reqs {
-							fields = append(fields, r.id, r.body)
 							args = append(args, r.id)
 						}
-						p.HSet(ctx, ks[1], fields...)
+						if len(fields) > 0 {
+							p.HSet(ctx, ks[1], fields...)
+						}
 					}
 					cmds[ci] = p.EvalSha(ctx, enqueueScript.Hash(), keys, args...)
 				}
@@ -627,7 +706,11 @@ func (s *RedisStore) flush(batch []*enqueueReq) {
 			for _, r := range g.reqs {
 				r.err = gerr
 				if gerr == nil {
-					if st, _ := res[pos].(int64); st == 2 {
+					st, _ := res[pos].(int64)
+					switch st {
+					case 0:
+						r.stored = true
+					case 2:
 						r.err = fmt.Errorf("%w: %s holds %d messages", ErrInboxFull, g.inbox, s.opts.Capacity)
 					}
 					pos++

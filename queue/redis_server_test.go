@@ -157,13 +157,14 @@ func TestRedisResubscribeWakesWaiters(t *testing.T) {
 	res := startWaitingPull(t, ctx, s, "lost", 10*time.Minute)
 	// Enqueue behind the store's back, publishing on a channel nobody hears,
 	// as if the wake-up had been lost.
-	id, err := s.enqueue(ctx, "lost", []byte("quiet"), "nobody-listens")
+	er, err := s.enqueue(ctx, "lost", newID(), false, []byte("quiet"), "nobody-listens")
 	if err != nil {
 		t.Fatalf("enqueue: %v", err)
 	}
 	if err := c.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
 		t.Fatalf("CLIENT KILL: %v", err)
 	}
+	id := er.id
 	select {
 	case r := <-res:
 		if r.err != nil || len(r.msgs) != 1 || r.msgs[0].ID != id {

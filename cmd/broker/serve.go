@@ -75,6 +75,7 @@ type stores struct {
 
 func openStores(ctx context.Context, cfg *config, logger *slog.Logger) (*stores, error) {
 	if cfg.RedisOptions != nil {
+		applyRedisTimeouts(cfg.RedisOptions)
 		rdb := redis.NewClient(cfg.RedisOptions)
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := rdb.Ping(pctx).Err()

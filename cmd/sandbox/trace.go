@@ -254,6 +254,18 @@ func (o *observedStore) Enqueue(ctx context.Context, inbox string, body []byte) 
 	return id, err
 }
 
+// EnqueueID implements queue.Store (the broker stores Events API copies
+// under ids derived from the event id).
+func (o *observedStore) EnqueueID(ctx context.Context, inbox, id string, body []byte) (bool, error) {
+	stored, err := o.Store.EnqueueID(ctx, inbox, id, body)
+	if err == nil { // also a repeat: the first attempt's reply may have been lost
+		if ev, ok := ctx.Value(eventIDKey{}).(string); ok {
+			o.tr.queued(ev, id)
+		}
+	}
+	return stored, err
+}
+
 // Pull implements queue.Store.
 func (o *observedStore) Pull(ctx context.Context, inbox string, max int, wait time.Duration) ([]queue.Message, error) {
 	msgs, err := o.Store.Pull(ctx, inbox, max, wait)

@@ -1,0 +1,147 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/protocol"
+)
+
+// heldCopy is what fanOutHold adds to the copies of a held request.
+type heldCopy struct {
+	id        string // hold id, also the message id of every copy
+	respondBy int64  // Unix ms
+}
+
+// heldTypes are the payload types whose HTTP response body Slack reads, so
+// an agent's answer can become it. block_actions, shortcuts, message
+// actions and dialog_cancellation are answered at once: Slack ignores their
+// body.
+var heldTypes = map[string]bool{
+	"slash_command":       true,
+	"view_submission":     true,
+	"view_closed":         true,
+	"block_suggestion":    true,
+	"interactive_message": true,
+	"dialog_submission":   true,
+	"dialog_suggestion":   true,
+}
+
+// holdsResponse reports whether Slack reads the response body of typ.
+func holdsResponse(typ string) bool { return heldTypes[typ] }
+
+// respondCapable reports whether an active agent of the list declared
+// inbox.respond recently enough (Agent.RespondUntil).
+func (s *Server) respondCapable(agents []*Agent) bool {
+	now := s.now()
+	for _, a := range agents {
+		if now.Before(a.AccessTokenExpiresAt) && now.Before(a.RespondUntil) {
+			return true
+		}
+	}
+	return false
+}
+
+// buildHeldEnvelope is buildEnvelope with "response_expected": true and
+// "respond_by" (Unix ms) added (protocol §8.2).
+func buildHeldEnvelope(source, typ string, ts, respondBy int64, payload []byte) []byte {
+	src, _ := json.Marshal(source)
+	ty, _ := json.Marshal(typ)
+	b := make([]byte, 0, len(payload)+len(src)+len(ty)+128)
+	b = append(b, `{"source":`...)
+	b = append(b, src...)
+	b = append(b, `,"type":`...)
+	b = append(b, ty...)
+	b = append(b, `,"broker_timestamp":`...)
+	b = strconv.AppendInt(b, ts, 10)
+	b = append(b, `,"response_expected":true,"respond_by":`...)
+	b = strconv.AppendInt(b, respondBy, 10)
+	b = append(b, `,"payload":`...)
+	b = append(b, payload...)
+	return append(b, '}')
+}
+
+// holdRequest queues a held request's copies and answers Slack with the
+// first agent's respond, or with an empty 200 at the deadline
+// (Config.SyncResponseTimeout after arrived). When the hold cannot be
+// registered the request is queued and answered at once, as without the
+// capability: the event is never lost for want of a hold.
+func (s *Server) holdRequest(w http.ResponseWriter, r *http.Request, arrived time.Time, org, typ string, payload []byte, agents []*Agent) {
+	ctx := r.Context()
+	timeout := s.cfg.SyncResponseTimeout
+	deadline := arrived.Add(timeout)
+	id, err := newHoldID()
+	var answers <-chan []byte
+	if err == nil {
+		answers, err = s.holds.hold(ctx, id, org, timeout+holdTombstone)
+	}
+	if err != nil {
+		s.logger(ctx).Warn("holding the Slack request failed; answered at once", "type", typ, "err", err)
+		if e := s.fanOut(ctx, org, "", protocol.SourceSlack, typ, payload, agents); e != nil {
+			s.fail(w, e)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	defer s.holds.release(id)
+	respondBy := s.now().Add(time.Until(deadline)).UnixMilli()
+	if e := s.fanOutHold(ctx, org, "", protocol.SourceSlack, typ, payload, agents, &heldCopy{id: id, respondBy: respondBy}); e != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCleanupTimeout)
+		_, _ = s.holds.expire(cctx, id)
+		cancel()
+		s.fail(w, e)
+		return
+	}
+	s.rm.held.Inc()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	var sealed []byte
+	select {
+	case sealed = <-answers:
+	case <-timer.C:
+		// The webhook's store deadline (withDeadline) may have passed
+		// already; this bookkeeping gets its own bound.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCleanupTimeout)
+		expired, err := s.holds.expire(cctx, id)
+		cancel()
+		if err != nil {
+			s.logger(ctx).Warn("marking a held request expired failed", "hold_id", id, "err", err)
+			expired = true
+		}
+		if !expired {
+			// A respond won just before the deadline; its answer is in flight.
+			grace := time.NewTimer(holdLostGrace)
+			select {
+			case sealed = <-answers:
+			case <-grace.C:
+				s.logger(ctx).Warn("held request answer claimed but not received; answered empty", "hold_id", id, "type", typ)
+			}
+			grace.Stop()
+		}
+	}
+	s.rm.holdSeconds.Observe(time.Since(arrived).Seconds())
+	if sealed == nil {
+		s.rm.expired.Inc()
+		s.logger(ctx).Info("held request answered empty at the deadline", "hold_id", id, "type", typ)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	body, err := s.keys.Box.OpenAnonymous(sealed)
+	if err != nil {
+		s.rm.expired.Inc()
+		s.logger(ctx).Error("held request answer does not open; answered empty", "hold_id", id)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	defer crypto.Wipe(body)
+	s.rm.answered.Inc()
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}

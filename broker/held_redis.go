@@ -1,0 +1,176 @@
+package broker
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sealrelay/sealrelay/crypto"
+)
+
+// redisHolds is the holdHub of Redis mode. A hold is the key
+// <state prefix>hold:<id> = <replica><org> (a pointer, never the answer),
+// set with a TTL a little past the deadline. A respond on any replica claims
+// it with one script that turns the record into an "answered" tombstone and
+// publishes <id><sealed answer> on the holding replica's channel
+// <state prefix>held:<replica>; the deadline turns it into an "expired"
+// tombstone instead. The wake-up is the same mechanism as the inbox's
+// (queue.RedisStore): one pub/sub subscription per process.
+type redisHolds struct {
+	rdb     redis.UniversalClient
+	prefix  string
+	replica string // 16 hex
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	ps      *redis.PubSub
+	waiting map[string]chan []byte
+	done    chan struct{}
+}
+
+// replicaIDLen is the length of the replica id inside a hold record.
+const replicaIDLen = 16
+
+// holdClaimScript: KEYS[1] hold key; ARGV org, channel prefix, tombstone
+// ms, payload. Returns a holdClaim.
+var holdClaimScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local kind = string.sub(v, 1, 2)
+if kind == 'e:' or kind == 'a:' then
+  if string.sub(v, 3) ~= ARGV[1] then return 0 end
+  if kind == 'e:' then return 2 end
+  return 3
+end
+if string.sub(v, 17) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], 'a:' .. ARGV[1], 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[2] .. string.sub(v, 1, 16), ARGV[4])
+return 1
+`)
+
+// holdExpireScript: KEYS[1] hold key; ARGV tombstone ms. Returns 1 when
+// the deadline decided the hold, 0 when a respond claimed it first.
+var holdExpireScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return 1 end
+local kind = string.sub(v, 1, 2)
+if kind == 'a:' then return 0 end
+if kind == 'e:' then return 1 end
+redis.call('SET', KEYS[1], 'e:' .. string.sub(v, 17), 'PX', ARGV[1])
+return 1
+`)
+
+func newRedisHolds(rdb redis.UniversalClient, prefix string, log *slog.Logger) (*redisHolds, error) {
+	b, err := crypto.RandomBytes(replicaIDLen / 2)
+	if err != nil {
+		return nil, fmt.Errorf("hold hub: replica id: %w", err)
+	}
+	return &redisHolds{rdb: rdb, prefix: prefix, replica: hex.EncodeToString(b), log: log,
+		waiting: map[string]chan []byte{}, done: make(chan struct{})}, nil
+}
+
+func (r *redisHolds) key(id string) string  { return r.prefix + "hold:" + id }
+func (r *redisHolds) channelPrefix() string { return r.prefix + "held:" }
+
+// subscribe starts the replica's subscription on first use, so a broker
+// that never holds (every Baudbot org) keeps no subscriber connection.
+func (r *redisHolds) subscribe(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ps != nil {
+		return nil
+	}
+	select {
+	case <-r.done:
+		return fmt.Errorf("hold hub closed")
+	default:
+	}
+	ch := r.channelPrefix() + r.replica
+	ps := r.rdb.Subscribe(ctx, ch)
+	if _, err := ps.Receive(ctx); err != nil {
+		_ = ps.Close()
+		return fmt.Errorf("hold hub: subscribe %s: %w", ch, err)
+	}
+	r.ps = ps
+	go r.listen(ps.Channel(redis.WithChannelSize(1024)))
+	return nil
+}
+
+func (r *redisHolds) listen(ch <-chan *redis.Message) {
+	for m := range ch {
+		p := m.Payload
+		if len(p) <= len(holdIDPrefix)+2*holdIDBytes {
+			continue
+		}
+		id, sealed := p[:len(holdIDPrefix)+2*holdIDBytes], []byte(p[len(holdIDPrefix)+2*holdIDBytes:])
+		r.mu.Lock()
+		c := r.waiting[id]
+		r.mu.Unlock()
+		if c == nil {
+			r.log.Warn("held request answer arrived after the request was answered", "hold_id", id)
+			continue
+		}
+		select {
+		case c <- sealed:
+		default:
+		}
+	}
+}
+
+func (r *redisHolds) hold(ctx context.Context, id, org string, ttl time.Duration) (<-chan []byte, error) {
+	if err := r.subscribe(ctx); err != nil {
+		return nil, err
+	}
+	c := make(chan []byte, 1)
+	r.mu.Lock()
+	r.waiting[id] = c
+	r.mu.Unlock()
+	if err := r.rdb.Set(ctx, r.key(id), r.replica+org, ttl).Err(); err != nil {
+		r.release(id)
+		return nil, fmt.Errorf("hold record: %w", err)
+	}
+	return c, nil
+}
+
+func (r *redisHolds) claim(ctx context.Context, id, org string, sealed []byte) (holdClaim, error) {
+	n, err := holdClaimScript.Run(ctx, r.rdb, []string{r.key(id)}, org, r.channelPrefix(),
+		holdTombstone.Milliseconds(), id+string(sealed)).Int()
+	if err != nil {
+		return claimNotHeld, fmt.Errorf("hold claim: %w", err)
+	}
+	return holdClaim(n), nil
+}
+
+func (r *redisHolds) expire(ctx context.Context, id string) (bool, error) {
+	n, err := holdExpireScript.Run(ctx, r.rdb, []string{r.key(id)}, holdTombstone.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("hold expire: %w", err)
+	}
+	return n == 1, nil
+}
+
+func (r *redisHolds) release(id string) {
+	r.mu.Lock()
+	delete(r.waiting, id)
+	r.mu.Unlock()
+}
+
+func (r *redisHolds) close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	select {
+	case <-r.done:
+		return nil
+	default:
+		close(r.done)
+	}
+	if r.ps != nil {
+		return r.ps.Close()
+	}
+	return nil
+}
