@@ -1,0 +1,488 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealrelay/sealrelay/internal/slackfake"
+)
+
+// syncApp is a Slack app that answers in its acks (bolt/socket.js, or the
+// slack-go socketmode app): the scenario waits for what it received and for
+// the reply it posted through the bridge's Web API.
+type syncApp interface {
+	waitKind(t *testing.T, kind string)
+	waitReply(t *testing.T) map[string]string
+}
+
+// boltSync adapts socket.js's JSON reports.
+type boltSync struct{ *jsonApp }
+
+func (b boltSync) waitKind(t *testing.T, kind string) {
+	t.Helper()
+	b.waitLine(t, "a "+kind, 20*time.Second, func(m map[string]any) bool { return m["kind"] == "received" && m["type"] == kind })
+}
+
+func (b boltSync) waitReply(t *testing.T) map[string]string {
+	t.Helper()
+	return boltApp(b).call(t, "chat.postMessage", 0)
+}
+
+// smGoSync adapts the slack-go Socket Mode app.
+type smGoSync struct{ *smGoApp }
+
+func (a smGoSync) waitKind(t *testing.T, kind string) { t.Helper(); a.waitReceived(t, kind, "") }
+
+func (a smGoSync) waitReply(t *testing.T) map[string]string {
+	t.Helper()
+	return a.waitCall(t, "chat.postMessage")
+}
+
+// startBolt starts bolt/socket.js with the given receiver ("socket" or
+// "http" on port) and waits until it is connected (Socket Mode: the bridge's
+// hello) and auth.test through the bridge answered the bot identity.
+func startBolt(t *testing.T, e *env, receiver string, port int) *jsonApp {
+	t.Helper()
+	node := requireBolt(t)
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "NODE_ENV=production",
+		"RECEIVER=" + receiver, "SLACK_API_URL=" + e.apiURL(),
+		"SLACK_APP_TOKEN=" + smAppToken, "SLACK_BOT_TOKEN=" + smBotToken}
+	if receiver == "http" {
+		env = append(env, "SIGNING_SECRET="+forwardSecret, "PORT="+strconv.Itoa(port))
+	}
+	app := startJSONApp(t, "bolt "+receiver+" app", boltDir, e.dir+"/bolt-"+receiver+".log", env, node, "socket.js")
+	l := app.waitLine(t, "Bolt to start", 20*time.Second, func(m map[string]any) bool {
+		return m["kind"] == "ready" || m["kind"] == "fatal"
+	})
+	if l["kind"] != "ready" {
+		if strings.Contains(fmt.Sprint(l["code"], l["message"]), "EADDRINUSE") {
+			app.stop(t)
+			return nil
+		}
+		t.Fatalf("Bolt (%s receiver) did not start: %v", receiver, l)
+	}
+	if l["user_id"] != botUserID || l["team_id"] != teamID {
+		t.Fatalf("Bolt started as %v; want the bot identity %s/%s answered by the bridge", l, teamID, botUserID)
+	}
+	return app
+}
+
+// TestSocketModeBolt runs a real Bolt for JavaScript Socket Mode app
+// (@slack/bolt 5.1.0, socketMode: true, apps/bolt/socket.js) through the
+// real broker and bridge binaries. Bolt is given only the bridge's API URL
+// (clientOptions.slackApiUrl, which Bolt also uses for
+// apps.connections.open) and tokens that are not Slack's. It receives an
+// event, a slash command and three interactions over the bridge's
+// WebSocket, acks them, and its ack payloads come back as the HTTP response
+// the broker gives Slack's request.
+func TestSocketModeBolt(t *testing.T) {
+	t.Parallel()
+	requireBolt(t)
+	e, r := appsDeploy(t)
+	botToken := realBotToken(t, e)
+	e.startSocketBridge()
+	app := startBolt(t, e, "socket", 0)
+	checkNoTokenInProcess(t, app, botToken)
+
+	syncScenario(t, e, r, boltSync{app}, "bolt")
+
+	checkTokens(t, e.fake.Calls(), botToken)
+	for _, l := range app.rawLines() {
+		if strings.Contains(l, botToken) {
+			t.Errorf("the Bolt app saw the bot token: %s", l)
+		}
+	}
+	checkRun(t, e, r, r)
+}
+
+// TestSocketModeSlackGo runs the same scenario with slack-go's socketmode
+// client: socketmode.New(slack.New(anyToken, slack.OptionAppLevelToken(anyAppToken),
+// slack.OptionAPIURL(bridge + "/api/"))).
+func TestSocketModeSlackGo(t *testing.T) {
+	t.Parallel()
+	e, r := appsDeploy(t)
+	botToken := realBotToken(t, e)
+	e.startSocketBridge()
+	app := startSMGoApp(t, e.apiURL())
+	who, err := app.api.AuthTest()
+	if err != nil {
+		t.Fatalf("auth.test through the bridge: %v", err)
+	}
+	if who.UserID != botUserID || who.TeamID != teamID {
+		t.Fatalf("auth.test through the bridge answered %s/%s, want %s/%s", who.TeamID, who.UserID, teamID, botUserID)
+	}
+
+	syncScenario(t, e, r, smGoSync{app}, "slack-go")
+
+	for _, rc := range app.snapshot() {
+		if rc.retry != 0 {
+			t.Errorf("%s %s arrived with retry_attempt %d; the app acked every envelope at once", rc.kind, rc.id, rc.retry)
+		}
+	}
+	checkTokens(t, e.fake.Calls(), botToken)
+	checkRun(t, e, r, r)
+}
+
+// TestSyncAnswerForwardBolt runs the scenario through forward mode: the
+// bridge POSTs each request to a Bolt HTTP app (apps/bolt/socket.js with
+// RECEIVER=http) and sends the body of Bolt's HTTP response (ack('text')
+// as {"text": ...}) to the broker as the answer.
+func TestSyncAnswerForwardBolt(t *testing.T) {
+	t.Parallel()
+	requireBolt(t)
+	e, r := appsDeploy(t)
+	botToken := realBotToken(t, e)
+	var app *jsonApp
+	for attempt := 0; app == nil; attempt++ {
+		if attempt == 3 {
+			t.Fatal("Bolt: no free port after 3 attempts")
+		}
+		if e.bridge != nil {
+			e.bridge.stop(t)
+		}
+		port := freePort(t)
+		e.startForwardBridge(fmt.Sprintf("http://127.0.0.1:%d/slack/events", port))
+		app = startBolt(t, e, "http", port)
+	}
+
+	syncScenario(t, e, r, boltSync{app}, "bolt")
+
+	checkTokens(t, e.fake.Calls(), botToken)
+	checkRun(t, e, r, r)
+}
+
+// TestSyncAnswerAcrossReplicas holds Slack's request on replica A while
+// the bridge polls replica B only, so the agent's respond arrives at B and
+// must reach the request held on A.
+func TestSyncAnswerAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.startReplica("A")
+	b := e.startReplica("B")
+	org, token := e.install(a)
+	e.register(b.url, org, token)
+	e.startSocketBridge()
+	app := startSMGoApp(t, e.apiURL())
+	app.prime(t, e, a)
+
+	for i, r := range []*replica{a, b, a} {
+		text := fmt.Sprintf("held on %s, %d", r.name, i)
+		ans, err := e.syncCommand(r, text, "trig-xr-"+strconv.Itoa(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkText(t, ans, "slash command held on "+r.name, "slack-go: ack for "+text)
+		app.waitReceived(t, "slash_command", text)
+	}
+	ans, err := e.syncInteraction(a, e.viewSubmissionPayload(appsChannel, appsNote, "trig-xr-view"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkViewErrors(t, ans, fmt.Sprintf("slack-go: %q is not allowed", appsNote))
+	checkRun(t, e, a, b)
+}
+
+// syncScenario posts, as Slack does, an app_mention, a slash command, a
+// block_actions click, a view_submission and a block_suggestion to replica
+// r, and checks that app received each and that the broker's HTTP response
+// to Slack is the app's ack payload. who prefixes the app's texts.
+func syncScenario(t *testing.T, e *env, r *replica, app syncApp, who string) {
+	t.Helper()
+	mark := len(e.fake.Calls())
+	e.fake.AddMessage(slackfake.Message{Channel: appsChannel, TS: mentionTS, Text: "<@" + botUserID + "> hello", User: "U0HUMAN"})
+	if err := e.postSlackEvent(r, "Ev0SYNC0001", map[string]any{"type": "app_mention", "user": "U0HUMAN",
+		"text": "<@" + botUserID + "> hello", "ts": mentionTS, "channel": appsChannel, "event_ts": mentionTS}); err != nil {
+		t.Fatal(err)
+	}
+	app.waitKind(t, "app_mention")
+	if reply := app.waitReply(t); reply["ts"] == "" {
+		t.Errorf("the threaded reply's answer carried no ts: %v", reply)
+	}
+	if got := findCall(t, callsSince(e, mark), "chat.postMessage", map[string]string{"channel": appsChannel, "thread_ts": mentionTS}); got.Params.Get("text") != who+": threaded reply" {
+		t.Errorf("threaded reply text %q", got.Params.Get("text"))
+	}
+
+	ans, err := e.syncCommand(r, "approve please", "trig-sync-command")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkText(t, ans, "/relay", who+": ack for approve please")
+	app.waitKind(t, "slash_command")
+
+	ans, err = e.syncInteraction(r, e.blockActionsPayload(appsChannel, clickTS, "approve", "trig-sync-click"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ans.body) != 0 {
+		t.Errorf("block_actions: the broker answered Slack with %q, want an empty 200 at once (not held)", ans.body)
+	}
+	app.waitKind(t, "block_actions")
+
+	ans, err = e.syncInteraction(r, e.viewSubmissionPayload(appsChannel, appsNote, "trig-sync-submit"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkViewErrors(t, ans, fmt.Sprintf("%s: %q is not allowed", who, appsNote))
+	app.waitKind(t, "view_submission")
+
+	ans, err = e.syncInteraction(r, e.blockSuggestionPayload("shi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first map[string]any
+	opts, _ := ans.json(t)["options"].([]any)
+	if len(opts) > 0 {
+		first, _ = opts[0].(map[string]any)
+	}
+	if text, _ := first["text"].(map[string]any); len(opts) != 1 || text["text"] != who+": shi" || first["value"] != "v1" {
+		t.Errorf("block_suggestion: the broker answered Slack with %s, want the app's one option %q", ans.body, who+": shi")
+	}
+	app.waitKind(t, "block_suggestion")
+}
+
+// checkText checks that Slack's response is the app's JSON answer with
+// text want.
+func checkText(t *testing.T, ans syncAnswer, what, want string) {
+	t.Helper()
+	if !strings.HasPrefix(ans.contentType, "application/json") {
+		t.Errorf("%s: the broker answered Slack with Content-Type %q, want application/json (body %q)", what, ans.contentType, ans.body)
+	}
+	if got := ans.json(t); got["text"] != want {
+		t.Errorf("%s: the broker answered Slack with %q, want the app's answer %q", what, ans.body, want)
+	}
+}
+
+// checkViewErrors checks that Slack's response to a view_submission is
+// response_action errors with the note field's error want.
+func checkViewErrors(t *testing.T, ans syncAnswer, want string) {
+	t.Helper()
+	got := ans.json(t)
+	errs, _ := got["errors"].(map[string]any)
+	if got["response_action"] != "errors" || errs["note"] != want {
+		t.Errorf("view_submission: the broker answered Slack with %q, want response_action errors with note %q", ans.body, want)
+	}
+}
+
+// syncAnswer is the HTTP response a Slack request received from the
+// broker.
+type syncAnswer struct {
+	status      int
+	contentType string
+	body        []byte
+	took        time.Duration
+}
+
+// json decodes the answer's body; an empty body is nil.
+func (a syncAnswer) json(t testing.TB) map[string]any {
+	t.Helper()
+	if len(a.body) == 0 {
+		return nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(a.body, &m); err != nil {
+		t.Fatalf("the broker answered Slack with %q (%s), not a JSON object: %v", a.body, a.contentType, err)
+	}
+	return m
+}
+
+// syncClient is Slack's side: it gives up after 3 s, as Slack does.
+var syncClient = &http.Client{Timeout: 3 * time.Second}
+
+// postSync posts body to path on replica r signed like Slack signs it and
+// returns the broker's HTTP response, which is what Slack would show.
+func postSync(r *replica, path, contentType string, body []byte) (syncAnswer, error) {
+	req, err := http.NewRequest(http.MethodPost, r.url+path, bytes.NewReader(body))
+	if err != nil {
+		return syncAnswer{}, err
+	}
+	req.Header.Set("Content-Type", contentType)
+	slackfake.SignRequest(req, signingSecret, time.Now(), body)
+	t0 := time.Now()
+	resp, err := syncClient.Do(req)
+	if err != nil {
+		return syncAnswer{}, fmt.Errorf("post %s to %s: %w", path, r.name, err)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	took := time.Since(t0)
+	if err != nil {
+		return syncAnswer{}, fmt.Errorf("post %s to %s: reading the answer: %w", path, r.name, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return syncAnswer{}, fmt.Errorf("post %s to %s: %s %s", path, r.name, resp.Status, answer)
+	}
+	return syncAnswer{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), body: answer, took: took}, nil
+}
+
+// commandBody is a signed slash command's form body.
+func (e *env) commandBody(command, text, channel, triggerID string) []byte {
+	return []byte(url.Values{"command": {command}, "text": {text}, "team_id": {e.orgID}, "team_domain": {"e2e"},
+		"user_id": {"U0HUMAN"}, "user_name": {"human"}, "channel_id": {channel}, "channel_name": {"apps"},
+		"api_app_id": {"A0FAKE001"}, "token": {"e2e-verification"}, "trigger_id": {triggerID},
+		"response_url": {"https://hooks.slack.invalid/commands/1"}}.Encode())
+}
+
+// interactionBody is an interactivity request's form body (payload=<json>).
+func interactionBody(payload map[string]any) []byte {
+	b, err := json.Marshal(payload)
+	if err != nil {
+		panic(err)
+	}
+	return []byte(url.Values{"payload": {string(b)}}.Encode())
+}
+
+// syncCommand posts a slash command and returns Slack's response.
+func (e *env) syncCommand(r *replica, text, triggerID string) (syncAnswer, error) {
+	return postSync(r, "/slack/commands", "application/x-www-form-urlencoded", e.commandBody("/relay", text, appsChannel, triggerID))
+}
+
+// syncInteraction posts an interaction and returns Slack's response.
+func (e *env) syncInteraction(r *replica, payload map[string]any) (syncAnswer, error) {
+	return postSync(r, "/slack/interactivity", "application/x-www-form-urlencoded", interactionBody(payload))
+}
+
+// blockSuggestionPayload asks for the options of the external select
+// action "pick" while the user typed value.
+func (e *env) blockSuggestionPayload(value string) map[string]any {
+	return map[string]any{
+		"type": "block_suggestion", "token": "e2e-verification", "api_app_id": "A0FAKE001",
+		"team":      map[string]any{"id": e.orgID, "domain": "e2e"},
+		"user":      map[string]any{"id": "U0HUMAN", "username": "human", "team_id": e.orgID},
+		"container": map[string]any{"type": "view", "view_id": "V0APPS0001"},
+		"action_id": "pick", "block_id": "pick_block", "value": value,
+		"view": map[string]any{"id": "V0APPS0001", "type": "modal", "callback_id": "relay_modal", "team_id": e.orgID},
+	}
+}
+
+// TestSyncAnswerLatency measures Slack request → agent answer → Slack
+// response through the real binaries: slash commands posted to the broker
+// at -sm.rate per second (open loop), each held until the slack-go Socket
+// Mode app's ack payload comes back through the bridge (POST
+// /api/inbox/respond). Phase "same replica" posts to the replica the
+// bridge polls; phase "cross replica" to the other one (the respond
+// reaches the held request over Redis). It prints the figures (run with
+// -v) and asserts only that every answer that came is the app's; how many
+// missed the broker's deadline (an empty 200) is reported, not asserted.
+func TestSyncAnswerLatency(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.startReplica("A")
+	b := e.startReplica("B")
+	org, token := e.install(a)
+	e.register(b.url, org, token)
+	e.startSocketBridge()
+	app := startSMGoApp(t, e.apiURL())
+	app.prime(t, e, a)
+	// Warm up: connections, caches, the app's first envelope.
+	for i, r := range []*replica{a, b, a, b} {
+		text := fmt.Sprintf("warm-up %d", i)
+		ans, err := e.syncCommand(r, text, "trig-warm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkText(t, ans, "warm-up command", "slack-go: ack for "+text)
+	}
+
+	n := smCount()
+	for _, phase := range []struct {
+		name string
+		post *replica
+	}{{"same replica", b}, {"cross replica", a}} {
+		d := make([]time.Duration, 0, n)
+		var mu sync.Mutex
+		missed := 0
+		openLoop(n, *smRate, func(i int) {
+			text := fmt.Sprintf("%s %d", phase.name, i)
+			ans, err := e.syncCommand(phase.post, text, "trig-lat")
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(ans.body) == 0 {
+				missed++
+				return
+			}
+			if got := ans.json(t)["text"]; got != "slack-go: ack for "+text {
+				t.Errorf("request %d: Slack got %q, want the app's answer to it", i, ans.body)
+			}
+			d = append(d, ans.took)
+		})
+		t.Logf("sync answer (Slack → broker %s → bridge polling %s → slack-go Socket Mode ack → respond → Slack), %s, %.0f requests/s, race=%v: %s; %d of %d missed the deadline",
+			phase.post.name, b.name, phase.name, *smRate, raceEnabled, latencies(d), missed, n)
+	}
+	// Every command reached the app (answered or not).
+	app.wait(t, "every command at the app", 30*time.Second, func() bool {
+		seen := map[string]bool{}
+		for _, r := range app.received {
+			if r.kind == "slash_command" {
+				seen[r.id] = true
+			}
+		}
+		return len(seen) == 4+2*n
+	})
+	checkRun(t, e, a, b)
+}
+
+// waitReceived waits for the first request of kind whose id is id ("" for
+// any) and returns it.
+func (a *smGoApp) waitReceived(t testing.TB, kind, id string) smReceipt {
+	t.Helper()
+	var got smReceipt
+	a.wait(t, "the slack-go Socket Mode app to receive "+kind+" "+id, 20*time.Second, func() bool {
+		for _, r := range a.received {
+			if r.kind == kind && (id == "" || r.id == id) {
+				got = r
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+// waitCall waits for the app's first chat.postMessage and fails the test
+// unless it succeeded.
+func (a *smGoApp) waitCall(t testing.TB, method string) map[string]string {
+	t.Helper()
+	var c goCall
+	a.wait(t, "the slack-go Socket Mode app's "+method, 20*time.Second, func() bool {
+		for _, x := range a.calls {
+			if x.method == method {
+				c = x
+				return true
+			}
+		}
+		return false
+	})
+	if c.err != nil {
+		t.Fatalf("slack-go Socket Mode app: %s failed: %v", method, c.err)
+	}
+	return c.detail
+}
+
+// prime posts an event through replica r and waits until the app has it.
+// The broker holds a request only once an agent declared inbox.respond in
+// a pull (protocol §8.2), and the bridge's first pull may still be on its
+// way when the app has connected; the pull that brought this event had
+// declared it, so requests posted after prime are held.
+func (a *smGoApp) prime(t *testing.T, e *env, r *replica) {
+	t.Helper()
+	id := "Ev0PRIME" + randHex(t, 4)
+	if err := e.postSlackEvent(r, id, map[string]any{"type": "reaction_added", "user": "U0HUMAN", "reaction": "eyes",
+		"item": map[string]any{"type": "message", "channel": appsChannel, "ts": mentionTS}, "event_ts": mentionTS}); err != nil {
+		t.Fatal(err)
+	}
+	a.waitReceived(t, "reaction_added", id)
+}
