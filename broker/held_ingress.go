@@ -124,8 +124,8 @@ func (s *Server) holdRequest(w http.ResponseWriter, r *http.Request, arrived tim
 			grace.Stop()
 		}
 	}
-	s.rm.holdSeconds.Observe(time.Since(arrived).Seconds())
 	if sealed == nil {
+		s.rm.holdSeconds.WithLabelValues("expired").Observe(time.Since(arrived).Seconds())
 		s.rm.expired.Inc()
 		s.logger(ctx).Info("held request answered empty at the deadline", "hold_id", id, "type", typ)
 		w.WriteHeader(http.StatusOK)
@@ -133,12 +133,14 @@ func (s *Server) holdRequest(w http.ResponseWriter, r *http.Request, arrived tim
 	}
 	body, err := s.keys.Box.OpenAnonymous(sealed)
 	if err != nil {
+		s.rm.holdSeconds.WithLabelValues("expired").Observe(time.Since(arrived).Seconds())
 		s.rm.expired.Inc()
 		s.logger(ctx).Error("held request answer does not open; answered empty", "hold_id", id)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
 	defer crypto.Wipe(body)
+	s.rm.holdSeconds.WithLabelValues("answered").Observe(time.Since(arrived).Seconds())
 	s.rm.answered.Inc()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))

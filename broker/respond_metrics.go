@@ -8,8 +8,8 @@ type respondMetrics struct {
 	answered    prometheus.Counter
 	expired     prometheus.Counter
 	late        prometheus.Counter
-	responds    *prometheus.CounterVec // outcome
-	holdSeconds prometheus.Histogram
+	responds    *prometheus.CounterVec   // outcome
+	holdSeconds *prometheus.HistogramVec // outcome: answered, expired
 }
 
 func newRespondMetrics(reg prometheus.Registerer) (*respondMetrics, error) {
@@ -24,9 +24,9 @@ func newRespondMetrics(reg prometheus.Registerer) (*respondMetrics, error) {
 			Help: "inbox.respond requests that came after their held request's deadline."}),
 		responds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sealrelay_broker_responds_total",
 			Help: "inbox.respond requests, by outcome."}, []string{"outcome"}),
-		holdSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sealrelay_broker_hold_duration_seconds",
-			Help:    "Time from a held Slack request's arrival to its answer.",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 1.5, 2, 2.5, 3}}),
+		holdSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "sealrelay_broker_hold_duration_seconds",
+			Help:    "Time from a held Slack request's arrival to its answer, by outcome (answered, expired).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 1.5, 2, 2.5, 3}}, []string{"outcome"}),
 	}
 	for _, c := range []prometheus.Collector{m.held, m.answered, m.expired, m.late, m.responds, m.holdSeconds} {
 		if err := reg.Register(c); err != nil {

@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -200,6 +201,10 @@ func TestRespondRejects(t *testing.T) {
 	if st, b := a.respondRaw(replayed); st != 200 {
 		t.Fatalf("first respond: %d %s", st, b)
 	}
+	var tr protocol.RespondRequest
+	_ = json.Unmarshal(a.respondBody(plain.ID, []byte(`{}`), a.now()), &tr)
+	tr.MessageID = "h" + strings.Repeat("1", 2*holdIDBytes)
+	tampered, _ := json.Marshal(tr)
 	big := append(append([]byte(`{"text":"`), bytes.Repeat([]byte("a"), MaxRespondBody)...), `"}`...)
 	tests := []struct {
 		name   string
@@ -210,9 +215,10 @@ func TestRespondRejects(t *testing.T) {
 	}{
 		{"not JSON", a.token, []byte("{"), 400, protocol.ErrInvalidJSON},
 		{"no token", "", a.respondBody(plain.ID, []byte(`{}`), a.now()), 401, protocol.ErrMissingToken},
-		{"bad signature", a.token, a.signRespond(plain.ID, "AAAA", "AAAA", a.now()), 403, protocol.ErrInvalidSignature},
+		{"bad signature", a.token, tampered, 403, protocol.ErrInvalidSignature},
 		{"message_id format", a.token, a.respondBody("m#1", []byte(`{}`), a.now()), 400, "invalid message_id"},
 		{"replay", a.token, replayed, 409, protocol.ErrReplay},
+		{"nonce format", a.token, a.signRespond(plain.ID, "AAAA", "AAAA", a.now()), 400, "invalid nonce"},
 		{"oversize", a.token, a.respondBody(plain.ID, big, a.now()), 400, "at most 65536 bytes"},
 		{"array", a.token, a.respondBody(plain.ID, []byte(`[1]`), a.now()), 400, "JSON object"},
 		{"string", a.token, a.respondBody(plain.ID, []byte(`"hi"`), a.now()), 400, "JSON object"},
@@ -308,7 +314,8 @@ func TestRespondEmbedded(t *testing.T) {
 	t.Cleanup(func() { _ = q.Close() })
 	h := &harness{t: t, clock: &testClock{}, logs: &syncBuffer{}, keys: newTestKeys(t)}
 	srv, err := New(Config{PublicURL: "http://broker.example", SlackClientID: testClientID, SlackClientSecret: testClientSecret,
-		SlackSigningSecret: testSigningSecret, SyncResponseTimeout: MaxSyncResponseTimeout}, st, q, h.keys, nil, prometheus.NewRegistry())
+		SlackSigningSecret: testSigningSecret, SyncResponseTimeout: MaxSyncResponseTimeout}, st, q, h.keys,
+		slog.New(slog.NewJSONHandler(h.logs, nil)), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

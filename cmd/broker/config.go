@@ -134,6 +134,8 @@ var settings = []setting{
 		Usage: "per-agent /api/call bucket for every other method (views.*, assistant.threads.*, ...) (0 = no limit)"},
 	{Name: "call-max-response", Env: "SEALRELAY_CALL_MAX_RESPONSE", Default: defaultCallMaxResponse, Arg: "BYTES",
 		Usage: "largest Slack answer /api/call relays; a larger one is refused with 502 response_too_large, never truncated"},
+	{Name: "sync-response-timeout", Env: "SEALRELAY_SYNC_RESPONSE_TIMEOUT", Default: defaultSyncResponseTimeout, Arg: "DURATION",
+		Usage: "how long a slash command or modal submission is held for an agent's inbox.respond (only for orgs whose agents declared it; Slack gives up after 3s)"},
 	{Name: "max-polls-per-agent", Env: "SEALRELAY_MAX_POLLS_PER_AGENT", Default: defaultMaxPolls, Arg: "N",
 		Usage: "concurrent long polls allowed per agent (more are refused with 429)"},
 	{Name: "shutdown-timeout", Env: "SEALRELAY_SHUTDOWN_TIMEOUT", Default: defaultShutdownTimeout, Arg: "DURATION",
@@ -318,6 +320,8 @@ type config struct {
 	MaxPollsPerAgent   int
 	ShutdownTimeout    time.Duration
 	Call               callConfig
+	// SyncResponseTimeout is --sync-response-timeout.
+	SyncResponseTimeout time.Duration
 	// Warnings are logged once the logger exists.
 	Warnings []string
 }
@@ -455,6 +459,7 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 	}
 	c.SendBurst = r.intRange(settingByName("send-burst"), r.get(settingByName("send-burst")), 1, 1_000_000)
 	r.call(&c.Call)
+	r.respond(c)
 	c.MaxPollsPerAgent = r.intRange(settingByName("max-polls-per-agent"), r.get(settingByName("max-polls-per-agent")), 1, 1000)
 	s, v = get("shutdown-timeout")
 	if d, err := parseDays(v.text); err != nil || d <= 0 {

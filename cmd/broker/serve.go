@@ -136,6 +136,7 @@ func brokerConfig(cfg *config) broker.Config {
 		CallReadRate:         cfg.Call.ReadRate,
 		CallOtherRate:        cfg.Call.OtherRate,
 		CallMaxResponse:      cfg.Call.MaxResponse,
+		SyncResponseTimeout:  cfg.SyncResponseTimeout,
 	}
 }
 
