@@ -231,6 +231,9 @@ type Config struct {
 	// socketAckTimeout is how long an envelope waits for its ack before it
 	// is redelivered (3 s, as Slack's; shorter in tests).
 	socketAckTimeout time.Duration
+	// socketRefresh is how long a Socket Mode connection lives before the
+	// client is asked to reconnect (2 h; shorter in tests).
+	socketRefresh time.Duration
 
 	// Stream enables the SSE stream on GET /events. StreamBuffer is how many
 	// events it keeps for late consumers (1000).
@@ -294,6 +297,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.socketAckTimeout == 0 {
 		c.socketAckTimeout = 3 * time.Second
+	}
+	if c.socketRefresh == 0 {
+		c.socketRefresh = socketRefreshAfter
 	}
 	if c.StreamBuffer == 0 {
 		c.StreamBuffer = 1000

@@ -40,3 +40,10 @@ var (
 	AnswerFromSocket = func(p []byte) ([]byte, error) { return answerFromSocket(p) }
 	AnswerFromHTTP   = answerFromHTTP
 )
+
+// WithSocketRefresh returns cfg with another Socket Mode connection
+// lifetime (2 h by default).
+func WithSocketRefresh(cfg Config, d time.Duration) Config {
+	cfg.socketRefresh = d
+	return cfg
+}

@@ -225,7 +225,7 @@ func (h *socketHub) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	hello, _ := json.Marshal(map[string]any{
 		"type": "hello", "num_connections": n,
-		"debug_info":      map[string]any{"host": "sealrelay-bridge", "approximate_connection_time": int(socketRefreshAfter / time.Second)},
+		"debug_info":      map[string]any{"host": "sealrelay-bridge", "approximate_connection_time": int(h.b.cfg.socketRefresh / time.Second)},
 		"connection_info": map[string]any{"app_id": h.currentAppID()},
 	})
 	if err := c.write(websocket.TextMessage, hello); err != nil {
@@ -238,9 +238,9 @@ func (h *socketHub) serveWS(w http.ResponseWriter, r *http.Request) {
 }
 
 // socketRefreshAfter is how long a connection lives before the bridge asks
-// the client to reconnect (refresh_requested), as Slack does. A variable
-// for tests.
-var socketRefreshAfter = 2 * time.Hour
+// the client to reconnect (refresh_requested), as Slack does
+// (Config.socketRefresh overrides it in tests).
+const socketRefreshAfter = 2 * time.Hour
 
 func (h *socketHub) currentAppID() string {
 	h.mu.Lock()
@@ -341,7 +341,7 @@ func (h *socketHub) disconnect(c *socketConn, reason string) {
 func (h *socketHub) pinger(c *socketConn) {
 	t := time.NewTicker(socketPingInterval)
 	defer t.Stop()
-	refresh := time.NewTimer(socketRefreshAfter)
+	refresh := time.NewTimer(h.b.cfg.socketRefresh)
 	defer refresh.Stop()
 	for {
 		select {

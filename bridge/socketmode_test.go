@@ -69,13 +69,21 @@ func connectApp(t testing.TB, base string) *smApp {
 			case <-ctx.Done():
 				return
 			case ev := <-c.Events:
+				var to chan socketmode.Event
 				switch ev.Type {
 				case socketmode.EventTypeEventsAPI, socketmode.EventTypeInteractive, socketmode.EventTypeSlashCommand:
-					a.requests <- ev
+					to = a.requests
 				case socketmode.EventTypeHello:
-					a.hellos <- ev
+					to = a.hellos
 				case socketmode.EventTypeDisconnect:
-					a.discos <- ev
+					to = a.discos
+				default:
+					continue
+				}
+				select {
+				case to <- ev:
+				case <-ctx.Done():
+					return
 				}
 			}
 		}
@@ -437,4 +445,66 @@ func TestSocketModeHandshakeAndShutdown(t *testing.T) {
 	}
 	c.Close() // the bridge stops waiting for the close handshake
 	<-closed
+}
+
+// With a local API token, apps.connections.open wants that token as the
+// app-level token; anything else is answered like Slack (invalid_auth).
+func TestSocketModeOpenWithLocalToken(t *testing.T) {
+	t.Parallel()
+	const local = "local-token-0123456789abcdef"
+	sb := startSocketBridge(t, 3*time.Second, func(c *bridge.Config) { c.LocalToken = local })
+	cases := []struct{ token, want string }{
+		{"", "not_authed"},
+		{"xapp-any", "invalid_auth"},
+		{local, ""},
+	}
+	for _, tc := range cases {
+		req, _ := http.NewRequest(http.MethodPost, sb.base+"/api/apps.connections.open", strings.NewReader("{}"))
+		req.Header.Set("Content-Type", "application/json")
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			OK    bool   `json:"ok"`
+			Error string `json:"error"`
+			URL   string `json:"url"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if tc.want == "" {
+			if !out.OK || !strings.Contains(out.URL, bridge.SocketModePath+"?ticket=") {
+				t.Fatalf("local token: %+v", out)
+			}
+			continue
+		}
+		if out.OK || out.Error != tc.want {
+			t.Fatalf("token %q: %+v, want %s", tc.token, out, tc.want)
+		}
+	}
+	// A slack-go app with the local token as its app-level token connects.
+	api := slack.New(local, slack.OptionAppLevelToken(local), slack.OptionAPIURL(sb.base+"/api/"))
+	info, u, err := socketmode.New(api).OpenContext(context.Background())
+	if err != nil || info == nil || !strings.HasPrefix(u, "ws://") {
+		t.Fatalf("OpenContext: %v %q", err, u)
+	}
+}
+
+// After its lifetime a connection gets disconnect (refresh_requested); the
+// slack-go client reconnects by itself and keeps receiving events (the
+// raw protocol message is checked in TestSocketModeHandshakeAndShutdown).
+func TestSocketModeRefreshReconnects(t *testing.T) {
+	t.Parallel()
+	sb := startSocketBridge(t, 3*time.Second, func(c *bridge.Config) { *c = bridge.WithSocketRefresh(*c, 300*time.Millisecond) })
+	app := connectApp(t, sb.base)
+	// slack-go handles disconnect itself (no event): it reconnects, which
+	// the bridge greets with a new hello.
+	app.hello(t) // reconnected
+	id := sb.fb.Enqueue(slackEvent("after refresh", "C0EVT0001", "1700000000.000500"))
+	ev := app.next(t)
+	app.ack(t, ev, nil)
+	waitFor(t, sb.fb, "ack", func() bool { return equalStrings(sb.fb.Acked(), []string{id}) })
 }
