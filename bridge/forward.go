@@ -149,15 +149,7 @@ func (b *Bridge) forward(ctx context.Context, p *prepared) ([]byte, error) {
 		return fail(why, fmt.Errorf("forward to local app: %v", unwrapURLError(err)))
 	}
 	defer resp.Body.Close()
-	limited := io.LimitReader(resp.Body, MaxRespondSize+1)
-	var answerBody []byte
-	if p.held.ResponseExpected {
-		answerBody, err = io.ReadAll(limited)
-		if err != nil {
-			return fail("http_timeout", fmt.Errorf("forward: reading the local app's answer: %v", unwrapURLError(err)))
-		}
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	defer func() { _, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) }()
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode <= 299:
 	case resp.Header.Get("X-Slack-No-Retry") == "1":
@@ -173,6 +165,15 @@ func (b *Bridge) forward(ctx context.Context, p *prepared) ([]byte, error) {
 			})
 		}
 		return fail("http_error", fmt.Errorf("%w: HTTP %d", errForwardRejected, resp.StatusCode))
+	}
+	if !p.held.ResponseExpected {
+		return nil, nil
+	}
+	// Delivered (2xx); only the answer depends on reading the body.
+	answerBody, err := io.ReadAll(io.LimitReader(resp.Body, MaxRespondSize+1))
+	if err != nil {
+		b.log.Warn("reading the local app's answer failed; Slack gets no answer", "message_id", ev.MessageID, "err", unwrapURLError(err))
+		return nil, nil
 	}
 	if len(answerBody) > MaxRespondSize {
 		b.log.Warn("the local app's answer is larger than 64 KiB; not sent to Slack", "message_id", ev.MessageID)
