@@ -192,6 +192,54 @@ func TestSyncAnswerAcrossReplicas(t *testing.T) {
 	checkRun(t, e, a, b)
 }
 
+// TestSyncAnswerLate has the app ack a held slash command only after the
+// broker's deadline passed (--sync-response-timeout 1s) and Slack got its
+// empty 200: the late answer is still sent, refused as late by the broker
+// (delivered: false) and logged once on both sides, never silently dropped;
+// the next command is answered as usual.
+func TestSyncAnswerLate(t *testing.T) {
+	t.Parallel()
+	e, r := appsDeploy(t, "--sync-response-timeout", "1s")
+	e.startSocketBridge()
+	app := startSMGoApp(t, e.apiURL())
+	app.prime(t, e, r)
+	release := make(chan struct{})
+	app.mu.Lock()
+	app.beforeAck = func(text string) {
+		if text == "too slow" {
+			<-release
+		}
+	}
+	app.mu.Unlock()
+
+	ans, err := e.syncCommand(r, "too slow", "trig-late")
+	close(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ans.body) != 0 {
+		t.Errorf("the broker answered Slack with %q before the app answered, want an empty 200 at the deadline", ans.body)
+	}
+	const brokerLate, bridgeLate = "respond came after the held request's deadline", "the app answered after respond_by"
+	waitFor(t, "the late answer logged by the broker and the bridge", 20*time.Second, func() bool {
+		return countLines(r.proc, brokerLate) > 0 && countLines(e.bridge, bridgeLate) > 0
+	})
+	app.waitReceived(t, "slash_command", "too slow")
+
+	ans, err = e.syncCommand(r, "on time", "trig-on-time")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkText(t, ans, "the command after the late one", "slack-go: ack for on time")
+	if n := countLines(r.proc, brokerLate); n != 1 {
+		t.Errorf("the broker logged %d late answers, want 1", n)
+	}
+	if n := countLines(e.bridge, bridgeLate); n != 1 {
+		t.Errorf("the bridge logged %d late answers, want 1", n)
+	}
+	checkRun(t, e, r, r)
+}
+
 // syncScenario posts, as Slack does, an app_mention, a slash command, a
 // block_actions click, a view_submission and a block_suggestion to replica
 // r, and checks that app received each and that the broker's HTTP response

@@ -94,6 +94,9 @@ type smGoApp struct {
 	calls     []goCall
 	errs      []string
 	changed   chan struct{}
+	// beforeAck, when set, is called with a slash command's text before
+	// the app acks it (a slow app).
+	beforeAck func(text string)
 }
 
 // startSMGoApp connects a slack-go Socket Mode app to the bridge whose Web
@@ -179,6 +182,12 @@ func (a *smGoApp) loop(ctx context.Context) {
 			a.onEvent(ctx, evt, at)
 		case socketmode.EventTypeSlashCommand:
 			cmd, _ := evt.Data.(slack.SlashCommand)
+			a.mu.Lock()
+			before := a.beforeAck
+			a.mu.Unlock()
+			if before != nil {
+				before(cmd.Text)
+			}
 			a.ack(evt, map[string]any{"response_type": "ephemeral", "text": "slack-go: ack for " + cmd.Text})
 			a.record(smReceipt{kind: "slash_command", id: cmd.Text, at: at}, evt)
 		case socketmode.EventTypeInteractive:
