@@ -72,6 +72,11 @@ func buildHeldEnvelope(source, typ string, ts, respondBy int64, payload []byte) 
 // capability: the event is never lost for want of a hold.
 func (s *Server) holdRequest(w http.ResponseWriter, r *http.Request, arrived time.Time, org, typ string, payload []byte, agents []*Agent) {
 	ctx := r.Context()
+	if !s.beginHold() {
+		s.answerAtOnce(ctx, w, org, typ, payload, agents)
+		return
+	}
+	defer s.holdWG.Done()
 	timeout := s.cfg.SyncResponseTimeout
 	deadline := arrived.Add(timeout)
 	id, err := newHoldID()
@@ -81,11 +86,7 @@ func (s *Server) holdRequest(w http.ResponseWriter, r *http.Request, arrived tim
 	}
 	if err != nil {
 		s.logger(ctx).Warn("holding the Slack request failed; answered at once", "type", typ, "err", err)
-		if e := s.fanOut(ctx, org, "", protocol.SourceSlack, typ, payload, agents); e != nil {
-			s.fail(w, e)
-			return
-		}
-		w.WriteHeader(http.StatusOK)
+		s.answerAtOnce(ctx, w, org, typ, payload, agents)
 		return
 	}
 	defer s.holds.release(id)
@@ -146,4 +147,27 @@ func (s *Server) holdRequest(w http.ResponseWriter, r *http.Request, arrived tim
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
+}
+
+// beginHold joins a held request to holdWG unless the server is shutting
+// down (then the request is answered at once). Under pollsMu, so no hold
+// joins after Shutdown started waiting.
+func (s *Server) beginHold() bool {
+	s.pollsMu.Lock()
+	defer s.pollsMu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.holdWG.Add(1)
+	return true
+}
+
+// answerAtOnce queues the copies without a hold and answers Slack with the
+// empty 200 of section 5.
+func (s *Server) answerAtOnce(ctx context.Context, w http.ResponseWriter, org, typ string, payload []byte, agents []*Agent) {
+	if e := s.fanOut(ctx, org, "", protocol.SourceSlack, typ, payload, agents); e != nil {
+		s.fail(w, e)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
 }

@@ -58,7 +58,8 @@ type Server struct {
 	// onLongPoll, when set (tests), is called when a pull starts waiting.
 	onLongPoll func(agentID string)
 
-	holds holdHub // held Slack requests (protocol §8.2, held.go)
+	holds  holdHub        // held Slack requests (protocol §8.2, held.go)
+	holdWG sync.WaitGroup // held requests in flight; joined under pollsMu like pollWG
 }
 
 // New builds a Server. st and q must be ready to use; the Server does not
@@ -172,10 +173,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing = true
 	s.pollsMu.Unlock()
 	s.shutdownOnce.Do(func() { close(s.shutdown) })
-	defer func() { _ = s.holds.close() }()
 	done := make(chan struct{})
 	go func() {
 		s.pollWG.Wait()
+		s.holdWG.Wait() // held Slack requests end by their deadline
+		_ = s.holds.close()
 		close(done)
 	}()
 	select {
