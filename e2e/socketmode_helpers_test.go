@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealrelay/sealrelay/internal/slackfake"
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
 )
@@ -70,11 +75,10 @@ func (ag *agent) startForwardBridge(forwardURL string) {
 
 // smReceipt is one request a Socket Mode app received.
 type smReceipt struct {
-	kind    string // events_api type (app_mention) or interaction/command kind
-	id      string // event id, command text or view note
-	retry   int    // the envelope's retry_attempt
-	at      time.Time
-	payload json.RawMessage
+	kind  string // events_api type (app_mention) or interaction/command kind
+	id    string // event id, command text or view note
+	retry int    // the envelope's retry_attempt
+	at    time.Time
 }
 
 // smGoApp is a Slack app written with slack-go's socketmode package the way
@@ -231,7 +235,7 @@ func (a *smGoApp) ack(evt socketmode.Event, payload any) {
 
 func (a *smGoApp) record(r smReceipt, evt socketmode.Event) {
 	if evt.Request != nil {
-		r.retry, r.payload = evt.Request.RetryAttempt, evt.Request.Payload
+		r.retry = evt.Request.RetryAttempt
 	}
 	a.note(func() { a.received = append(a.received, r) })
 }
@@ -261,4 +265,147 @@ func (a *smGoApp) onEvent(ctx context.Context, evt socketmode.Event, at time.Tim
 			a.calls = append(a.calls, goCall{method: "chat.postMessage", err: err, detail: map[string]string{"channel": ch, "ts": ts}})
 		})
 	})
+}
+
+// syncAnswer is the HTTP response a Slack request received from the
+// broker.
+type syncAnswer struct {
+	status      int
+	contentType string
+	body        []byte
+	took        time.Duration
+}
+
+// json decodes the answer's body; an empty body is nil.
+func (a syncAnswer) json(t testing.TB) map[string]any {
+	t.Helper()
+	if len(a.body) == 0 {
+		return nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(a.body, &m); err != nil {
+		t.Fatalf("the broker answered Slack with %q (%s), not a JSON object: %v", a.body, a.contentType, err)
+	}
+	return m
+}
+
+// syncClient is Slack's side: it gives up after 3 s, as Slack does.
+var syncClient = &http.Client{Timeout: 3 * time.Second}
+
+// postSync posts body to path on replica r signed like Slack signs it and
+// returns the broker's HTTP response, which is what Slack would show.
+func postSync(r *replica, path, contentType string, body []byte) (syncAnswer, error) {
+	req, err := http.NewRequest(http.MethodPost, r.url+path, bytes.NewReader(body))
+	if err != nil {
+		return syncAnswer{}, err
+	}
+	req.Header.Set("Content-Type", contentType)
+	slackfake.SignRequest(req, signingSecret, time.Now(), body)
+	t0 := time.Now()
+	resp, err := syncClient.Do(req)
+	if err != nil {
+		return syncAnswer{}, fmt.Errorf("post %s to %s: %w", path, r.name, err)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	took := time.Since(t0)
+	if err != nil {
+		return syncAnswer{}, fmt.Errorf("post %s to %s: reading the answer: %w", path, r.name, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return syncAnswer{}, fmt.Errorf("post %s to %s: %s %s", path, r.name, resp.Status, answer)
+	}
+	return syncAnswer{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), body: answer, took: took}, nil
+}
+
+// commandBody is a signed slash command's form body.
+func (e *env) commandBody(command, text, channel, triggerID string) []byte {
+	return []byte(url.Values{"command": {command}, "text": {text}, "team_id": {e.orgID}, "team_domain": {"e2e"},
+		"user_id": {"U0HUMAN"}, "user_name": {"human"}, "channel_id": {channel}, "channel_name": {"apps"},
+		"api_app_id": {"A0FAKE001"}, "token": {"e2e-verification"}, "trigger_id": {triggerID},
+		"response_url": {"https://hooks.slack.invalid/commands/1"}}.Encode())
+}
+
+// interactionBody is an interactivity request's form body (payload=<json>).
+func interactionBody(payload map[string]any) []byte {
+	b, err := json.Marshal(payload)
+	if err != nil {
+		panic(err)
+	}
+	return []byte(url.Values{"payload": {string(b)}}.Encode())
+}
+
+// syncCommand posts a slash command and returns Slack's response.
+func (e *env) syncCommand(r *replica, text, triggerID string) (syncAnswer, error) {
+	return postSync(r, "/slack/commands", "application/x-www-form-urlencoded", e.commandBody("/relay", text, appsChannel, triggerID))
+}
+
+// syncInteraction posts an interaction and returns Slack's response.
+func (e *env) syncInteraction(r *replica, payload map[string]any) (syncAnswer, error) {
+	return postSync(r, "/slack/interactivity", "application/x-www-form-urlencoded", interactionBody(payload))
+}
+
+// blockSuggestionPayload asks for the options of the external select
+// action "pick" while the user typed value.
+func (e *env) blockSuggestionPayload(value string) map[string]any {
+	return map[string]any{
+		"type": "block_suggestion", "token": "e2e-verification", "api_app_id": "A0FAKE001",
+		"team":      map[string]any{"id": e.orgID, "domain": "e2e"},
+		"user":      map[string]any{"id": "U0HUMAN", "username": "human", "team_id": e.orgID},
+		"container": map[string]any{"type": "view", "view_id": "V0APPS0001"},
+		"action_id": "pick", "block_id": "pick_block", "value": value,
+		"view": map[string]any{"id": "V0APPS0001", "type": "modal", "callback_id": "relay_modal", "team_id": e.orgID},
+	}
+}
+
+// waitReceived waits for the first request of kind whose id is id ("" for
+// any) and returns it.
+func (a *smGoApp) waitReceived(t testing.TB, kind, id string) smReceipt {
+	t.Helper()
+	var got smReceipt
+	a.wait(t, "the slack-go Socket Mode app to receive "+kind+" "+id, 20*time.Second, func() bool {
+		for _, r := range a.received {
+			if r.kind == kind && (id == "" || r.id == id) {
+				got = r
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+// waitCall waits for the app's first chat.postMessage and fails the test
+// unless it succeeded.
+func (a *smGoApp) waitCall(t testing.TB, method string) map[string]string {
+	t.Helper()
+	var c goCall
+	a.wait(t, "the slack-go Socket Mode app's "+method, 20*time.Second, func() bool {
+		for _, x := range a.calls {
+			if x.method == method {
+				c = x
+				return true
+			}
+		}
+		return false
+	})
+	if c.err != nil {
+		t.Fatalf("slack-go Socket Mode app: %s failed: %v", method, c.err)
+	}
+	return c.detail
+}
+
+// prime posts an event through replica r and waits until the app has it.
+// The broker holds a request only once an agent declared inbox.respond in
+// a pull (protocol §8.2), and the bridge's first pull may still be on its
+// way when the app has connected; the pull that brought this event had
+// declared it, so requests posted after prime are held.
+func (a *smGoApp) prime(t *testing.T, e *env, r *replica) {
+	t.Helper()
+	id := "Ev0PRIME" + randHex(t, 4)
+	if err := e.postSlackEvent(r, id, map[string]any{"type": "reaction_added", "user": "U0HUMAN", "reaction": "eyes",
+		"item": map[string]any{"type": "message", "channel": appsChannel, "ts": mentionTS}, "event_ts": mentionTS}); err != nil {
+		t.Fatal(err)
+	}
+	a.waitReceived(t, "reaction_added", id)
 }

@@ -194,3 +194,74 @@ func readSSETimes(ctx context.Context, api string, connected chan<- struct{}, go
 	}
 	return sc.Err()
 }
+
+// TestSyncAnswerLatency measures Slack request → agent answer → Slack
+// response through the real binaries: slash commands posted to the broker
+// at -sm.rate per second (open loop), each held until the slack-go Socket
+// Mode app's ack payload comes back through the bridge (POST
+// /api/inbox/respond). Phase "same replica" posts to the replica the
+// bridge polls; phase "cross replica" to the other one (the respond
+// reaches the held request over Redis). It prints the figures (run with
+// -v) and asserts only that every answer that came is the app's; how many
+// missed the broker's deadline (an empty 200) is reported, not asserted.
+func TestSyncAnswerLatency(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.startReplica("A")
+	b := e.startReplica("B")
+	org, token := e.install(a)
+	e.register(b.url, org, token)
+	e.startSocketBridge()
+	app := startSMGoApp(t, e.apiURL())
+	app.prime(t, e, a)
+	// Warm up: connections, caches, the app's first envelope.
+	for i, r := range []*replica{a, b, a, b} {
+		text := fmt.Sprintf("warm-up %d", i)
+		ans, err := e.syncCommand(r, text, "trig-warm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkText(t, ans, "warm-up command", "slack-go: ack for "+text)
+	}
+
+	n := smCount()
+	for _, phase := range []struct {
+		name string
+		post *replica
+	}{{"same replica", b}, {"cross replica", a}} {
+		d := make([]time.Duration, 0, n)
+		var mu sync.Mutex
+		missed := 0
+		openLoop(n, *smRate, func(i int) {
+			text := fmt.Sprintf("%s %d", phase.name, i)
+			ans, err := e.syncCommand(phase.post, text, "trig-lat")
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(ans.body) == 0 {
+				missed++
+				return
+			}
+			if got := ans.json(t)["text"]; got != "slack-go: ack for "+text {
+				t.Errorf("request %d: Slack got %q, want the app's answer to it", i, ans.body)
+			}
+			d = append(d, ans.took)
+		})
+		t.Logf("sync answer (Slack → broker %s → bridge polling %s → slack-go Socket Mode ack → respond → Slack), %s, %.0f requests/s, race=%v: %s; %d of %d missed the deadline",
+			phase.post.name, b.name, phase.name, *smRate, raceEnabled, latencies(d), missed, n)
+	}
+	// Every command reached the app (answered or not).
+	app.wait(t, "every command at the app", 30*time.Second, func() bool {
+		seen := map[string]bool{}
+		for _, r := range app.received {
+			if r.kind == "slash_command" {
+				seen[r.id] = true
+			}
+		}
+		return len(seen) == 4+2*n
+	})
+	checkRun(t, e, a, b)
+}
