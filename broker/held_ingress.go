@@ -15,6 +15,7 @@ import (
 type heldCopy struct {
 	id        string // hold id, also the message id of every copy
 	respondBy int64  // Unix ms
+	stored    int    // copies fanOutHold stored
 }
 
 // heldTypes are the payload types whose HTTP response body Slack reads, so
@@ -91,11 +92,17 @@ func (s *Server) holdRequest(w http.ResponseWriter, r *http.Request, arrived tim
 	}
 	defer s.holds.release(id)
 	respondBy := s.now().Add(time.Until(deadline)).UnixMilli()
-	if e := s.fanOutHold(ctx, org, "", protocol.SourceSlack, typ, payload, agents, &heldCopy{id: id, respondBy: respondBy}); e != nil {
+	hc := &heldCopy{id: id, respondBy: respondBy}
+	if e := s.fanOutHold(ctx, org, "", protocol.SourceSlack, typ, payload, agents, hc); e != nil || hc.stored == 0 {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCleanupTimeout)
 		_, _ = s.holds.expire(cctx, id)
 		cancel()
-		s.fail(w, e)
+		if e != nil {
+			s.fail(w, e)
+			return
+		}
+		// Every copy was dropped (full inboxes): no agent can answer.
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	s.rm.held.Inc()

@@ -207,6 +207,9 @@ func (s *Server) fanOutHold(ctx context.Context, org, eventID, source, typ strin
 		a := active[i]
 		switch {
 		case err == nil:
+			if h != nil {
+				h.stored++
+			}
 			s.m.eventsQueued.Inc()
 			s.depth.track(a.ID, org)
 		case errors.Is(err, queue.ErrInboxFull):
