@@ -495,6 +495,7 @@ func (f *FakeBroker) pull(w http.ResponseWriter, r *http.Request) {
 		fail(w, Failure{Status: 400, Message: protocol.ErrUnsupportedVersion})
 		return
 	}
+	signedWait := wait // the signature covers the requested wait, not the one left
 	deadline := time.NewTimer(time.Duration(wait) * time.Second)
 	defer deadline.Stop()
 	for {
@@ -506,7 +507,7 @@ func (f *FakeBroker) pull(w http.ResponseWriter, r *http.Request) {
 			fail(w, fl)
 			return
 		}
-		if !f.authLocked(w, r, req.OrgID, req.WorkspaceID, req.Timestamp, protocol.PullSigningBytes(f.OrgID, req.Timestamp, maxM, wait), req.Signature) {
+		if !f.authLocked(w, r, req.OrgID, req.WorkspaceID, req.Timestamp, protocol.PullSigningBytes(f.OrgID, req.Timestamp, maxM, signedWait), req.Signature) {
 			f.mu.Unlock()
 			return
 		}
