@@ -919,7 +919,12 @@ func (s *RedisStore) touch(ctx context.Context, inbox string) {
 	}
 }
 
-// Pull implements Store.
+// waitRetryInterval is how soon a waiting Pull retries after Redis failed
+// under it.
+const waitRetryInterval = 100 * time.Millisecond
+
+// Pull implements Store. An error when the pull starts is returned at once;
+// one that happens while it waits is retried until the wait ends.
 func (s *RedisStore) Pull(ctx context.Context, inbox string, max int, wait time.Duration) ([]Message, error) {
 	if err := checkPull(inbox, max, wait); err != nil {
 		return nil, err
@@ -936,13 +941,23 @@ func (s *RedisStore) Pull(ctx context.Context, inbox string, max int, wait time.
 	end := time.Now().Add(wait)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for {
+	for first := true; ; first = false {
 		msgs, next, err := s.pullOnce(ctx, inbox, max)
-		if err != nil || len(msgs) > 0 {
-			return msgs, err
-		}
 		left := time.Until(end)
-		if left <= 0 {
+		switch {
+		case err != nil && (first || left <= 0 || ctx.Err() != nil || s.isClosed()):
+			// An outage when the pull starts is answered at once (the
+			// broker says 503, the bridge backs off); so is one that
+			// outlasts the wait.
+			return nil, err
+		case err != nil:
+			// Redis went away while this pull was waiting (a restart, a
+			// failover): keep waiting and retry, so the waiter is served
+			// as soon as Redis is back.
+			next = waitRetryInterval
+		case len(msgs) > 0:
+			return msgs, nil
+		case left <= 0:
 			return msgs, nil
 		}
 		d := min(left, s.opts.PollInterval)
@@ -960,15 +975,6 @@ func (s *RedisStore) Pull(ctx context.Context, inbox string, max int, wait time.
 		}
 	}
 }
-
-// ackScript removes acknowledged messages, fenced by delivery count.
-//
-//	KEYS: seq body meta ready lease enq dead
-//	ARGV: id, deliveries, id, deliveries, ... (deliveries 0 = bare id)
-//	returns: number of messages removed
-//
-// A message is removed when it was delivered at least once, is not a dead
-// letter, and (for a full receipt) its delivery count still equals the
 
 // ackScript removes acknowledged messages, fenced by delivery count.
 //
