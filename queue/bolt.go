@@ -661,6 +661,7 @@ func (s *BoltStore) Pull(ctx context.Context, inbox string, max int, wait time.D
 		if left <= 0 {
 			return msgs, nil
 		}
+		w.arm()
 		d := left
 		if next >= 0 {
 			d = min(d, next+time.Millisecond)

@@ -960,6 +960,7 @@ func (s *RedisStore) Pull(ctx context.Context, inbox string, max int, wait time.
 		case left <= 0:
 			return msgs, nil
 		}
+		w.arm()
 		d := min(left, s.opts.PollInterval)
 		if next >= 0 {
 			d = min(d, next+time.Millisecond)

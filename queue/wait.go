@@ -3,6 +3,7 @@ package queue
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,7 +19,13 @@ type hub struct {
 // that arrives while the waiter is busy pulling is not lost.
 type waiter struct {
 	ch chan struct{}
+	// armed is set once the Pull's first look at the inbox found nothing:
+	// from then on it only waits (what count reports).
+	armed atomic.Bool
 }
+
+// arm marks the waiter as waiting, past its first look at the inbox.
+func (w *waiter) arm() { w.armed.Store(true) }
 
 func newHub() *hub {
 	return &hub{waiters: make(map[string]map[*waiter]struct{})}
@@ -50,11 +57,18 @@ func (h *hub) remove(inbox string, w *waiter) {
 	h.mu.Unlock()
 }
 
-// count reports how many Pulls of this process wait on inbox.
+// count reports how many Pulls of this process wait on inbox (past their
+// first look at it).
 func (h *hub) count(inbox string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.waiters[inbox])
+	n := 0
+	for w := range h.waiters[inbox] {
+		if w.armed.Load() {
+			n++
+		}
+	}
+	return n
 }
 
 func (w *waiter) poke() {
