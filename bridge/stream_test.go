@@ -117,6 +117,8 @@ func TestSSEWithOtherSinkCountsOnlyMissed(t *testing.T) {
 			t.Fatalf("got %s want %s", got, want)
 		}
 	}
+	// The miss is counted just after the write that reported it.
+	waitFor(t, fb, "the miss to be counted", func() bool { return r.b.Health().StreamDropped >= 2 })
 	if h := r.b.Health(); h.StreamDropped != 2 || h.StreamBuffered != 2 {
 		t.Fatalf("health dropped=%d buffered=%d, want 2 and 2", h.StreamDropped, h.StreamBuffered)
 	}
@@ -185,6 +187,8 @@ func TestSSESpoolSurvivesRestart(t *testing.T) {
 	if seq, _ := strconv.ParseUint(ev.id, 10, 64); messageIDOf(t, ev.data) != m || seq != last+1 {
 		t.Fatalf("new event %s id %s, want %s id %d", ev.data, ev.id, m, last+1)
 	}
+	// The stream can hand the event over before the counter moves.
+	waitFor(t, fb, "the new event to be counted", func() bool { return r2.b.Health().Delivered >= 1 })
 	if h := r2.b.Health(); h.Delivered != 1 || h.StreamDropped != 0 {
 		t.Fatalf("second process delivered %d (want 1: the rest came from the spool), dropped %d", h.Delivered, h.StreamDropped)
 	}
