@@ -113,16 +113,8 @@ func (f *FakeBroker) call(w http.ResponseWriter, r *http.Request) {
 	agentBox, answer := f.agentBox, f.callAnswer
 	f.mu.Unlock()
 
-	ct, err1 := base64.StdEncoding.DecodeString(req.EncryptedBody)
-	nb, err2 := base64.StdEncoding.DecodeString(req.Nonce)
-	if err1 != nil || err2 != nil || len(nb) != crypto.NonceSize {
-		fail(w, Failure{Status: 400, Message: "invalid encrypted_body or nonce"})
-		return
-	}
-	nonce := [crypto.NonceSize]byte(nb)
-	pt, err := f.BoxKey.Open(ct, &nonce, agentBox)
-	if err != nil {
-		fail(w, Failure{Status: 400, Message: "invalid encrypted_body: does not open"})
+	pt, nonce, ok := f.openSealed(w, agentBox, req.EncryptedBody, req.Nonce)
+	if !ok {
 		return
 	}
 	var body protocol.CallBody
@@ -160,6 +152,7 @@ func (f *FakeBroker) call(w http.ResponseWriter, r *http.Request) {
 		sealed = sk.SealWithNonce(a.Body, &rn)
 		sk.Wipe()
 	} else {
+		var err error
 		sealed, rn, err = f.BoxKey.Seal(a.Body, agentBox)
 		if err != nil {
 			fail(w, Failure{Status: 500, Message: "seal: " + err.Error()})

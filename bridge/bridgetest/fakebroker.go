@@ -592,16 +592,8 @@ func (f *FakeBroker) send(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.nonces[req.Nonce] = true
-	ct, err1 := base64.StdEncoding.DecodeString(req.EncryptedBody)
-	nb, err2 := base64.StdEncoding.DecodeString(req.Nonce)
-	if err1 != nil || err2 != nil || len(nb) != crypto.NonceSize {
-		fail(w, Failure{Status: 400, Message: "invalid encrypted_body or nonce"})
-		return
-	}
-	nonce := [crypto.NonceSize]byte(nb)
-	pt, err := f.BoxKey.Open(ct, &nonce, f.agentBox)
-	if err != nil {
-		fail(w, Failure{Status: 400, Message: "invalid encrypted_body: does not open"})
+	pt, _, ok := f.openSealed(w, f.agentBox, req.EncryptedBody, req.Nonce)
+	if !ok {
 		return
 	}
 	var body protocol.SendBody
@@ -625,4 +617,23 @@ func (f *FakeBroker) send(w http.ResponseWriter, r *http.Request) {
 		ts = strconv.FormatInt(time.Now().Unix(), 10) + "." + fmt.Sprintf("%06d", len(f.sends))
 	}
 	writeJSON(w, 200, protocol.SendResponse{OK: true, TS: ts, Channel: req.Routing.Channel})
+}
+
+// openSealed decodes and opens the crypto_box body of an agent request with
+// the agent's box key (returning the plaintext and the request's nonce),
+// answering 400 itself when it cannot.
+func (f *FakeBroker) openSealed(w http.ResponseWriter, agentBox crypto.BoxPublicKey, bodyB64, nonceB64 string) ([]byte, [crypto.NonceSize]byte, bool) {
+	ct, err1 := base64.StdEncoding.DecodeString(bodyB64)
+	nb, err2 := base64.StdEncoding.DecodeString(nonceB64)
+	if err1 != nil || err2 != nil || len(nb) != crypto.NonceSize {
+		fail(w, Failure{Status: 400, Message: "invalid encrypted_body or nonce"})
+		return nil, [crypto.NonceSize]byte{}, false
+	}
+	nonce := [crypto.NonceSize]byte(nb)
+	pt, err := f.BoxKey.Open(ct, &nonce, agentBox)
+	if err != nil {
+		fail(w, Failure{Status: 400, Message: "invalid encrypted_body: does not open"})
+		return nil, nonce, false
+	}
+	return pt, nonce, true
 }

@@ -1,13 +1,11 @@
 package bridgetest
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
 
-	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
 )
 
@@ -99,16 +97,8 @@ func (f *FakeBroker) respond(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.nonces[req.Nonce] = true
-	ct, err1 := base64.StdEncoding.DecodeString(req.EncryptedBody)
-	nb, err2 := base64.StdEncoding.DecodeString(req.Nonce)
-	if err1 != nil || err2 != nil || len(nb) != crypto.NonceSize {
-		fail(w, Failure{Status: 400, Message: "invalid encrypted_body or nonce"})
-		return
-	}
-	nonce := [crypto.NonceSize]byte(nb)
-	pt, err := f.BoxKey.Open(ct, &nonce, f.agentBox)
-	if err != nil {
-		fail(w, Failure{Status: 400, Message: "invalid encrypted_body: does not open"})
+	pt, _, ok := f.openSealed(w, f.agentBox, req.EncryptedBody, req.Nonce)
+	if !ok {
 		return
 	}
 	var obj map[string]json.RawMessage
