@@ -289,7 +289,8 @@ func (b *Bridge) relay(w http.ResponseWriter, r *http.Request, action string, ro
 			if be.RetryAfter != "" {
 				w.Header().Set("Retry-After", be.RetryAfter)
 			}
-			b.log.Warn("broker refused outbound call", "action", action, "status", be.Status, "error", truncate(be.Message, 200))
+			// Passed on as the broker answered (shared/protocol.md §6).
+			b.log.Warn("broker refused outbound call", "action", action, "status", be.Status, "outcome", be.Outcome(), "error", truncate(be.Message, 200))
 			writeError(w, be.Status, be.Message)
 		case errors.Is(err, ErrUnreachable):
 			b.log.Warn("broker unreachable for outbound call", "action", action, "err", err)

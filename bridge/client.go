@@ -40,6 +40,13 @@ func (e *BrokerError) Error() string {
 // Contains reports whether the broker's error text contains phrase.
 func (e *BrokerError) Contains(phrase string) bool { return strings.Contains(e.Message, phrase) }
 
+// Outcome classifies a refused or failed send or call by its status and
+// error text (protocol.ClassifySendAnswer), so that callers switch on the
+// outcome rather than on statuses and texts.
+func (e *BrokerError) Outcome() protocol.SendOutcome {
+	return protocol.ClassifySendAnswer(e.Status, e.Message)
+}
+
 // ErrUnreachable wraps transport failures (connection refused, timeouts,
 // TLS errors) after every broker URL was tried.
 var ErrUnreachable = errors.New("broker unreachable")
@@ -122,30 +129,11 @@ func (c *client) do(ctx context.Context, method, path, bearer string, body []byt
 }
 
 // retryableStatus says whether another replica might answer better: 5xx
-// that is not a relayed Slack error.
+// that is not a relayed Slack error (protocol.SendSlackError: a send or
+// call relays Slack errors as 502 with a Slack error code; those are
+// answers, not replica failures).
 func retryableStatus(status int, msg string) bool {
-	if status < 500 {
-		return false
-	}
-	// A send relays Slack errors as 502 with a Slack error code; those are
-	// answers, not replica failures. Slack codes are snake_case words.
-	if status == http.StatusBadGateway && msg != "" && isSlackErrorCode(msg) {
-		return false
-	}
-	return true
-}
-
-func isSlackErrorCode(s string) bool {
-	if len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
+	return status >= 500 && protocol.ClassifySendAnswer(status, msg) != protocol.SendSlackError
 }
 
 func (c *client) once(ctx context.Context, method, u, bearer string, body []byte, timeout time.Duration, out any) error {

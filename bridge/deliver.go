@@ -207,9 +207,8 @@ func (b *Bridge) prepare(ctx context.Context, m *protocol.InboxMessage) (*prepar
 		b.poison(reason, m, err)
 		return nil, true, nil
 	}
-	var held heldFields
-	_ = json.Unmarshal(pt, &held) // §8.2 fields; absent on a Baudbot broker
-	crypto.Wipe(pt)               // env holds its own copy of the payload
+	held := heldFields{ResponseExpected: env.ResponseExpected, RespondBy: env.RespondBy} // §8.2; absent on a Baudbot broker
+	crypto.Wipe(pt)                                                                      // env holds its own copy of the payload
 	if b.dedup.Seen(m.MessageID) {
 		b.countDuplicate()
 		b.log.Debug("duplicate suppressed", "message_id", m.MessageID)
@@ -236,7 +235,7 @@ func (b *Bridge) prepare(ctx context.Context, m *protocol.InboxMessage) (*prepar
 		}
 	case protocol.SourceSystem:
 		switch env.Type {
-		case "app_uninstalled", "tokens_revoked":
+		case protocol.TypeAppUninstalled, protocol.TypeTokensRevoked:
 			b.log.Warn("broker notice: the Slack app was uninstalled or its bot token revoked; no events will arrive and sends will fail until the app is installed again", "type", env.Type)
 		case protocol.TypeEventsDropped:
 			b.dropNotice(m.MessageID, env.Payload)

@@ -160,7 +160,7 @@ func (a *webAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	a.count(method, outcome)
 	attrs := []any{"method", method, "outcome", outcome}
-	if !st.OK && isSlackErrorCode(st.Error) {
+	if !st.OK && protocol.IsSlackErrorCode(st.Error) {
 		attrs = append(attrs, "slack_error", st.Error)
 	}
 	a.b.log.Debug("web api call", attrs...)
@@ -217,25 +217,27 @@ func (a *webAPI) callError(method string, err error) *apiError {
 		a.b.log.Error("web api call: unusable broker answer", "method", method, "err", err)
 		return unavailable
 	case errors.As(err, &be):
-		switch {
-		case be.Status == http.StatusForbidden && (be.Message == protocol.ErrMethodNotAllowed || be.Message == protocol.ErrChannelNotAllowed):
+		switch be.Outcome() {
+		case protocol.SendNotAllowed:
 			a.b.log.Warn("web api call refused by the broker's policy", "method", method, "error", be.Message)
 			return &apiError{status: http.StatusOK, code: be.Message, outcome: outcomeNotAllowed}
-		case be.Status == http.StatusTooManyRequests:
+		case protocol.SendRateLimited:
 			return &apiError{status: http.StatusTooManyRequests, code: "ratelimited", retryAfter: retryAfterSeconds(be.RetryAfter), outcome: outcomeRateLimited}
-		case be.Status == http.StatusUnauthorized || be.Status == http.StatusForbidden:
+		case protocol.SendUnauthorized:
 			a.b.log.Error("web api call: the broker refused the bridge's credentials; run `bridge register` again", "method", method, "status", be.Status, "error", truncate(be.Message, 200))
 			return &apiError{status: http.StatusOK, code: "invalid_auth", detail: "the broker refused this bridge's credentials; the bridge must be registered again", outcome: outcomeBrokerAuth}
-		case be.Status == http.StatusRequestEntityTooLarge:
+		case protocol.SendTooLarge:
 			return tooLarge()
-		case be.Status == http.StatusNotFound || be.Status == http.StatusMethodNotAllowed:
+		case protocol.SendNotFound:
 			a.b.log.Error("web api call: the broker does not serve POST /api/call (sealrelay protocol §8.1); upgrade it", "method", method, "status", be.Status)
 			return &apiError{status: http.StatusOK, code: "not_supported", detail: "the broker does not relay Web API calls (POST /api/call); upgrade the broker", outcome: outcomeInvalid}
-		case be.Status == http.StatusBadRequest:
+		case protocol.SendInvalid:
 			a.b.log.Warn("web api call: the broker refused the request", "method", method, "error", truncate(be.Message, 200))
 			return &apiError{status: http.StatusOK, code: "invalid_arguments", detail: "the broker refused the request: " + truncate(be.Message, 200), outcome: outcomeInvalid}
 		}
-		a.b.log.Warn("web api call: broker or Slack unavailable", "method", method, "status", be.Status, "error", truncate(be.Message, 200))
+		// SendReplay, SendSlackError (slack_unavailable, token_revoked),
+		// SendUnavailable: may work later.
+		a.b.log.Warn("web api call: broker or Slack unavailable", "method", method, "status", be.Status, "outcome", be.Outcome(), "error", truncate(be.Message, 200))
 		return unavailable
 	}
 	switch {

@@ -33,7 +33,7 @@ func forwardBody(ev *Event) (body []byte, contentType string, kind forwardKind, 
 	switch {
 	case ev.Source != protocol.SourceSlack:
 		return nil, "", kindNone, nil
-	case ev.Type == protocol.TypeEventCallback || ev.Type == "app_rate_limited":
+	case ev.Type == protocol.TypeEventCallback || ev.Type == protocol.TypeAppRateLimited:
 		return []byte(ev.Payload), "application/json", kindEvents, nil
 	case ev.Type == protocol.TypeSlashCommand:
 		var fields map[string]any

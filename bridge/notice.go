@@ -7,25 +7,27 @@ import (
 	"github.com/sealrelay/sealrelay/protocol"
 )
 
+// dropReasonOther is the metric label of reasons this bridge does not know.
+const dropReasonOther = "other"
+
 // dropReasonLabel maps a drop reason from the broker to a metric label:
 // the known reasons, or "other" (labels must not grow without bound).
-func dropReasonLabel(reason string) string {
-	switch reason {
-	case protocol.DropInboxFull, protocol.DropTooLarge, protocol.DropSealFailed:
-		return reason
+func dropReasonLabel(reason protocol.DropReason) string {
+	if reason.Known() {
+		return string(reason)
 	}
-	return "other"
+	return dropReasonOther
 }
 
 // dropNotice records an events_dropped notice from the broker: totals on
 // /health and in sealrelay_bridge_broker_dropped_events_total, a warning
 // with the counts, time range and reasons (event ids at debug level; never
-// any text). A notice whose payload does not parse is only logged; either
-// way the message is acked like any system notice.
+// any text). A notice whose payload does not pass protocol.ParseDropNotice
+// is only logged; either way the message is acked like any system notice.
 func (b *Bridge) dropNotice(messageID string, payload json.RawMessage) {
-	var n protocol.DropNotice
-	if err := json.Unmarshal(payload, &n); err != nil || n.Count < 0 {
-		b.log.Warn("broker notice events_dropped with a malformed payload", "message_id", truncate(messageID, 64))
+	n, err := protocol.ParseDropNotice(payload)
+	if err != nil {
+		b.log.Warn("broker notice events_dropped with a malformed payload", "message_id", truncate(messageID, 64), "err", err)
 		return
 	}
 	reasons := map[string]uint64{}
@@ -41,7 +43,7 @@ func (b *Bridge) dropNotice(messageID string, payload json.RawMessage) {
 	// and the sum of the reasons, the difference under "other".
 	total := max(uint64(n.Count), counted)
 	if total > counted {
-		reasons["other"] += total - counted
+		reasons[dropReasonOther] += total - counted
 	}
 	b.mu.Lock()
 	b.health.BrokerDropped += total
@@ -60,9 +62,6 @@ func (b *Bridge) dropNotice(messageID string, payload json.RawMessage) {
 		"last_dropped_at", time.Unix(n.LastDroppedAt, 0).UTC().Format(time.RFC3339),
 		"event_ids_listed", len(n.EventIDs), "event_ids_truncated", n.EventIDsTruncated}
 	b.log.Warn("broker dropped events meant for this agent (they will not arrive)", attrs...)
-	if len(n.EventIDs) > protocol.MaxDropNoticeEventIDs {
-		n.EventIDs = n.EventIDs[:protocol.MaxDropNoticeEventIDs]
-	}
 	ids := make([]string, 0, len(n.EventIDs))
 	for _, id := range n.EventIDs {
 		ids = append(ids, truncate(id, maxEventIDLen))

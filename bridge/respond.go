@@ -24,8 +24,8 @@ const respondTimeout = 5 * time.Second
 // heldFields are the §8.2 fields of a generic envelope whose Slack request
 // the broker holds open for the agent's answer.
 type heldFields struct {
-	ResponseExpected bool  `json:"response_expected"`
-	RespondBy        int64 `json:"respond_by"`
+	ResponseExpected bool
+	RespondBy        int64 // Unix ms
 }
 
 // errAnswer marks an app answer that cannot be sent as a respond.

@@ -411,7 +411,7 @@ func socketEnvelopeType(ev *Event) string {
 	switch {
 	case ev.Source != protocol.SourceSlack:
 		return ""
-	case ev.Type == protocol.TypeEventCallback || ev.Type == "app_rate_limited":
+	case ev.Type == protocol.TypeEventCallback || ev.Type == protocol.TypeAppRateLimited:
 		return "events_api"
 	case ev.Type == protocol.TypeSlashCommand:
 		return "slash_commands"

@@ -244,9 +244,9 @@ func TestEventsDroppedNotice(t *testing.T) {
 		p, _ := json.Marshal(n)
 		return protocol.Envelope{Source: protocol.SourceSystem, Type: protocol.TypeEventsDropped, BrokerTimestamp: 1, Payload: p}
 	}
-	fb.Enqueue(notice(protocol.DropNotice{Count: 3, Reasons: map[string]int{"inbox_full": 2, "too_large": 1},
+	fb.Enqueue(notice(protocol.DropNotice{Count: 3, Reasons: map[protocol.DropReason]int{"inbox_full": 2, "too_large": 1},
 		FirstDroppedAt: 100, LastDroppedAt: 200, EventIDs: []string{"Ev1", "Ev2", "Ev3"}}))
-	fb.Enqueue(notice(protocol.DropNotice{Count: 2, Reasons: map[string]int{"inbox_full": 1, "weird": 1}}))
+	fb.Enqueue(notice(protocol.DropNotice{Count: 2, Reasons: map[protocol.DropReason]int{"inbox_full": 1, "weird": 1}}))
 	fb.EnqueueRaw(fb.Seal(protocol.Envelope{Source: protocol.SourceSystem, Type: protocol.TypeEventsDropped, BrokerTimestamp: 1,
 		Payload: json.RawMessage(`{"count":"many"}`)}, "m-bad-notice"))
 	waitFor(t, fb, "acks", func() bool { return fb.Pending() == 0 })

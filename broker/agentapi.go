@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -16,15 +15,6 @@ import (
 
 // maxAckIDs bounds message_ids in one ack.
 const maxAckIDs = 1000
-
-// storedMessage is what an inbox holds for one sealed event copy. The wire
-// message_id is the queue's message id, added at pull time.
-type storedMessage struct {
-	OrgID           string `json:"o"`
-	Encrypted       string `json:"e"`
-	BrokerTimestamp int64  `json:"t"`
-	BrokerSignature string `json:"s"`
-}
 
 // bearerToken extracts the Authorization bearer token.
 func bearerToken(r *http.Request) string {
@@ -351,17 +341,14 @@ func (s *Server) pull(ctx context.Context, a *Agent, maxN int, wait time.Duratio
 	}
 	out := make([]protocol.InboxMessage, 0, len(qm))
 	for _, m := range qm {
-		var sm storedMessage
-		if err := json.Unmarshal(m.Body, &sm); err != nil {
+		im, err := protocol.ParseStored(m.ID, m.Body)
+		if err != nil {
 			// Not ours: drop it so it cannot block the inbox.
-			s.logger(ctx).Error("malformed inbox message acked", "message_id", m.ID)
+			s.logger(ctx).Error("malformed inbox message acked", "message_id", m.ID, "err", err)
 			_, _ = s.q.Ack(context.WithoutCancel(ctx), a.ID, []string{m.Receipt})
 			continue
 		}
-		out = append(out, protocol.InboxMessage{
-			MessageID: m.ID, OrgID: sm.OrgID, WorkspaceID: sm.OrgID, Encrypted: sm.Encrypted,
-			BrokerTimestamp: sm.BrokerTimestamp, BrokerSignature: sm.BrokerSignature,
-		})
+		out = append(out, im)
 	}
 	return out, nil
 }

@@ -35,9 +35,9 @@ const DropRecordTTL = 30 * 24 * time.Hour
 // twice harmless, and then calls ConfirmDrops. Drops recorded in between
 // go into the next notice. A crash between the two steps loses nothing.
 type DropRecorder interface {
-	// RecordDrop counts one copy dropped for agentID for reason (one of
-	// protocol.DropInboxFull, DropTooLarge, DropSealFailed) at at; eventID
-	// may be empty.
+	// RecordDrop counts one copy dropped for agentID for reason (the wire
+	// name of a protocol.DropReason: inbox_full, too_large, seal_failed) at
+	// at; eventID may be empty.
 	RecordDrop(ctx context.Context, agentID, reason, eventID string, at time.Time) error
 	// TakeDrops returns the agent's pending notice, creating it from the
 	// recorded drops when there is none; ok is false when nothing is
@@ -89,11 +89,11 @@ func (r *dropRecord) add(reason, eventID string, at int64) {
 
 // notice converts the record into the wire payload.
 func (r *dropRecord) notice() protocol.DropNotice {
-	n := protocol.DropNotice{Count: r.Count, Reasons: map[string]int{}, FirstDroppedAt: r.First,
+	n := protocol.DropNotice{Count: r.Count, Reasons: map[protocol.DropReason]int{}, FirstDroppedAt: r.First,
 		LastDroppedAt: r.Last, EventIDs: []string{}, EventIDsTruncated: r.Truncated}
 	for k, v := range r.Reasons {
 		if v > 0 {
-			n.Reasons[k] = v
+			n.Reasons[protocol.DropReason(k)] = v
 		}
 	}
 	for _, id := range r.EventIDs {
@@ -114,7 +114,7 @@ func (s *Server) messageID(org, eventID, agentID string) string {
 
 // recordDrop stores one dropped copy for the agent's next notice. A failure
 // is logged: the drop itself is counted in the metrics either way.
-func (s *Server) recordDrop(ctx context.Context, agentID, reason, eventID string, at time.Time) {
+func (s *Server) recordDrop(ctx context.Context, agentID string, reason protocol.DropReason, eventID string, at time.Time) {
 	dr, ok := s.st.(DropRecorder)
 	if !ok {
 		return
@@ -124,7 +124,7 @@ func (s *Server) recordDrop(ctx context.Context, agentID, reason, eventID string
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCleanupTimeout)
 	defer cancel()
-	if err := dr.RecordDrop(cctx, agentID, reason, eventID, at); err != nil {
+	if err := dr.RecordDrop(cctx, agentID, string(reason), eventID, at); err != nil {
 		s.logger(ctx).Error("recording a dropped copy failed; the agent's events_dropped notice will miss it",
 			"agent_id", agentID, "reason", reason, "err", err)
 	}
@@ -178,17 +178,14 @@ func (s *Server) queueDropNotice(ctx context.Context, a *Agent, p PendingDrops) 
 		return fmt.Errorf("encode notice: %w", err)
 	}
 	ts := s.now().Unix()
-	plain := buildEnvelope(protocol.SourceSystem, protocol.TypeEventsDropped, ts, payload)
+	env := protocol.Envelope{Source: protocol.SourceSystem, Type: protocol.TypeEventsDropped, BrokerTimestamp: ts, Payload: payload}
+	plain := env.Plaintext()
 	defer crypto.Wipe(plain)
 	msg, err := protocol.SealEnvelope(plain, a.OrgID, "", ts, a.BoxPublicKey, s.keys.Signing)
 	if err != nil {
 		return fmt.Errorf("%w: notice: %w", errSealFailed, err)
 	}
-	body, err := json.Marshal(storedMessage{OrgID: a.OrgID, Encrypted: msg.Encrypted,
-		BrokerTimestamp: msg.BrokerTimestamp, BrokerSignature: msg.BrokerSignature})
-	if err != nil {
-		return fmt.Errorf("encode notice: %w", err)
-	}
+	body := protocol.Stored(&msg)
 	id := s.hk.Hash(KindDropNotice, a.ID+"\x00"+p.Token).String()[:32]
 	if _, err := s.q.EnqueueID(ctx, a.ID, id, body); err != nil {
 		return fmt.Errorf("enqueue notice: %w", err)

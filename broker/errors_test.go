@@ -595,18 +595,18 @@ func TestSystemEnvelopes(t *testing.T) {
 		{"app_uninstalled", func(team string) []byte {
 			return mustJSON(map[string]any{"type": "event_callback", "team_id": team, "event_id": "EvU" + team,
 				"event": map[string]any{"type": "app_uninstalled"}})
-		}, TypeAppUninstalled, true},
+		}, protocol.TypeAppUninstalled, true},
 		{"tokens_revoked bot", func(team string) []byte {
 			return mustJSON(map[string]any{"type": "event_callback", "team_id": team, "event_id": "EvR" + team,
 				"event": map[string]any{"type": "tokens_revoked", "tokens": map[string]any{"bot": []string{"U0FAKEBOT"}}}})
-		}, TypeTokensRevoked, true},
+		}, protocol.TypeTokensRevoked, true},
 		{"tokens_revoked user only", func(team string) []byte {
 			return mustJSON(map[string]any{"type": "event_callback", "team_id": team, "event_id": "EvO" + team,
 				"event": map[string]any{"type": "tokens_revoked", "tokens": map[string]any{"oauth": []string{"U1"}}}})
 		}, protocol.TypeEventCallback, false},
 		{"app_rate_limited", func(team string) []byte {
 			return mustJSON(map[string]any{"type": "app_rate_limited", "team_id": team, "minute_rate_limited": 1518467820, "api_app_id": "A1"})
-		}, TypeAppRateLimited, false},
+		}, protocol.TypeAppRateLimited, false},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

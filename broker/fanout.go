@@ -2,12 +2,10 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,7 +46,7 @@ func (s *Server) fanOut(ctx context.Context, org, eventID, source, typ string, p
 type fanCopy struct {
 	agent *Agent
 	id    string // message id; "" for a random one
-	body  []byte // stored form (storedMessage JSON)
+	body  []byte // stored form (protocol.Stored)
 	err   error
 }
 
@@ -76,16 +74,14 @@ func (s *Server) fanOutHold(ctx context.Context, org, eventID, source, typ strin
 		return nil
 	}
 	ts := now.Unix()
-	var plain []byte
+	env := protocol.Envelope{Source: source, Type: typ, BrokerTimestamp: ts, Payload: payload}
 	if h != nil {
-		plain = buildHeldEnvelope(source, typ, ts, h.respondBy, payload)
-	} else {
-		plain = buildEnvelope(source, typ, ts, payload)
+		env.ResponseExpected, env.RespondBy = true, h.respondBy
 	}
+	plain := env.Plaintext()
 	defer crypto.Wipe(plain)
 
 	copies := make([]fanCopy, len(active))
-	orgJSON, _ := json.Marshal(org)
 	var sealer *crypto.MultiSealer
 	if len(active) > 1 {
 		var err error
@@ -114,7 +110,7 @@ func (s *Server) fanOutHold(ctx context.Context, org, eventID, source, typ strin
 			c.err = fmt.Errorf("%w: %w", errSealFailed, err)
 			return
 		}
-		c.body = appendStoredMessage(nil, orgJSON, msg)
+		c.body = protocol.Stored(&msg)
 	}
 	parallel(len(copies), seal)
 	s.storeCopies(ctx, copies)
@@ -212,18 +208,18 @@ func (s *Server) countCopies(ctx context.Context, copies []fanCopy, org, eventID
 			s.m.eventsQueued.Inc()
 			s.depth.track(a.ID, org)
 		case errors.Is(err, queue.ErrInboxFull):
-			s.m.eventsDropped.WithLabelValues("inbox_full").Inc()
+			s.m.eventsDropped.WithLabelValues(string(protocol.DropInboxFull)).Inc()
 			s.logger(ctx).Warn("event copy dropped: inbox full", "agent_id", a.ID, "type", typ)
 			s.recordDrop(ctx, a.ID, protocol.DropInboxFull, eventID, now)
 		case errors.Is(err, errSealFailed):
 			// Only this agent's key can cause it (a low-order key stored
 			// before registration checked for them); retrying cannot help,
 			// and failing the request would block every agent of the org.
-			s.m.eventsDropped.WithLabelValues("seal_failed").Inc()
+			s.m.eventsDropped.WithLabelValues(string(protocol.DropSealFailed)).Inc()
 			s.logger(ctx).Error("event copy dropped: sealing to the agent's key failed", "agent_id", a.ID, "type", typ)
 			s.recordDrop(ctx, a.ID, protocol.DropSealFailed, eventID, now)
 		case errors.Is(err, queue.ErrTooLarge):
-			s.m.eventsDropped.WithLabelValues("too_large").Inc()
+			s.m.eventsDropped.WithLabelValues(string(protocol.DropTooLarge)).Inc()
 			s.logger(ctx).Warn("event copy dropped: too large", "agent_id", a.ID, "type", typ)
 			s.recordDrop(ctx, a.ID, protocol.DropTooLarge, eventID, now)
 		default:
@@ -235,20 +231,4 @@ func (s *Server) countCopies(ctx context.Context, copies []fanCopy, org, eventID
 		return errf(http.StatusServiceUnavailable, "inbox store unavailable")
 	}
 	return nil
-}
-
-// appendStoredMessage appends the storedMessage JSON of msg to b, byte for
-// byte what json.Marshal produces; orgJSON is the org id already encoded as
-// a JSON string. Encrypted and BrokerSignature are standard base64, which
-// JSON carries unescaped.
-func appendStoredMessage(b, orgJSON []byte, msg protocol.InboxMessage) []byte {
-	b = append(b, `{"o":`...)
-	b = append(b, orgJSON...)
-	b = append(b, `,"e":"`...)
-	b = append(b, msg.Encrypted...)
-	b = append(b, `","t":`...)
-	b = strconv.AppendInt(b, msg.BrokerTimestamp, 10)
-	b = append(b, `,"s":"`...)
-	b = append(b, msg.BrokerSignature...)
-	return append(b, `"}`...)
 }

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"strconv"
 	"strings"
@@ -10,38 +9,8 @@ import (
 	"time"
 
 	"github.com/sealrelay/sealrelay/internal/slackfake"
-	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
 )
-
-// TestAppendStoredMessage: the hand-built stored form is byte for byte
-// json.Marshal's, so the pull path decodes it unchanged.
-func TestAppendStoredMessage(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name string
-		org  string
-		msg  protocol.InboxMessage
-	}{
-		{"typical", "T0ABC123", protocol.InboxMessage{Encrypted: "q83vEjRWeJA+/w==", BrokerTimestamp: 1771465000, BrokerSignature: "c2lnbmF0dXJl+/8="}},
-		{"enterprise", "E0ENT.1:x-y_z", protocol.InboxMessage{Encrypted: "AA==", BrokerTimestamp: 0, BrokerSignature: ""}},
-		{"negative ts", "T1", protocol.InboxMessage{Encrypted: "", BrokerTimestamp: -5, BrokerSignature: "AAAA"}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			want, err := json.Marshal(storedMessage{OrgID: tc.org, Encrypted: tc.msg.Encrypted,
-				BrokerTimestamp: tc.msg.BrokerTimestamp, BrokerSignature: tc.msg.BrokerSignature})
-			if err != nil {
-				t.Fatal(err)
-			}
-			orgJSON, _ := json.Marshal(tc.org)
-			if got := appendStoredMessage(nil, orgJSON, tc.msg); string(got) != string(want) {
-				t.Fatalf("got  %s\nwant %s", got, want)
-			}
-		})
-	}
-}
 
 // TestParallel: every index runs exactly once, for counts around the
 // worker bound.

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
@@ -23,13 +22,13 @@ type heldCopy struct {
 // actions and dialog_cancellation are answered at once: Slack ignores their
 // body.
 var heldTypes = map[string]bool{
-	"slash_command":       true,
-	"view_submission":     true,
-	"view_closed":         true,
-	"block_suggestion":    true,
-	"interactive_message": true,
-	"dialog_submission":   true,
-	"dialog_suggestion":   true,
+	protocol.TypeSlashCommand: true,
+	"view_submission":         true,
+	"view_closed":             true,
+	"block_suggestion":        true,
+	"interactive_message":     true,
+	"dialog_submission":       true,
+	"dialog_suggestion":       true,
 }
 
 // holdsResponse reports whether Slack reads the response body of typ.
@@ -45,25 +44,6 @@ func (s *Server) respondCapable(agents []*Agent) bool {
 		}
 	}
 	return false
-}
-
-// buildHeldEnvelope is buildEnvelope with "response_expected": true and
-// "respond_by" (Unix ms) added (protocol §8.2).
-func buildHeldEnvelope(source, typ string, ts, respondBy int64, payload []byte) []byte {
-	src, _ := json.Marshal(source)
-	ty, _ := json.Marshal(typ)
-	b := make([]byte, 0, len(payload)+len(src)+len(ty)+128)
-	b = append(b, `{"source":`...)
-	b = append(b, src...)
-	b = append(b, `,"type":`...)
-	b = append(b, ty...)
-	b = append(b, `,"broker_timestamp":`...)
-	b = strconv.AppendInt(b, ts, 10)
-	b = append(b, `,"response_expected":true,"respond_by":`...)
-	b = strconv.AppendInt(b, respondBy, 10)
-	b = append(b, `,"payload":`...)
-	b = append(b, payload...)
-	return append(b, '}')
 }
 
 // holdRequest queues a held request's copies and answers Slack with the

@@ -6,20 +6,12 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/slack-go/slack"
 
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
-)
-
-// Envelope types the broker adds for system notices.
-const (
-	TypeAppUninstalled = "app_uninstalled"
-	TypeTokensRevoked  = "tokens_revoked"
-	TypeAppRateLimited = "app_rate_limited"
 )
 
 // maxEventIDLength bounds event ids used as dedup keys.
@@ -89,23 +81,6 @@ func (s *Server) routeOrg(ctx context.Context, ids []string) (string, error) {
 	return "", ErrNotFound
 }
 
-// buildEnvelope returns the generic envelope JSON around payload, which must
-// be valid JSON (it is embedded byte for byte).
-func buildEnvelope(source, typ string, ts int64, payload []byte) []byte {
-	src, _ := json.Marshal(source)
-	ty, _ := json.Marshal(typ)
-	b := make([]byte, 0, len(payload)+len(src)+len(ty)+64)
-	b = append(b, `{"source":`...)
-	b = append(b, src...)
-	b = append(b, `,"type":`...)
-	b = append(b, ty...)
-	b = append(b, `,"broker_timestamp":`...)
-	b = strconv.AppendInt(b, ts, 10)
-	b = append(b, `,"payload":`...)
-	b = append(b, payload...)
-	return append(b, '}')
-}
-
 // eventClaimLister is implemented by states that claim an event and list
 // an org's agents in one round trip (RedisState).
 type eventClaimLister interface {
@@ -156,10 +131,10 @@ func (s *Server) handleSlackEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch ev.Type {
-	case "url_verification":
+	case protocol.TypeURLVerification:
 		writeJSON(w, http.StatusOK, map[string]string{"challenge": ev.Challenge})
 		return
-	case "event_callback", TypeAppRateLimited:
+	case protocol.TypeEventCallback, protocol.TypeAppRateLimited:
 	default:
 		s.m.eventsDropped.WithLabelValues("unsupported").Inc()
 		s.fail(w, errf(http.StatusBadRequest, "unsupported payload type"))
@@ -209,10 +184,10 @@ func (s *Server) handleSlackEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	source, typ := protocol.SourceSlack, protocol.TypeEventCallback
 	switch {
-	case ev.Type == TypeAppRateLimited:
-		source, typ = protocol.SourceSystem, TypeAppRateLimited
+	case ev.Type == protocol.TypeAppRateLimited:
+		source, typ = protocol.SourceSystem, protocol.TypeAppRateLimited
 		s.logger(ctx).Warn("slack reports app_rate_limited")
-	case ev.Event.Type == TypeAppUninstalled || (ev.Event.Type == TypeTokensRevoked && len(ev.Event.Tokens.Bot) > 0):
+	case ev.Event.Type == protocol.TypeAppUninstalled || (ev.Event.Type == protocol.TypeTokensRevoked && len(ev.Event.Tokens.Bot) > 0):
 		source, typ = protocol.SourceSystem, ev.Event.Type
 		if err := s.st.RevokeInstallation(ctx, org, s.now()); err != nil && !errors.Is(err, ErrNotFound) {
 			s.logger(ctx).Error("revoke installation failed", "err", err)

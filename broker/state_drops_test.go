@@ -24,8 +24,9 @@ func stateDrops(t *testing.T, st State) {
 		t.Fatalf("take with nothing recorded: %v %v", ok, err)
 	}
 	drops := []struct {
-		reason, event string
-		at            time.Time
+		reason protocol.DropReason
+		event  string
+		at     time.Time
 	}{
 		{protocol.DropInboxFull, "Ev1", at.Add(2 * time.Second)},
 		{protocol.DropInboxFull, "Ev2", at},
@@ -33,15 +34,15 @@ func stateDrops(t *testing.T, st State) {
 		{protocol.DropSealFailed, "Ev3", at.Add(time.Second)},
 	}
 	for _, d := range drops {
-		if err := dr.RecordDrop(ctx, "A1", d.reason, d.event, d.at); err != nil {
+		if err := dr.RecordDrop(ctx, "A1", string(d.reason), d.event, d.at); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := dr.RecordDrop(ctx, "A2", protocol.DropInboxFull, "EvOther", at); err != nil {
+	if err := dr.RecordDrop(ctx, "A2", string(protocol.DropInboxFull), "EvOther", at); err != nil {
 		t.Fatal(err)
 	}
 	want := protocol.DropNotice{Count: 4,
-		Reasons:        map[string]int{protocol.DropInboxFull: 2, protocol.DropTooLarge: 1, protocol.DropSealFailed: 1},
+		Reasons:        map[protocol.DropReason]int{protocol.DropInboxFull: 2, protocol.DropTooLarge: 1, protocol.DropSealFailed: 1},
 		FirstDroppedAt: at.Unix(), LastDroppedAt: at.Unix() + 5, EventIDs: []string{"Ev1", "Ev2", "Ev3"}}
 	p, ok, err := dr.TakeDrops(ctx, "A1")
 	if err != nil || !ok || p.Token == "" {
@@ -51,7 +52,7 @@ func stateDrops(t *testing.T, st State) {
 		t.Fatalf("notice %+v, want %+v", p.Notice, want)
 	}
 	// Recorded after the take: not in this notice.
-	if err := dr.RecordDrop(ctx, "A1", protocol.DropInboxFull, "Ev4", at.Add(9*time.Second)); err != nil {
+	if err := dr.RecordDrop(ctx, "A1", string(protocol.DropInboxFull), "Ev4", at.Add(9*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	again, ok, err := dr.TakeDrops(ctx, "A1")
@@ -71,7 +72,7 @@ func stateDrops(t *testing.T, st State) {
 	if err != nil || !ok || next.Token == p.Token {
 		t.Fatalf("second notice: %+v %v %v", next, ok, err)
 	}
-	want2 := protocol.DropNotice{Count: 1, Reasons: map[string]int{protocol.DropInboxFull: 1},
+	want2 := protocol.DropNotice{Count: 1, Reasons: map[protocol.DropReason]int{protocol.DropInboxFull: 1},
 		FirstDroppedAt: at.Unix() + 9, LastDroppedAt: at.Unix() + 9, EventIDs: []string{"Ev4"}}
 	if !reflect.DeepEqual(next.Notice, want2) {
 		t.Fatalf("second notice %+v, want %+v", next.Notice, want2)
@@ -89,7 +90,7 @@ func stateDrops(t *testing.T, st State) {
 
 	// Event ids are capped and the cap is reported.
 	for i := range protocol.MaxDropNoticeEventIDs + 5 {
-		if err := dr.RecordDrop(ctx, "A3", protocol.DropInboxFull, fmt.Sprintf("Ev%d", i), at); err != nil {
+		if err := dr.RecordDrop(ctx, "A3", string(protocol.DropInboxFull), fmt.Sprintf("Ev%d", i), at); err != nil {
 			t.Fatal(err)
 		}
 	}

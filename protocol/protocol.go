@@ -251,23 +251,3 @@ type SendResponse struct {
 	Channel string `json:"channel,omitempty"`
 	Error   string `json:"error,omitempty"`
 }
-
-// Envelope sources.
-const (
-	SourceSlack  = "slack"
-	SourceSystem = "system"
-)
-
-// Envelope types used by sealrelay besides Slack's own payload types.
-const (
-	TypeEventCallback = "event_callback"
-	TypeSlashCommand  = "slash_command"
-)
-
-// Envelope is the generic envelope inside each sealed box.
-type Envelope struct {
-	Source          string          `json:"source"`
-	Type            string          `json:"type"`
-	BrokerTimestamp int64           `json:"broker_timestamp"`
-	Payload         json.RawMessage `json:"payload"`
-}

@@ -2,9 +2,6 @@ package protocol
 
 import (
 	"encoding/base64"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"strconv"
 
 	"github.com/sealrelay/sealrelay/crypto"
@@ -94,85 +91,4 @@ func VerifySignature(pub crypto.SigningPublicKey, msg []byte, sigB64 string) boo
 		return false
 	}
 	return pub.Verify(msg, sig)
-}
-
-// SealEnvelope marshals env, seals it to the agent's box key, and signs the
-// result with the broker's signing key. plaintext may be passed pre-marshalled
-// to seal one envelope to many agents; the caller wipes it afterwards.
-func SealEnvelope(plaintext []byte, orgID, messageID string, brokerTimestamp int64, agent crypto.BoxPublicKey, broker *crypto.SigningKey) (InboxMessage, error) {
-	sealed, err := crypto.SealAnonymous(plaintext, agent)
-	if err != nil {
-		return InboxMessage{}, fmt.Errorf("seal envelope: %w", err)
-	}
-	return signSealed(sealed, orgID, messageID, brokerTimestamp, broker), nil
-}
-
-// SealEnvelopeMulti is SealEnvelope for one copy of a message sealed to
-// several agents: sealer (one per message) shares its ephemeral key among
-// the copies. Each copy is still signed on its own, as section 3 requires.
-func SealEnvelopeMulti(sealer *crypto.MultiSealer, plaintext []byte, orgID, messageID string, brokerTimestamp int64, agent crypto.BoxPublicKey, broker *crypto.SigningKey) (InboxMessage, error) {
-	sealed, err := sealer.Seal(plaintext, agent)
-	if err != nil {
-		return InboxMessage{}, fmt.Errorf("seal envelope: %w", err)
-	}
-	return signSealed(sealed, orgID, messageID, brokerTimestamp, broker), nil
-}
-
-func signSealed(sealed []byte, orgID, messageID string, brokerTimestamp int64, broker *crypto.SigningKey) InboxMessage {
-	enc := base64.StdEncoding.EncodeToString(sealed)
-	return InboxMessage{
-		MessageID:       messageID,
-		OrgID:           orgID,
-		WorkspaceID:     orgID,
-		Encrypted:       enc,
-		BrokerTimestamp: brokerTimestamp,
-		BrokerSignature: EncodeSignature(broker.Sign(EnvelopeSigningBytes(orgID, brokerTimestamp, enc))),
-	}
-}
-
-// Errors from OpenEnvelope. A message failing with any of them is poison: it
-// can never be processed and should be acknowledged and counted.
-var (
-	ErrEnvelopeSignature = errors.New("envelope: broker signature does not verify")
-	ErrEnvelopeOpen      = errors.New("envelope: sealed box does not open")
-	ErrEnvelopeMalformed = errors.New("envelope: malformed")
-)
-
-// MaxEncryptedSize bounds the base64 "encrypted" field accepted by
-// OpenEnvelope.
-const MaxEncryptedSize = 4 << 20
-
-// OpenEnvelope verifies m's broker signature (before anything else), opens
-// its sealed box with the agent's key pair and parses the generic envelope.
-// It returns the envelope and the plaintext it was parsed from; the caller
-// wipes the plaintext when done.
-func OpenEnvelope(m InboxMessage, broker crypto.SigningPublicKey, agent *crypto.BoxKeyPair) (*Envelope, []byte, error) {
-	if len(m.Encrypted) > MaxEncryptedSize {
-		return nil, nil, fmt.Errorf("%w: encrypted field too large", ErrEnvelopeMalformed)
-	}
-	if !VerifySignature(broker, EnvelopeSigningBytes(m.OrgID, m.BrokerTimestamp, m.Encrypted), m.BrokerSignature) {
-		return nil, nil, ErrEnvelopeSignature
-	}
-	sealed, err := base64.StdEncoding.DecodeString(m.Encrypted)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: encrypted is not standard base64", ErrEnvelopeMalformed)
-	}
-	pt, err := agent.OpenAnonymous(sealed)
-	if err != nil {
-		return nil, nil, ErrEnvelopeOpen
-	}
-	var env Envelope
-	if err := json.Unmarshal(pt, &env); err != nil {
-		crypto.Wipe(pt)
-		return nil, nil, fmt.Errorf("%w: envelope is not JSON", ErrEnvelopeMalformed)
-	}
-	if env.Source == "" || env.Type == "" {
-		crypto.Wipe(pt)
-		return nil, nil, fmt.Errorf("%w: envelope lacks source or type", ErrEnvelopeMalformed)
-	}
-	if env.BrokerTimestamp != m.BrokerTimestamp {
-		crypto.Wipe(pt)
-		return nil, nil, fmt.Errorf("%w: inner broker_timestamp differs from the signed one", ErrEnvelopeMalformed)
-	}
-	return &env, pt, nil
 }

@@ -34,11 +34,8 @@ func (f *FakeBroker) EnqueueHeld(env protocol.Envelope, respondBy time.Time) str
 	if env.BrokerTimestamp == 0 {
 		env.BrokerTimestamp = time.Now().Unix()
 	}
-	pt, err := json.Marshal(struct {
-		protocol.Envelope
-		ResponseExpected bool  `json:"response_expected"`
-		RespondBy        int64 `json:"respond_by"`
-	}{env, true, respondBy.UnixMilli()})
+	env.ResponseExpected, env.RespondBy = true, respondBy.UnixMilli()
+	pt, err := json.Marshal(env)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sealrelay/sealrelay/broker"
+	"github.com/sealrelay/sealrelay/protocol"
 )
 
 // TestSlackAppManifest keeps the manifest in docs/slack-app.md in step with
@@ -46,7 +47,7 @@ func TestSlackAppManifest(t *testing.T) {
 		t.Errorf("event request_url %q, want .../slack/events", u)
 	}
 	events := c.list(ev["bot_events"], "settings.event_subscriptions.bot_events")
-	for _, e := range []string{"app_mention", "message.im", broker.TypeAppUninstalled, broker.TypeTokensRevoked} {
+	for _, e := range []string{"app_mention", "message.im", protocol.TypeAppUninstalled, protocol.TypeTokensRevoked} {
 		if !slices.Contains(events, e) {
 			t.Errorf("manifest does not subscribe to %s", e)
 		}

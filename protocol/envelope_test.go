@@ -1,0 +1,315 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sealrelay/sealrelay/crypto"
+)
+
+// legacyBuildEnvelope, legacyBuildHeldEnvelope and legacyAppendStored are
+// the builders the broker had before the envelope moved here
+// (broker/ingress.go buildEnvelope, broker/held_ingress.go
+// buildHeldEnvelope, broker/fanout.go appendStoredMessage), copied verbatim
+// as the reference the new code must reproduce byte for byte.
+func legacyBuildEnvelope(source, typ string, ts int64, payload []byte) []byte {
+	src, _ := json.Marshal(source)
+	ty, _ := json.Marshal(typ)
+	b := make([]byte, 0, len(payload)+len(src)+len(ty)+64)
+	b = append(b, `{"source":`...)
+	b = append(b, src...)
+	b = append(b, `,"type":`...)
+	b = append(b, ty...)
+	b = append(b, `,"broker_timestamp":`...)
+	b = strconv.AppendInt(b, ts, 10)
+	b = append(b, `,"payload":`...)
+	b = append(b, payload...)
+	return append(b, '}')
+}
+
+func legacyBuildHeldEnvelope(source, typ string, ts, respondBy int64, payload []byte) []byte {
+	src, _ := json.Marshal(source)
+	ty, _ := json.Marshal(typ)
+	b := make([]byte, 0, len(payload)+len(src)+len(ty)+128)
+	b = append(b, `{"source":`...)
+	b = append(b, src...)
+	b = append(b, `,"type":`...)
+	b = append(b, ty...)
+	b = append(b, `,"broker_timestamp":`...)
+	b = strconv.AppendInt(b, ts, 10)
+	b = append(b, `,"response_expected":true,"respond_by":`...)
+	b = strconv.AppendInt(b, respondBy, 10)
+	b = append(b, `,"payload":`...)
+	b = append(b, payload...)
+	return append(b, '}')
+}
+
+func legacyAppendStored(b, orgJSON []byte, msg InboxMessage) []byte {
+	b = append(b, `{"o":`...)
+	b = append(b, orgJSON...)
+	b = append(b, `,"e":"`...)
+	b = append(b, msg.Encrypted...)
+	b = append(b, `","t":`...)
+	b = strconv.AppendInt(b, msg.BrokerTimestamp, 10)
+	b = append(b, `,"s":"`...)
+	b = append(b, msg.BrokerSignature...)
+	return append(b, `"}`...)
+}
+
+// legacyStoredMessage is the broker's former storedMessage, which the drop
+// notice path encoded with json.Marshal.
+type legacyStoredMessage struct {
+	OrgID           string `json:"o"`
+	Encrypted       string `json:"e"`
+	BrokerTimestamp int64  `json:"t"`
+	BrokerSignature string `json:"s"`
+}
+
+// envelopeStrings are sources and types, from the constants to what a
+// hostile Slack payload type could hold: every class encoding/json escapes.
+var envelopeStrings = []string{
+	SourceSlack, SourceSystem, TypeEventCallback, TypeSlashCommand, TypeEventsDropped,
+	TypeAppUninstalled, TypeTokensRevoked, TypeAppRateLimited, "block_actions", "view_submission",
+	"", "a", `quo"te`, `back\slash`, "<script>", "a&b", "tab\there", "nl\n", "\x00\x1f\x7f",
+	"é unicode ☃", "line\u2028sep\u2029", "bad\xffutf8", "\xed\xa0\x80", strings.Repeat("x", 300),
+}
+
+var envelopePayloads = [][]byte{
+	[]byte(`{}`),
+	[]byte(`{"type":"event_callback","event":{"type":"app_mention","text":"<@UBOT> hi & bye"}}`),
+	[]byte(`{ "spaced" : [ 1 , 2 ] }`),
+	[]byte(`{"u":"\u2028 \ud83d\ude00 é"}`),
+	[]byte(`{"command":"/deploy","text":"prod <now>"}`),
+	[]byte(`null`),
+	[]byte(`"string payload"`),
+	{}, // empty: embedded as is, like before
+}
+
+var envelopeTimestamps = []int64{0, 1, -1, 1771465000, 1<<63 - 1, -1 << 63}
+
+// TestEnvelopeMatchesLegacyBuilder compares the new builder with the old
+// one for every combination of the tables above, plain and held.
+func TestEnvelopeMatchesLegacyBuilder(t *testing.T) {
+	t.Parallel()
+	n := 0
+	for _, src := range envelopeStrings {
+		for _, typ := range envelopeStrings {
+			for _, p := range envelopePayloads {
+				for _, ts := range envelopeTimestamps {
+					e := Envelope{Source: src, Type: typ, BrokerTimestamp: ts, Payload: p}
+					if got, want := e.Plaintext(), legacyBuildEnvelope(src, typ, ts, p); !bytes.Equal(got, want) {
+						t.Fatalf("plain %q/%q/%d/%q:\n got  %q\n want %q", src, typ, ts, p, got, want)
+					}
+					e.ResponseExpected, e.RespondBy = true, ts/3+1
+					if got, want := e.Plaintext(), legacyBuildHeldEnvelope(src, typ, ts, e.RespondBy, p); !bytes.Equal(got, want) {
+						t.Fatalf("held %q/%q/%d/%q:\n got  %q\n want %q", src, typ, ts, p, got, want)
+					}
+					// AppendJSON appends: a prefix stays.
+					if got := e.AppendJSON([]byte("pre")); !bytes.HasPrefix(got, []byte("pre{")) {
+						t.Fatalf("AppendJSON dropped the prefix: %q", got)
+					}
+					n += 2
+				}
+			}
+		}
+	}
+	if n < 1000 {
+		t.Fatalf("only %d cases compared", n)
+	}
+}
+
+// TestEnvelopeJSONRoundTrip checks that what the builder writes parses back
+// into the same envelope (for valid UTF-8 strings and object payloads).
+func TestEnvelopeJSONRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, held := range []bool{false, true} {
+		in := Envelope{Source: SourceSystem, Type: `ty<"pe>`, BrokerTimestamp: 1771465000,
+			Payload: json.RawMessage(`{"count":1}`)}
+		if held {
+			in.ResponseExpected, in.RespondBy = true, 1771465002500
+		}
+		var out Envelope
+		if err := json.Unmarshal(in.Plaintext(), &out); err != nil {
+			t.Fatalf("held=%v: %v", held, err)
+		}
+		if out.Source != in.Source || out.Type != in.Type || out.BrokerTimestamp != in.BrokerTimestamp ||
+			out.ResponseExpected != in.ResponseExpected || out.RespondBy != in.RespondBy || !bytes.Equal(out.Payload, in.Payload) {
+			t.Fatalf("held=%v: round trip %+v, want %+v", held, out, in)
+		}
+	}
+}
+
+// TestVectorEnvelopePlaintext rebuilds the vector's sealed plaintext from
+// its parts with the builder the broker uses.
+func TestVectorEnvelopePlaintext(t *testing.T) {
+	t.Parallel()
+	v, _ := loadVectors(t)
+	var e Envelope
+	if err := json.Unmarshal([]byte(v.InboundEnvelope.SealedPlaintext), &e); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(e.Plaintext()); got != v.InboundEnvelope.SealedPlaintext {
+		t.Fatalf("plaintext:\n got  %s\n want %s", got, v.InboundEnvelope.SealedPlaintext)
+	}
+}
+
+// storedInputs are inbox messages as the broker signs them, plus ids
+// ValidateID would refuse (the encoding must still match encoding/json).
+func storedInputs(t *testing.T) []InboxMessage {
+	v, _ := loadVectors(t)
+	out := []InboxMessage{v.InboundEnvelope.Envelope,
+		{OrgID: "T0ABC123", Encrypted: "q83vEjRWeJA+/w==", BrokerTimestamp: 1771465000, BrokerSignature: "c2lnbmF0dXJl+/8="},
+		{OrgID: "E0ENT.1:x-y_z", Encrypted: "AA=="},
+		{OrgID: "T1", BrokerTimestamp: -5, BrokerSignature: "AAAA"}}
+	for _, org := range []string{"T0123ABCD", "E1:x.y-z", "", `o"<&>`, "é", "bad\xff"} {
+		for _, ts := range envelopeTimestamps {
+			out = append(out, InboxMessage{OrgID: org, Encrypted: "AAAA+/==", BrokerTimestamp: ts, BrokerSignature: "c2ln"})
+		}
+	}
+	return out
+}
+
+// TestStoredMatchesLegacy compares the stored form with both former
+// encoders: fanOut's appender and the drop notice's json.Marshal.
+func TestStoredMatchesLegacy(t *testing.T) {
+	t.Parallel()
+	for _, m := range storedInputs(t) {
+		got := Stored(&m)
+		want, err := json.Marshal(legacyStoredMessage{m.OrgID, m.Encrypted, m.BrokerTimestamp, m.BrokerSignature})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("stored %+v:\n got  %s\n want %s", m, got, want)
+		}
+		orgJSON, _ := json.Marshal(m.OrgID)
+		if legacy := legacyAppendStored(nil, orgJSON, m); !bytes.Equal(got, legacy) {
+			t.Fatalf("stored %+v differs from fanOut's former appender:\n got  %s\n want %s", m, got, legacy)
+		}
+	}
+}
+
+// TestParseStored checks the round trip and the refusals.
+func TestParseStored(t *testing.T) {
+	t.Parallel()
+	for _, m := range storedInputs(t) {
+		if !strings.Contains(m.OrgID, "\xff") {
+			m.MessageID, m.WorkspaceID = "m-7", m.OrgID
+			got, err := ParseStored("m-7", Stored(&m))
+			if err != nil || got != m {
+				t.Fatalf("round trip of %+v: %+v, %v", m, got, err)
+			}
+		}
+	}
+	for _, bad := range []string{``, `[]`, `{"o":1}`, `{"t":"x"}`, `not json`, `{"o":"T1"`} {
+		if _, err := ParseStored("m", []byte(bad)); !errors.Is(err, ErrStoredMalformed) {
+			t.Fatalf("ParseStored(%q): %v, want ErrStoredMalformed", bad, err)
+		} else if strings.Contains(err.Error(), bad) && bad != "" {
+			t.Fatalf("error %q quotes the body", err)
+		}
+	}
+}
+
+// TestOpenHeldEnvelope checks that the §8.2 fields come out of
+// OpenEnvelope, and that a mistyped one is read as absent (as before the
+// envelope parsed them) while a mistyped core field is malformed.
+func TestOpenHeldEnvelope(t *testing.T) {
+	t.Parallel()
+	_, k := loadVectors(t)
+	open := func(pt string) (*Envelope, error) {
+		m, err := SealEnvelope([]byte(pt), "T1", "m-1", 1771465000, k.agentBox.Public, k.brokerSigning)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, p, err := OpenEnvelope(m, k.brokerSigning.Public(), k.agentBox)
+		crypto.Wipe(p)
+		return env, err
+	}
+	held := Envelope{Source: SourceSlack, Type: TypeSlashCommand, BrokerTimestamp: 1771465000,
+		ResponseExpected: true, RespondBy: 1771465002500, Payload: json.RawMessage(`{"command":"/x"}`)}
+	env, err := open(string(held.Plaintext()))
+	if err != nil || !env.ResponseExpected || env.RespondBy != held.RespondBy || string(env.Payload) != `{"command":"/x"}` {
+		t.Fatalf("held envelope: %+v, %v", env, err)
+	}
+	cases := []struct {
+		pt        string
+		malformed bool
+	}{
+		{`{"source":"slack","type":"t","broker_timestamp":1771465000,"response_expected":"yes","payload":{}}`, false},
+		{`{"source":"slack","type":"t","broker_timestamp":1771465000,"respond_by":"soon","payload":{}}`, false},
+		{`{"source":"slack","type":"t","broker_timestamp":"1771465000","payload":{}}`, true},
+		{`{"source":7,"type":"t","broker_timestamp":1771465000,"payload":{}}`, true},
+	}
+	for _, tc := range cases {
+		env, err := open(tc.pt)
+		switch {
+		case tc.malformed && !errors.Is(err, ErrEnvelopeMalformed):
+			t.Errorf("%s: %v, want ErrEnvelopeMalformed", tc.pt, err)
+		case !tc.malformed && (err != nil || env.ResponseExpected || env.RespondBy != 0):
+			t.Errorf("%s: %+v, %v, want an envelope without §8.2 fields", tc.pt, env, err)
+		}
+	}
+}
+
+// FuzzParseStored: ParseStored never panics, and what it accepts encodes
+// back (for valid UTF-8) to a body that parses to the same message.
+func FuzzParseStored(f *testing.F) {
+	f.Add([]byte(`{"o":"T1","e":"AAAA","t":1771465000,"s":"c2ln"}`))
+	f.Add([]byte(`{"o":"<\u2028>","t":-1}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`[`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		m, err := ParseStored("m-1", body)
+		if err != nil {
+			if !errors.Is(err, ErrStoredMalformed) {
+				t.Fatalf("error %v does not wrap ErrStoredMalformed", err)
+			}
+			return
+		}
+		again, err := ParseStored("m-1", Stored(&m))
+		if err != nil || again != m {
+			t.Fatalf("re-encoded %+v parses to %+v, %v", m, again, err)
+		}
+	})
+}
+
+// BenchmarkEnvelope measures building the plaintext of an ordinary event's
+// envelope and the stored form of one copy, with the former builders as
+// the baseline.
+//
+//	go test -run XXX -bench Envelope -benchmem ./protocol/
+func BenchmarkEnvelope(b *testing.B) {
+	payload := []byte(`{"token":"t","team_id":"T0BENCH1","api_app_id":"A1","type":"event_callback","event_id":"EvB1","event_time":1771465000,"event":{"type":"app_mention","user":"U1","text":"benchmark message body of ordinary length","ts":"1771465000.000100","channel":"C1"},"authorizations":[{"team_id":"T0BENCH1","is_bot":true,"is_enterprise_install":false}]}`)
+	msg := InboxMessage{OrgID: "T0BENCH1", Encrypted: strings.Repeat("QUJD", 130), BrokerTimestamp: 1771465000,
+		BrokerSignature: strings.Repeat("c2ln", 22)}
+	b.Run("build/legacy", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = legacyBuildEnvelope(SourceSlack, TypeEventCallback, 1771465000, payload)
+		}
+	})
+	b.Run("build/new", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			e := Envelope{Source: SourceSlack, Type: TypeEventCallback, BrokerTimestamp: 1771465000, Payload: payload}
+			_ = e.Plaintext()
+		}
+	})
+	b.Run("stored/legacy", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			orgJSON, _ := json.Marshal(msg.OrgID) // once per event in fanOut
+			_ = legacyAppendStored(nil, orgJSON, msg)
+		}
+	})
+	b.Run("stored/new", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = Stored(&msg)
+		}
+	})
+}
