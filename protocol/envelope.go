@@ -95,8 +95,7 @@ func (e *Envelope) Plaintext() []byte {
 // which every id and type the broker writes is, takes no allocation.
 func appendJSONString(dst []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if !jsonPlain[s[i]] {
 			b, _ := json.Marshal(s) // a string always marshals
 			return append(dst, b...)
 		}
@@ -105,6 +104,15 @@ func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, s...)
 	return append(dst, '"')
 }
+
+// jsonPlain marks the bytes encoding/json writes unchanged inside a string:
+// printable ASCII except '"', '\\' and the HTML-escaped '<', '>', '&'.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
 
 // SealEnvelope seals plaintext (an Envelope's JSON, see Plaintext) to the
 // agent's box key and signs the result with the broker's signing key
