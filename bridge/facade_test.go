@@ -277,6 +277,12 @@ func TestFacadeBrokerRefusals(t *testing.T) {
 		{"broker 400", bridgetest.CallAnswer{Status: 400, Error: "invalid form args"}, 200, "invalid_arguments"},
 		{"broker without /api/call", bridgetest.CallAnswer{Status: 404, Error: "not found"}, 200, "not_supported"},
 		{"credentials refused", bridgetest.CallAnswer{Status: 401, Error: protocol.ErrInvalidToken}, 200, "invalid_auth"},
+		{"signature refused", bridgetest.CallAnswer{Status: 403, Error: protocol.ErrInvalidSignature}, 200, "invalid_auth"},
+		{"broker 405", bridgetest.CallAnswer{Status: 405, Error: "method not allowed"}, 200, "not_supported"},
+		{"broker 413", bridgetest.CallAnswer{Status: 413, Error: protocol.ErrBodyTooLarge}, 200, "request_too_large"},
+		{"replay", bridgetest.CallAnswer{Status: 409, Error: protocol.ErrReplay}, 503, "slack_unavailable"},
+		{"token revoked", bridgetest.CallAnswer{Status: 502, Error: "token_revoked"}, 503, "slack_unavailable"},
+		{"unexpected status", bridgetest.CallAnswer{Status: 418, Error: "teapot"}, 503, "slack_unavailable"},
 		{"slack error passes", bridgetest.CallAnswer{Body: []byte(`{"ok":false,"error":"channel_not_found"}`)}, 200, "channel_not_found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -247,8 +247,12 @@ func TestEventsDroppedNotice(t *testing.T) {
 	fb.Enqueue(notice(protocol.DropNotice{Count: 3, Reasons: map[protocol.DropReason]int{"inbox_full": 2, "too_large": 1},
 		FirstDroppedAt: 100, LastDroppedAt: 200, EventIDs: []string{"Ev1", "Ev2", "Ev3"}}))
 	fb.Enqueue(notice(protocol.DropNotice{Count: 2, Reasons: map[protocol.DropReason]int{"inbox_full": 1, "weird": 1}}))
-	fb.EnqueueRaw(fb.Seal(protocol.Envelope{Source: protocol.SourceSystem, Type: protocol.TypeEventsDropped, BrokerTimestamp: 1,
-		Payload: json.RawMessage(`{"count":"many"}`)}, "m-bad-notice"))
+	// Payloads protocol.ParseDropNotice refuses: logged, acked, not counted.
+	for i, bad := range []string{`{"count":"many"}`, `{"count":4,"reasons":{"inbox_full":-4}}`,
+		`{"count":4,"reasons":{"Inbox Full":4}}`, `{"count":-4}`} {
+		fb.EnqueueRaw(fb.Seal(protocol.Envelope{Source: protocol.SourceSystem, Type: protocol.TypeEventsDropped, BrokerTimestamp: 1,
+			Payload: json.RawMessage(bad)}, fmt.Sprintf("m-bad-notice-%d", i)))
+	}
 	waitFor(t, fb, "acks", func() bool { return fb.Pending() == 0 })
 	h := r.b.Health()
 	want := map[string]uint64{"inbox_full": 3, "too_large": 1, "other": 1}
