@@ -53,11 +53,11 @@ type Log struct {
 	done  chan struct{}
 	close sync.Once
 
-	mu      sync.Mutex
-	chain   string
-	seq     uint64
-	prev    []byte
-	since   int // records since the last checkpoint
+	mu    sync.Mutex
+	chain string
+	seq   uint64
+	prev  []byte
+	since int // records since the last checkpoint
 }
 
 // NewLog starts a new chain (random id) on st, keyed by keys, and a
