@@ -174,4 +174,3 @@ func TestAuditSettings(t *testing.T) {
 		}
 	}
 }
-
