@@ -46,11 +46,6 @@ func (k *Keys) recordMAC(prev, body []byte) []byte {
 	return crypto.HMACSHA256(k.mac, msg)
 }
 
-// checkRecordMAC reports in constant time whether r.MAC is right after prev.
-func (k *Keys) checkRecordMAC(prev []byte, r *Record) bool {
-	return crypto.Equal(k.recordMAC(prev, r.body()), r.MAC)
-}
-
 // zeroMAC is the "previous MAC" of a chain's first record.
 var zeroMAC = make([]byte, MACSize)
 

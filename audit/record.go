@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -92,15 +91,33 @@ type Record struct {
 // MACHex returns the MAC in lower-case hex.
 func (r *Record) MACHex() string { return hex.EncodeToString(r.MAC) }
 
-var (
-	chainPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
-	kindPattern  = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
-)
-
 // ValidChainID reports whether id can name a chain: 1–64 characters of
 // [a-z0-9-], starting with a letter or digit (safe in store keys and Redis
 // hash tags).
-func ValidChainID(id string) bool { return chainPattern.MatchString(id) }
+func ValidChainID(id string) bool {
+	if len(id) == 0 || len(id) > 64 || id[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validKind reports whether k is [a-z][a-z0-9_]{0,31}.
+func validKind(k Kind) bool {
+	if len(k) == 0 || len(k) > 32 || k[0] < 'a' || k[0] > 'z' {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
 
 // clip cuts s to MaxField bytes at a rune boundary and replaces invalid
 // UTF-8, so that any recorded value encodes.
@@ -207,7 +224,7 @@ func Decode(data []byte) (*Record, error) {
 		return nil, fmt.Errorf("%w: chain id is not [a-z0-9-]{1,64}", ErrMalformed)
 	case r.Seq == 0:
 		return nil, fmt.Errorf("%w: seq 0", ErrMalformed)
-	case !kindPattern.MatchString(string(r.Kind)):
+	case !validKind(r.Kind):
 		return nil, fmt.Errorf("%w: kind is not [a-z][a-z0-9_]{0,31}", ErrMalformed)
 	case r.Phase != PhaseNone && r.Phase != PhaseIntent && r.Phase != PhaseResult:
 		return nil, fmt.Errorf("%w: unknown phase", ErrMalformed)

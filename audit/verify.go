@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+
+	"github.com/sealrelay/sealrelay/crypto"
 )
 
 // Reason says what is wrong at a bad sequence number.
@@ -156,7 +158,8 @@ func verifyChain(ctx context.Context, st Store, keys *Keys, id string) (*ChainRe
 			return nil, fmt.Errorf("audit verify: chain %s: read at %d: %w", id, pos, err)
 		}
 		for i, raw := range page {
-			walk = checkOne(keys, id, raw, want, prev, pinned)
+			var mac []byte
+			mac, walk = checkOne(keys, id, raw, want, prev, pinned)
 			if walk != nil {
 				if walk.Reason == ReasonRemoved {
 					// A gap, unless want appears later: then it was moved.
@@ -171,8 +174,7 @@ func verifyChain(ctx context.Context, st Store, keys *Keys, id string) (*ChainRe
 				}
 				break
 			}
-			r, _ := Decode(raw)
-			prev = r.MAC
+			prev = mac
 			want++
 		}
 		if len(page) == 0 {
@@ -188,25 +190,27 @@ func verifyChain(ctx context.Context, st Store, keys *Keys, id string) (*ChainRe
 	return cr, nil
 }
 
-// checkOne checks the record raw where seq want (after MAC prev) belongs.
-func checkOne(keys *Keys, id string, raw []byte, want uint64, prev []byte, pinned map[uint64][]byte) *Problem {
+// checkOne checks the record raw where seq want (after MAC prev) belongs
+// and returns its MAC when it is good.
+func checkOne(keys *Keys, id string, raw []byte, want uint64, prev []byte, pinned map[uint64][]byte) ([]byte, *Problem) {
 	r, err := Decode(raw)
 	switch {
 	case err != nil:
-		return &Problem{Chain: id, Seq: want, Reason: ReasonEdited, Detail: "record does not decode: " + err.Error()}
+		return nil, &Problem{Chain: id, Seq: want, Reason: ReasonEdited, Detail: "record does not decode: " + err.Error()}
 	case r.Chain != id:
-		return &Problem{Chain: id, Seq: want, Reason: ReasonEdited, Detail: "record names chain " + r.Chain}
+		return nil, &Problem{Chain: id, Seq: want, Reason: ReasonEdited, Detail: "record names chain " + r.Chain}
 	case r.Seq > want:
-		return &Problem{Chain: id, Seq: want, Reason: ReasonRemoved, Detail: fmt.Sprintf("seq %d follows seq %d", r.Seq, want-1)}
+		return nil, &Problem{Chain: id, Seq: want, Reason: ReasonRemoved, Detail: fmt.Sprintf("seq %d follows seq %d", r.Seq, want-1)}
 	case r.Seq < want:
-		return &Problem{Chain: id, Seq: r.Seq, Reason: ReasonReordered, Detail: fmt.Sprintf("seq %d appears again after seq %d", r.Seq, want-1)}
-	case !keys.checkRecordMAC(prev, r):
-		return &Problem{Chain: id, Seq: want, Reason: ReasonEdited, Detail: "MAC does not match the record and its predecessor"}
+		return nil, &Problem{Chain: id, Seq: r.Seq, Reason: ReasonReordered, Detail: fmt.Sprintf("seq %d appears again after seq %d", r.Seq, want-1)}
+	case !crypto.Equal(keys.recordMAC(prev, raw[:len(raw)-MACSize]), r.MAC):
+		// raw minus its MAC is the canonical encoding (Decode accepts no other).
+		return nil, &Problem{Chain: id, Seq: want, Reason: ReasonEdited, Detail: "MAC does not match the record and its predecessor"}
 	}
 	if mac, ok := pinned[want]; ok && !slices.Equal(mac, r.MAC) {
-		return &Problem{Chain: id, Seq: want, Reason: ReasonEdited, Detail: "record differs from the signed checkpoint of this seq (chain rewritten with the key?)"}
+		return nil, &Problem{Chain: id, Seq: want, Reason: ReasonEdited, Detail: "record differs from the signed checkpoint of this seq (chain rewritten with the key?)"}
 	}
-	return nil
+	return r.MAC, nil
 }
 
 // appearsAfter reports whether a decodable record with seq is stored at or
