@@ -174,3 +174,49 @@ func TestAuditSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestServeAuditEndToEnd: `broker serve` (audit on by default) records the
+// e2e flow's install, registration and send into the store it uses, writes a
+// final checkpoint on shutdown, and `broker audit verify` / `tail` read it.
+func TestServeAuditEndToEnd(t *testing.T) {
+	for _, store := range []string{"embedded", "redis"} {
+		t.Run(store, func(t *testing.T) {
+			fake, fs := newE2EFake(t)
+			env := e2eEnv(t, fs)
+			if store == "redis" {
+				_, prefix := testredis.New(t, "e2eaudit")
+				env["SEALRELAY_REDIS_URL"] = testredis.URL(t)
+				env["SEALRELAY_REDIS_PREFIX"] = prefix
+			}
+			env = dropEmpty(env)
+			r := startServe(t, nil, env)
+			e2eFlow(t, fake, r)
+			r.stop(t)
+
+			code, out, errOut := runAudit(t, env, "verify")
+			if code != 0 || !strings.Contains(out, "1 chains, ") || !strings.Contains(out, ": intact") {
+				t.Fatalf("verify after serve: exit %d, out %q, err %q", code, out, errOut)
+			}
+			code, out, _ = runAudit(t, env, "tail", "-n", "100")
+			if code != 0 {
+				t.Fatalf("tail: exit %d", code)
+			}
+			for _, want := range []string{"kind=install", "kind=register", "kind=send phase=intent", "kind=send phase=result"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("tail lacks %q:\n%s", want, out)
+				}
+			}
+			// The final checkpoint covers the whole chain.
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			var last string
+			for _, f := range strings.Fields(lines[len(lines)-1]) {
+				if v, ok := strings.CutPrefix(f, "seq="); ok {
+					last = v
+				}
+			}
+			if _, vout, _ := runAudit(t, env, "verify"); !strings.Contains(vout, "last checkpoint seq "+last+" ") {
+				t.Errorf("verify %q: want the last checkpoint at seq %s (written on shutdown)", vout, last)
+			}
+		})
+	}
+}
