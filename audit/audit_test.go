@@ -3,6 +3,7 @@ package audit_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -219,6 +220,23 @@ func TestLogNeverContainsArguments(t *testing.T) {
 	}
 }
 
+func TestLogRefusesInvalidEvents(t *testing.T) {
+	t.Parallel()
+	st := audit.NewMemStore()
+	l, err := audit.NewLog(st, newKeys(t), audit.Options{CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []audit.Event{{}, {Kind: "Bad Kind"}, {Kind: audit.KindCall, Phase: "later"}} {
+		if _, err := l.Record(context.Background(), ev); err == nil {
+			t.Errorf("Record(%+v) succeeded, want an error", ev)
+		}
+	}
+	if n, _ := st.Len(context.Background(), l.Chain()); n != 0 {
+		t.Fatalf("%d invalid records stored", n)
+	}
+}
+
 func TestLogAbandonsChainOnWriteFailure(t *testing.T) {
 	t.Parallel()
 	keys := newKeys(t)
@@ -302,6 +320,19 @@ func TestDecodeRoundTrip(t *testing.T) {
 		if !bytes.Equal(got.Encode(), enc) || got.Event != r.Event || !got.Time.Equal(r.Time) || got.Seq != r.Seq {
 			t.Fatalf("round trip changed the record: %+v → %+v", r, got)
 		}
+	}
+}
+
+func TestRecordJSON(t *testing.T) {
+	t.Parallel()
+	r := &audit.Record{Chain: "c", Seq: 2, Time: time.Unix(1, 0).UTC(), Event: audit.Event{Kind: audit.KindSend, Org: "T1"}, MAC: bytes.Repeat([]byte{0xab}, audit.MACSize)}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"chain":"c","seq":2,"time":"1970-01-01T00:00:01Z","kind":"send","org":"T1","mac":"` + strings.Repeat("ab", audit.MACSize) + `"}`
+	if string(b) != want {
+		t.Fatalf("JSON = %s, want %s", b, want)
 	}
 }
 

@@ -113,6 +113,11 @@ func (l *Log) Chain() string {
 // on a new one: the abandoned chain verifies either way, and no sequence
 // number is ever written twice.
 func (l *Log) Record(ctx context.Context, ev Event) (uint64, error) {
+	// What Decode would refuse must never be written: Verify would call it
+	// tampering.
+	if !validKind(ev.Kind) || (ev.Phase != PhaseNone && ev.Phase != PhaseIntent && ev.Phase != PhaseResult) {
+		return 0, fmt.Errorf("audit: invalid event kind %q or phase %q", ev.Kind, ev.Phase)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	r := &Record{Chain: l.chain, Seq: l.seq + 1, Time: l.opts.Now().UTC(), Event: ev.normalize()}

@@ -3,6 +3,7 @@ package audit
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -295,4 +296,14 @@ func (d *decoder) str(field string) string {
 		return ""
 	}
 	return s
+}
+
+// MarshalJSON adds the MAC, in hex, to the record's JSON form (the form
+// `broker audit tail --json` prints).
+func (r *Record) MarshalJSON() ([]byte, error) {
+	type plain Record
+	return json.Marshal(struct {
+		*plain
+		MAC string `json:"mac"`
+	}{(*plain)(r), r.MACHex()})
 }
