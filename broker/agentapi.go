@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sealrelay/sealrelay/audit"
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
@@ -166,6 +167,7 @@ func (s *Server) register(ctx context.Context, req *protocol.RegisterRequest, re
 	}
 	info(ctx).agent = a.ID
 	s.depth.track(a.ID, org)
+	s.audit(ctx, audit.Event{Kind: audit.KindRegister, Outcome: "ok"})
 	s.logger(ctx).Info("agent registered")
 	return &protocol.RegisterResponse{
 		OK:                         true,
@@ -215,6 +217,7 @@ func (s *Server) handleUnregister(w http.ResponseWriter, r *http.Request) {
 	}
 	s.shared.Forget(a.BoxPublicKey)
 	s.depth.forget(a.ID)
+	s.audit(ctx, audit.Event{Kind: audit.KindUnregister, Outcome: "ok"})
 	s.logger(ctx).Info("agent unregistered")
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
 }

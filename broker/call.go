@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sealrelay/sealrelay/audit"
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
 )
@@ -130,12 +131,17 @@ func (s *Server) call(ctx context.Context, a *Agent, org, method string, ct []by
 	case inst.Revoked || inst.BotToken == "":
 		return nil, "token_revoked", errf(http.StatusBadGateway, "token_revoked")
 	}
+	ref, e := s.auditIntent(ctx, audit.KindCall, method, sreq.channels, len(sreq.body))
+	if e != nil {
+		return nil, ErrAuditUnavailable, e
+	}
 	token, e := s.botToken(ctx, inst)
 	if e != nil {
 		return nil, "error", e
 	}
 	body, outcome, e := s.slackCall(ctx, org, method, token, sreq.contentType, rb)
 	crypto.Wipe(token)
+	s.auditCallResult(ctx, ref, method, sreq.channels, outcome, e, body)
 	if e != nil {
 		return nil, outcome, e
 	}
@@ -226,6 +232,7 @@ func (s *Server) slackCall(ctx context.Context, org, method string, token []byte
 		if rerr := s.st.RevokeInstallation(context.WithoutCancel(ctx), org, s.now()); rerr != nil {
 			s.logger(ctx).Error("revoke installation failed", "err", rerr)
 		}
+		s.auditRevoked(ctx, org, code)
 		s.logger(ctx).Warn("bot token rejected by slack; installation marked revoked", "slack_method", method, "slack_error", code)
 	default:
 		s.logger(ctx).Info("slack call answered ok=false", "slack_method", method, "slack_error", code)

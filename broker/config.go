@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sealrelay/sealrelay/audit"
 	"github.com/sealrelay/sealrelay/crypto"
 )
 
@@ -112,6 +113,12 @@ type Config struct {
 	// declaration (in a pull's meta or at registration) makes the broker
 	// hold its org's requests (default DefaultRespondCapabilityTTL).
 	RespondCapabilityTTL time.Duration
+	// Audit records every bot-token use and trust change (see
+	// broker/audit.go and package audit); nil turns auditing off.
+	Audit audit.Recorder
+	// AuditRequired refuses (503 audit_unavailable) an api.call or send
+	// whose audit record cannot be written, before Slack is called.
+	AuditRequired bool
 	// Now returns the current time; nil means time.Now. For tests.
 	Now func() time.Time
 }
@@ -198,6 +205,8 @@ func (c Config) Validate() error {
 		return errors.New("broker config: SlackClientSecret is required (Slack app > Basic Information > Client Secret)")
 	case c.SlackSigningSecret == "":
 		return errors.New("broker config: SlackSigningSecret is required (Slack app > Basic Information > Signing Secret)")
+	case c.AuditRequired && c.Audit == nil:
+		return errors.New("broker config: AuditRequired is set but Audit is nil (auditing is off)")
 	case c.SyncResponseTimeout > MaxSyncResponseTimeout:
 		return fmt.Errorf("broker config: SyncResponseTimeout %v is over %v (Slack gives up after 3 s)", c.SyncResponseTimeout, MaxSyncResponseTimeout)
 	}

@@ -195,6 +195,7 @@ func (s *Server) handleSlackEvents(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
 			return
 		}
+		s.auditRevoked(ctx, org, ev.Event.Type)
 		s.logger(ctx).Warn("installation revoked by slack", "event", ev.Event.Type)
 	}
 	if e := s.fanOut(ctx, org, ev.EventID, source, typ, body, agents); e != nil {

@@ -168,6 +168,7 @@ func (s *Server) storeInstallation(ctx context.Context, inst *Installation, res 
 		*old = *inst
 		return nil
 	})
+	reinstall := err == nil
 	if errors.Is(err, ErrNotFound) {
 		inst.InstalledAt = now
 		err = s.st.PutInstallation(ctx, inst)
@@ -175,6 +176,7 @@ func (s *Server) storeInstallation(ctx context.Context, inst *Installation, res 
 	if err != nil {
 		return "", err
 	}
+	s.auditInstall(ctx, inst.OrgID, reinstall)
 	reg, err := crypto.RandomToken(32)
 	if err != nil {
 		return "", err

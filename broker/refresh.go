@@ -134,6 +134,7 @@ func (s *Server) exchangeRefreshToken(ctx context.Context, inst *Installation, l
 	// result even when the client gives up meanwhile.
 	wctx := context.WithoutCancel(ctx)
 	bt, rt, expires, err := s.callRefresh(ctx, org, used)
+	s.auditTokenRefresh(wctx, org, err)
 	if err != nil {
 		s.releaseRefreshLease(wctx, org, lease)
 		return nil, err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/slack-go/slack"
 
+	"github.com/sealrelay/sealrelay/audit"
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
 )
@@ -148,6 +149,10 @@ func (s *Server) send(ctx context.Context, a *Agent, org string, req *protocol.S
 			return nil, errf(http.StatusBadRequest, "invalid routing: channel, timestamp and emoji are required for reactions.add")
 		}
 	}
+	ref, e := s.auditIntent(ctx, audit.KindSend, req.Action, []string{rt.Channel}, len(pt))
+	if e != nil {
+		return nil, e
+	}
 	token, e := s.botToken(ctx, inst)
 	if e != nil {
 		return nil, e
@@ -166,6 +171,7 @@ func (s *Server) send(ctx context.Context, a *Agent, org string, req *protocol.S
 		err = api.AddReactionContext(cctx, emoji, slack.NewRefToMessage(rt.Channel, rt.Timestamp))
 		resp.Channel, resp.TS = rt.Channel, rt.Timestamp
 	}
+	s.auditSendResult(ctx, ref, req.Action, rt.Channel, err)
 	if err != nil {
 		return nil, s.slackFailure(ctx, org, req.Action, err)
 	}
@@ -192,6 +198,7 @@ func (s *Server) slackFailure(ctx context.Context, org, method string, err error
 		if rerr := s.st.RevokeInstallation(context.WithoutCancel(ctx), org, s.now()); rerr != nil {
 			s.logger(ctx).Error("revoke installation failed", "err", rerr)
 		}
+		s.auditRevoked(ctx, org, code)
 		s.logger(ctx).Warn("bot token rejected by slack; installation marked revoked", "slack_error", code)
 	default:
 		s.logger(ctx).Info("slack call failed", "method", method, "slack_error", code)

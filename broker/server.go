@@ -37,6 +37,7 @@ type Server struct {
 	m        *metrics
 	cm       *callMetrics
 	rm       *respondMetrics
+	am       *auditMetrics
 	depth    *depthCollector
 
 	shared    *crypto.SharedKeyCache
@@ -108,6 +109,10 @@ func New(cfg Config, st State, q queue.Store, keys Keys, logger *slog.Logger, re
 	if err != nil {
 		return nil, fmt.Errorf("broker: register respond metrics: %w", err)
 	}
+	am, err := newAuditMetrics(registry)
+	if err != nil {
+		return nil, fmt.Errorf("broker: register audit metrics: %w", err)
+	}
 	var holds holdHub = newMemHolds()
 	if rs, ok := st.(*RedisState); ok {
 		if holds, err = newRedisHolds(rs.rdb, rs.prefix, logger.With("component", "broker.holds")); err != nil {
@@ -117,7 +122,7 @@ func New(cfg Config, st State, q queue.Store, keys Keys, logger *slog.Logger, re
 	s := &Server{
 		cfg: cfg, st: st, q: q, keys: keys, hk: keys.HashKey,
 		log:      logger.With("component", "broker"),
-		gatherer: gatherer, m: m, cm: cm, rm: rm, depth: depth, holds: holds,
+		gatherer: gatherer, m: m, cm: cm, rm: rm, am: am, depth: depth, holds: holds,
 		shared: crypto.NewSharedKeyCache(keys.Box, 0),
 		slackHTTP: &http.Client{
 			Timeout: cfg.SlackTimeout,

@@ -156,6 +156,10 @@ var settings = []setting{
 		Usage: "how long SIGINT/SIGTERM waits for in-flight requests before closing connections"},
 	{Name: "token-refresh-margin", Env: "SEALRELAY_TOKEN_REFRESH_MARGIN", Default: defaultTokenRefreshMargin, Arg: "DURATION",
 		Usage: "how long before its expiry a rotating Slack bot token is refreshed (token rotation; tokens last 12 h)"},
+	{Name: "audit", Env: "SEALRELAY_AUDIT", Default: "on", Arg: "on|off",
+		Usage: "append every bot-token use and trust change to the tamper-evident audit log in the store (see `broker audit`)"},
+	{Name: "audit-required", Env: "SEALRELAY_AUDIT_REQUIRED", Default: "off", Arg: "on|off",
+		Usage: "refuse (503 audit_unavailable) an /api/call or /api/send whose audit record cannot be written, before Slack is called"},
 }
 
 // knownEnvVars returns every environment variable the broker reads, with
@@ -342,6 +346,8 @@ type config struct {
 	Call               callConfig
 	// SyncResponseTimeout is --sync-response-timeout.
 	SyncResponseTimeout time.Duration
+	// Audit and AuditRequired are --audit and --audit-required.
+	Audit, AuditRequired bool
 	// Warnings are logged once the logger exists.
 	Warnings []string
 }
@@ -489,6 +495,7 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 		c.ShutdownTimeout = d
 	}
 	c.TokenRefreshMargin = r.tokenRefreshMargin()
+	r.audit(c)
 
 	if len(r.problems) > 0 {
 		return nil, &configError{problems: r.problems}

@@ -7,6 +7,7 @@
 //	broker init [--dir DIR]        generate the broker keys and master keyring
 //	broker serve [flags]           run the server (broker serve --help)
 //	broker keys rotate [flags]     add a master key version, re-wrap stored secrets
+//	broker audit tail|verify       print or verify the audit log
 //	broker version                 print the build and protocol versions
 //
 // Every serve setting is a flag and a SEALRELAY_* environment variable (a
@@ -39,6 +40,8 @@ Commands:
   serve [flags]         run the broker (see: broker serve --help)
   keys rotate [flags]   add a master key version and re-wrap every stored secret
                         (see: broker keys rotate --help)
+  audit tail|verify     print the newest audit records, or verify the audit log
+                        (see: broker audit --help)
   version               print the broker version and the protocol version
 `
 
@@ -74,6 +77,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return 2
 		}
 		err = cmdKeysRotate(ctx, args[2:], getenv, stdout, stderr)
+	case "audit":
+		err = cmdAudit(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "sealrelay broker %s (protocol %s)\n", version, protocol.Version)
 		return 0

@@ -19,10 +19,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sealrelay/sealrelay/audit"
 	"github.com/sealrelay/sealrelay/broker"
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/store/boltstore"
+	"github.com/sealrelay/sealrelay/store/redisstore"
 )
 
 // cmdServe implements `broker serve`.
@@ -70,7 +73,8 @@ type stores struct {
 	st    broker.State
 	q     queue.Store
 	kind  string
-	where string // the Redis deployment, for the start log
+	audit audit.Store // the audit log's engine, in the same Redis or bbolt file
+	where string      // the Redis deployment, for the start log
 	close func()
 }
 
@@ -86,7 +90,7 @@ func openStores(ctx context.Context, cfg *config, logger *slog.Logger) (*stores,
 			return nil, fmt.Errorf("open redis queue: %w", err)
 		}
 		st := broker.NewRedisState(rdb, cfg.RedisPrefix+redisStateNS)
-		return &stores{st: st, q: q, kind: "redis", where: where, close: func() {
+		return &stores{st: st, q: q, kind: "redis", where: where, audit: redisstore.NewAuditStore(rdb, cfg.RedisPrefix), close: func() {
 			_ = q.Close()
 			_ = st.Close()
 			_ = rdb.Close()
@@ -104,7 +108,8 @@ func openStores(ctx context.Context, cfg *config, logger *slog.Logger) (*stores,
 		_ = st.Close()
 		return nil, fmt.Errorf("open embedded queue in %s: %w", cfg.DataDir, err)
 	}
-	return &stores{st: st, q: q, kind: "embedded", close: func() {
+	aud, _ := boltstore.NewAuditStore(st.DB(), auditBoltBucket) // fails only without a DB
+	return &stores{st: st, q: q, kind: "embedded", audit: aud, close: func() {
 		_ = q.Close()
 		_ = st.Close()
 	}}, nil
@@ -135,6 +140,7 @@ func brokerConfig(cfg *config) broker.Config {
 		CallMaxResponse:      cfg.Call.MaxResponse,
 		SyncResponseTimeout:  cfg.SyncResponseTimeout,
 		TokenRefreshMargin:   cfg.TokenRefreshMargin,
+		AuditRequired:        cfg.AuditRequired,
 	}
 }
 
@@ -154,7 +160,12 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- l
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := broker.New(brokerConfig(cfg), s.st, s.q, broker.Keys{Box: cfg.BoxKey, Signing: cfg.SigningKey, Keyring: cfg.Keyring}, logger, reg)
+	bc := brokerConfig(cfg)
+	if bc.Audit, err = startAudit(cfg, s.audit, logger); err != nil {
+		return err
+	}
+	defer stopAudit(bc.Audit, cfg.ShutdownTimeout, logger)
+	srv, err := broker.New(bc, s.st, s.q, broker.Keys{Box: cfg.BoxKey, Signing: cfg.SigningKey, Keyring: cfg.Keyring}, logger, reg)
 	if err != nil {
 		return fmt.Errorf("start broker: %w", err)
 	}
