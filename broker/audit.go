@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealrelay/sealrelay/audit"
+	"github.com/sealrelay/sealrelay/protocol"
 )
 
 // ErrAuditUnavailable answers (503) a call or send refused because
@@ -139,7 +140,7 @@ func (s *Server) auditInstall(ctx context.Context, org string, reinstall bool) {
 // invalid_auth …) that caused it.
 func (s *Server) auditRevoked(ctx context.Context, org, reason string) {
 	kind := audit.KindTokenRevoked
-	if reason == TypeAppUninstalled {
+	if reason == protocol.TypeAppUninstalled {
 		kind = audit.KindUninstall
 	}
 	s.audit(ctx, audit.Event{Kind: kind, Org: org, Outcome: "ok", ErrorCode: reason})
