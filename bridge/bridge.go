@@ -216,7 +216,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		return reauthError(fmt.Errorf("access token expired at %s", exp.UTC().Format(time.RFC3339)))
 	}
 	if exp := b.cfg.AccessTokenExpiresAt; !exp.IsZero() && exp.Sub(b.cfg.Now()) < 7*24*time.Hour {
-		b.log.Warn("access token expires soon; run `bridge register` with a new registration token before then", "expires_at", exp.UTC().Format(time.RFC3339))
+		b.log.Warn("access token expires soon: the bridge renews it on its own, so earlier renewals failed or the broker does not support agent.renew; check the broker, or run `bridge register` with a new registration token before then", "expires_at", exp.UTC().Format(time.RFC3339))
 	}
 	if err := b.checkBrokerKeys(ctx); err != nil {
 		return err

@@ -230,13 +230,15 @@ func (b *Bridge) renewLoop(ctx context.Context) {
 			err = rerr
 		} else {
 			cur = nt
-			b.log.Info("access token renewed", "expires_at", cur.expires.UTC().Format(time.RFC3339))
+			// Saved before it is logged, so that the log line means the
+			// file holds the new token (unless an error follows).
+			err = b.saveToken(cur)
+			event = lifeSaveFailed
+			b.log.Info("access token renewed", "expires_at", cur.expires.UTC().Format(time.RFC3339), "saved", err == nil)
 			b.lifeEvent(lifeRenewed, nil)
 			if b.cfg.TokenFromEnv {
 				b.log.Warn("the access token comes from the environment (" + EnvAccessToken + "), which overrides the renewed token saved in the configuration file at the next start: remove the variable")
 			}
-			err = b.saveToken(cur)
-			event = lifeSaveFailed
 		}
 		if err == nil {
 			unsaved = false
