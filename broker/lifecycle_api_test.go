@@ -3,14 +3,19 @@ package broker
 import (
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/slackfake"
 	"github.com/sealrelay/sealrelay/protocol"
+	"github.com/sealrelay/sealrelay/queue"
 )
 
 func randomNonce(t testing.TB) string {
@@ -293,5 +298,69 @@ func TestRekeyErrors(t *testing.T) {
 	}
 	if got := taken.pullStatus(taken.token); got != http.StatusOK {
 		t.Fatalf("other agent's pull = %d", got)
+	}
+}
+
+// TestLifecycleEmbedded: renewal with its overlap and a rekey on the
+// embedded bbolt state, through the handlers.
+func TestLifecycleEmbedded(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	st, err := OpenBoltState(filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	q, err := queue.OpenBoltStore(filepath.Join(dir, "q"), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = q.Close() })
+	h := &harness{t: t, clock: &testClock{}, logs: &syncBuffer{}, keys: newTestKeys(t)}
+	srv, err := New(Config{PublicURL: "http://broker.example", SlackClientID: testClientID, SlackClientSecret: testClientSecret,
+		SlackSigningSecret: testSigningSecret, AccessTokenOverlap: time.Minute, Now: h.clock.Now}, st, q, h.keys,
+		slog.New(slog.NewJSONHandler(h.logs, nil)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.srv, h.url = srv, newTestServer(t, srv)
+	const org = "T0LIFE01"
+	if err := st.PutInstallation(t.Context(), &Installation{OrgID: org, TeamID: org}); err != nil {
+		t.Fatal(err)
+	}
+	tok := "embedded-registration-token-0123456789"
+	if err := st.PutRegistrationToken(t.Context(), srv.hk.Hash(KindRegistrationToken, tok), org, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	c := h.register(org, tok)
+	old := c.token
+	rr := c.renew()
+	for _, step := range []struct {
+		name    string
+		advance time.Duration
+		token   string
+		want    int
+	}{
+		{"old token in the overlap", 0, old, http.StatusOK},
+		{"new token", 0, rr.BrokerAccessToken, http.StatusOK},
+		{"old token after the overlap", time.Minute + time.Second, old, http.StatusUnauthorized},
+		{"new token after the overlap", 0, rr.BrokerAccessToken, http.StatusOK},
+	} {
+		h.clock.Advance(step.advance)
+		if got := c.pullStatus(step.token); got != step.want {
+			t.Fatalf("%s: pull = %d, want %d", step.name, got, step.want)
+		}
+	}
+	c.token = rr.BrokerAccessToken
+	fresh := h.newAgentKeys(org)
+	if status, b := c.post("/api/agent/rekey", c.token, c.rekeyBody(rekeyReq{box: fresh.box, sig: fresh.sig, nonce: randomNonce(t), ts: c.now()})); status != http.StatusOK {
+		t.Fatalf("rekey: %d %s", status, b)
+	}
+	if got := c.pullStatus(c.token); got != http.StatusForbidden {
+		t.Fatalf("pull with the old key after rekey = %d, want 403", got)
+	}
+	c.sig = fresh.sig
+	if got := c.pullStatus(c.token); got != http.StatusOK {
+		t.Fatalf("pull with the new key = %d", got)
 	}
 }
