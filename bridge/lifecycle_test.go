@@ -82,8 +82,6 @@ func writeIdentityFile(t *testing.T, id bridge.Identity, issued time.Time) strin
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "bridge.env")
 	f := &bridge.EnvFile{}
-	f.Set("# comment kept across rewrites", "")
-	f.Delete("# comment kept across rewrites")
 	for k, v := range map[string]string{
 		bridge.EnvBrokerURL: strings.Join(id.BrokerURLs, ","), bridge.EnvOrgID: id.OrgID,
 		bridge.EnvServerPrivateKey: id.BoxKey.PrivateString(), bridge.EnvServerSigningKey: id.SigningKey.SeedString(),
