@@ -73,6 +73,10 @@ type Bridge struct {
 	// authHintOnce reports a 401/403 of the local app once.
 	authHintOnce sync.Once
 
+	// life is the renewable access token and the previous box key
+	// (lifecycle.go).
+	life lifecycle
+
 	mu     sync.Mutex
 	health Health
 }
@@ -157,6 +161,7 @@ func New(cfg Config, logger *slog.Logger) (*Bridge, error) {
 		return nil, err
 	}
 	b.webapi = newWebAPI(b)
+	b.initLifecycle()
 	b.health.BrokerURL = b.client.current()
 	b.health.OrgID = cfg.OrgID
 	if !cfg.AccessTokenExpiresAt.IsZero() {
@@ -211,11 +216,12 @@ func (b *Bridge) Run(ctx context.Context) error {
 		return reauthError(fmt.Errorf("access token expired at %s", exp.UTC().Format(time.RFC3339)))
 	}
 	if exp := b.cfg.AccessTokenExpiresAt; !exp.IsZero() && exp.Sub(b.cfg.Now()) < 7*24*time.Hour {
-		b.log.Warn("access token expires soon; run `bridge register` with a new registration token before then", "expires_at", exp.UTC().Format(time.RFC3339))
+		b.log.Warn("access token expires soon: the bridge renews it on its own, so earlier renewals failed or the broker does not support agent.renew; check the broker, or run `bridge register` with a new registration token before then", "expires_at", exp.UTC().Format(time.RFC3339))
 	}
 	if err := b.checkBrokerKeys(ctx); err != nil {
 		return err
 	}
+	defer b.startRenewal(ctx)()
 	b.log.Info("bridge polling", "broker", b.client.current(), "org_id", b.cfg.OrgID,
 		"wait_seconds", b.cfg.WaitSeconds, "max_messages", b.cfg.MaxMessages,
 		"forward", b.cfg.ForwardURL != "", "stream", b.cfg.Stream)
@@ -402,7 +408,7 @@ func (b *Bridge) pull(ctx context.Context) ([]protocol.InboxMessage, error) {
 		return nil, err
 	}
 	var resp protocol.PullResponse
-	if err := b.client.do(ctx, http.MethodPost, "/api/inbox/pull", b.cfg.AccessToken, body, time.Duration(wait+15)*time.Second, &resp); err != nil {
+	if err := b.client.do(ctx, http.MethodPost, "/api/inbox/pull", b.accessToken(), body, time.Duration(wait+15)*time.Second, &resp); err != nil {
 		return nil, fmt.Errorf("pull: %w", err)
 	}
 	now := b.cfg.Now()
@@ -412,6 +418,7 @@ func (b *Bridge) pull(ctx context.Context) ([]protocol.InboxMessage, error) {
 	b.health.BrokerURL = b.client.current()
 	b.mu.Unlock()
 	b.metrics.lastPoll.Set(float64(now.Unix()))
+	b.afterPull(len(resp.Messages))
 	return resp.Messages, nil
 }
 
@@ -426,7 +433,7 @@ func (b *Bridge) ack(ctx context.Context, ids []string) error {
 		return err
 	}
 	var resp protocol.AckResponse
-	if err := b.client.do(ctx, http.MethodPost, "/api/inbox/ack", b.cfg.AccessToken, body, 30*time.Second, &resp); err != nil {
+	if err := b.client.do(ctx, http.MethodPost, "/api/inbox/ack", b.accessToken(), body, 30*time.Second, &resp); err != nil {
 		return err
 	}
 	now := b.cfg.Now()
@@ -483,7 +490,7 @@ func (b *Bridge) Send(ctx context.Context, action string, routing protocol.Routi
 		return nil, err
 	}
 	var resp protocol.SendResponse
-	err = b.client.do(ctx, http.MethodPost, "/api/send", b.cfg.AccessToken, req, 30*time.Second, &resp)
+	err = b.client.do(ctx, http.MethodPost, "/api/send", b.accessToken(), req, 30*time.Second, &resp)
 	status := "200"
 	if err != nil {
 		var be *BrokerError

@@ -95,7 +95,7 @@ func (b *Bridge) Call(ctx context.Context, method, encoding string, args json.Ra
 		return nil, fmt.Errorf("call %s: %w (sealed request is %d bytes; the broker accepts %d)", method, ErrCallTooLarge, len(req), protocol.MaxBodySize)
 	}
 	var resp protocol.CallResponse
-	err = b.client.do(ctx, http.MethodPost, "/api/call", b.cfg.AccessToken, req, 30*time.Second, &resp)
+	err = b.client.do(ctx, http.MethodPost, "/api/call", b.accessToken(), req, 30*time.Second, &resp)
 	status := "200"
 	if err != nil {
 		var be *BrokerError

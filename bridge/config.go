@@ -35,6 +35,21 @@ type Identity struct {
 	AccessToken string
 	// AccessTokenExpiresAt is when the token stops working (zero if unknown).
 	AccessTokenExpiresAt time.Time
+	// AccessTokenIssuedAt is when the broker issued the token (zero when
+	// the file does not say; see renewDue).
+	AccessTokenIssuedAt time.Time
+	// PreviousBoxKey is the box key `bridge rotate-keys` replaced, still
+	// tried for messages sealed before the rotation; nil when none.
+	PreviousBoxKey *crypto.BoxKeyPair
+	// PreviousBoxKeyRetiredAt is when PreviousBoxKey was replaced.
+	PreviousBoxKeyRetiredAt time.Time
+	// ConfigPath is the file the identity was read from; `bridge run`
+	// rewrites it after renewing the token or dropping PreviousBoxKey.
+	// Empty: nothing is written.
+	ConfigPath string
+	// TokenFromEnv is set when the access token came from the process
+	// environment, which a rewritten file does not change.
+	TokenFromEnv bool
 }
 
 // String describes the identity without its secrets, so that printing a
@@ -177,6 +192,9 @@ func LoadIdentity(path string, lookupEnv func(string) (string, bool), insecureHT
 			return nil, fmt.Errorf("config %s: not an RFC 3339 time", EnvAccessTokenExpiresAt)
 		}
 		id.AccessTokenExpiresAt = t
+	}
+	if err := loadLifecycle(id, get, lookupEnv, path); err != nil {
+		return nil, err
 	}
 	return id, nil
 }

@@ -187,7 +187,7 @@ func (b *Bridge) prepare(ctx context.Context, m *protocol.InboxMessage) (*prepar
 		b.poison("wrong_org", m, nil)
 		return nil, true, nil
 	}
-	env, pt, err := protocol.OpenEnvelope(*m, b.cfg.BrokerSigningKey, b.cfg.BoxKey)
+	env, pt, err := b.openEnvelope(*m)
 	if err != nil {
 		reason := "malformed"
 		switch {

@@ -27,10 +27,30 @@ const (
 	EnvAccessTokenExpiresAt = "SLACK_BROKER_ACCESS_TOKEN_EXPIRES_AT"
 )
 
+// sealrelay's own variables (a Baudbot bridge ignores them).
+const (
+	// EnvAccessTokenIssuedAt is when the broker issued the access token
+	// (RFC 3339); with the expiry it gives the lifetime `bridge run`
+	// renews at a third of.
+	EnvAccessTokenIssuedAt = "SLACK_BROKER_ACCESS_TOKEN_ISSUED_AT"
+	// EnvPreviousServerPrivateKey is the box private key `bridge
+	// rotate-keys` replaced, kept to open messages sealed to it before.
+	EnvPreviousServerPrivateKey = "SLACK_BROKER_PREVIOUS_SERVER_PRIVATE_KEY"
+	// EnvPreviousServerKeyRetiredAt is when that key was replaced.
+	EnvPreviousServerKeyRetiredAt = "SLACK_BROKER_PREVIOUS_SERVER_KEY_RETIRED_AT"
+	// EnvPendingServerPrivateKey and EnvPendingServerSigningKey hold the
+	// keys of a `bridge rotate-keys` whose broker call has not been
+	// confirmed yet; running it again finishes the rotation.
+	EnvPendingServerPrivateKey = "SLACK_BROKER_PENDING_SERVER_PRIVATE_KEY"
+	EnvPendingServerSigningKey = "SLACK_BROKER_PENDING_SERVER_SIGNING_PRIVATE_KEY"
+)
+
 // secretKeys are cleared by unregister.
 var secretKeys = []string{
 	EnvServerPrivateKey, EnvServerPublicKey, EnvServerSigningKey, EnvServerSigningPubKey,
 	EnvBrokerPublicKey, EnvBrokerSigningPubKey, EnvAccessToken, EnvAccessTokenExpiresAt,
+	EnvAccessTokenIssuedAt, EnvPreviousServerPrivateKey, EnvPreviousServerKeyRetiredAt,
+	EnvPendingServerPrivateKey, EnvPendingServerSigningKey,
 }
 
 // MaxEnvFileSize bounds the configuration file read by ReadEnvFile.

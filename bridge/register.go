@@ -135,8 +135,16 @@ func writeIdentity(path string, f *EnvFile, id *Identity, expires string) error 
 	f.Set(EnvAccessToken, id.AccessToken)
 	if expires != "" {
 		f.Set(EnvAccessTokenExpiresAt, expires)
+		// The register answer has no issue time: now is close enough
+		// for renewing at a third of the lifetime.
+		f.Set(EnvAccessTokenIssuedAt, time.Now().UTC().Format(time.RFC3339))
 	} else {
 		f.Delete(EnvAccessTokenExpiresAt)
+		f.Delete(EnvAccessTokenIssuedAt)
+	}
+	// A new registration has nothing sealed to older keys.
+	for _, k := range []string{EnvPreviousServerPrivateKey, EnvPreviousServerKeyRetiredAt, EnvPendingServerPrivateKey, EnvPendingServerSigningKey} {
+		f.Delete(k)
 	}
 	return WriteEnvFile(path, f)
 }

@@ -146,7 +146,7 @@ func (b *Bridge) Respond(ctx context.Context, messageID string, answer []byte) (
 		return false, err
 	}
 	var resp protocol.RespondResponse
-	if err := b.client.do(ctx, http.MethodPost, "/api/inbox/respond", b.cfg.AccessToken, req, respondTimeout, &resp); err != nil {
+	if err := b.client.do(ctx, http.MethodPost, "/api/inbox/respond", b.accessToken(), req, respondTimeout, &resp); err != nil {
 		return false, fmt.Errorf("respond: %w", err)
 	}
 	return resp.Delivered, nil

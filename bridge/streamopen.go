@@ -25,6 +25,12 @@ func openStreamHub(cfg Config, store *dedupStore, logger *slog.Logger) (*streamH
 		key.Wipe()
 		return nil, err
 	}
+	if ld.skipped > 0 && cfg.PreviousBoxKey != nil {
+		if sp, ld, err = migrateSpool(cfg, sp, ld, key, logger); err != nil {
+			key.Wipe()
+			return nil, err
+		}
+	}
 	if ld.skipped > 0 {
 		logger.Error("stream spool records do not authenticate (another agent identity, or a damaged file); they are skipped", "records", ld.skipped)
 	}

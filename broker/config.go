@@ -68,6 +68,9 @@ type Config struct {
 	UserScopes []string
 	// AccessTokenTTL is the lifetime of agent access tokens (default 90 days).
 	AccessTokenTTL time.Duration
+	// AccessTokenOverlap is how long the previous access token keeps
+	// working after an agent.renew (default DefaultAccessTokenOverlap).
+	AccessTokenOverlap time.Duration
 	// AgentsPerOrg caps the agents one org may have registered at once; a
 	// registration beyond it is answered 409 "workspace already active"
 	// (as the Baudbot broker does with 1). 0 = unlimited.
@@ -143,6 +146,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RegistrationTokenTTL <= 0 {
 		c.RegistrationTokenTTL = DefaultRegistrationTokenTTL
+	}
+	if c.AccessTokenOverlap <= 0 {
+		c.AccessTokenOverlap = DefaultAccessTokenOverlap
 	}
 	if c.OAuthStateTTL <= 0 {
 		c.OAuthStateTTL = DefaultOAuthStateTTL

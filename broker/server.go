@@ -325,12 +325,14 @@ func (s *Server) routes() http.Handler {
 	handle("POST", "/api/send", "send", s.handleSend)
 	handle("POST", "/api/call", "call", s.handleCall)
 	handle("POST", "/api/inbox/respond", "respond", s.handleRespond)
+	handle("POST", "/api/agent/renew", "agent_renew", s.handleRenew)
+	handle("POST", "/api/agent/rekey", "agent_rekey", s.handleRekey)
 	handle("GET", "/healthz", "healthz", s.handleHealthz)
 	handle("GET", "/readyz", "readyz", s.handleReadyz)
 	// Anything else, and known paths with another method, answer JSON.
 	for _, p := range []string{"/slack/install", "/slack/oauth/callback", "/slack/events", "/slack/interactivity",
 		"/slack/commands", "/api/broker-pubkey", "/api/register", "/api/inbox/pull", "/api/inbox/ack",
-		"/api/send", "/api/call", "/api/inbox/respond", "/healthz", "/readyz"} {
+		"/api/send", "/api/call", "/api/inbox/respond", "/api/agent/renew", "/api/agent/rekey", "/healthz", "/readyz"} {
 		mux.HandleFunc(p, s.wrap("method_not_allowed", func(w http.ResponseWriter, _ *http.Request) {
 			writeError(w, http.StatusMethodNotAllowed, "method not allowed")
 		}))

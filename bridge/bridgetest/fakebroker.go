@@ -89,6 +89,9 @@ type FakeBroker struct {
 	responds           []Respond
 	respondUndelivered bool
 	pullMetas          []json.RawMessage
+
+	// life is the agent.renew / agent.rekey state (lifecycle.go).
+	life lifecycleState
 }
 
 // New starts a FakeBroker for orgID on a loopback port. It is closed when
@@ -366,6 +369,8 @@ func (f *FakeBroker) handler() http.Handler {
 	mux.HandleFunc("POST /api/send", f.send)
 	mux.HandleFunc("POST /api/call", f.call)
 	mux.HandleFunc("POST /api/inbox/respond", f.respond)
+	mux.HandleFunc("POST /api/agent/renew", f.renew)
+	mux.HandleFunc("POST /api/agent/rekey", f.rekey)
 	return mux
 }
 
@@ -448,7 +453,7 @@ func (f *FakeBroker) authLocked(w http.ResponseWriter, r *http.Request, orgID, w
 	case !ok:
 		fail(w, Failure{Status: 401, Message: protocol.ErrMissingToken})
 		return false
-	case !f.registered || f.tokenExpired || !crypto.EqualString(tok, f.AccessToken):
+	case !f.registered || f.tokenExpired || !f.tokenValidLocked(tok):
 		fail(w, Failure{Status: 401, Message: protocol.ErrInvalidToken})
 		return false
 	case org != f.OrgID:

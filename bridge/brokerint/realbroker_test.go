@@ -50,7 +50,7 @@ type realBroker struct {
 	clock  atomic.Int64 // offset of the broker clock, ns
 }
 
-func newRealBroker(t *testing.T) *realBroker {
+func newRealBroker(t *testing.T, opts ...func(*broker.Config)) *realBroker {
 	t.Helper()
 	rdb, prefix := testredis.New(t, "bridge")
 	fake := slackfake.New(slackfake.Options{ClientID: realClientID, ClientSecret: realClientSecret})
@@ -81,6 +81,9 @@ func newRealBroker(t *testing.T) *realBroker {
 		SlackSigningSecret: realSigningSecret, SlackAPIURL: slackfake.APIURL(slackSrv.URL),
 		SlackAuthorizeURL: slackfake.AuthorizeURL(slackSrv.URL), SendRate: broker.RateLimit{Rate: 1000, Burst: 1000},
 		Now: func() time.Time { return time.Now().Add(time.Duration(rb.clock.Load())) },
+	}
+	for _, o := range opts {
+		o(&cfg)
 	}
 	rb.cfg = cfg
 	rb.inner, err = broker.New(cfg, broker.NewRedisState(rdb, prefix+"st:"), q, rb.keys, testLogger(t), nil)

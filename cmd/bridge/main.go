@@ -35,6 +35,7 @@ commands:
   register     link this agent to a Slack installation on a broker
   run          poll the broker, deliver events locally, serve the local API
   unregister   remove this agent at the broker and clear its keys
+  rotate-keys  replace this agent's keys at the broker (stop bridge run first)
 
 Run "bridge <command> -h" for the flags of a command.
 `
@@ -56,6 +57,8 @@ func realMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		err = cmdUnregister(ctx, args[1:], stdout, stderr)
 	case "run":
 		err = cmdRun(ctx, args[1:], stderr)
+	case "rotate-keys":
+		err = cmdRotateKeys(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -134,6 +134,10 @@ var settings = []setting{
 		Usage: "json or text"},
 	{Name: "access-token-ttl", Env: "SEALRELAY_ACCESS_TOKEN_TTL", Default: defaultAccessTokenTTL, Arg: "DURATION",
 		Usage: "lifetime of agent access tokens (Go duration, or days such as 90d)"},
+	{Name: "access-token-overlap", Env: "SEALRELAY_ACCESS_TOKEN_OVERLAP", Default: defaultAccessTokenOverlap, Arg: "DURATION",
+		Usage: "how long an agent's previous access token keeps working after it renewed (agent.renew)"},
+	{Name: "registration-token-ttl", Env: "SEALRELAY_REGISTRATION_TOKEN_TTL", Default: defaultRegistrationTokenTTL, Arg: "DURATION",
+		Usage: "lifetime of the one-time registration token shown after a Slack install"},
 	{Name: "send-rate", Env: "SEALRELAY_SEND_RATE", Default: defaultSendRate, Arg: "PER_SECOND",
 		Usage: "sustained messages per second one agent may send (0 = no limit)"},
 	{Name: "send-burst", Env: "SEALRELAY_SEND_BURST", Default: defaultSendBurst, Arg: "N",
@@ -348,6 +352,10 @@ type config struct {
 	SyncResponseTimeout time.Duration
 	// Audit and AuditRequired are --audit and --audit-required.
 	Audit, AuditRequired bool
+	// AccessTokenOverlap is --access-token-overlap.
+	AccessTokenOverlap time.Duration
+	// RegistrationTokenTTL is --registration-token-ttl.
+	RegistrationTokenTTL time.Duration
 	// Warnings are logged once the logger exists.
 	Warnings []string
 }
@@ -486,6 +494,7 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 	c.SendBurst = r.intRange(settingByName("send-burst"), r.get(settingByName("send-burst")), 1, 1_000_000)
 	r.call(&c.Call)
 	r.respond(c)
+	r.lifecycle(c)
 	c.AgentsPerOrg = r.intRange(settingByName("agents-per-org"), r.get(settingByName("agents-per-org")), 0, 1_000_000)
 	c.MaxPollsPerAgent = r.intRange(settingByName("max-polls-per-agent"), r.get(settingByName("max-polls-per-agent")), 1, 1000)
 	s, v = get("shutdown-timeout")

@@ -130,6 +130,8 @@ func brokerConfig(cfg *config) broker.Config {
 		SlackAuthorizeURL:    cfg.SlackAuthorizeURL,
 		BotScopes:            cfg.SlackBotScopes,
 		AccessTokenTTL:       cfg.AccessTokenTTL,
+		AccessTokenOverlap:   cfg.AccessTokenOverlap,
+		RegistrationTokenTTL: cfg.RegistrationTokenTTL,
 		SendRate:             rate,
 		MaxLongPollsPerAgent: cfg.MaxPollsPerAgent,
 		AgentsPerOrg:         cfg.AgentsPerOrg,
