@@ -3,10 +3,10 @@ package broker
 import (
 	"context"
 	"errors"
-	"github.com/sealrelay/sealrelay/audit"
 	"net/http"
 	"time"
 
+	"github.com/sealrelay/sealrelay/audit"
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
 )
