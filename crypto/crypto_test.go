@@ -93,6 +93,7 @@ func TestBoxPrecomputedMatchesPlain(t *testing.T) {
 }
 
 func TestSharedKeyCacheBounded(t *testing.T) {
+	t.Parallel()
 	local := mustBox(t)
 	c := NewSharedKeyCache(local, 3)
 	var peers []*BoxKeyPair
@@ -103,11 +104,13 @@ func TestSharedKeyCacheBounded(t *testing.T) {
 			t.Fatal("nil key")
 		}
 	}
-	c.mu.Lock()
-	n := len(c.keys)
-	c.mu.Unlock()
-	if n > 3 {
-		t.Fatalf("cache holds %d keys, max 3", n)
+	if n := c.keys.Len(); n != 3 {
+		t.Fatalf("cache holds %d keys, want its max 3", n)
+	}
+	// The oldest peers were evicted, the newest kept.
+	kept := c.Get(peers[8].Public)
+	if n := c.keys.Len(); n != 3 || kept != c.Get(peers[8].Public) {
+		t.Fatal("the newest peer's key was not kept")
 	}
 	k1 := c.Get(peers[9].Public)
 	if k1 != c.Get(peers[9].Public) {
