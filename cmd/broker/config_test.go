@@ -53,6 +53,7 @@ func writeFile(t *testing.T, content string) string {
 }
 
 func TestLoadConfigDefaults(t *testing.T) {
+	t.Parallel()
 	env := baseEnv(t)
 	c, err := loadConfig(nil, envMap(env))
 	if err != nil {
@@ -92,6 +93,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 }
 
 func TestLoadConfigPrecedence(t *testing.T) {
+	t.Parallel()
 	keys := testKeysDir(t)
 	box, err := os.ReadFile(filepath.Join(keys, boxKeyFile))
 	if err != nil {
@@ -182,6 +184,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			env := baseEnv(t)
 			for k, v := range tt.env {
 				env[k] = v
@@ -198,6 +201,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 }
 
 func TestLoadConfigErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	looseKeys := testKeysDir(t)
 	if err := os.Chmod(filepath.Join(looseKeys, signingKeyFile), 0o644); err != nil {
@@ -262,6 +266,7 @@ func TestLoadConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			env := baseEnv(t)
 			for k, v := range tt.env {
 				if v == "" {
@@ -305,6 +310,7 @@ func TestLoadConfigErrors(t *testing.T) {
 }
 
 func TestLoadConfigUsage(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		args []string
 		want error
@@ -330,6 +336,7 @@ func TestLoadConfigUsage(t *testing.T) {
 }
 
 func TestKnownEnvVars(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	for _, s := range serveTable {
 		want := envPrefix + strings.ToUpper(strings.ReplaceAll(s.Name, "-", "_"))
@@ -374,6 +381,7 @@ func TestKnownEnvVars(t *testing.T) {
 }
 
 func TestCheckModeSources(t *testing.T) {
+	t.Parallel()
 	loose := writeFile(t, "k")
 	if err := os.Chmod(loose, 0o640); err != nil {
 		t.Fatal(err)
