@@ -255,6 +255,9 @@ func FuzzLoad(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if strings.Contains(listen+count+arg, "hunter2-fuzz") {
+			return // the fuzzer put the secret into a value that may be quoted
+		}
 		if err := l.Err(); err != nil && strings.Contains(err.Error(), "hunter2-fuzz") {
 			t.Fatalf("secret quoted: %v", err)
 		}
