@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/internal/boundedcache"
 	"github.com/sealrelay/sealrelay/protocol"
 )
 
@@ -48,9 +49,10 @@ type webAPI struct {
 	origins map[string]bool
 	calls   *prometheus.CounterVec
 
+	// auth holds the last successful auth.test answer for authTestTTL
+	// (internal/boundedcache, one entry).
+	auth     *boundedcache.Cache[struct{}, []byte]
 	mu       sync.Mutex
-	authBody []byte
-	authAt   time.Time
 	inflight *authFetch
 }
 
@@ -63,7 +65,8 @@ type authFetch struct {
 }
 
 func newWebAPI(b *Bridge) *webAPI {
-	a := &webAPI{b: b, origins: map[string]bool{}}
+	a := &webAPI{b: b, origins: map[string]bool{},
+		auth: boundedcache.New(boundedcache.Options[struct{}, []byte]{Max: 1, TTL: authTestTTL, Now: func() time.Time { return b.cfg.Now() }})}
 	for _, o := range b.cfg.WebAPIAllowedOrigins {
 		if n, err := normalizeOrigin(o); err == nil {
 			a.origins[n] = true
@@ -312,8 +315,7 @@ func methodClass(method string) string {
 // not cached, so the next call tries again.
 func (a *webAPI) identity(ctx context.Context) (body []byte, cached bool, err error) {
 	a.mu.Lock()
-	if a.authBody != nil && a.b.cfg.Now().Sub(a.authAt) < authTestTTL {
-		body = a.authBody
+	if body, ok := a.auth.Get(struct{}{}); ok {
 		a.mu.Unlock()
 		return body, true, nil
 	}
@@ -332,7 +334,7 @@ func (a *webAPI) identity(ctx context.Context) (body []byte, cached bool, err er
 		}
 		a.mu.Lock()
 		if f.err == nil && json.Unmarshal(f.body, &st) == nil && st.OK {
-			a.authBody, a.authAt = f.body, a.b.cfg.Now()
+			a.auth.Put(struct{}{}, f.body)
 		}
 		a.inflight = nil
 		a.mu.Unlock()

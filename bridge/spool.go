@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/internal/atomicfile"
 )
 
 // spoolFileName is the stream spool's file inside the state directory.
@@ -169,7 +170,8 @@ func (s *spool) appendEvict(seq uint64) error {
 }
 
 // rewrite replaces the file with the id state and the live items (fresh
-// nonces), synced and renamed into place, and reopens it for appending.
+// nonces) through atomicfile.Write (fsync, rename, fsync of the directory)
+// and reopens it for appending.
 func (s *spool) rewrite(first, next uint64, items []streamItem) error {
 	var st [16]byte
 	binary.BigEndian.PutUint64(st[:], first)
@@ -183,23 +185,10 @@ func (s *spool) rewrite(first, next uint64, items []streamItem) error {
 			return err
 		}
 	}
-	tmp := s.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err == nil {
-		_, err = f.Write(s.buf)
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
 	size := int64(len(s.buf))
+	err := atomicfile.Write(s.path, s.buf, 0o600)
 	s.buf = s.buf[:0]
 	if err != nil {
-		return fmt.Errorf("compact stream spool: %w", err)
-	}
-	if err := os.Rename(tmp, s.path); err != nil {
 		return fmt.Errorf("compact stream spool: %w", err)
 	}
 	if s.f != nil {

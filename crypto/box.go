@@ -5,13 +5,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"sync"
 
 	"golang.org/x/crypto/blake2b"
 	"golang.org/x/crypto/nacl/box"
 	"golang.org/x/crypto/nacl/secretbox"
 	//lint:ignore SA1019 HSalsa20 is crypto_box's key derivation (nacl/box uses this package too); no other API exposes it.
 	"golang.org/x/crypto/salsa20/salsa"
+
+	"github.com/sealrelay/sealrelay/internal/boundedcache"
 )
 
 // NonceSize is the size of a crypto_box nonce.
@@ -189,54 +190,30 @@ func (s *SharedKey) Open(ciphertext []byte, nonce *[NonceSize]byte) ([]byte, err
 func (s *SharedKey) Wipe() { Wipe(s.k[:]) }
 
 // SharedKeyCache caches the shared keys between one local key pair and many
-// peers, bounded in size. It is safe for concurrent use.
+// peers, bounded in size (internal/boundedcache: a full cache evicts its
+// oldest key). It is safe for concurrent use.
 type SharedKeyCache struct {
 	local *BoxKeyPair
-	max   int
-
-	mu   sync.Mutex
-	keys map[BoxPublicKey]*SharedKey
+	// Evicted keys may still be in use by a caller: they are dropped, not
+	// wiped (no OnEvict hook).
+	keys *boundedcache.Cache[BoxPublicKey, *SharedKey]
 }
 
 // NewSharedKeyCache returns a cache for local holding at most max keys
 // (max ≤ 0 means 10,000).
 func NewSharedKeyCache(local *BoxKeyPair, max int) *SharedKeyCache {
-	if max <= 0 {
-		max = 10000
-	}
-	return &SharedKeyCache{local: local, max: max, keys: make(map[BoxPublicKey]*SharedKey)}
+	return &SharedKeyCache{local: local, keys: boundedcache.New(boundedcache.Options[BoxPublicKey, *SharedKey]{Max: max})}
 }
 
-// Get returns the shared key with peer, computing it on first use. When the
-// cache is full an arbitrary entry is evicted (it is recomputed if needed).
+// Get returns the shared key with peer, computing it on first use (outside
+// the cache's lock; concurrent first uses end up sharing one key).
 func (c *SharedKeyCache) Get(peer BoxPublicKey) *SharedKey {
-	c.mu.Lock()
-	k, ok := c.keys[peer]
-	c.mu.Unlock()
-	if ok {
+	if k, ok := c.keys.Get(peer); ok {
 		return k
 	}
-	k = c.local.Precompute(peer)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if old, ok := c.keys[peer]; ok {
-		return old
-	}
-	if len(c.keys) >= c.max {
-		for p := range c.keys {
-			// Evicted keys may still be in use by a caller; they are
-			// dropped, not wiped.
-			delete(c.keys, p)
-			break
-		}
-	}
-	c.keys[peer] = k
+	k, _ := c.keys.Add(peer, c.local.Precompute(peer))
 	return k
 }
 
 // Forget removes peer's shared key, e.g. when an agent unregisters.
-func (c *SharedKeyCache) Forget(peer BoxPublicKey) {
-	c.mu.Lock()
-	delete(c.keys, peer)
-	c.mu.Unlock()
-}
+func (c *SharedKeyCache) Forget(peer BoxPublicKey) { c.keys.Delete(peer) }

@@ -23,6 +23,7 @@ func mustBox(t testing.TB) *BoxKeyPair {
 }
 
 func TestSealedBoxRoundTripAndTamper(t *testing.T) {
+	t.Parallel()
 	kp, other := mustBox(t), mustBox(t)
 	msg := []byte(`{"payload":"secret text"}`)
 	sealed, err := SealAnonymous(msg, kp.Public)
@@ -54,6 +55,7 @@ func TestSealedBoxRoundTripAndTamper(t *testing.T) {
 }
 
 func TestBoxPrecomputedMatchesPlain(t *testing.T) {
+	t.Parallel()
 	a, b := mustBox(t), mustBox(t)
 	msg := []byte("reply body")
 	ct, nonce, err := a.Precompute(b.Public).Seal(msg)
@@ -93,6 +95,7 @@ func TestBoxPrecomputedMatchesPlain(t *testing.T) {
 }
 
 func TestSharedKeyCacheBounded(t *testing.T) {
+	t.Parallel()
 	local := mustBox(t)
 	c := NewSharedKeyCache(local, 3)
 	var peers []*BoxKeyPair
@@ -103,11 +106,13 @@ func TestSharedKeyCacheBounded(t *testing.T) {
 			t.Fatal("nil key")
 		}
 	}
-	c.mu.Lock()
-	n := len(c.keys)
-	c.mu.Unlock()
-	if n > 3 {
-		t.Fatalf("cache holds %d keys, max 3", n)
+	if n := c.keys.Len(); n != 3 {
+		t.Fatalf("cache holds %d keys, want its max 3", n)
+	}
+	// The oldest peers were evicted, the newest kept.
+	kept := c.Get(peers[8].Public)
+	if n := c.keys.Len(); n != 3 || kept != c.Get(peers[8].Public) {
+		t.Fatal("the newest peer's key was not kept")
 	}
 	k1 := c.Get(peers[9].Public)
 	if k1 != c.Get(peers[9].Public) {
@@ -120,6 +125,7 @@ func TestSharedKeyCacheBounded(t *testing.T) {
 }
 
 func TestSigning(t *testing.T) {
+	t.Parallel()
 	k, err := GenerateSigningKey()
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +158,7 @@ func TestSigning(t *testing.T) {
 }
 
 func TestKeyParsingErrors(t *testing.T) {
+	t.Parallel()
 	for name, fn := range map[string]func() error{
 		"box short": func() error {
 			_, err := ParseBoxPublicKey(base64.StdEncoding.EncodeToString(make([]byte, 31)))
@@ -175,6 +182,7 @@ func TestKeyParsingErrors(t *testing.T) {
 }
 
 func TestEqualHMACWipeToken(t *testing.T) {
+	t.Parallel()
 	if !Equal([]byte("abc"), []byte("abc")) || Equal([]byte("abc"), []byte("abd")) || Equal([]byte("abc"), []byte("ab")) {
 		t.Fatal("Equal wrong")
 	}
@@ -215,6 +223,7 @@ func testKeyring(t testing.TB, versions ...uint32) *Keyring {
 }
 
 func TestKeyringEnvelope(t *testing.T) {
+	t.Parallel()
 	kr := testKeyring(t, 1)
 	secret := []byte("xoxb-canary-token")
 	stored, err := kr.Encrypt(secret, "T1")
@@ -257,6 +266,7 @@ func TestKeyringEnvelope(t *testing.T) {
 }
 
 func TestKeyringRotation(t *testing.T) {
+	t.Parallel()
 	v1 := testKeyring(t, 1)
 	stored, err := v1.Encrypt([]byte("refresh-token"), "E1")
 	if err != nil {
@@ -337,6 +347,7 @@ func TestKeyringLoadAndErrors(t *testing.T) {
 // TestSealedBoxCompatibleWithNaCl checks the ecdh-based sealed box against
 // x/crypto's reference implementation in both directions.
 func TestSealedBoxCompatibleWithNaCl(t *testing.T) {
+	t.Parallel()
 	kp := mustBox(t)
 	pub := [KeySize]byte(kp.Public)
 	for _, n := range []int{0, 1, 100, 4096} {
@@ -361,6 +372,7 @@ func TestSealedBoxCompatibleWithNaCl(t *testing.T) {
 }
 
 func TestLowOrderPeerRefused(t *testing.T) {
+	t.Parallel()
 	kp := mustBox(t)
 	var zero BoxPublicKey // the identity: a low-order point
 	if err := ValidateBoxPublicKey(zero); !errors.Is(err, ErrInvalidKey) {

@@ -170,7 +170,7 @@ type redisEnv struct {
 // this run's keys are deleted afterwards — never FLUSHALL.
 func startRedis(t *testing.T, dir string) *redisEnv {
 	t.Helper()
-	prefix := "sealrelay-e2e-" + randHex(t, 6) + ":"
+	prefix := testredis.NewPrefix("e2e")
 	if bin, err := exec.LookPath("redis-server"); err == nil && os.Getenv("REDIS_URL") == "" {
 		for attempt := 0; attempt < 3; attempt++ {
 			port := freePort(t)

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sealrelay/sealrelay/internal/testredis"
 )
 
 // Paths of the binaries built by TestMain.
@@ -69,7 +71,7 @@ func TestMain(m *testing.M) {
 		if testing.Verbose() {
 			fmt.Fprintf(os.Stderr, "e2e: built broker, bridge and sandbox (race=%v) in %s\n", raceEnabled, time.Since(start).Round(time.Millisecond))
 		}
-		return m.Run()
+		return testredis.Run(m) // fails when a test left keys in $REDIS_URL
 	}()
 	os.Exit(code)
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sealrelay/sealrelay/internal/testredis"
 )
 
 const childDirEnv = "SEALRELAY_QUEUE_BOLT_CHILD_DIR"
@@ -19,7 +21,8 @@ func TestMain(m *testing.M) {
 		boltChild(dir)
 		return
 	}
-	os.Exit(m.Run())
+	testredis.Main(m) // fails the run when a test left keys in the test Redis
+
 }
 
 // boltChild is the child process of TestBoltKill9: it enqueues with 8

@@ -63,8 +63,9 @@ func scanKeys(ctx context.Context, c redis.UniversalClient, pattern string) ([]s
 	}
 }
 
-// testPrefix returns a key prefix unique to this test run.
-func testPrefix() string { return "sr-test:" + randomToken()[:12] + ":" }
+// testPrefix returns a key prefix unique to this test, under this run's
+// testredis prefix (TestMain checks nothing is left under it).
+func testPrefix() string { return testredis.NewPrefix("queue") }
 
 // cleanupPrefix deletes every key under prefix when t ends.
 func cleanupPrefix(t testing.TB, c redis.UniversalClient, prefix string) {

@@ -30,6 +30,7 @@ func register(t *testing.T, fb *bridgetest.FakeBroker, cfgPath string) (int, str
 }
 
 func TestRegisterCommand(t *testing.T) {
+	t.Parallel()
 	fb := bridgetest.New(t, org)
 	cfgPath := filepath.Join(t.TempDir(), "bridge.env")
 	code, out, errs := register(t, fb, cfgPath)
@@ -59,6 +60,7 @@ func TestRegisterCommand(t *testing.T) {
 }
 
 func TestRegisterCommandUsage(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		args []string
 		code int
@@ -82,6 +84,7 @@ func TestRegisterCommandUsage(t *testing.T) {
 }
 
 func TestRunRefusesRemoteListen(t *testing.T) {
+	t.Parallel()
 	fb := bridgetest.New(t, org)
 	cfgPath := filepath.Join(t.TempDir(), "bridge.env")
 	if code, _, errs := register(t, fb, cfgPath); code != 0 {
@@ -97,6 +100,7 @@ func TestRunRefusesRemoteListen(t *testing.T) {
 var addrRe = regexp.MustCompile(`msg="local API listening" addr=(\S+)`)
 
 func TestRunCommandEndToEnd(t *testing.T) {
+	t.Parallel()
 	fb := bridgetest.New(t, org)
 	cfgPath := filepath.Join(t.TempDir(), "bridge.env")
 	if code, _, errs := register(t, fb, cfgPath); code != 0 {
@@ -185,6 +189,7 @@ func TestRunCommandEndToEnd(t *testing.T) {
 }
 
 func TestUnregisterCommand(t *testing.T) {
+	t.Parallel()
 	fb := bridgetest.New(t, org)
 	cfgPath := filepath.Join(t.TempDir(), "bridge.env")
 	if code, _, errs := register(t, fb, cfgPath); code != 0 {

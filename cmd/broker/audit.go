@@ -19,6 +19,7 @@ import (
 
 	"github.com/sealrelay/sealrelay/audit"
 	"github.com/sealrelay/sealrelay/broker"
+	"github.com/sealrelay/sealrelay/internal/settings"
 	"github.com/sealrelay/sealrelay/store/boltstore"
 	"github.com/sealrelay/sealrelay/store/redisstore"
 )
@@ -66,26 +67,27 @@ func cmdAudit(ctx context.Context, args []string, getenv func(string) string, st
 	if len(args) == 0 || (args[0] != "tail" && args[0] != "verify") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 			fmt.Fprint(stdout, auditHelp)
-			printSettingsHelp(stdout, auditSettings())
+			settings.Help(stdout, auditSettings())
 			return flag.ErrHelp
 		}
 		return usageError{"want `broker audit tail` or `broker audit verify` (see broker audit --help)"}
 	}
 	sub := args[0]
-	fs := newFlagSet("broker audit "+sub, auditSettings())
+	l := settings.New("broker audit "+sub, auditSettings())
+	fs := l.FlagSet()
 	n := fs.Int("n", 20, "number of records to print")
 	follow := fs.Bool("follow", false, "keep printing new records")
 	asJSON := fs.Bool("json", false, "print JSON lines")
-	r, err := parseFlags(fs, args[1:], getenv)
+	r, err := parseFlags(l, args[1:], getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, auditHelp)
-		printSettingsHelp(stdout, auditSettings())
+		settings.Help(stdout, auditSettings())
 		return err
 	}
 	if err != nil {
 		return err
 	}
-	if sub == "verify" && (r.set["n"] || r.set["follow"]) {
+	if sub == "verify" && (r.Given("n") || r.Given("follow")) {
 		return usageError{"-n and --follow belong to `broker audit tail`"}
 	}
 	if *n < 1 || *n > 100000 {
@@ -93,11 +95,10 @@ func cmdAudit(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	c := &config{}
 	r.storage(c)
-	kd := r.get(settingByName("keys-dir"))
 	var warnings []string
-	_, sk, _ := r.keys(kd.text, &warnings)
-	if len(r.problems) > 0 {
-		return &configError{problems: r.problems}
+	_, sk, _ := r.keys(r.Text("keys-dir"), &warnings)
+	if err := r.Err(); err != nil {
+		return err
 	}
 	st, closeStore, err := openAuditStore(ctx, c)
 	if err != nil {

@@ -1,25 +1,35 @@
 package main
 
-import "strings"
+import (
+	"errors"
+	"strings"
+)
 
-// onOff parses an on|off setting (also true/false, yes/no, 1/0).
-func (r *resolver) onOff(name string) bool {
-	s := settingByName(name)
-	v := r.get(s)
-	switch strings.ToLower(v.text) {
+// onOff parses an on|off setting (also true/false, yes/no, 1/0); ok is
+// false for anything else.
+func onOff(text string) (on, ok bool) {
+	switch strings.ToLower(text) {
 	case "on", "true", "yes", "1":
-		return true
+		return true, true
 	case "off", "false", "no", "0":
-		return false
+		return false, true
 	}
-	r.problem("%s is not on or off", s.describe(v))
-	return false
+	return false, false
+}
+
+// checkOnOff accepts an on|off setting.
+func checkOnOff(text string) error {
+	if _, ok := onOff(text); !ok {
+		return errors.New("is not on or off")
+	}
+	return nil
 }
 
 // audit resolves --audit and --audit-required.
 func (r *resolver) audit(c *config) {
-	c.Audit, c.AuditRequired = r.onOff("audit"), r.onOff("audit-required")
+	c.Audit, _ = onOff(r.Text("audit"))
+	c.AuditRequired, _ = onOff(r.Text("audit-required"))
 	if c.AuditRequired && !c.Audit {
-		r.problem("%s is on but %s is off: a required audit log must be on", settingByName("audit-required").names(), settingByName("audit").names())
+		r.Problem("%s is on but %s is off: a required audit log must be on", r.Setting("audit-required").Names(), r.Setting("audit").Names())
 	}
 }

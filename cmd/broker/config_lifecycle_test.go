@@ -21,8 +21,8 @@ func TestLifecycleSettings(t *testing.T) {
 		{"defaults", nil, nil, 10 * time.Minute, time.Hour, ""},
 		{"flags", []string{"--access-token-overlap", "2m", "--registration-token-ttl", "2d"}, nil, 2 * time.Minute, 48 * time.Hour, ""},
 		{"env", nil, map[string]string{"SEALRELAY_ACCESS_TOKEN_OVERLAP": "1h", "SEALRELAY_REGISTRATION_TOKEN_TTL": "15m"}, time.Hour, 15 * time.Minute, ""},
-		{"overlap too short", []string{"--access-token-overlap", "1s"}, nil, 0, 0, `--access-token-overlap="1s" is not a token overlap`},
-		{"overlap not a duration", []string{"--access-token-overlap", "10d"}, nil, 0, 0, `--access-token-overlap="10d" is not a token overlap`},
+		{"overlap too short", []string{"--access-token-overlap", "1s"}, nil, 0, 0, `--access-token-overlap="1s" is not a duration from 10s to 24h0m0s`},
+		{"overlap not a duration", []string{"--access-token-overlap", "10d"}, nil, 0, 0, `--access-token-overlap="10d" is not a duration from 10s to 24h0m0s`},
 		{"overlap not under the ttl", []string{"--access-token-overlap", "2h", "--access-token-ttl", "1h"}, nil, 0, 0, "must be shorter than --access-token-ttl"},
 		{"registration ttl too long", nil, map[string]string{"SEALRELAY_REGISTRATION_TOKEN_TTL": "31d"}, 0, 0, `SEALRELAY_REGISTRATION_TOKEN_TTL="31d" is not a valid lifetime`},
 	}

@@ -21,81 +21,77 @@ func (c *config) usesRedis() bool {
 // --redis-sentinel-addrs and their credentials into c. Exactly one of
 // --redis-url, --redis-cluster-addrs and --redis-sentinel-master may be set.
 func (r *resolver) redisTopology(c *config) {
-	get := func(name string) (*setting, value) {
-		s := settingByName(name)
-		return s, r.get(s)
-	}
-	urlS, urlV := get("redis-url")
-	clS, clV := get("redis-cluster-addrs")
-	smS, smV := get("redis-sentinel-master")
-	saS, saV := get("redis-sentinel-addrs")
-	userS, userV := get("redis-username")
-	pwS, pwV := get("redis-password")
-	spwS, spwV := get("redis-sentinel-password")
+	urlS, urlV := r.Get("redis-url")
+	clS, clV := r.Get("redis-cluster-addrs")
+	smS, smV := r.Get("redis-sentinel-master")
+	saS, saV := r.Get("redis-sentinel-addrs")
+	userS, userV := r.Get("redis-username")
+	pwS, pwV := r.Get("redis-password")
+	spwS, spwV := r.Get("redis-sentinel-password")
 
 	var modes []string
-	if urlV.text != "" {
-		modes = append(modes, urlS.names())
+	if urlV.Text != "" {
+		modes = append(modes, urlS.Names())
 	}
-	if clV.text != "" {
-		modes = append(modes, clS.names())
+	if clV.Text != "" {
+		modes = append(modes, clS.Names())
 	}
-	if smV.text != "" || saV.text != "" {
-		modes = append(modes, smS.names())
+	if smV.Text != "" || saV.Text != "" {
+		modes = append(modes, smS.Names())
 	}
 	if len(modes) > 1 {
-		r.problem("%s are alternatives (single Redis, Redis Cluster, Redis Sentinel): set exactly one", strings.Join(modes, " and "))
+		r.Problem("%s are alternatives (single Redis, Redis Cluster, Redis Sentinel): set exactly one", strings.Join(modes, " and "))
 		return
 	}
-	cluster, sentinel := clV.text != "", smV.text != "" || saV.text != ""
+	cluster, sentinel := clV.Text != "", smV.Text != "" || saV.Text != ""
 	if !cluster && !sentinel {
 		for _, sv := range []struct {
 			s *setting
 			v value
 		}{{userS, userV}, {pwS, pwV}, {spwS, spwV}} {
-			if sv.v.text != "" {
-				r.problem("%s applies to %s or %s only (with %s put the user and password in the URL: redis://user:password@host:6379/0)",
-					sv.s.names(), clS.names(), smS.names(), urlS.names())
+			if sv.v.Text != "" {
+				r.Problem("%s applies to %s or %s only (with %s put the user and password in the URL: redis://user:password@host:6379/0)",
+					sv.s.Names(), clS.Names(), smS.Names(), urlS.Names())
 			}
 		}
 		return
 	}
 	if cluster {
-		if spwV.text != "" {
-			r.problem("%s is set but no Sentinel is configured (%s)", spwS.names(), smS.names())
+		if spwV.Text != "" {
+			r.Problem("%s is set but no Sentinel is configured (%s)", spwS.Names(), smS.Names())
 		}
 		addrs := r.redisAddrs(clS, clV)
 		if addrs == nil {
 			return
 		}
-		c.RedisCluster = &redis.ClusterOptions{Addrs: addrs, Username: userV.text, Password: pwV.text}
+		c.RedisCluster = &redis.ClusterOptions{Addrs: addrs, Username: userV.Text, Password: pwV.Text}
 		return
 	}
 	switch {
-	case smV.text == "":
-		r.problem("%s is set but %s is not: name the master the Sentinels monitor (sentinel.conf `sentinel monitor NAME ...`)", saS.names(), smS.names())
+	case smV.Text == "":
+		r.Problem("%s is set but %s is not: name the master the Sentinels monitor (sentinel.conf `sentinel monitor NAME ...`)", saS.Names(), smS.Names())
 		return
-	case saV.text == "":
-		r.problem("%s is set but %s is not: list the Sentinels as host:26379,host2:26379", smS.names(), saS.names())
+	case saV.Text == "":
+		r.Problem("%s is set but %s is not: list the Sentinels as host:26379,host2:26379", smS.Names(), saS.Names())
 		return
-	case strings.ContainsAny(smV.text, " \t\r\n") || len(smV.text) > 256:
-		r.problem("%s is not a Sentinel master name: use the name from `sentinel monitor NAME ...`, without spaces", smS.describe(smV))
+	case strings.ContainsAny(smV.Text, " \t\r\n") || len(smV.Text) > 256:
+		r.Problem("%s is not a Sentinel master name: use the name from `sentinel monitor NAME ...`, without spaces", smS.Describe(smV))
 		return
 	}
 	addrs := r.redisAddrs(saS, saV)
 	if addrs == nil {
 		return
 	}
-	c.RedisFailover = &redis.FailoverOptions{MasterName: smV.text, SentinelAddrs: addrs,
-		Username: userV.text, Password: pwV.text, SentinelPassword: spwV.text}
+	c.RedisFailover = &redis.FailoverOptions{MasterName: smV.Text, SentinelAddrs: addrs,
+		Username: userV.Text, Password: pwV.Text, SentinelPassword: spwV.Text}
 }
 
 // redisAddrs parses a comma-separated host:port list, reporting every bad
 // entry; nil after a problem.
 func (r *resolver) redisAddrs(s *setting, v value) []string {
-	parts := strings.Split(v.text, ",")
+	parts := strings.Split(v.Text, ",")
 	if len(parts) > maxRedisAddrs {
-		r.problem("%s lists %d addresses: at most %d", s.names(), len(parts), maxRedisAddrs)
+		r.Problem("%s lists %d addresses: at most %d", s.Names(), len(parts), maxRedisAddrs)
 		return nil
 	}
 	var out []string
@@ -105,7 +101,7 @@ func (r *resolver) redisAddrs(s *setting, v value) []string {
 		host, port, err := net.SplitHostPort(p)
 		n, perr := strconv.Atoi(port)
 		if err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
-			r.problem("%s: %q is not a host:port address (want e.g. 10.0.0.1:6379,10.0.0.2:6379)", s.names(), p)
+			r.Problem("%s: %q is not a host:port address (want e.g. 10.0.0.1:6379,10.0.0.2:6379)", s.Names(), p)
 			ok = false
 			continue
 		}

@@ -100,12 +100,12 @@ func TestLoadConfigRedisTopology(t *testing.T) {
 			if !errors.As(err, &ce) {
 				t.Fatalf("loadConfig error = %v, want a *configError", err)
 			}
-			if len(ce.problems) != len(tt.want) {
-				t.Fatalf("got %d problems, want %d:\n%v", len(ce.problems), len(tt.want), err)
+			if len(ce.Problems) != len(tt.want) {
+				t.Fatalf("got %d problems, want %d:\n%v", len(ce.Problems), len(tt.want), err)
 			}
 			for i, w := range tt.want {
-				if !strings.Contains(ce.problems[i], w) {
-					t.Errorf("problem %d = %q\nwant it to contain %q", i, ce.problems[i], w)
+				if !strings.Contains(ce.Problems[i], w) {
+					t.Errorf("problem %d = %q\nwant it to contain %q", i, ce.Problems[i], w)
 				}
 			}
 			for _, secret := range []string{"hunter2", "s3cret-pw"} {

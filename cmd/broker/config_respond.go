@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/sealrelay/sealrelay/broker"
@@ -10,15 +11,12 @@ import (
 // (broker.DefaultSyncResponseTimeout).
 const defaultSyncResponseTimeout = "2.5s"
 
-// respond resolves --sync-response-timeout into c.
-func (r *resolver) respond(c *config) {
-	s := settingByName("sync-response-timeout")
-	v := r.get(s)
-	d, err := time.ParseDuration(v.text)
+// checkSyncResponseTimeout accepts --sync-response-timeout: 100ms to
+// broker.MaxSyncResponseTimeout.
+func checkSyncResponseTimeout(text string) error {
+	d, err := time.ParseDuration(text)
 	if err != nil || d < 100*time.Millisecond || d > broker.MaxSyncResponseTimeout {
-		r.problem("%s is not a hold deadline: use a duration from 100ms to %v, such as 2.5s (Slack gives up after 3s)",
-			s.describe(v), broker.MaxSyncResponseTimeout)
-		return
+		return fmt.Errorf("is not a hold deadline: use a duration from 100ms to %v, such as 2.5s (Slack gives up after 3s)", broker.MaxSyncResponseTimeout)
 	}
-	c.SyncResponseTimeout = d
+	return nil
 }

@@ -53,6 +53,7 @@ func writeFile(t *testing.T, content string) string {
 }
 
 func TestLoadConfigDefaults(t *testing.T) {
+	t.Parallel()
 	env := baseEnv(t)
 	c, err := loadConfig(nil, envMap(env))
 	if err != nil {
@@ -92,6 +93,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 }
 
 func TestLoadConfigPrecedence(t *testing.T) {
+	t.Parallel()
 	keys := testKeysDir(t)
 	box, err := os.ReadFile(filepath.Join(keys, boxKeyFile))
 	if err != nil {
@@ -182,6 +184,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			env := baseEnv(t)
 			for k, v := range tt.env {
 				env[k] = v
@@ -198,6 +201,7 @@ func TestLoadConfigPrecedence(t *testing.T) {
 }
 
 func TestLoadConfigErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	looseKeys := testKeysDir(t)
 	if err := os.Chmod(filepath.Join(looseKeys, signingKeyFile), 0o644); err != nil {
@@ -262,6 +266,7 @@ func TestLoadConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			env := baseEnv(t)
 			for k, v := range tt.env {
 				if v == "" {
@@ -275,12 +280,12 @@ func TestLoadConfigErrors(t *testing.T) {
 			if !errors.As(err, &ce) {
 				t.Fatalf("loadConfig error = %v, want a *configError", err)
 			}
-			if len(ce.problems) != len(tt.want) {
-				t.Fatalf("got %d problems, want %d:\n%v", len(ce.problems), len(tt.want), err)
+			if len(ce.Problems) != len(tt.want) {
+				t.Fatalf("got %d problems, want %d:\n%v", len(ce.Problems), len(tt.want), err)
 			}
 			for i, w := range tt.want {
-				if !strings.Contains(ce.problems[i], w) {
-					t.Errorf("problem %d = %q\nwant it to contain %q", i, ce.problems[i], w)
+				if !strings.Contains(ce.Problems[i], w) {
+					t.Errorf("problem %d = %q\nwant it to contain %q", i, ce.Problems[i], w)
 				}
 			}
 			for _, secret := range []string{"hunter2", "abc def", "client-secret-value", "signing-secret-value"} {
@@ -305,6 +310,7 @@ func TestLoadConfigErrors(t *testing.T) {
 }
 
 func TestLoadConfigUsage(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		args []string
 		want error
@@ -330,8 +336,9 @@ func TestLoadConfigUsage(t *testing.T) {
 }
 
 func TestKnownEnvVars(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
-	for _, s := range settings {
+	for _, s := range serveTable {
 		want := envPrefix + strings.ToUpper(strings.ReplaceAll(s.Name, "-", "_"))
 		if s.Env != want {
 			t.Errorf("setting --%s uses %s, want %s", s.Name, s.Env, want)
@@ -359,7 +366,7 @@ func TestKnownEnvVars(t *testing.T) {
 	// Every flag and env var appears in serve --help.
 	var help bytes.Buffer
 	printServeHelp(&help)
-	for _, s := range settings {
+	for _, s := range serveTable {
 		for _, want := range []string{"--" + s.Name + " ", s.Env} {
 			if !strings.Contains(help.String(), want) {
 				t.Errorf("serve --help lacks %q", want)
@@ -373,30 +380,8 @@ func TestKnownEnvVars(t *testing.T) {
 	}
 }
 
-func TestParseDays(t *testing.T) {
-	tests := []struct {
-		in   string
-		want time.Duration
-		ok   bool
-	}{
-		{"90d", 90 * 24 * time.Hour, true},
-		{"0d", 0, true},
-		{"36h", 36 * time.Hour, true},
-		{"1h30m", 90 * time.Minute, true},
-		{"d", 0, false},
-		{"-1d", 0, false},
-		{"1.5d", 0, false},
-		{"", 0, false},
-	}
-	for _, tt := range tests {
-		got, err := parseDays(tt.in)
-		if (err == nil) != tt.ok || (tt.ok && got != tt.want) {
-			t.Errorf("parseDays(%q) = %v, %v; want %v ok=%v", tt.in, got, err, tt.want, tt.ok)
-		}
-	}
-}
-
 func TestCheckModeSources(t *testing.T) {
+	t.Parallel()
 	loose := writeFile(t, "k")
 	if err := os.Chmod(loose, 0o640); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/sealrelay/sealrelay/broker"
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/atomicfile"
+	"github.com/sealrelay/sealrelay/internal/settings"
 )
 
 const rotateHelpIntro = `Usage: broker keys rotate [flags]
@@ -41,7 +42,7 @@ Settings:
 func rotateSettings() []*setting {
 	var out []*setting
 	for _, s := range allSettings() {
-		if s.Rotate {
+		if s.HasTag(tagRotate) {
 			out = append(out, s)
 		}
 	}
@@ -50,13 +51,14 @@ func rotateSettings() []*setting {
 
 // cmdKeysRotate implements `broker keys rotate`.
 func cmdKeysRotate(ctx context.Context, args []string, getenv func(string) string, stdout, _ io.Writer) error {
-	fs := newFlagSet("broker keys rotate", rotateSettings())
+	l := settings.New("broker keys rotate", rotateSettings())
+	fs := l.FlagSet()
 	noRewrap := fs.Bool("no-rewrap", false, "only add the new master key version")
 	rewrapOnly := fs.Bool("rewrap-only", false, "only re-wrap stored secrets under the newest version already in the keyring")
-	r, err := parseFlags(fs, args, getenv)
+	r, err := parseFlags(l, args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, rotateHelpIntro)
-		printSettingsHelp(stdout, rotateSettings())
+		settings.Help(stdout, rotateSettings())
 		fmt.Fprint(stdout, "  --no-rewrap\n        only add the new master key version\n  --rewrap-only\n        only re-wrap stored secrets under the newest version in the keyring\n")
 		return err
 	}
@@ -71,28 +73,27 @@ func cmdKeysRotate(ctx context.Context, args []string, getenv func(string) strin
 	mk := settingByName("master-keys")
 	path := ""
 	switch {
-	case r.set[mk.Name]:
-		r.problem("--%s gives the keyring as a value: keys rotate needs a file to append to: use --%s-file", mk.Name, mk.Name)
-	case r.set[mk.Name+"-file"]:
+	case r.Given(mk.Name):
+		r.Problem("--%s gives the keyring as a value: keys rotate needs a file to append to: use --%s-file", mk.Name, mk.Name)
+	case r.Given(mk.Name + "-file"):
 		path = fs.Lookup(mk.Name + "-file").Value.String()
 	case getenv(mk.Env) != "":
-		r.problem("%s holds the keyring itself: keys rotate needs a file to append to: store it in a file and set %s_FILE (or --%s-file)", mk.Env, mk.Env, mk.Name)
+		r.Problem("%s holds the keyring itself: keys rotate needs a file to append to: store it in a file and set %s_FILE (or --%s-file)", mk.Env, mk.Env, mk.Name)
 	case getenv(mk.Env+"_FILE") != "":
 		path = getenv(mk.Env + "_FILE")
 	default:
-		kd := r.get(settingByName("keys-dir"))
-		if kd.text == "" {
-			r.problem("%s is empty: name the directory written by `broker init`", settingByName("keys-dir").names())
+		if kd := r.Text("keys-dir"); kd == "" {
+			r.Problem("%s is empty: name the directory written by `broker init`", r.Setting("keys-dir").Names())
 		} else {
-			path = filepath.Join(kd.text, masterKeysFile)
+			path = filepath.Join(kd, masterKeysFile)
 		}
 	}
 	c := &config{}
 	if !*noRewrap {
 		r.storage(c)
 	}
-	if len(r.problems) > 0 {
-		return &configError{problems: r.problems}
+	if err := r.Err(); err != nil {
+		return err
 	}
 
 	unlock, err := lockDir(filepath.Dir(path))

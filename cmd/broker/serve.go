@@ -309,7 +309,7 @@ func checkKeyringCovers(ctx context.Context, st broker.State, kr *crypto.Keyring
 		parts = append(parts, fmt.Sprintf("version %d (%d secrets, e.g. org %s)", v, missing[v], orgs[v]))
 	}
 	mk := settingByName("master-keys")
-	return &configError{problems: []string{fmt.Sprintf(
+	return &configError{Problems: []string{fmt.Sprintf(
 		"the master keyring (%s) lacks master key %s used by stored Slack tokens: start the broker with the current keyring file (after `broker keys rotate`, every replica needs the new file)",
-		mk.names(), strings.Join(parts, ", "))}}
+		mk.Names(), strings.Join(parts, ", "))}}
 }

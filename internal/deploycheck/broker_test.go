@@ -18,6 +18,7 @@ func loadBrokerSettings(t *testing.T) []brokerSetting {
 }
 
 func TestComposeEnvVarsKnownToBroker(t *testing.T) {
+	t.Parallel()
 	c := loadCompose(t)
 	known := brokerEnvVars(loadBrokerSettings(t))
 	env := c.env("broker")
@@ -42,6 +43,7 @@ func TestComposeEnvVarsKnownToBroker(t *testing.T) {
 // reference complete: every serve setting's flag and variable (and their
 // -file / _FILE forms for secrets) must be named in docs/operations.md.
 func TestOperationsDocCoversBrokerConfig(t *testing.T) {
+	t.Parallel()
 	doc := readRepoFile(t, "docs/operations.md")
 	for _, s := range loadBrokerSettings(t) {
 		names := []string{"--" + s.Name, s.Env}

@@ -94,6 +94,7 @@ func (c *compose) env(service string) map[string]string {
 }
 
 func TestComposeRedis(t *testing.T) {
+	t.Parallel()
 	c := loadCompose(t)
 	redis := c.service("redis")
 	if img := redis["image"]; img != "redis:7-alpine" {
@@ -116,6 +117,7 @@ func TestComposeRedis(t *testing.T) {
 }
 
 func TestComposeBroker(t *testing.T) {
+	t.Parallel()
 	c := loadCompose(t)
 	broker := c.service("broker")
 	build := c.m(broker["build"], "services.broker.build")
@@ -138,6 +140,7 @@ func TestComposeBroker(t *testing.T) {
 }
 
 func TestComposeBridgeProfile(t *testing.T) {
+	t.Parallel()
 	c := loadCompose(t)
 	br := c.service("bridge")
 	if p := c.list(br["profiles"], "services.bridge.profiles"); !slices.Equal(p, []string{"bridge"}) {
@@ -232,6 +235,7 @@ func checkSecrets(t *testing.T, c *compose, service string) {
 }
 
 func TestComposeEnvVarsKnownToBridge(t *testing.T) {
+	t.Parallel()
 	c := loadCompose(t)
 	known, err := readSourceConfig(repoRoot, "cmd/bridge", "bridge")
 	if err != nil {
@@ -274,6 +278,7 @@ func dockerStages(src string) [][]string {
 }
 
 func TestDockerfile(t *testing.T) {
+	t.Parallel()
 	stages := dockerStages(readRepoFile(t, "Dockerfile"))
 	if len(stages) < 2 {
 		t.Fatalf("Dockerfile has %d stages, want a multi-stage build", len(stages))
@@ -308,6 +313,7 @@ func TestDockerfile(t *testing.T) {
 }
 
 func TestDockerignoreKeepsSecretsOut(t *testing.T) {
+	t.Parallel()
 	di := readRepoFile(t, ".dockerignore")
 	for _, want := range []string{".git", "secrets/", "**/*.env"} {
 		if !slices.Contains(strings.Split(di, "\n"), want) {
@@ -320,6 +326,7 @@ func TestDockerignoreKeepsSecretsOut(t *testing.T) {
 // docs/operations.md complete: every flag and SEALRELAY_* variable the
 // bridge's sources define must be named there.
 func TestOperationsDocCoversBridgeConfig(t *testing.T) {
+	t.Parallel()
 	doc := readRepoFile(t, "docs/operations.md")
 	sc, err := readSourceConfig(repoRoot, "cmd/bridge")
 	if err != nil {

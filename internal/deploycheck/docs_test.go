@@ -50,6 +50,7 @@ func repoTestNames(t *testing.T) (funcs, subtests map[string]bool) {
 // TestSecurityDocNamesRealTests keeps the "defence → test" table of
 // docs/security.md honest: every test it names must exist.
 func TestSecurityDocNamesRealTests(t *testing.T) {
+	t.Parallel()
 	doc := readRepoFile(t, "docs/security.md")
 	funcs, subtests := repoTestNames(t)
 	nameRe := regexp.MustCompile("`((?:Test|Fuzz|Benchmark)\\w+|State/\\w+)`")
@@ -116,6 +117,7 @@ func codeMetrics(t *testing.T) map[string]bool {
 // metric the code defines is documented, and every metric the docs name
 // exists.
 func TestOperationsDocMetrics(t *testing.T) {
+	t.Parallel()
 	code := codeMetrics(t)
 	for _, doc := range []string{"docs/operations.md", "docs/architecture.md", "docs/security.md"} {
 		for _, m := range docMetricRe.FindAllString(readRepoFile(t, doc), -1) {
@@ -142,6 +144,7 @@ func TestOperationsDocMetrics(t *testing.T) {
 // bridge's configuration file (the Baudbot-compatible SLACK_BROKER_* names)
 // is described in docs/operations.md.
 func TestOperationsDocCoversBridgeFile(t *testing.T) {
+	t.Parallel()
 	src := readRepoFile(t, "bridge/envfile.go")
 	names := regexp.MustCompile(`"(SLACK_BROKER_[A-Z_]+)"`).FindAllStringSubmatch(src, -1)
 	if len(names) < 10 {
@@ -158,6 +161,7 @@ func TestOperationsDocCoversBridgeFile(t *testing.T) {
 // TestOperationsDocCoversSandboxFlags keeps the sandbox's flag table in
 // docs/operations.md complete.
 func TestOperationsDocCoversSandboxFlags(t *testing.T) {
+	t.Parallel()
 	sc, err := readSourceConfig(repoRoot, "cmd/sandbox")
 	if err != nil {
 		t.Fatal(err)

@@ -49,6 +49,7 @@ func anchors(doc string) map[string]bool {
 }
 
 func TestGithubSlug(t *testing.T) {
+	t.Parallel()
 	tests := map[string]string{
 		"Broker, Redis mode":                      "broker-redis-mode",
 		"Trying it first: the sandbox":            "trying-it-first-the-sandbox",
@@ -67,6 +68,7 @@ func TestGithubSlug(t *testing.T) {
 // TestDocsLinks checks every relative link in docs/*.md: the target file
 // exists, and an #anchor names a heading of the target document.
 func TestDocsLinks(t *testing.T) {
+	t.Parallel()
 	files, err := filepath.Glob(filepath.Join(repoRoot, "docs", "*.md"))
 	if err != nil || len(files) < 5 {
 		t.Fatalf("docs: %v (%d files)", err, len(files))

@@ -13,6 +13,7 @@ import (
 // the broker: its bot scopes are the broker's default scopes, its URLs are
 // the broker's routes, and it subscribes to the events the broker handles.
 func TestSlackAppManifest(t *testing.T) {
+	t.Parallel()
 	doc := readRepoFile(t, "docs/slack-app.md")
 	start := strings.Index(doc, "```yaml\n")
 	if start < 0 {

@@ -33,7 +33,9 @@ type sourceConfig struct {
 }
 
 // readSourceConfig scans the non-test Go files of dirs (relative to the
-// repository root) for SEALRELAY_* string literals and flag definitions.
+// repository root) for SEALRELAY_* string literals, flag definitions and
+// settings tables ([]settings.Setting literals: --name, its aliases and
+// --name-file, ENV and ENV_FILE).
 func readSourceConfig(root string, dirs ...string) (*sourceConfig, error) {
 	sc := &sourceConfig{EnvVars: map[string]bool{}, Flags: map[string]bool{}}
 	fset := token.NewFileSet()
@@ -61,6 +63,29 @@ func readSourceConfig(root string, dirs ...string) (*sourceConfig, error) {
 				case *ast.BasicLit:
 					if s, ok := stringLit(n); ok && envVarPattern.MatchString(s) {
 						sc.EnvVars[s] = true
+					}
+				case *ast.CompositeLit:
+					if !isSettingsTable(n.Type) {
+						return true
+					}
+					for _, elt := range n.Elts {
+						st, err := readSettingElement(path, elt)
+						if err != nil {
+							continue // readBrokerSettings reports malformed tables
+						}
+						sc.Flags[st.Name] = true
+						for _, a := range st.Aliases {
+							sc.Flags[a] = true
+						}
+						if st.Secret {
+							sc.Flags[st.Name+"-file"] = true
+						}
+						if st.Env != "" && envVarPattern.MatchString(st.Env) {
+							sc.EnvVars[st.Env] = true
+							if st.Secret {
+								sc.EnvVars[st.Env+"_FILE"] = true
+							}
+						}
 					}
 				case *ast.CallExpr:
 					sel, ok := n.Fun.(*ast.SelectorExpr)
@@ -104,17 +129,33 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-// brokerSetting is one entry of cmd/broker's settings table.
+// brokerSetting is one entry of a command's settings table.
 type brokerSetting struct {
 	Name, Env string
 	Secret    bool
+	Aliases   []string
 }
 
-// readBrokerSettings reads the `settings` table of `broker serve` from the
-// sources in dir (cmd/broker): the composite literal of `var settings =
-// []setting{...}`, taking the Name, Env and Secret fields of each element.
-// Every setting is a flag --Name and a variable Env; a Secret one also
-// --Name-file and Env_FILE.
+// isSettingsTable reports whether the type of a composite literal is
+// []settings.Setting (internal/settings).
+func isSettingsTable(t ast.Expr) bool {
+	at, ok := t.(*ast.ArrayType)
+	if !ok || at.Len != nil {
+		return false
+	}
+	sel, ok := at.Elt.(*ast.SelectorExpr)
+	if !ok || sel.Sel.Name != "Setting" {
+		return false
+	}
+	pkg, ok := sel.X.(*ast.Ident)
+	return ok && pkg.Name == "settings"
+}
+
+// readBrokerSettings reads the settings tables (composite literals of type
+// []settings.Setting, internal/settings) from the sources in dir, taking the
+// Name, Env and Secret fields of each element. Every setting is a flag
+// --Name and (when Env is set) a variable Env; a Secret one also --Name-file
+// and Env_FILE.
 func readBrokerSettings(root, dir string) ([]brokerSetting, error) {
 	matches, err := filepath.Glob(filepath.Join(root, dir, "*.go"))
 	if err != nil {
@@ -131,68 +172,83 @@ func readBrokerSettings(root, dir string) ([]brokerSetting, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse %s: %w", path, err)
 		}
-		for _, decl := range f.Decls {
-			gd, ok := decl.(*ast.GenDecl)
-			if !ok || gd.Tok != token.VAR {
-				continue
+		var perr error
+		ast.Inspect(f, func(n ast.Node) bool {
+			cl, ok := n.(*ast.CompositeLit)
+			if !ok || perr != nil || !isSettingsTable(cl.Type) {
+				return perr == nil
 			}
-			for _, spec := range gd.Specs {
-				vs := spec.(*ast.ValueSpec)
-				if len(vs.Names) != 1 || vs.Names[0].Name != "settings" || len(vs.Values) != 1 {
-					continue
+			found = true
+			for _, elt := range cl.Elts {
+				s, err := readSettingElement(path, elt)
+				if err != nil {
+					perr = err
+					return false
 				}
-				cl, ok := vs.Values[0].(*ast.CompositeLit)
-				if !ok {
-					return nil, fmt.Errorf("%s: settings is not a composite literal", path)
-				}
-				found = true
-				for _, elt := range cl.Elts {
-					el, ok := elt.(*ast.CompositeLit)
-					if !ok {
-						return nil, fmt.Errorf("%s: a settings element is not a composite literal", path)
-					}
-					var s brokerSetting
-					for _, kv := range el.Elts {
-						kv, ok := kv.(*ast.KeyValueExpr)
-						if !ok {
-							return nil, fmt.Errorf("%s: settings elements must use field names", path)
+				out = append(out, s)
+			}
+			return false
+		})
+		if perr != nil {
+			return nil, perr
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("no []settings.Setting{...} table in %s", filepath.Join(root, dir))
+	}
+	return out, nil
+}
+
+// readSettingElement reads one element of a settings table.
+func readSettingElement(path string, elt ast.Expr) (brokerSetting, error) {
+	var s brokerSetting
+	el, ok := elt.(*ast.CompositeLit)
+	if !ok {
+		return s, fmt.Errorf("%s: a settings element is not a composite literal", path)
+	}
+	for _, kv := range el.Elts {
+		kv, ok := kv.(*ast.KeyValueExpr)
+		if !ok {
+			return s, fmt.Errorf("%s: settings elements must use field names", path)
+		}
+		key, _ := kv.Key.(*ast.Ident)
+		if key == nil {
+			continue
+		}
+		switch key.Name {
+		case "Name", "Env":
+			lit, ok := kv.Value.(*ast.BasicLit)
+			str, ok2 := "", false
+			if ok {
+				str, ok2 = stringLit(lit)
+			}
+			if !ok2 {
+				return s, fmt.Errorf("%s: setting %s must be a string literal", path, key.Name)
+			}
+			if key.Name == "Name" {
+				s.Name = str
+			} else {
+				s.Env = str
+			}
+		case "Secret":
+			id, ok := kv.Value.(*ast.Ident)
+			s.Secret = ok && id.Name == "true"
+		case "Aliases":
+			if cl, ok := kv.Value.(*ast.CompositeLit); ok {
+				for _, e := range cl.Elts {
+					if lit, ok := e.(*ast.BasicLit); ok {
+						if a, ok := stringLit(lit); ok {
+							s.Aliases = append(s.Aliases, a)
 						}
-						key, _ := kv.Key.(*ast.Ident)
-						if key == nil {
-							continue
-						}
-						switch key.Name {
-						case "Name", "Env":
-							lit, ok := kv.Value.(*ast.BasicLit)
-							str, ok2 := "", false
-							if ok {
-								str, ok2 = stringLit(lit)
-							}
-							if !ok2 {
-								return nil, fmt.Errorf("%s: setting %s must be a string literal", path, key.Name)
-							}
-							if key.Name == "Name" {
-								s.Name = str
-							} else {
-								s.Env = str
-							}
-						case "Secret":
-							id, ok := kv.Value.(*ast.Ident)
-							s.Secret = ok && id.Name == "true"
-						}
 					}
-					if s.Name == "" || s.Env == "" {
-						return nil, fmt.Errorf("%s: a setting lacks Name or Env", path)
-					}
-					out = append(out, s)
 				}
 			}
 		}
 	}
-	if !found {
-		return nil, fmt.Errorf("no `var settings = []setting{...}` in %s", filepath.Join(root, dir))
+	if s.Name == "" {
+		return s, fmt.Errorf("%s: a setting lacks Name", path)
 	}
-	return out, nil
+	return s, nil
 }
 
 // brokerEnvVars returns every variable the broker's settings table defines,
@@ -200,6 +256,9 @@ func readBrokerSettings(root, dir string) ([]brokerSetting, error) {
 func brokerEnvVars(settings []brokerSetting) map[string]bool {
 	out := map[string]bool{}
 	for _, s := range settings {
+		if s.Env == "" {
+			continue
+		}
 		out[s.Env] = true
 		if s.Secret {
 			out[s.Env+"_FILE"] = true
