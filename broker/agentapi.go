@@ -257,6 +257,7 @@ func (s *Server) handlePull(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.depth.track(a.ID, org)
+	s.recordPull(ctx, a)
 	s.noteCapabilities(ctx, a, req.Meta)
 	s.flushDrops(ctx, a)
 	msgs, e := s.pull(ctx, a, maxN, time.Duration(wait)*time.Second)
