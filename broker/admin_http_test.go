@@ -225,9 +225,9 @@ func TestAdminHTTPBadInput(t *testing.T) {
 	big := `{"confirm":"ag-1","ids":["` + strings.Repeat("a", maxAdminBody) + `"]}`
 	tests := []struct {
 		name, method, path, body string
-		hdr                       map[string]string
-		want                      int
-		errPart                   string
+		hdr                      map[string]string
+		want                     int
+		errPart                  string
 	}{
 		{"malformed agent id", "GET", "/admin/api/agents/bad%20id", "", nil, 400, "agent id"},
 		{"unknown agent", "GET", "/admin/api/agents/ag-nobody", "", nil, 404, "unknown agent ag-nobody"},
