@@ -124,6 +124,9 @@ var settings = []setting{
 		Usage: "master keyring, entries VERSION:BASE64 separated by newlines or commas (default: read <keys-dir>/" + masterKeysFile + ")"},
 	{Name: "metrics-listen", Env: "SEALRELAY_METRICS_LISTEN", Arg: "ADDR",
 		Usage: "address of the Prometheus /metrics listener (e.g. 127.0.0.1:9090); empty = off"},
+	{Name: "admin-listen", Env: "SEALRELAY_ADMIN_LISTEN", Default: defaultAdminListen, Arg: "ADDR", Usage: adminListenUsage},
+	{Name: "admin-token", Env: "SEALRELAY_ADMIN_TOKEN", Secret: true, Arg: "TOKEN", Usage: adminTokenUsage},
+	{Name: "agent-idle-after", Env: "SEALRELAY_AGENT_IDLE_AFTER", Default: defaultAgentIdleAfter, Arg: "DURATION", Usage: agentIdleAfterUsage},
 	{Name: "tls-cert", Env: "SEALRELAY_TLS_CERT", Arg: "FILE",
 		Usage: "TLS certificate chain (PEM) for the public listener; with --tls-key. Empty = plain HTTP (put a TLS proxy in front)"},
 	{Name: "tls-key", Env: "SEALRELAY_TLS_KEY", Arg: "FILE",
@@ -342,6 +345,7 @@ type config struct {
 	Call               callConfig
 	// SyncResponseTimeout is --sync-response-timeout.
 	SyncResponseTimeout time.Duration
+	Admin               adminConfig // --admin-listen, --admin-token, --agent-idle-after (config_admin.go)
 	// Warnings are logged once the logger exists.
 	Warnings []string
 }
@@ -489,6 +493,7 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 		c.ShutdownTimeout = d
 	}
 	c.TokenRefreshMargin = r.tokenRefreshMargin()
+	r.admin(c)
 
 	if len(r.problems) > 0 {
 		return nil, &configError{problems: r.problems}

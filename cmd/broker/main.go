@@ -7,6 +7,8 @@
 //	broker init [--dir DIR]        generate the broker keys and master keyring
 //	broker serve [flags]           run the server (broker serve --help)
 //	broker keys rotate [flags]     add a master key version, re-wrap stored secrets
+//	broker agents list|revoke      list or revoke agents (admin listener or --redis-url)
+//	broker dlq list|redrive|purge  an agent's dead letters
 //	broker version                 print the build and protocol versions
 //
 // Every serve setting is a flag and a SEALRELAY_* environment variable (a
@@ -39,6 +41,9 @@ Commands:
   serve [flags]         run the broker (see: broker serve --help)
   keys rotate [flags]   add a master key version and re-wrap every stored secret
                         (see: broker keys rotate --help)
+  agents list|revoke    list agents (last pull, inbox, idle) or revoke one
+                        (see: broker agents --help)
+  dlq list|redrive|purge  an agent's dead letters (see: broker dlq --help)
   version               print the broker version and the protocol version
 `
 
@@ -74,6 +79,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return 2
 		}
 		err = cmdKeysRotate(ctx, args[2:], getenv, stdout, stderr)
+	case "agents":
+		err = cmdAgents(ctx, args[1:], getenv, stdout, stderr)
+	case "dlq":
+		err = cmdDLQ(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "sealrelay broker %s (protocol %s)\n", version, protocol.Version)
 		return 0
