@@ -95,6 +95,10 @@ func NewAdminHandler(a *Admin, opts AdminHandlerOptions) http.Handler {
 	static("/admin/admin.js", "admin.js", "text/javascript; charset=utf-8")
 	static("/admin/admin.css", "admin.css", "text/css; charset=utf-8")
 	mux.Handle("GET /admin", http.RedirectHandler("/admin/", http.StatusFound))
+	mux.Handle("GET /favicon.ico", h.wrap("/favicon.ico", false, func(w http.ResponseWriter, _ *http.Request) error {
+		w.WriteHeader(http.StatusNoContent) // no icon; keeps browsers from logging a 404
+		return nil
+	}))
 	mux.Handle("/", h.wrap("not_found", false, func(http.ResponseWriter, *http.Request) error {
 		return adminErr(http.StatusNotFound, "not found: the admin page is at /admin/, the API under /admin/api/")
 	}))

@@ -17,7 +17,7 @@ func (s *Server) Admin(opts AdminOptions) (*Admin, error) {
 		s.shared.Forget(a.BoxPublicKey)
 		s.depth.forget(a.ID)
 		s.pullMarks.undo(a.ID)
-		s.logger(context.Background()).Info("agent revoked by an operator", "agent_id", a.ID, "org_id", a.OrgID)
+		s.log.Info("agent revoked by an operator", "agent_id", a.ID, "org_id", a.OrgID)
 		if next != nil {
 			next(a)
 		}

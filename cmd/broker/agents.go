@@ -87,7 +87,8 @@ func runAgents(ctx context.Context, args []string, getenv func(string) string, s
 	org := fs.String("org", "", "only the agents of this org (team or enterprise id)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
-	if err := fs.Parse(args[1:]); err != nil {
+	pos, err := parseInterleaved(fs, args[1:])
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, agentsUsage)
 			return err
@@ -95,9 +96,9 @@ func runAgents(ctx context.Context, args []string, getenv func(string) string, s
 		return usageError{fmt.Sprintf("%v (see broker agents --help)", err)}
 	}
 	switch {
-	case sub == "list" && fs.NArg() > 0:
-		return usageError{fmt.Sprintf("unexpected argument %q (see broker agents --help)", fs.Arg(0))}
-	case sub == "revoke" && fs.NArg() != 1:
+	case sub == "list" && len(pos) > 0:
+		return usageError{fmt.Sprintf("unexpected argument %q (see broker agents --help)", pos[0])}
+	case sub == "revoke" && len(pos) != 1:
 		return usageError{"want exactly one AGENT_ID: broker agents revoke [--yes] AGENT_ID"}
 	}
 	b, err := af.open(ctx, getenv)
@@ -116,7 +117,7 @@ func runAgents(ctx context.Context, args []string, getenv func(string) string, s
 		printAgents(stdout, agents, time.Now())
 		return nil
 	}
-	id := fs.Arg(0)
+	id := pos[0]
 	if err := broker.ValidateAgentID(id); err != nil {
 		return usageError{err.Error()}
 	}
@@ -188,5 +189,26 @@ func printAgents(w io.Writer, agents []broker.AgentView, now time.Time) {
 	_ = tw.Flush()
 	if len(agents) == 0 {
 		fmt.Fprintln(w, "(no agents registered)")
+	}
+}
+
+// parseInterleaved parses fs from args allowing flags after positional
+// arguments (`broker dlq list AGENT --json`), and returns the positional
+// ones. "--" ends the flags.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if len(args) > 0 && len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
 	}
 }

@@ -54,17 +54,18 @@ func runDLQ(ctx context.Context, args []string, getenv func(string) string, stdo
 	limit := fs.Int("limit", broker.DefaultDeadLetterListLimit, "list at most this many (1-1000)")
 	var ids idList
 	fs.Var(&ids, "id", "redrive only this message id (repeatable)")
-	if err := fs.Parse(args[1:]); err != nil {
+	pos, err := parseInterleaved(fs, args[1:])
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, dlqUsage)
 			return err
 		}
 		return usageError{fmt.Sprintf("%v (see broker dlq --help)", err)}
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		return usageError{fmt.Sprintf("want exactly one AGENT_ID: broker dlq %s [flags] AGENT_ID (flags go before it)", sub)}
 	}
-	agent := fs.Arg(0)
+	agent := pos[0]
 	if err := broker.ValidateAgentID(agent); err != nil {
 		return usageError{err.Error()}
 	}
