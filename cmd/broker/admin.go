@@ -34,6 +34,9 @@ func startAdmin(cfg *config, srv *broker.Server, reg prometheus.Registerer, audi
 		return nil, fmt.Errorf("register admin metrics: %w", err)
 	}
 	if cfg.Admin.Network == "" {
+		if cfg.Admin.OffReason != "" {
+			logger.Info(cfg.Admin.OffReason)
+		}
 		return nil, nil
 	}
 	al := &adminListener{}

@@ -23,6 +23,9 @@ type adminConfig struct {
 	Network, Addr string
 	Token         string
 	IdleAfter     time.Duration
+	// OffReason, when set, says why the default listener stays off
+	// (logged at start).
+	OffReason string
 }
 
 // parseAdminAddr splits an --admin-listen / --admin-url style address:
@@ -65,7 +68,7 @@ func (r *resolver) admin(c *config) {
 		// The default listener needs a token too; without one it stays
 		// off rather than stopping a broker that never asked for it.
 		c.Admin.Network, c.Admin.Addr = "", ""
-		c.Warnings = append(c.Warnings, "admin listener off: no admin token ("+ts.names()+"); `broker agents` and `broker dlq` need it (or --redis-url)")
+		c.Admin.OffReason = "admin listener off: no admin token (" + ts.names() + "); `broker agents` and `broker dlq` need it (or --redis-url)"
 	case c.Admin.Network == "tcp" && tv.source != "":
 		r.problem("%s is required while the admin listener is on TCP (%s): create one with `openssl rand -hex 32 > admin.token` and pass --admin-token-file admin.token, or set --admin-listen to unix:/path or to empty to turn it off",
 			ts.names(), c.Admin.Addr)
