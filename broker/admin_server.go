@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
@@ -17,6 +18,7 @@ func (s *Server) Admin(opts AdminOptions) (*Admin, error) {
 		s.shared.Forget(a.BoxPublicKey)
 		s.depth.forget(a.ID)
 		s.pullMarks.undo(a.ID)
+		s.revokeWatch.cancel(a.ID) // waiting pulls answer empty now; the next one gets 401
 		s.log.Info("agent revoked by an operator", "agent_id", a.ID, "org_id", a.OrgID)
 		if next != nil {
 			next(a)
@@ -45,5 +47,47 @@ func (s *Server) recordPull(ctx context.Context, a *Agent) {
 	if err := as.RecordPull(ctx, a.ID, now); err != nil {
 		s.pullMarks.undo(a.ID)
 		s.logger(ctx).Warn("record last pull failed", "err", err)
+	}
+}
+
+// pollWatch holds the cancel functions of the long polls waiting in this
+// process, per agent, so that revoking an agent ends its waits at once
+// instead of at their deadline.
+type pollWatch struct {
+	mu    sync.Mutex
+	next  uint64
+	polls map[string]map[uint64]context.CancelFunc
+}
+
+// watch registers cancel for a waiting pull of agentID and returns the
+// function that unregisters it.
+func (w *pollWatch) watch(agentID string, cancel context.CancelFunc) func() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.polls == nil {
+		w.polls = make(map[string]map[uint64]context.CancelFunc)
+	}
+	w.next++
+	id := w.next
+	if w.polls[agentID] == nil {
+		w.polls[agentID] = make(map[uint64]context.CancelFunc)
+	}
+	w.polls[agentID][id] = cancel
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		delete(w.polls[agentID], id)
+		if len(w.polls[agentID]) == 0 {
+			delete(w.polls, agentID)
+		}
+	}
+}
+
+// cancel ends every waiting pull of agentID.
+func (w *pollWatch) cancel(agentID string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range w.polls[agentID] {
+		c()
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -500,4 +501,69 @@ func (c *agentClient) id(t *testing.T) string {
 	}
 	t.Fatalf("agent of org %s not registered", c.org)
 	return ""
+}
+
+// pullSpy records how each waiting Pull of the wrapped queue ended.
+type pullSpy struct {
+	queue.Store
+	ended chan error // ctx.Err() when a Pull with a wait returns
+}
+
+func (p *pullSpy) Pull(ctx context.Context, inbox string, maxN int, wait time.Duration) ([]queue.Message, error) {
+	m, err := p.Store.Pull(ctx, inbox, maxN, wait)
+	if wait > 0 {
+		p.ended <- ctx.Err()
+	}
+	return m, err
+}
+
+// watching reports whether a pull of agentID is registered for revocation.
+func (w *pollWatch) watching(agentID string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.polls[agentID]) > 0
+}
+
+// TestRevokeEndsWaitingPull: a revoke ends the agent's waiting long poll at
+// once (its queue wait is cancelled, not timed out; it answers 200 with no
+// messages), and the agent's next pull is refused with 401.
+func TestRevokeEndsWaitingPull(t *testing.T) {
+	t.Parallel()
+	spy := &pullSpy{ended: make(chan error, 4)}
+	h := newHarness(t, withQueueWrapper(func(q queue.Store) queue.Store { spy.Store = q; return spy }))
+	org, reg := h.install(slackfake.Install{})
+	c := h.register(org, reg)
+	id := c.id(t)
+	waiting := make(chan struct{}, 1)
+	h.srv.onLongPoll = func(string) { waiting <- struct{}{} }
+	type result struct {
+		status int
+		body   []byte
+	}
+	done := make(chan result, 1)
+	go func() {
+		status, body := c.pullRaw(c.pullBody(10, 20, c.now()))
+		done <- result{status, body}
+	}()
+	<-waiting
+	for !h.srv.revokeWatch.watching(id) { // registered just after onLongPoll
+		runtime.Gosched()
+	}
+	adm, err := h.srv.Admin(AdminOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.Revoke(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-spy.ended; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the waiting pull's queue wait ended with %v, want it cancelled by the revoke", err)
+	}
+	r := <-done
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"messages":[]`) {
+		t.Fatalf("waiting pull after revoke: %d %s, want 200 with no messages", r.status, r.body)
+	}
+	if status, body := c.pullRaw(c.pullBody(10, 0, c.now())); status != http.StatusUnauthorized {
+		t.Fatalf("next pull: %d %s, want 401", status, body)
+	}
 }

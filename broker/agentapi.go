@@ -333,6 +333,7 @@ func (s *Server) pull(ctx context.Context, a *Agent, maxN int, wait time.Duratio
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
 		defer cancel()
+		defer s.revokeWatch.watch(a.ID, cancel)() // a revoke ends this wait (admin_server.go)
 		go func() {
 			select {
 			case <-s.shutdown:

@@ -53,6 +53,7 @@ type Server struct {
 
 	refreshLocks keyedLock // one bot token refresh per org in this process
 	pullMarks    pullMarks // last pull writes per agent (admin_server.go)
+	revokeWatch  pollWatch // waiting pulls per agent, ended by a revoke (admin_server.go)
 
 	knownOrgs sync.Map // installation ids seen to exist (see routeOrg)
 
