@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -302,4 +303,67 @@ func TestAdminPageServedWithStrictCSP(t *testing.T) {
 	if status != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/html") { // redirect followed
 		t.Fatalf("/admin: %d", status)
 	}
+}
+
+// FuzzAdminAPI: whatever path, query and body an authenticated client
+// sends, the admin API answers JSON, never a 5xx (the store is healthy),
+// and every non-200 carries an error text; the agent it may name is only
+// revoked when confirm repeats its id.
+func FuzzAdminAPI(f *testing.F) {
+	for _, s := range [][3]string{
+		{"POST", "agents/ag-1/revoke", `{"confirm":"ag-1"}`},
+		{"POST", "agents/ag-1/dead-letters/redrive", `{"confirm":"ag-1","ids":["abc"]}`},
+		{"POST", "agents/ag-1/dead-letters/purge", `{"confirm":"ag-1","ids":null}`},
+		{"GET", "agents/ag-1/dead-letters?limit=5", ""},
+		{"GET", "agents?org=T1", ""},
+		{"GET", "audit?n=3", ""},
+		{"POST", "agents/ag-1/revoke", `{"confirm":1}`},
+		{"POST", "agents/%2e%2e/revoke", `{"confirm":".."}`},
+	} {
+		f.Add(s[0], s[1], s[2])
+	}
+	dir := f.TempDir()
+	st, err := OpenBoltState(filepath.Join(dir, BoltStateFileName))
+	if err != nil {
+		f.Fatal(err)
+	}
+	q, err := queue.OpenBoltStore(dir, queue.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = q.Close(); _ = st.Close() })
+	adm, err := NewAdmin(st, q, AdminOptions{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := NewAdminHandler(adm, AdminHandlerOptions{Token: testAdminToken, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	f.Fuzz(func(t *testing.T, method, path, body string) {
+		if method != "GET" {
+			method = "POST"
+		}
+		req, err := http.NewRequest(method, "http://admin/admin/api/"+path, strings.NewReader(body))
+		if err != nil {
+			return // not a URL a client could send
+		}
+		req.Header.Set("Authorization", "Bearer "+testAdminToken)
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("%s %s %q: %d %s", method, path, body, rec.Code, rec.Body)
+		}
+		if rec.Code == http.StatusMovedPermanently || rec.Code == http.StatusTemporaryRedirect || rec.Code == http.StatusPermanentRedirect {
+			return // the mux cleaning a path; no handler ran
+		}
+		var resp struct {
+			OK    bool   `json:"ok"`
+			Error string `json:"error"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
+			t.Fatalf("%s %s %q: %d body %q is not JSON", method, path, body, rec.Code, rec.Body)
+		}
+		if rec.Code != http.StatusOK && (resp.OK || resp.Error == "") {
+			t.Fatalf("%s %s %q: %d without an error text: %s", method, path, body, rec.Code, rec.Body)
+		}
+	})
 }
