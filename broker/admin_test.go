@@ -27,9 +27,9 @@ type adminEnv struct {
 
 var adminEngines = []struct {
 	name string
-	open func(t *testing.T, qo queue.Options) adminEnv
+	open func(t testing.TB, qo queue.Options) adminEnv
 }{
-	{"redis", func(t *testing.T, qo queue.Options) adminEnv {
+	{"redis", func(t testing.TB, qo queue.Options) adminEnv {
 		rdb, prefix := testRedis(t)
 		q, err := queue.NewRedisStore(rdb, queue.RedisOptions{Options: qo, Prefix: prefix + "q:"})
 		if err != nil {
@@ -38,9 +38,13 @@ var adminEngines = []struct {
 		t.Cleanup(func() { _ = q.Close() })
 		return adminEnv{st: NewRedisState(rdb, prefix+"st:"), q: q, hk: testHashKey(t)}
 	}},
-	{"bolt", func(t *testing.T, qo queue.Options) adminEnv {
+	{"bolt", func(t testing.TB, qo queue.Options) adminEnv {
 		dir := t.TempDir()
-		st := openTestBoltState(t, filepath.Join(dir, BoltStateFileName))
+		st, err := OpenBoltState(filepath.Join(dir, BoltStateFileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
 		q, err := queue.OpenBoltStore(dir, qo)
 		if err != nil {
 			t.Fatal(err)
@@ -51,7 +55,7 @@ var adminEngines = []struct {
 }
 
 // addAgent installs org (if needed) and registers agent id through State.
-func (e adminEnv) addAgent(t *testing.T, org, id string, at time.Time) *Agent {
+func (e adminEnv) addAgent(t testing.TB, org, id string, at time.Time) *Agent {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := e.st.GetInstallation(ctx, org); errors.Is(err, ErrNotFound) {
