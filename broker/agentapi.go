@@ -250,6 +250,7 @@ func (s *Server) handlePull(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.depth.track(a.ID, org)
+	s.recordPull(ctx, a)
 	s.noteCapabilities(ctx, a, req.Meta)
 	s.flushDrops(ctx, a)
 	msgs, e := s.pull(ctx, a, maxN, time.Duration(wait)*time.Second)
@@ -325,6 +326,7 @@ func (s *Server) pull(ctx context.Context, a *Agent, maxN int, wait time.Duratio
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
 		defer cancel()
+		defer s.revokeWatch.watch(a.ID, cancel)() // a revoke ends this wait (admin_server.go)
 		go func() {
 			select {
 			case <-s.shutdown:

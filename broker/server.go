@@ -53,6 +53,8 @@ type Server struct {
 	closing bool           // set by Shutdown; no new long polls after it
 
 	refreshLocks keyedLock // one bot token refresh per org in this process
+	pullMarks    pullMarks // last pull writes per agent (admin_server.go)
+	revokeWatch  pollWatch // waiting pulls per agent, ended by a revoke (admin_server.go)
 
 	knownOrgs sync.Map // installation ids seen to exist (see routeOrg)
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README "Test"; .ci/run calls exactly this).
-# Runs gofmt, go vet, staticcheck, `npm ci` for the e2e Bolt app and
+# Runs gofmt, go vet, staticcheck, `npm ci` for the e2e Bolt app and admin
+# page driver (installing chromium with apt-get when missing), and
 # `go test -race ./...` against a real Redis: $REDIS_URL if set, else a
 # private redis-server on a random free port that is stopped afterwards
 # (never the machine's 6379). Every test package finds Redis only through
@@ -93,6 +94,22 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
 fi
 echo "node $(node --version), npm $(npm --version)"
 (cd e2e/apps/bolt && npm ci --no-audit --no-fund --loglevel=error)
+
+step "chromium and npm ci (e2e/apps/admin)"
+# The admin page test (e2e/admin_page_test.go) drives Debian's headless
+# chromium with playwright-core, pinned by e2e/apps/admin/package-lock.json.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  step "installing chromium with apt-get"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  echo "error: /usr/bin/chromium is required for the admin page test (e2e/admin_page_test.go)." >&2
+  echo "       install it and re-run:  sudo apt-get install -y chromium" >&2
+  exit 1
+fi
+/usr/bin/chromium --version 2>/dev/null || true
+(cd e2e/apps/admin && npm ci --no-audit --no-fund --loglevel=error)
 
 step "go test -race ./..."
 go test -race -count=1 ./...

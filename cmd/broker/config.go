@@ -119,6 +119,9 @@ var serveTable = []settings.Setting{
 		Usage: "master keyring, entries VERSION:BASE64 separated by newlines or commas (default: read <keys-dir>/" + masterKeysFile + ")"},
 	{Name: "metrics-listen", Env: "SEALRELAY_METRICS_LISTEN", Check: settings.Optional(settings.ListenAddr), Arg: "ADDR",
 		Usage: "address of the Prometheus /metrics listener (e.g. 127.0.0.1:9090); empty = off"},
+	{Name: "admin-listen", Env: "SEALRELAY_ADMIN_LISTEN", Default: defaultAdminListen, Check: checkAdminListen, Arg: "ADDR", Usage: adminListenUsage},
+	{Name: "admin-token", Env: "SEALRELAY_ADMIN_TOKEN", Secret: true, Arg: "TOKEN", Usage: adminTokenUsage},
+	{Name: "agent-idle-after", Env: "SEALRELAY_AGENT_IDLE_AFTER", Default: defaultAgentIdleAfter, Check: checkAgentIdleAfter, Arg: "DURATION", Usage: agentIdleAfterUsage},
 	{Name: "tls-cert", Env: "SEALRELAY_TLS_CERT", Arg: "FILE",
 		Usage: "TLS certificate chain (PEM) for the public listener; with --tls-key. Empty = plain HTTP (put a TLS proxy in front)"},
 	{Name: "tls-key", Env: "SEALRELAY_TLS_KEY", Arg: "FILE",
@@ -320,6 +323,7 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 	c.TokenRefreshMargin = r.Duration("token-refresh-margin")
 	r.lifecycle(c)
 	r.audit(c)
+	r.admin(c)
 
 	if err := r.Err(); err != nil {
 		return nil, err
@@ -528,6 +532,7 @@ type config struct {
 	RegistrationTokenTTL time.Duration
 	// Audit and AuditRequired are --audit and --audit-required.
 	Audit, AuditRequired bool
+	Admin                adminConfig // --admin-listen, --admin-token, --agent-idle-after (config_admin.go)
 	// Warnings are logged once the logger exists.
 	Warnings []string
 }

@@ -8,6 +8,8 @@
 //	broker serve [flags]           run the server (broker serve --help)
 //	broker keys rotate [flags]     add a master key version, re-wrap stored secrets
 //	broker audit tail|verify       print or verify the audit log
+//	broker agents list|revoke      list or revoke agents (admin listener or --redis-url)
+//	broker dlq list|redrive|purge  an agent's dead letters
 //	broker version                 print the build and protocol versions
 //
 // Every serve setting is a flag and a SEALRELAY_* environment variable (a
@@ -42,6 +44,9 @@ Commands:
                         (see: broker keys rotate --help)
   audit tail|verify     print the newest audit records, or verify the audit log
                         (see: broker audit --help)
+  agents list|revoke    list agents (last pull, inbox, idle) or revoke one
+                        (see: broker agents --help)
+  dlq list|redrive|purge  an agent's dead letters (see: broker dlq --help)
   version               print the broker version and the protocol version
 `
 
@@ -79,6 +84,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cmdKeysRotate(ctx, args[2:], getenv, stdout, stderr)
 	case "audit":
 		err = cmdAudit(ctx, args[1:], getenv, stdout, stderr)
+	case "agents":
+		err = cmdAgents(ctx, args[1:], getenv, stdout, stderr)
+	case "dlq":
+		err = cmdDLQ(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "sealrelay broker %s (protocol %s)\n", version, protocol.Version)
 		return 0

@@ -66,6 +66,7 @@ func newLogger(cfg *config, w io.Writer) *slog.Logger {
 // (metrics is nil when the metrics listener is off).
 type listening struct {
 	API, Metrics net.Addr
+	Admin        net.Addr // nil when the admin listener is off
 }
 
 // stores are the opened State and queue.Store with their closer.
@@ -205,7 +206,16 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- l
 		}
 	}
 
-	errc := make(chan error, 2)
+	al, err := startAdmin(cfg, srv, reg, nil, logger) // admin.go; audit tailer: wired by the audit change
+	if err != nil {
+		_ = ln.Close()
+		if mln != nil {
+			_ = mln.Close()
+		}
+		return err
+	}
+	errc := make(chan error, 3)
+	al.serve(errc)
 	go func() {
 		var err error
 		if cfg.TLSCert != "" {
@@ -221,7 +231,10 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- l
 		"public_url", cfg.PublicURL, "store", s.kind, "tls", cfg.TLSCert != "",
 		"broker_pubkey", cfg.BoxKey.Public.String(), "broker_signing_pubkey", cfg.SigningKey.Public().String(),
 		"master_key_version", cfg.Keyring.ActiveVersion()}
-	addrs := listening{API: ln.Addr()}
+	addrs := listening{API: ln.Addr(), Admin: al.addr()}
+	if al != nil {
+		attrs = append(attrs, "admin_listen", al.addr().String())
+	}
 	if ms != nil {
 		go func() {
 			if err := ms.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
@@ -264,6 +277,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- l
 	if err := <-pollDone; err != nil {
 		logger.Warn("long polls did not finish in time", "err", err)
 	}
+	al.shutdown(sctx)
 	if ms != nil {
 		if err := ms.Shutdown(sctx); err != nil {
 			_ = ms.Close()
