@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -167,6 +168,7 @@ func TestDedupAcrossRestart(t *testing.T) {
 	if fb.Pending() != 1 {
 		t.Fatalf("message should still be unacked at the broker, pending=%d", fb.Pending())
 	}
+	fb.ExpireLeases() // the unacked message's lease lapses while the bridge is down
 
 	// Second run with the same state dir: the broker redelivers, the bridge
 	// must ack without delivering again.
@@ -398,6 +400,7 @@ func TestDeliveryRetryAfterLocalWindowPullsAgain(t *testing.T) {
 		if !failed {
 			failed = true
 			offset.Add(int64(3 * time.Minute)) // longer than the local retry window
+			fb.ExpireLeases()                  // and than the broker's lease
 			return errors.New("app down")
 		}
 		return col.deliver(ctx, ev)
@@ -459,5 +462,64 @@ func TestBrokerKeyRotationMidRunStopsWithoutAcking(t *testing.T) {
 	}
 	if fb.Pending() != 1 || r.b.Health().Poison != 0 {
 		t.Fatalf("message after rotation was dropped: pending %d poison %d", fb.Pending(), r.b.Health().Poison)
+	}
+}
+
+// A pull that comes back full means a backlog: the next pulls ask for
+// BacklogMaxMessages until one comes back short, then the base size again.
+// Every message is delivered once, in order, and acked.
+func TestBacklogPullsGrow(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		max, backlg int
+		queued      int
+		want        []int // the first pull sizes asked for
+	}{
+		{"escalates", 10, 0, 150, []int{10, 100, 100, 10}},
+		{"custom", 5, 20, 30, []int{5, 20, 20, 5}},
+		{"off", 10, 10, 30, []int{10, 10, 10, 10}},
+		{"no backlog", 10, 0, 3, []int{10, 10}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			fb := bridgetest.New(t, testOrg)
+			id := newIdentity(t, fb)
+			var want []string
+			for i := 0; i < tc.queued; i++ {
+				want = append(want, fb.Enqueue(slackEvent("e", "C1", fmt.Sprintf("1.%d", i))))
+			}
+			col := newCollector()
+			cfg := baseConfig(t, id, t.TempDir())
+			cfg.MaxMessages, cfg.BacklogMaxMessages = tc.max, tc.backlg
+			cfg.Deliver = col.deliver
+			start(t, cfg)
+			for _, w := range want {
+				if ev := col.next(t); ev.MessageID != w {
+					t.Fatalf("got %s want %s", ev.MessageID, w)
+				}
+			}
+			waitFor(t, fb, "acks", func() bool { return fb.Pending() == 0 && len(fb.PullSizes()) >= len(tc.want) })
+			if got := fb.PullSizes()[:len(tc.want)]; !slices.Equal(got, tc.want) {
+				t.Fatalf("pull sizes %v, want %v first", got, tc.want)
+			}
+			col.none(t)
+			if n := len(fb.Acked()); n != tc.queued {
+				t.Fatalf("acked %d, want %d", n, tc.queued)
+			}
+		})
+	}
+}
+
+func TestBacklogMaxMessagesValidated(t *testing.T) {
+	t.Parallel()
+	fb := bridgetest.New(t, testOrg)
+	for _, n := range []int{5, 101} {
+		cfg := baseConfig(t, newIdentity(t, fb), t.TempDir())
+		cfg.MaxMessages, cfg.BacklogMaxMessages = 10, n
+		if _, err := bridge.New(cfg, nil); err == nil || !strings.Contains(err.Error(), "backlog max messages") {
+			t.Fatalf("backlog %d: err %v", n, err)
+		}
 	}
 }

@@ -220,6 +220,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	socketAppID := fs.String("socket-mode-app-id", envOr("SEALRELAY_SOCKET_MODE_APP_ID", ""), "app id named in the Socket Mode hello (default: the api_app_id of the events)")
 	wait := fs.Int("wait-seconds", 20, "long-poll wait in seconds (1-25)")
 	maxMessages := fs.Int("max-messages", 10, "messages per pull (1-100)")
+	backlogMax := fs.Int("backlog-max-messages", 100, "messages per pull after a pull came back full, while a backlog drains (--max-messages to 100)")
 	logLevel := fs.String("log-level", envOr("SEALRELAY_LOG_LEVEL", "info"), "debug, info, warn or error; env SEALRELAY_LOG_LEVEL")
 	logFormat := fs.String("log-format", envOr("SEALRELAY_LOG_FORMAT", "text"), "text or json")
 	metricsListen := fs.String("metrics-listen", envOr("SEALRELAY_BRIDGE_METRICS_LISTEN", ""), "serve Prometheus metrics on this address (off when empty)")
@@ -266,7 +267,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	cfg := bridge.Config{
 		Identity: *id, StateDir: *stateDir, WaitSeconds: *wait, MaxMessages: *maxMessages,
-		ForwardURL: *forwardURL, ForwardInteractivityURL: *forwardInteractive, ForwardCommandsURL: *forwardCommands,
+		BacklogMaxMessages: *backlogMax,
+		ForwardURL:         *forwardURL, ForwardInteractivityURL: *forwardInteractive, ForwardCommandsURL: *forwardCommands,
 		Stream: *stream, StreamBuffer: *streamBuffer, AllowRemote: *allowRemote,
 		ForwardTimeout: *forwardTimeout, DeliveryConcurrency: *concurrency,
 		SocketMode: *socketMode, SocketModeAppID: *socketAppID,
