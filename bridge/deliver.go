@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -208,8 +209,13 @@ func (b *Bridge) prepare(ctx context.Context, m *protocol.InboxMessage) (*prepar
 		return nil, true, nil
 	}
 	var held heldFields
-	_ = json.Unmarshal(pt, &held) // §8.2 fields; absent on a Baudbot broker
-	crypto.Wipe(pt)               // env holds its own copy of the payload
+	if bytes.Contains(pt, []byte(`"response_expected"`)) {
+		// §8.2 fields; absent on a Baudbot broker and on most events, and
+		// without the key there is nothing to parse (the parse, not the
+		// scan, decides when it is there).
+		_ = json.Unmarshal(pt, &held)
+	}
+	crypto.Wipe(pt) // env holds its own copy of the payload
 	if b.dedup.Seen(m.MessageID) {
 		b.countDuplicate()
 		b.log.Debug("duplicate suppressed", "message_id", m.MessageID)
@@ -225,14 +231,10 @@ func (b *Bridge) prepare(ctx context.Context, m *protocol.InboxMessage) (*prepar
 	var eventID string
 	switch env.Source {
 	case protocol.SourceSlack:
-		ev.ThreadID, eventID = inspectPayload(env.Type, env.Payload)
+		info := inspectPayload(env.Type, env.Payload)
+		ev.ThreadID, eventID = info.threadID, info.eventID
 		if b.cfg.SocketModeAppID == "" {
-			var app struct {
-				APIAppID string `json:"api_app_id"`
-			}
-			if json.Unmarshal(env.Payload, &app) == nil {
-				b.sm.learnAppID(app.APIAppID)
-			}
+			b.sm.learnAppID(info.appID)
 		}
 	case protocol.SourceSystem:
 		switch env.Type {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/protocol"
 )
 
 func TestRetryAfter(t *testing.T) {
@@ -195,5 +196,30 @@ func TestIdentityPrintsNoSecrets(t *testing.T) {
 				t.Fatalf("secret printed: %s", out)
 			}
 		}
+	}
+}
+
+// inspectPayload reads thread, event id and app id in one parse, and the
+// app id even when another field has an unexpected shape.
+func TestInspectPayload(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, typ, payload string
+		want               payloadInfo
+	}{
+		{"event", protocol.TypeEventCallback, `{"api_app_id":"A1","event_id":"Ev1","event":{"channel":"C1","ts":"1.2"}}`,
+			payloadInfo{threadID: "C1:1.2", eventID: "Ev1", appID: "A1"}},
+		{"event id only for callbacks", "block_actions", `{"api_app_id":"A1","event_id":"Ev1","channel":{"id":"C1"}}`,
+			payloadInfo{threadID: "C1", appID: "A1"}},
+		{"odd shape keeps app id", protocol.TypeEventCallback, `{"api_app_id":"A2","event":"x"}`, payloadInfo{appID: "A2"}},
+		{"not json", protocol.TypeEventCallback, `{"api_app_id":"A2"`, payloadInfo{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := inspectPayload(tc.typ, []byte(tc.payload)); got != tc.want {
+				t.Fatalf("got %+v want %+v", got, tc.want)
+			}
+		})
 	}
 }
