@@ -465,7 +465,7 @@ func (b *Bridge) pull(ctx context.Context) ([]protocol.InboxMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	var resp protocol.PullResponse
+	var resp pullAnswer
 	if err := b.client.do(ctx, http.MethodPost, "/api/inbox/pull", b.cfg.AccessToken, body, time.Duration(wait+15)*time.Second, &resp); err != nil {
 		return nil, fmt.Errorf("pull: %w", err)
 	}

@@ -2,9 +2,13 @@ package bridge
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -219,6 +223,47 @@ func TestInspectPayload(t *testing.T) {
 			t.Parallel()
 			if got := inspectPayload(tc.typ, []byte(tc.payload)); got != tc.want {
 				t.Fatalf("got %+v want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A pull answer is decoded in one pass when it says ok; every other answer
+// keeps the status handling of the general path.
+func TestPullAnswerDecoding(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		status  int
+		body    string
+		wantErr string // "" = success
+		wantN   int
+	}{
+		{"ok", 200, `{"ok":true,"messages":[{"message_id":"m-1"},{"message_id":"m-2"}]}`, "", 2},
+		{"ok false", 200, `{"ok":false,"error":"inbox gone"}`, "inbox gone", 0},
+		{"no ok", 200, `{"messages":[]}`, "HTTP 502", 0},
+		{"not json", 200, `<html>`, "not sealrelay JSON", 0},
+		{"wrong shape", 200, `{"ok":true,"messages":"x"}`, "decode broker answer", 0},
+		{"error status with ok", 503, `{"ok":true,"messages":[]}`, "Service Unavailable", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.WriteHeader(tc.status)
+				io.WriteString(w, tc.body)
+			}))
+			defer srv.Close()
+			c := newClient([]string{srv.URL}, srv.Client())
+			var a pullAnswer
+			err := c.do(context.Background(), http.MethodPost, "/api/inbox/pull", "tok", []byte(`{}`), 5*time.Second, &a)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("err %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("err %v, want %q", err, tc.wantErr)
+			case tc.wantErr == "" && len(a.Messages) != tc.wantN:
+				t.Fatalf("%d messages, want %d", len(a.Messages), tc.wantN)
 			}
 		})
 	}
