@@ -523,3 +523,73 @@ func TestBacklogMaxMessagesValidated(t *testing.T) {
 		}
 	}
 }
+
+// The ack of a batch does not hold up the next pull: with the first ack
+// unanswered, the bridge already pulls and delivers the next event. It
+// keeps one ack in flight, so the acks reach the broker in batch order, and
+// Run waits for the last one before it returns.
+func TestAckOverlapsNextPull(t *testing.T) {
+	t.Parallel()
+	fb := bridgetest.New(t, testOrg)
+	id := newIdentity(t, fb)
+	col := newCollector()
+	cfg := baseConfig(t, id, t.TempDir())
+	cfg.Deliver = col.deliver
+	release := fb.HoldAcks()
+	defer release()
+	r := start(t, cfg)
+	m1 := fb.Enqueue(slackEvent("one", "C1", "1.1"))
+	if ev := col.next(t); ev.MessageID != m1 {
+		t.Fatalf("got %s", ev.MessageID)
+	}
+	waitFor(t, fb, "the first ack to arrive", func() bool { return fb.AcksHeld() == 1 })
+	m2 := fb.Enqueue(slackEvent("two", "C1", "1.2"))
+	if ev := col.next(t); ev.MessageID != m2 {
+		t.Fatalf("got %s while the first ack was unanswered", ev.MessageID)
+	}
+	if n := len(fb.Acked()); n != 0 {
+		t.Fatalf("%d acks applied while held", n)
+	}
+	release()
+	waitFor(t, fb, "both acks", func() bool { return fb.Pending() == 0 })
+	if got := fb.AckBatches(); len(got) != 2 || !slices.Equal(got[0], []string{m1}) || !slices.Equal(got[1], []string{m2}) {
+		t.Fatalf("ack batches %v, want [[%s] [%s]]", got, m1, m2)
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	col.none(t)
+}
+
+// Stopping the bridge while an ack is unanswered waits for that ack.
+func TestStopWaitsForAckInFlight(t *testing.T) {
+	t.Parallel()
+	fb := bridgetest.New(t, testOrg)
+	id := newIdentity(t, fb)
+	col := newCollector()
+	cfg := baseConfig(t, id, t.TempDir())
+	cfg.Deliver = col.deliver
+	release := fb.HoldAcks()
+	defer release()
+	r := start(t, cfg)
+	m1 := fb.Enqueue(slackEvent("one", "C1", "1.1"))
+	col.next(t)
+	waitFor(t, fb, "the ack to arrive", func() bool { return fb.AcksHeld() == 1 })
+	r.cancel()
+	select {
+	case err := <-r.done:
+		close(r.done)
+		t.Fatalf("Run returned (%v) before its ack was answered", err)
+	default:
+	}
+	release()
+	err := <-r.done
+	close(r.done)       // for the cleanup's stop
+	acked := fb.Acked() // as Run returned
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(acked, []string{m1}) {
+		t.Fatalf("Run returned with %v acked, want [%s]", acked, m1)
+	}
+}

@@ -82,6 +82,8 @@ type FakeBroker struct {
 	nonces       map[string]bool
 	lease        time.Duration
 	pullSizes    []int
+	ackGate      chan struct{} // while set, acks wait for it to close
+	acksHeld     int           // acks that arrived and wait at the gate
 
 	// Scripted failures: the next call of that kind answers with it.
 	registerFailure *Failure
@@ -226,6 +228,31 @@ func (f *FakeBroker) ExpireLeases() {
 	}
 	close(f.changed)
 	f.changed = make(chan struct{})
+}
+
+// HoldAcks makes acks wait, unanswered and not applied, until release is
+// called; AcksHeld counts the waiting ones.
+func (f *FakeBroker) HoldAcks() (release func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	gate := make(chan struct{})
+	f.ackGate = gate
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.mu.Lock()
+			f.ackGate = nil
+			f.mu.Unlock()
+			close(gate)
+		})
+	}
+}
+
+// AcksHeld returns how many acks wait at the HoldAcks gate.
+func (f *FakeBroker) AcksHeld() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.acksHeld
 }
 
 // DropAcks makes the next n acks abort the connection without acking (as if
@@ -608,6 +635,19 @@ func (f *FakeBroker) ack(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.mu.Lock()
+	if gate := f.ackGate; gate != nil {
+		f.acksHeld++
+		close(f.changed)
+		f.changed = make(chan struct{})
+		f.mu.Unlock()
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+			return
+		}
+		f.mu.Lock()
+		f.acksHeld--
+	}
 	defer f.mu.Unlock()
 	if f.dropAcks > 0 {
 		f.dropAcks--
