@@ -268,3 +268,55 @@ func TestPullAnswerDecoding(t *testing.T) {
 		})
 	}
 }
+
+// openBatch opens a batch on several goroutines; each result lands at its
+// message's index, poison included, and messages failing the id checks
+// are not opened.
+func TestOpenBatchKeepsPositions(t *testing.T) {
+	t.Parallel()
+	brokerSign, _ := crypto.GenerateSigningKey()
+	brokerBox, _ := crypto.GenerateBoxKeyPair()
+	agentBox, _ := crypto.GenerateBoxKeyPair()
+	agentSign, _ := crypto.GenerateSigningKey()
+	b, err := New(Config{
+		Identity: Identity{BrokerURLs: []string{"http://127.0.0.1:1"}, OrgID: "T0123ABCD", BoxKey: agentBox, SigningKey: agentSign,
+			BrokerBoxKey: brokerBox.Public, BrokerSigningKey: brokerSign.Public(), AccessToken: "x"},
+		StateDir: t.TempDir(), Stream: true,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ts := time.Now().Unix()
+	const n = 40
+	msgs := make([]protocol.InboxMessage, n)
+	for i := range msgs {
+		pt := fmt.Appendf(nil, `{"source":"slack","type":"event_callback","broker_timestamp":%d,"payload":{"n":%d}}`, ts, i)
+		if msgs[i], err = protocol.SealEnvelope(pt, "T0123ABCD", fmt.Sprintf("m-%d", i), ts, agentBox.Public, brokerSign); err != nil {
+			t.Fatal(err)
+		}
+		switch i % 4 {
+		case 1:
+			msgs[i].BrokerSignature = msgs[0].BrokerSignature // not this message's
+		case 2:
+			msgs[i].OrgID = "TOTHER" // not opened
+		}
+	}
+	out := b.openBatch(msgs)
+	for i, o := range out {
+		switch i % 4 {
+		case 1:
+			if !errors.Is(o.err, protocol.ErrEnvelopeSignature) {
+				t.Errorf("%d: err %v, want a signature error", i, o.err)
+			}
+		case 2:
+			if o.env != nil || o.err != nil || o.pt != nil {
+				t.Errorf("%d: opened a message of another org", i)
+			}
+		default:
+			if o.err != nil || string(o.env.Payload) != fmt.Sprintf(`{"n":%d}`, i) {
+				t.Errorf("%d: err %v payload %s", i, o.err, o.env.Payload)
+			}
+		}
+	}
+}
