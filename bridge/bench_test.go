@@ -15,19 +15,21 @@ import (
 // BenchmarkReceivePath measures the receive path per event: broker
 // signature verification → sealed-box open → envelope parse → dedup check
 // and persistent mark → delivery to an in-process consumer, in batches of 10
-// (one pull), as Run does. "fsync" syncs the dedup log once per batch (the
+// (one pull at the default --max-messages) or 100 (a backlog pull). "fsync" syncs the dedup log once per batch (the
 // default); "nosync" is the CPU-bound rate without that disk wait. Acks are
 // network I/O and not included.
 // Run: go test -run x -bench ReceivePath -cpu 1 ./bridge/
 func BenchmarkReceivePath(b *testing.B) {
-	b.Run("fsync", func(b *testing.B) { benchReceive(b, false, false) })
-	b.Run("nosync", func(b *testing.B) { benchReceive(b, true, false) })
+	b.Run("fsync", func(b *testing.B) { benchReceive(b, false, false, 10) })
+	b.Run("fsync-100", func(b *testing.B) { benchReceive(b, false, false, 100) })
+	b.Run("nosync", func(b *testing.B) { benchReceive(b, true, false, 10) })
 	// "spool": the SSE stream as the only sink, each event sealed into the
 	// encrypted spool, which is fsynced once per batch before the ack.
-	b.Run("spool", func(b *testing.B) { benchReceive(b, false, true) })
+	b.Run("spool", func(b *testing.B) { benchReceive(b, false, true, 10) })
+	b.Run("spool-100", func(b *testing.B) { benchReceive(b, false, true, 100) })
 }
 
-func benchReceive(b *testing.B, noSync, stream bool) {
+func benchReceive(b *testing.B, noSync, stream bool, batchSize int) {
 	brokerSign, _ := crypto.GenerateSigningKey()
 	brokerBox, _ := crypto.GenerateBoxKeyPair()
 	agentBox, _ := crypto.GenerateBoxKeyPair()
@@ -69,7 +71,7 @@ func benchReceive(b *testing.B, noSync, stream bool) {
 		}
 	}
 	ctx := context.Background()
-	batch := make([]protocol.InboxMessage, 0, 10)
+	batch := make([]protocol.InboxMessage, 0, batchSize)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -61,6 +61,13 @@ type Bridge struct {
 	lastKeyCheck time.Time
 	// streamWaiting is set while the stream refuses events (logged once).
 	streamWaiting bool
+	// backlog is set when the last pull came back full: the next one asks
+	// for Config.BacklogMaxMessages.
+	backlog bool
+	// acking is the ack in flight (nil when none): cycle sends a batch's
+	// ack and goes on to the next pull without waiting for the answer; the
+	// next cycle collects it before it sends its own (one ack in flight).
+	acking *pendingAck
 
 	// sm is the Socket Mode emulation (socketmode.go).
 	sm *socketHub
@@ -212,6 +219,12 @@ func (b *Bridge) Run(ctx context.Context) error {
 		return errors.New("bridge: Run is already running")
 	}
 	defer b.running.Store(false)
+	// What was delivered is acked before Run returns, whatever ends it.
+	defer func() {
+		if err := b.waitAck(); err != nil {
+			b.log.Warn("last ack failed; the broker redelivers those messages after their lease and the dedup log suppresses them", "err", err)
+		}
+	}()
 	if exp := b.cfg.AccessTokenExpiresAt; !exp.IsZero() && !b.cfg.Now().Before(exp) {
 		return reauthError(fmt.Errorf("access token expired at %s", exp.UTC().Format(time.RFC3339)))
 	}
@@ -368,6 +381,9 @@ func (b *Bridge) cycle(ctx context.Context) error {
 	}
 	b.pending = nil
 	if len(msgs) == 0 {
+		if b.acking != nil && isClosed(b.acking.done) {
+			return b.waitAck() // report a failed ack without waiting for traffic
+		}
 		return nil
 	}
 	ackIDs, rest, derr := b.process(ctx, msgs)
@@ -380,24 +396,72 @@ func (b *Bridge) cycle(ctx context.Context) error {
 			b.pendingAt = b.cfg.Now()
 		}
 	}
+	// The previous batch's ack must have been answered before this one is
+	// sent (one ack in flight, so acks cannot pile up against a slow
+	// broker); this batch's ack then overlaps the next pull. process
+	// returned only after the deliveries were durable (dedup log and
+	// stream spool synced), so acking now cannot lose an event.
+	aerr := b.waitAck()
 	if len(ackIDs) > 0 {
-		// Ack even when shutting down: what was delivered must not come back.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		err := b.ack(actx, ackIDs)
-		cancel()
-		if err != nil {
-			b.metrics.ackErrors.Inc()
-			// The messages come back after their lease; the dedup store
-			// suppresses them then.
-			return fmt.Errorf("ack: %w", err)
-		}
+		b.startAck(ctx, ackIDs)
+	}
+	if aerr != nil {
+		return aerr
 	}
 	return derr
+}
+
+// pendingAck is one ack call in flight.
+type pendingAck struct {
+	done chan struct{}
+	err  error
+}
+
+// startAck sends the ack of ids in the background. Acks are sent even when
+// shutting down (ctx cancelled): what was delivered must not come back.
+func (b *Bridge) startAck(ctx context.Context, ids []string) {
+	p := &pendingAck{done: make(chan struct{})}
+	b.acking = p
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	go func() {
+		defer close(p.done)
+		defer cancel()
+		p.err = b.ack(actx, ids)
+	}()
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitAck waits for the ack in flight, if any, and returns its error.
+// A failed ack loses nothing: the messages come back after their lease and
+// the dedup store suppresses them then.
+func (b *Bridge) waitAck() error {
+	p := b.acking
+	if p == nil {
+		return nil
+	}
+	<-p.done
+	b.acking = nil
+	if p.err != nil {
+		b.metrics.ackErrors.Inc()
+		return fmt.Errorf("ack: %w", p.err)
+	}
+	return nil
 }
 
 func (b *Bridge) pull(ctx context.Context) ([]protocol.InboxMessage, error) {
 	ts := b.cfg.Now().Unix()
 	maxM, wait := b.cfg.MaxMessages, b.cfg.WaitSeconds
+	if b.backlog {
+		maxM = b.cfg.BacklogMaxMessages
+	}
 	sig := b.cfg.SigningKey.Sign(protocol.PullSigningBytes(b.cfg.OrgID, ts, maxM, wait))
 	body, err := marshal(protocol.PullRequest{
 		OrgID: b.cfg.OrgID, WorkspaceID: b.cfg.OrgID, ProtocolVersion: protocol.Version,
@@ -407,7 +471,7 @@ func (b *Bridge) pull(ctx context.Context) ([]protocol.InboxMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	var resp protocol.PullResponse
+	var resp pullAnswer
 	if err := b.client.do(ctx, http.MethodPost, "/api/inbox/pull", b.accessToken(), body, time.Duration(wait+15)*time.Second, &resp); err != nil {
 		return nil, fmt.Errorf("pull: %w", err)
 	}
@@ -419,6 +483,7 @@ func (b *Bridge) pull(ctx context.Context) ([]protocol.InboxMessage, error) {
 	b.mu.Unlock()
 	b.metrics.lastPoll.Set(float64(now.Unix()))
 	b.afterPull(len(resp.Messages))
+	b.backlog = len(resp.Messages) >= maxM
 	return resp.Messages, nil
 }
 

@@ -209,6 +209,11 @@ type Config struct {
 	// WaitSeconds and MaxMessages are the long-poll parameters (20 and 10).
 	WaitSeconds int
 	MaxMessages int
+	// BacklogMaxMessages is the batch a pull asks for after a pull came
+	// back full, i.e. while a backlog drains (protocol.MaxMaxMessages,
+	// 100). It must be at least MaxMessages; equal turns the escalation
+	// off.
+	BacklogMaxMessages int
 	// BackoffMin and BackoffMax bound the retry delay after errors (3 s, 30 s).
 	BackoffMin time.Duration
 	BackoffMax time.Duration
@@ -295,6 +300,9 @@ func (c *Config) setDefaults() {
 	if c.MaxMessages == 0 {
 		c.MaxMessages = protocol.DefaultMaxMessages
 	}
+	if c.BacklogMaxMessages == 0 {
+		c.BacklogMaxMessages = max(protocol.MaxMaxMessages, c.MaxMessages)
+	}
 	if c.BackoffMin == 0 {
 		c.BackoffMin = 3 * time.Second
 	}
@@ -359,6 +367,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("config: wait seconds must be 0-%d", protocol.MaxWaitSeconds)
 	case c.MaxMessages < 1 || c.MaxMessages > protocol.MaxMaxMessages:
 		return fmt.Errorf("config: max messages must be 1-%d", protocol.MaxMaxMessages)
+	case c.BacklogMaxMessages < c.MaxMessages || c.BacklogMaxMessages > protocol.MaxMaxMessages:
+		return fmt.Errorf("config: backlog max messages must be %d-%d (at least max messages)", c.MaxMessages, protocol.MaxMaxMessages)
 	case c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin:
 		return errors.New("config: backoff bounds must be positive and min <= max")
 	case c.StreamBuffer < 1 || c.StreamBufferBytes < 1:

@@ -2,11 +2,12 @@ package bridge
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sealrelay/sealrelay/crypto"
@@ -52,11 +53,17 @@ func (b *Bridge) process(ctx context.Context, msgs []protocol.InboxMessage) ([]s
 	var lanes [][]*prepared
 	laneOf := map[string]int{}
 	var derr error
+	opened := b.openBatch(msgs)
+	defer func() {
+		for i := range opened {
+			crypto.Wipe(opened[i].pt) // those prepare did not get to
+		}
+	}()
 	for i := range msgs {
 		if ctx.Err() != nil {
 			break // shutting down: the rest comes back after its lease
 		}
-		p, ackNow, err := b.prepare(ctx, &msgs[i])
+		p, ackNow, err := b.prepare(ctx, &msgs[i], &opened[i])
 		if err != nil {
 			// The broker's keys changed: deliver nothing of this batch.
 			derr = err
@@ -173,11 +180,65 @@ func (b *Bridge) runLane(ctx context.Context, lane []*prepared) laneOutcome {
 	return o
 }
 
-// prepare handles the sequential part of one message: verify → open →
-// dedup. It returns the message to deliver, or nil and whether to ack it
-// (duplicate, poison) — or an error that stops the batch (broker keys
-// changed).
-func (b *Bridge) prepare(ctx context.Context, m *protocol.InboxMessage) (*prepared, bool, error) {
+// openedMessage is the stateless part of preparing one message: the
+// broker signature verified, the sealed box opened and the envelope parsed
+// (or why not).
+type openedMessage struct {
+	env *protocol.Envelope
+	pt  []byte
+	err error
+}
+
+// maxOpenWorkers bounds the goroutines that open one batch.
+const maxOpenWorkers = 8
+
+// openBatch verifies and opens the messages of a batch, on up to
+// GOMAXPROCS cores at once (this is most of the bridge's CPU per event);
+// prepare then takes the results in batch order, so everything with state
+// (dedup, lanes, poison handling) stays sequential. Messages that fail the
+// cheap id and org checks are not opened.
+func (b *Bridge) openBatch(msgs []protocol.InboxMessage) []openedMessage {
+	out := make([]openedMessage, len(msgs))
+	open := func(i int) {
+		m := &msgs[i]
+		if !b.validIDs(m) {
+			return
+		}
+		out[i].env, out[i].pt, out[i].err = b.openEnvelope(*m)
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(msgs), maxOpenWorkers)
+	if workers <= 1 {
+		for i := range msgs {
+			open(i)
+		}
+		return out
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(msgs); i = int(next.Add(1) - 1) {
+				open(i)
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// validIDs reports whether m passes the checks prepare makes before
+// opening it.
+func (b *Bridge) validIDs(m *protocol.InboxMessage) bool {
+	return m.MessageID != "" && len(m.MessageID) <= maxMessageIDLen &&
+		m.OrgID == b.cfg.OrgID && (m.WorkspaceID == "" || m.WorkspaceID == m.OrgID)
+}
+
+// prepare handles the sequential part of one message, given what
+// openBatch made of it: poison handling, held fields, dedup. It returns the
+// message to deliver, or nil and whether to ack it (duplicate, poison) — or
+// an error that stops the batch (broker keys changed). It takes (and
+// wipes) o.pt.
+func (b *Bridge) prepare(ctx context.Context, m *protocol.InboxMessage, o *openedMessage) (*prepared, bool, error) {
 	b.metrics.received.Inc()
 	if m.MessageID == "" || len(m.MessageID) > maxMessageIDLen {
 		b.poison("bad_message_id", m, nil)
@@ -187,7 +248,8 @@ func (b *Bridge) prepare(ctx context.Context, m *protocol.InboxMessage) (*prepar
 		b.poison("wrong_org", m, nil)
 		return nil, true, nil
 	}
-	env, pt, err := b.openEnvelope(*m)
+	env, pt, err := o.env, o.pt, o.err
+	o.pt = nil
 	if err != nil {
 		reason := "malformed"
 		switch {
@@ -224,14 +286,10 @@ func (b *Bridge) prepare(ctx context.Context, m *protocol.InboxMessage) (*prepar
 	var eventID string
 	switch env.Source {
 	case protocol.SourceSlack:
-		ev.ThreadID, eventID = inspectPayload(env.Type, env.Payload)
+		info := inspectPayload(env.Type, env.Payload)
+		ev.ThreadID, eventID = info.threadID, info.eventID
 		if b.cfg.SocketModeAppID == "" {
-			var app struct {
-				APIAppID string `json:"api_app_id"`
-			}
-			if json.Unmarshal(env.Payload, &app) == nil {
-				b.sm.learnAppID(app.APIAppID)
-			}
+			b.sm.learnAppID(info.appID)
 		}
 	case protocol.SourceSystem:
 		switch env.Type {

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"encoding/json"
+	"errors"
 	"regexp"
 	"strings"
 
@@ -64,6 +65,17 @@ type threadPayload struct {
 	ChannelID string `json:"channel_id"`
 	// EventID is the Slack event id of an Events API callback.
 	EventID string `json:"event_id"`
+	// APIAppID names the Slack app (Socket Mode hello default).
+	APIAppID string `json:"api_app_id"`
+}
+
+// payloadInfo is what the bridge reads from a Slack payload, in one parse.
+type payloadInfo struct {
+	threadID string
+	// eventID is the Slack event id of an Events API callback ("" when
+	// absent or longer than maxEventIDLen).
+	eventID string
+	appID   string
 }
 
 // maxEventIDLen bounds the Slack event ids the bridge remembers.
@@ -72,20 +84,25 @@ const maxEventIDLen = 128
 // ThreadIDFor derives the thread id of a Slack payload, or "" when the
 // payload names no channel.
 func ThreadIDFor(typ string, payload []byte) string {
-	id, _ := inspectPayload(typ, payload)
-	return id
+	return inspectPayload(typ, payload).threadID
 }
 
-// inspectPayload parses a Slack payload once and returns its thread id and,
-// for Events API callbacks, its Slack event id ("" when absent or longer
-// than maxEventIDLen).
-func inspectPayload(typ string, payload []byte) (threadID, eventID string) {
+// inspectPayload parses a Slack payload once and returns its thread id,
+// Slack event id and app id.
+func inspectPayload(typ string, payload []byte) payloadInfo {
 	var p threadPayload
-	if json.Unmarshal(payload, &p) != nil {
-		return "", ""
+	if err := json.Unmarshal(payload, &p); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			// A field of an unexpected shape: no thread, but the rest
+			// (the app id) was still read.
+			return payloadInfo{appID: p.APIAppID}
+		}
+		return payloadInfo{}
 	}
+	info := payloadInfo{appID: p.APIAppID}
 	if typ == protocol.TypeEventCallback && len(p.EventID) <= maxEventIDLen {
-		eventID = p.EventID
+		info.eventID = p.EventID
 	}
 	var ch, ts string
 	switch {
@@ -108,13 +125,14 @@ func inspectPayload(typ string, payload []byte) (threadID, eventID string) {
 	default:
 		ch = p.ChannelID
 	}
-	if !channelPattern.MatchString(ch) {
-		return "", eventID
+	switch {
+	case !channelPattern.MatchString(ch):
+	case !tsPattern.MatchString(ts):
+		info.threadID = ch
+	default:
+		info.threadID = ch + ":" + ts
 	}
-	if !tsPattern.MatchString(ts) {
-		return ch, eventID
-	}
-	return ch + ":" + ts, eventID
+	return info
 }
 
 func first(vs ...string) string {

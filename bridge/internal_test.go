@@ -2,14 +2,19 @@ package bridge
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/protocol"
 )
 
 func TestRetryAfter(t *testing.T) {
@@ -193,6 +198,124 @@ func TestIdentityPrintsNoSecrets(t *testing.T) {
 		for _, secret := range []string{"tok-SECRET", box.PrivateString(), sign.SeedString()} {
 			if strings.Contains(out, secret) {
 				t.Fatalf("secret printed: %s", out)
+			}
+		}
+	}
+}
+
+// inspectPayload reads thread, event id and app id in one parse, and the
+// app id even when another field has an unexpected shape.
+func TestInspectPayload(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, typ, payload string
+		want               payloadInfo
+	}{
+		{"event", protocol.TypeEventCallback, `{"api_app_id":"A1","event_id":"Ev1","event":{"channel":"C1","ts":"1.2"}}`,
+			payloadInfo{threadID: "C1:1.2", eventID: "Ev1", appID: "A1"}},
+		{"event id only for callbacks", "block_actions", `{"api_app_id":"A1","event_id":"Ev1","channel":{"id":"C1"}}`,
+			payloadInfo{threadID: "C1", appID: "A1"}},
+		{"odd shape keeps app id", protocol.TypeEventCallback, `{"api_app_id":"A2","event":"x"}`, payloadInfo{appID: "A2"}},
+		{"not json", protocol.TypeEventCallback, `{"api_app_id":"A2"`, payloadInfo{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := inspectPayload(tc.typ, []byte(tc.payload)); got != tc.want {
+				t.Fatalf("got %+v want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A pull answer is decoded in one pass when it says ok; every other answer
+// keeps the status handling of the general path.
+func TestPullAnswerDecoding(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		status  int
+		body    string
+		wantErr string // "" = success
+		wantN   int
+	}{
+		{"ok", 200, `{"ok":true,"messages":[{"message_id":"m-1"},{"message_id":"m-2"}]}`, "", 2},
+		{"ok false", 200, `{"ok":false,"error":"inbox gone"}`, "inbox gone", 0},
+		{"no ok", 200, `{"messages":[]}`, "HTTP 502", 0},
+		{"not json", 200, `<html>`, "not sealrelay JSON", 0},
+		{"wrong shape", 200, `{"ok":true,"messages":"x"}`, "decode broker answer", 0},
+		{"error status with ok", 503, `{"ok":true,"messages":[]}`, "Service Unavailable", 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.WriteHeader(tc.status)
+				io.WriteString(w, tc.body)
+			}))
+			defer srv.Close()
+			c := newClient([]string{srv.URL}, srv.Client())
+			var a pullAnswer
+			err := c.do(context.Background(), http.MethodPost, "/api/inbox/pull", "tok", []byte(`{}`), 5*time.Second, &a)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("err %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("err %v, want %q", err, tc.wantErr)
+			case tc.wantErr == "" && len(a.Messages) != tc.wantN:
+				t.Fatalf("%d messages, want %d", len(a.Messages), tc.wantN)
+			}
+		})
+	}
+}
+
+// openBatch opens a batch on several goroutines; each result lands at its
+// message's index, poison included, and messages failing the id checks
+// are not opened.
+func TestOpenBatchKeepsPositions(t *testing.T) {
+	t.Parallel()
+	brokerSign, _ := crypto.GenerateSigningKey()
+	brokerBox, _ := crypto.GenerateBoxKeyPair()
+	agentBox, _ := crypto.GenerateBoxKeyPair()
+	agentSign, _ := crypto.GenerateSigningKey()
+	b, err := New(Config{
+		Identity: Identity{BrokerURLs: []string{"http://127.0.0.1:1"}, OrgID: "T0123ABCD", BoxKey: agentBox, SigningKey: agentSign,
+			BrokerBoxKey: brokerBox.Public, BrokerSigningKey: brokerSign.Public(), AccessToken: "x"},
+		StateDir: t.TempDir(), Stream: true,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ts := time.Now().Unix()
+	const n = 40
+	msgs := make([]protocol.InboxMessage, n)
+	for i := range msgs {
+		pt := fmt.Appendf(nil, `{"source":"slack","type":"event_callback","broker_timestamp":%d,"payload":{"n":%d}}`, ts, i)
+		if msgs[i], err = protocol.SealEnvelope(pt, "T0123ABCD", fmt.Sprintf("m-%d", i), ts, agentBox.Public, brokerSign); err != nil {
+			t.Fatal(err)
+		}
+		switch i % 4 {
+		case 1:
+			msgs[i].BrokerSignature = msgs[0].BrokerSignature // not this message's
+		case 2:
+			msgs[i].OrgID = "TOTHER" // not opened
+		}
+	}
+	out := b.openBatch(msgs)
+	for i, o := range out {
+		switch i % 4 {
+		case 1:
+			if !errors.Is(o.err, protocol.ErrEnvelopeSignature) {
+				t.Errorf("%d: err %v, want a signature error", i, o.err)
+			}
+		case 2:
+			if o.env != nil || o.err != nil || o.pt != nil {
+				t.Errorf("%d: opened a message of another org", i)
+			}
+		default:
+			if o.err != nil || string(o.env.Payload) != fmt.Sprintf(`{"n":%d}`, i) {
+				t.Errorf("%d: err %v payload %s", i, o.err, o.env.Payload)
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -167,6 +168,7 @@ func TestDedupAcrossRestart(t *testing.T) {
 	if fb.Pending() != 1 {
 		t.Fatalf("message should still be unacked at the broker, pending=%d", fb.Pending())
 	}
+	fb.ExpireLeases() // the unacked message's lease lapses while the bridge is down
 
 	// Second run with the same state dir: the broker redelivers, the bridge
 	// must ack without delivering again.
@@ -398,6 +400,7 @@ func TestDeliveryRetryAfterLocalWindowPullsAgain(t *testing.T) {
 		if !failed {
 			failed = true
 			offset.Add(int64(3 * time.Minute)) // longer than the local retry window
+			fb.ExpireLeases()                  // and than the broker's lease
 			return errors.New("app down")
 		}
 		return col.deliver(ctx, ev)
@@ -459,5 +462,134 @@ func TestBrokerKeyRotationMidRunStopsWithoutAcking(t *testing.T) {
 	}
 	if fb.Pending() != 1 || r.b.Health().Poison != 0 {
 		t.Fatalf("message after rotation was dropped: pending %d poison %d", fb.Pending(), r.b.Health().Poison)
+	}
+}
+
+// A pull that comes back full means a backlog: the next pulls ask for
+// BacklogMaxMessages until one comes back short, then the base size again.
+// Every message is delivered once, in order, and acked.
+func TestBacklogPullsGrow(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		max, backlg int
+		queued      int
+		want        []int // the first pull sizes asked for
+	}{
+		{"escalates", 10, 0, 150, []int{10, 100, 100, 10}},
+		{"custom", 5, 20, 30, []int{5, 20, 20, 5}},
+		{"off", 10, 10, 30, []int{10, 10, 10, 10}},
+		{"no backlog", 10, 0, 3, []int{10, 10}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			fb := bridgetest.New(t, testOrg)
+			id := newIdentity(t, fb)
+			var want []string
+			for i := 0; i < tc.queued; i++ {
+				want = append(want, fb.Enqueue(slackEvent("e", "C1", fmt.Sprintf("1.%d", i))))
+			}
+			col := newCollector()
+			cfg := baseConfig(t, id, t.TempDir())
+			cfg.MaxMessages, cfg.BacklogMaxMessages = tc.max, tc.backlg
+			cfg.Deliver = col.deliver
+			start(t, cfg)
+			for _, w := range want {
+				if ev := col.next(t); ev.MessageID != w {
+					t.Fatalf("got %s want %s", ev.MessageID, w)
+				}
+			}
+			waitFor(t, fb, "acks", func() bool { return fb.Pending() == 0 && len(fb.PullSizes()) >= len(tc.want) })
+			if got := fb.PullSizes()[:len(tc.want)]; !slices.Equal(got, tc.want) {
+				t.Fatalf("pull sizes %v, want %v first", got, tc.want)
+			}
+			col.none(t)
+			if n := len(fb.Acked()); n != tc.queued {
+				t.Fatalf("acked %d, want %d", n, tc.queued)
+			}
+		})
+	}
+}
+
+func TestBacklogMaxMessagesValidated(t *testing.T) {
+	t.Parallel()
+	fb := bridgetest.New(t, testOrg)
+	for _, n := range []int{5, 101} {
+		cfg := baseConfig(t, newIdentity(t, fb), t.TempDir())
+		cfg.MaxMessages, cfg.BacklogMaxMessages = 10, n
+		if _, err := bridge.New(cfg, nil); err == nil || !strings.Contains(err.Error(), "backlog max messages") {
+			t.Fatalf("backlog %d: err %v", n, err)
+		}
+	}
+}
+
+// The ack of a batch does not hold up the next pull: with the first ack
+// unanswered, the bridge already pulls and delivers the next event. It
+// keeps one ack in flight, so the acks reach the broker in batch order, and
+// Run waits for the last one before it returns.
+func TestAckOverlapsNextPull(t *testing.T) {
+	t.Parallel()
+	fb := bridgetest.New(t, testOrg)
+	id := newIdentity(t, fb)
+	col := newCollector()
+	cfg := baseConfig(t, id, t.TempDir())
+	cfg.Deliver = col.deliver
+	release := fb.HoldAcks()
+	defer release()
+	r := start(t, cfg)
+	m1 := fb.Enqueue(slackEvent("one", "C1", "1.1"))
+	if ev := col.next(t); ev.MessageID != m1 {
+		t.Fatalf("got %s", ev.MessageID)
+	}
+	waitFor(t, fb, "the first ack to arrive", func() bool { return fb.AcksHeld() == 1 })
+	m2 := fb.Enqueue(slackEvent("two", "C1", "1.2"))
+	if ev := col.next(t); ev.MessageID != m2 {
+		t.Fatalf("got %s while the first ack was unanswered", ev.MessageID)
+	}
+	if n := len(fb.Acked()); n != 0 {
+		t.Fatalf("%d acks applied while held", n)
+	}
+	release()
+	waitFor(t, fb, "both acks", func() bool { return fb.Pending() == 0 })
+	if got := fb.AckBatches(); len(got) != 2 || !slices.Equal(got[0], []string{m1}) || !slices.Equal(got[1], []string{m2}) {
+		t.Fatalf("ack batches %v, want [[%s] [%s]]", got, m1, m2)
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	col.none(t)
+}
+
+// Stopping the bridge while an ack is unanswered waits for that ack.
+func TestStopWaitsForAckInFlight(t *testing.T) {
+	t.Parallel()
+	fb := bridgetest.New(t, testOrg)
+	id := newIdentity(t, fb)
+	col := newCollector()
+	cfg := baseConfig(t, id, t.TempDir())
+	cfg.Deliver = col.deliver
+	release := fb.HoldAcks()
+	defer release()
+	r := start(t, cfg)
+	m1 := fb.Enqueue(slackEvent("one", "C1", "1.1"))
+	col.next(t)
+	waitFor(t, fb, "the ack to arrive", func() bool { return fb.AcksHeld() == 1 })
+	r.cancel()
+	select {
+	case err := <-r.done:
+		close(r.done)
+		t.Fatalf("Run returned (%v) before its ack was answered", err)
+	default:
+	}
+	release()
+	err := <-r.done
+	close(r.done)       // for the cleanup's stop
+	acked := fb.Acked() // as Run returned
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(acked, []string{m1}) {
+		t.Fatalf("Run returned with %v acked, want [%s]", acked, m1)
 	}
 }

@@ -1,7 +1,12 @@
 package crypto
 
 import (
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/rand"
 	"testing"
+
+	"golang.org/x/crypto/curve25519"
 )
 
 var benchMsg = make([]byte, 2048)
@@ -86,6 +91,45 @@ func BenchmarkKeyring(b *testing.B) {
 				b.Fatal(err)
 			}
 			Wipe(pt)
+		}
+	})
+}
+
+// BenchmarkEphemeralKey compares the ways to make the seal's ephemeral
+// X25519 key pair with what the approved modules offer (Go 1.26,
+// x/crypto v0.58): crypto/ecdh's GenerateKey (what SealAnonymous uses),
+// x/crypto's curve25519.X25519 with the base point and ScalarBaseMult
+// (both wrap crypto/ecdh's ladder), and crypto/ed25519's fixed-base
+// multiply (NewKeyFromSeed: SHA-512 + comb table), the first half of the
+// Ed25519 → X25519 birational route, before the conversion. The last one
+// is faster, but its scalar can then only be used for the ECDH through
+// crypto/ecdh.NewPrivateKey, which runs the base-point ladder again, so
+// the route does not pay without a hand-written X25519 ladder.
+func BenchmarkEphemeralKey(b *testing.B) {
+	seed := make([]byte, 32)
+	b.Run("ecdh-GenerateKey", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := ecdh.X25519().GenerateKey(rand.Reader); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("curve25519-X25519-Basepoint", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := curve25519.X25519(seed, curve25519.Basepoint); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("curve25519-ScalarBaseMult", func(b *testing.B) {
+		var dst, s [32]byte
+		for b.Loop() {
+			curve25519.ScalarBaseMult(&dst, &s)
+		}
+	})
+	b.Run("ed25519-fixed-base", func(b *testing.B) {
+		for b.Loop() {
+			ed25519.NewKeyFromSeed(seed)
 		}
 	})
 }

@@ -46,7 +46,13 @@ type Failure struct {
 type queued struct {
 	msg   protocol.InboxMessage
 	acked bool
+	// leasedUntil is when the last pull's lease of msg lapses.
+	leasedUntil time.Time
 }
+
+// DefaultLease is how long a pulled message is leased to the agent (not
+// handed out again unless acked first), as the real broker's 30 seconds.
+const DefaultLease = 30 * time.Second
 
 // FakeBroker is a scripted broker. Its fields are guarded by its mutex; use
 // the methods.
@@ -74,6 +80,10 @@ type FakeBroker struct {
 	sends        []Sent
 	pulls        int
 	nonces       map[string]bool
+	lease        time.Duration
+	pullSizes    []int
+	ackGate      chan struct{} // while set, acks wait for it to close
+	acksHeld     int           // acks that arrived and wait at the gate
 
 	// Scripted failures: the next call of that kind answers with it.
 	registerFailure *Failure
@@ -107,7 +117,7 @@ func New(t testing.TB, orgID string) *FakeBroker {
 		t.Fatal(err)
 	}
 	f := &FakeBroker{OrgID: orgID, BoxKey: box, SigningKey: sign, AccessToken: "fake-access-token-" + orgID,
-		t: t, changed: make(chan struct{}), nonces: map[string]bool{}, handedOut: map[string]int{}}
+		t: t, changed: make(chan struct{}), nonces: map[string]bool{}, handedOut: map[string]int{}, lease: DefaultLease}
 	f.start("127.0.0.1:0")
 	t.Cleanup(f.Close)
 	return f
@@ -200,6 +210,52 @@ func (f *FakeBroker) FailPulls(fs ...Failure) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.pullFailures = append(f.pullFailures, fs...)
+}
+
+// SetLease sets how long a pulled message stays leased (DefaultLease): a
+// pull hands out only the unacked messages whose lease lapsed. Tests of
+// redelivery after a lost ack use a short one.
+func (f *FakeBroker) SetLease(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lease = d
+}
+
+// ExpireLeases ends the lease of every unacked message now, as if the
+// lease time had passed: the next pull hands them out again.
+func (f *FakeBroker) ExpireLeases() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, q := range f.queue {
+		q.leasedUntil = time.Time{}
+	}
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// HoldAcks makes acks wait, unanswered and not applied, until release is
+// called; AcksHeld counts the waiting ones.
+func (f *FakeBroker) HoldAcks() (release func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	gate := make(chan struct{})
+	f.ackGate = gate
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.mu.Lock()
+			f.ackGate = nil
+			f.mu.Unlock()
+			close(gate)
+		})
+	}
+}
+
+// AcksHeld returns how many acks wait at the HoldAcks gate.
+func (f *FakeBroker) AcksHeld() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.acksHeld
 }
 
 // DropAcks makes the next n acks abort the connection without acking (as if
@@ -330,6 +386,14 @@ func (f *FakeBroker) HandedOut(id string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.handedOut[id]
+}
+
+// PullSizes returns the max_messages of every pull request received, in
+// order.
+func (f *FakeBroker) PullSizes() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]int(nil), f.pullSizes...)
 }
 
 // Pulls returns how many pulls were answered.
@@ -496,6 +560,9 @@ func (f *FakeBroker) pull(w http.ResponseWriter, r *http.Request) {
 		fail(w, Failure{Status: 400, Message: err.Error()})
 		return
 	}
+	f.mu.Lock()
+	f.pullSizes = append(f.pullSizes, maxM)
+	f.mu.Unlock()
 	if req.ProtocolVersion != "" && req.ProtocolVersion != protocol.Version {
 		fail(w, Failure{Status: 400, Message: protocol.ErrUnsupportedVersion})
 		return
@@ -517,9 +584,18 @@ func (f *FakeBroker) pull(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		msgs := []protocol.InboxMessage{}
+		now := time.Now()
+		var nextLapse time.Time // the earliest lease to lapse, to wake up then
 		for _, q := range f.queue {
-			if !q.acked && len(msgs) < maxM {
+			switch {
+			case q.acked:
+			case now.Before(q.leasedUntil):
+				if nextLapse.IsZero() || q.leasedUntil.Before(nextLapse) {
+					nextLapse = q.leasedUntil
+				}
+			case len(msgs) < maxM:
 				msgs = append(msgs, q.msg)
+				q.leasedUntil = now.Add(f.lease)
 			}
 		}
 		changed := f.changed
@@ -536,11 +612,23 @@ func (f *FakeBroker) pull(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.mu.Unlock()
+		var lapse <-chan time.Time
+		var lt *time.Timer
+		if !nextLapse.IsZero() {
+			lt = time.NewTimer(time.Until(nextLapse))
+			lapse = lt.C
+		}
 		select {
 		case <-changed:
+		case <-lapse:
 		case <-deadline.C:
 			wait = 0
 		case <-r.Context().Done():
+		}
+		if lt != nil {
+			lt.Stop()
+		}
+		if r.Context().Err() != nil {
 			return
 		}
 	}
@@ -552,6 +640,19 @@ func (f *FakeBroker) ack(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.mu.Lock()
+	if gate := f.ackGate; gate != nil {
+		f.acksHeld++
+		close(f.changed)
+		f.changed = make(chan struct{})
+		f.mu.Unlock()
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+			return
+		}
+		f.mu.Lock()
+		f.acksHeld--
+	}
 	defer f.mu.Unlock()
 	if f.dropAcks > 0 {
 		f.dropAcks--

@@ -218,7 +218,8 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	allowRemote := l.Bool("allow-remote")
 	cfg := bridge.Config{
 		Identity: *id, StateDir: l.Text("state-dir"), WaitSeconds: wait, MaxMessages: l.Int("max-messages"),
-		ForwardURL: l.Text("forward-url"), ForwardInteractivityURL: l.Text("forward-interactivity-url"),
+		BacklogMaxMessages: l.Int("backlog-max-messages"),
+		ForwardURL:         l.Text("forward-url"), ForwardInteractivityURL: l.Text("forward-interactivity-url"),
 		ForwardCommandsURL: l.Text("forward-commands-url"),
 		Stream:             l.Bool("stream"), StreamBuffer: l.Int("stream-buffer"), AllowRemote: allowRemote,
 		ForwardTimeout: forwardTimeout, DeliveryConcurrency: concurrency,

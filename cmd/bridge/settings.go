@@ -92,6 +92,8 @@ func runSettings() []*settings.Setting {
 			Usage: "long-poll wait in seconds (1-25)"},
 		{Name: "max-messages", Env: "SEALRELAY_BRIDGE_MAX_MESSAGES", Default: "10", Arg: "N", Check: settings.Int,
 			Usage: "messages per pull (1-100)"},
+		{Name: "backlog-max-messages", Env: "SEALRELAY_BRIDGE_BACKLOG_MAX_MESSAGES", Default: "100", Arg: "N", Check: settings.Int,
+			Usage: "messages per pull after a pull came back full, while a backlog drains (--max-messages to 100)"},
 		{Name: "log-level", Env: "SEALRELAY_LOG_LEVEL", Default: "info", Arg: "LEVEL", Check: checkLogLevel,
 			Usage: "debug, info, warn or error"},
 		{Name: "log-format", Env: "SEALRELAY_LOG_FORMAT", Default: "text", Arg: "FORMAT", Check: checkLogFormat,
