@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/sealrelay/sealrelay/audit"
 )
 
 // Admin returns an Admin on the server's stores whose revocations also
@@ -20,6 +22,7 @@ func (s *Server) Admin(opts AdminOptions) (*Admin, error) {
 		s.pullMarks.undo(a.ID)
 		s.revokeWatch.cancel(a.ID) // waiting pulls answer empty now; the next one gets 401
 		s.log.Info("agent revoked by an operator", "agent_id", a.ID, "org_id", a.OrgID)
+		s.audit(context.Background(), audit.Event{Kind: audit.KindRevoke, Agent: a.ID, Org: a.OrgID, Outcome: "ok"})
 		if next != nil {
 			next(a)
 		}

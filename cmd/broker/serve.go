@@ -206,7 +206,11 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- l
 		}
 	}
 
-	al, err := startAdmin(cfg, srv, reg, nil, logger) // admin.go; audit tailer: wired by the audit change
+	var tailer broker.AuditTailer
+	if s.audit != nil {
+		tailer = auditTailer{s.audit}
+	}
+	al, err := startAdmin(cfg, srv, reg, tailer, logger) // admin.go
 	if err != nil {
 		_ = ln.Close()
 		if mln != nil {
