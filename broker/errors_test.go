@@ -21,6 +21,8 @@ import (
 	"github.com/sealrelay/sealrelay/internal/slackfake"
 	"github.com/sealrelay/sealrelay/internal/testredis"
 	"github.com/sealrelay/sealrelay/protocol"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/redisstore"
 )
 
 func mustJSON(v any) []byte {
@@ -93,8 +95,8 @@ func TestRegisterErrors(t *testing.T) {
 	}
 	t.Run("expired token", func(t *testing.T) {
 		tok := h.freshRegToken(orgA)
-		h.clock.Advance(DefaultRegistrationTokenTTL + time.Minute)
-		defer h.clock.Advance(-(DefaultRegistrationTokenTTL + time.Minute))
+		h.clock.Advance(state.DefaultRegistrationTokenTTL + time.Minute)
+		defer h.clock.Advance(-(state.DefaultRegistrationTokenTTL + time.Minute))
 		status, body := fresh().tryRegister(tok)
 		expectError(t, status, body, 403, protocol.ErrInvalidRegistrationToken)
 	})
@@ -234,8 +236,8 @@ func TestAgentAuthErrors(t *testing.T) {
 		expectError(t, status, body, 409, protocol.ErrReplay)
 	})
 	t.Run("expired access token", func(t *testing.T) {
-		h.clock.Advance(DefaultAccessTokenTTL + time.Hour)
-		defer h.clock.Advance(-(DefaultAccessTokenTTL + time.Hour))
+		h.clock.Advance(state.DefaultAccessTokenTTL + time.Hour)
+		defer h.clock.Advance(-(state.DefaultAccessTokenTTL + time.Hour))
 		status, body := a.pullRaw(a.pullBody(1, 0, a.now()))
 		expectError(t, status, body, 401, protocol.ErrInvalidToken)
 	})
@@ -649,7 +651,7 @@ func TestStateStoreDown(t *testing.T) {
 	a := h.register(org, tok)
 	// A second replica whose state client is closed.
 	rdb := redis.NewClient(testredis.Options(t))
-	st := NewRedisState(rdb, h.prefix+"st:")
+	st := redisstore.NewState(rdb, h.prefix+"st:")
 	srv, err := New(h.srv.cfg, st, h.q, h.keys, slog.New(slog.NewJSONHandler(h.logs, nil)), nil)
 	if err != nil {
 		t.Fatal(err)

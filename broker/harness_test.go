@@ -28,6 +28,8 @@ import (
 	"github.com/sealrelay/sealrelay/internal/slackfake"
 	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/redisstore"
 )
 
 const (
@@ -86,12 +88,12 @@ type harness struct {
 	logs     *syncBuffer
 	qopts    queue.Options
 	wrapQ    func(queue.Store) queue.Store // wraps each replica's queue (fault injection)
-	wrapSt   func(State) State             // wraps the state of replicas started next (fault injection)
+	wrapSt   func(state.Store) state.Store // wraps the state of replicas started next (fault injection)
 	// slackMW, when set, wraps the fake Slack's handler (hooks around calls).
 	slackMW func(http.Handler) http.Handler
 
 	// first replica
-	st  *RedisState
+	st  *redisstore.State
 	q   *queue.RedisStore
 	srv *Server
 	reg *prometheus.Registry
@@ -158,10 +160,10 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 }
 
 // newReplica starts another broker instance on the same Redis and prefix.
-func (h *harness) newReplica() (*Server, *RedisState, *queue.RedisStore, *prometheus.Registry, string) {
+func (h *harness) newReplica() (*Server, *redisstore.State, *queue.RedisStore, *prometheus.Registry, string) {
 	t := h.t
 	logger := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	st := NewRedisState(h.rdb, h.prefix+"st:")
+	st := redisstore.NewState(h.rdb, h.prefix+"st:")
 	q, err := queue.NewRedisStore(h.rdb, queue.RedisOptions{Options: h.qopts, Prefix: h.prefix + "q:", Logger: logger})
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +184,7 @@ func (h *harness) newReplica() (*Server, *RedisState, *queue.RedisStore, *promet
 	if h.wrapQ != nil {
 		qs = h.wrapQ(q)
 	}
-	var sst State = st
+	var sst state.Store = st
 	if h.wrapSt != nil {
 		sst = h.wrapSt(st)
 	}

@@ -15,6 +15,8 @@ import (
 	"github.com/sealrelay/sealrelay/internal/slackfake"
 	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/boltstore"
 )
 
 // waitResult receives Slack's answer; the request is bounded by the hold
@@ -302,7 +304,7 @@ func TestRespondCapabilityFreshness(t *testing.T) {
 func TestRespondEmbedded(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	st, err := OpenBoltState(filepath.Join(dir, "state.db"))
+	st, err := boltstore.OpenState(filepath.Join(dir, "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +324,7 @@ func TestRespondEmbedded(t *testing.T) {
 	ts := newTestServer(t, srv)
 	h.srv, h.url = srv, ts
 	const org = "T0RSPE01"
-	if err := st.PutInstallation(t.Context(), &Installation{OrgID: org, TeamID: org}); err != nil {
+	if err := st.PutInstallation(t.Context(), &state.Installation{OrgID: org, TeamID: org}); err != nil {
 		t.Fatal(err)
 	}
 	tok := "embedded-registration-token-0123456789"

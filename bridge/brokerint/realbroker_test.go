@@ -29,6 +29,8 @@ import (
 	"github.com/sealrelay/sealrelay/internal/slackfake"
 	"github.com/sealrelay/sealrelay/internal/testredis"
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/redisstore"
 )
 
 const (
@@ -83,7 +85,7 @@ func newRealBroker(t *testing.T) *realBroker {
 		Now: func() time.Time { return time.Now().Add(time.Duration(rb.clock.Load())) },
 	}
 	rb.cfg = cfg
-	rb.inner, err = broker.New(cfg, broker.NewRedisState(rdb, prefix+"st:"), q, rb.keys, testLogger(t), nil)
+	rb.inner, err = broker.New(cfg, redisstore.NewState(rdb, prefix+"st:"), q, rb.keys, testLogger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +318,7 @@ func (rb *realBroker) replica(t *testing.T) *httptest.Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = q.Close() })
-	srv, err := broker.New(rb.cfg, broker.NewRedisState(rb.rdb, rb.prefix+"st:"), q, rb.keys, testLogger(t), nil)
+	srv, err := broker.New(rb.cfg, redisstore.NewState(rb.rdb, rb.prefix+"st:"), q, rb.keys, testLogger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +357,7 @@ func TestRealBrokerExpiredAccessToken(t *testing.T) {
 	go func() { done <- b.Run(context.Background()) }()
 	rb.slackEvent(org, "C0X", "1771464999.000100", "before expiry")
 	col.next(t)
-	rb.clock.Store(int64(broker.DefaultAccessTokenTTL + time.Hour))
+	rb.clock.Store(int64(state.DefaultAccessTokenTTL + time.Hour))
 	select {
 	case err := <-done:
 		if !errors.Is(err, bridge.ErrReauthenticate) || !strings.Contains(err.Error(), "bridge register") || !strings.Contains(err.Error(), "401") {

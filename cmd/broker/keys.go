@@ -11,9 +11,11 @@ import (
 
 	bolterrors "go.etcd.io/bbolt/errors"
 
-	"github.com/sealrelay/sealrelay/broker"
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/atomicfile"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/boltstore"
+	"github.com/sealrelay/sealrelay/store/redisstore"
 )
 
 const rotateHelpIntro = `Usage: broker keys rotate [flags]
@@ -102,7 +104,7 @@ func cmdKeysRotate(ctx context.Context, args []string, getenv func(string) strin
 	defer unlock()
 	// Open the store before touching the keyring, so that an unreachable or
 	// busy store changes nothing.
-	var st broker.State
+	var st state.Store
 	if !*noRewrap {
 		var closeState func()
 		st, closeState, err = openStateForRotate(ctx, c)
@@ -122,7 +124,7 @@ func cmdKeysRotate(ctx context.Context, args []string, getenv func(string) strin
 		fmt.Fprintf(stdout, "Restart every broker so it loads version %d, then run `broker keys rotate --rewrap-only`.\n", version)
 		return nil
 	}
-	n, err := st.RewrapSecrets(ctx, kr.Rewrap)
+	n, err := state.RewrapSecrets(ctx, st, kr.Rewrap)
 	if err != nil {
 		return fmt.Errorf("re-wrap stored secrets (%d done): %w; master key version %d is in %s: after fixing this, run `broker keys rotate --rewrap-only`", n, err, version, path)
 	}
@@ -197,13 +199,13 @@ const (
 )
 
 // openStateForRotate opens the State broker serve would use.
-func openStateForRotate(ctx context.Context, c *config) (broker.State, func(), error) {
+func openStateForRotate(ctx context.Context, c *config) (state.Store, func(), error) {
 	if c.usesRedis() {
 		rdb, _, err := newRedisClient(ctx, c)
 		if err != nil {
 			return nil, nil, err
 		}
-		st := broker.NewRedisState(rdb, c.RedisPrefix+redisStateNS)
+		st := redisstore.NewState(rdb, c.RedisPrefix+redisStateNS)
 		return st, func() { _ = st.Close(); _ = rdb.Close() }, nil
 	}
 	st, err := openBoltState(c.DataDir)
@@ -215,9 +217,9 @@ func openStateForRotate(ctx context.Context, c *config) (broker.State, func(), e
 
 // openBoltState opens the embedded state in dataDir with a message that
 // explains a locked file.
-func openBoltState(dataDir string) (*broker.BoltState, error) {
-	path := filepath.Join(dataDir, broker.BoltStateFileName)
-	st, err := broker.OpenBoltState(path)
+func openBoltState(dataDir string) (*boltstore.State, error) {
+	path := filepath.Join(dataDir, boltstore.StateFileName)
+	st, err := boltstore.OpenState(path)
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%s is in use by another process (a running `broker serve`?): the embedded store allows one process; stop it first, or use --redis-url", path)
 	}

@@ -23,6 +23,8 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/redisstore"
 )
 
 // cmdServe implements `broker serve`.
@@ -67,7 +69,7 @@ type listening struct {
 
 // stores are the opened State and queue.Store with their closer.
 type stores struct {
-	st    broker.State
+	st    state.Store
 	q     queue.Store
 	kind  string
 	where string // the Redis deployment, for the start log
@@ -85,7 +87,7 @@ func openStores(ctx context.Context, cfg *config, logger *slog.Logger) (*stores,
 			_ = rdb.Close()
 			return nil, fmt.Errorf("open redis queue: %w", err)
 		}
-		st := broker.NewRedisState(rdb, cfg.RedisPrefix+redisStateNS)
+		st := redisstore.NewState(rdb, cfg.RedisPrefix+redisStateNS)
 		return &stores{st: st, q: q, kind: "redis", where: where, close: func() {
 			_ = q.Close()
 			_ = st.Close()
@@ -263,22 +265,21 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- l
 // checkKeyringCovers fails when a stored secret names a master key version
 // the keyring lacks (typically a replica started with the keyring from
 // before a `keys rotate`), so that the broker does not start only to fail
-// every send of those orgs. It reads through State.RewrapSecrets with a
-// function that changes nothing.
-func checkKeyringCovers(ctx context.Context, st broker.State, kr *crypto.Keyring) error {
+// every send of those orgs. It only reads (state.Installations.ForEachSecret).
+func checkKeyringCovers(ctx context.Context, st state.Installations, kr *crypto.Keyring) error {
 	have := map[uint32]bool{}
 	for _, v := range kr.Versions() {
 		have[v] = true
 	}
 	missing := map[uint32]int{}
 	orgs := map[uint32]string{}
-	_, err := st.RewrapSecrets(ctx, func(stored, owner string) (string, bool, error) {
+	err := st.ForEachSecret(ctx, func(owner, stored string) error {
 		v, err := crypto.StoredVersion(stored)
 		if err == nil && !have[v] {
 			missing[v]++
 			orgs[v] = owner
 		}
-		return stored, false, nil
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("check stored secrets against the master keyring: %w", err)

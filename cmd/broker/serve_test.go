@@ -32,6 +32,9 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/testredis"
 	"github.com/sealrelay/sealrelay/protocol"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/boltstore"
+	"github.com/sealrelay/sealrelay/store/redisstore"
 )
 
 // running is a broker started in-process by startServe.
@@ -151,7 +154,7 @@ func TestServeEmbedded(t *testing.T) {
 		t.Fatalf("state still locked after shutdown: %v", err)
 	}
 	_ = st.Close()
-	for _, f := range []string{broker.BoltStateFileName, "queue.db"} {
+	for _, f := range []string{boltstore.StateFileName, "queue.db"} {
 		fi, err := os.Stat(filepath.Join(env["SEALRELAY_DATA_DIR"], f))
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v mode %v", f, err, fi.Mode())
@@ -185,8 +188,8 @@ func TestServeRedis(t *testing.T) {
 		t.Error("logs do not say the store is redis")
 	}
 	// State lands under <prefix>st:, inboxes under <prefix>q:.
-	st := broker.NewRedisState(rdb, prefix+redisStateNS)
-	if err := st.PutInstallation(context.Background(), &broker.Installation{OrgID: "T1"}); err != nil {
+	st := redisstore.NewState(rdb, prefix+redisStateNS)
+	if err := st.PutInstallation(context.Background(), &state.Installation{OrgID: "T1"}); err != nil {
 		t.Fatal(err)
 	}
 	var stateKeys int
@@ -292,7 +295,7 @@ func TestServeShutdownReleasesLongPoll(t *testing.T) {
 		t.Fatal(err)
 	}
 	const regToken = "registration-token-for-the-shutdown-test-0123456789"
-	if err := st.PutInstallation(ctx, &broker.Installation{OrgID: "T1", InstalledAt: time.Now()}); err != nil {
+	if err := st.PutInstallation(ctx, &state.Installation{OrgID: "T1", InstalledAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.PutRegistrationToken(ctx, hk.Hash(broker.KindRegistrationToken, regToken), "T1", time.Now().Add(time.Hour)); err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/slackfake"
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/store/boltstore"
 )
 
 // Simulated workspace identities.
@@ -319,7 +320,7 @@ func (s *sandbox) startBroker(ln net.Listener, clientID, clientSecret string) (*
 		return nil, nil, nil, err
 	}
 	dataDir := filepath.Join(s.dir, "broker-data")
-	st, err := broker.OpenBoltState(filepath.Join(dataDir, broker.BoltStateFileName))
+	st, err := boltstore.OpenState(filepath.Join(dataDir, boltstore.StateFileName))
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("open broker state: %w", err)
 	}

@@ -1,4 +1,4 @@
-package broker
+package boltstore
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sealrelay/sealrelay/state"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -16,14 +18,14 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// BoltStateFileName is the conventional file name of the embedded state in
+// StateFileName is the conventional file name of the embedded state in
 // a broker data directory.
-const BoltStateFileName = "state.db"
+const StateFileName = "state.db"
 
-// DefaultBoltCleanupInterval is how often BoltState deletes expired records.
-const DefaultBoltCleanupInterval = time.Minute
+// DefaultCleanupInterval is how often State deletes expired records.
+const DefaultCleanupInterval = time.Minute
 
-// Bucket names of BoltState.
+// Bucket names of State.
 var (
 	boltBktInst     = []byte("inst")     // org → Installation JSON
 	boltBktRegTok   = []byte("rtok")     // token hash → exp ‖ {org, exp, used}
@@ -43,7 +45,7 @@ var (
 	boltAllBuckets = append([][]byte{boltBktInst, boltBktAgent, boltBktAgentOrg, boltBktAgentKey}, boltTTLBuckets...)
 )
 
-// BoltState implements State in one bbolt file, for a single broker process
+// State implements state.Store in one bbolt file, for a single broker process
 // without Redis (the embedded single-node mode of `broker serve`).
 //
 // Every mutation is one bbolt read-write transaction, fsynced before the call
@@ -70,7 +72,7 @@ var (
 //
 // The file is opened with an exclusive lock; a second process opening it
 // waits a second and fails.
-type BoltState struct {
+type State struct {
 	db  *bolt.DB
 	now func() time.Time
 
@@ -84,7 +86,7 @@ type BoltState struct {
 	wg        sync.WaitGroup
 }
 
-var _ State = (*BoltState)(nil)
+var _ state.Store = (*State)(nil)
 
 // boltEvent is the in-memory dedup record of a Slack event id.
 type boltEvent struct {
@@ -92,32 +94,32 @@ type boltEvent struct {
 	exp  time.Time
 }
 
-// BoltStateOption configures OpenBoltState.
-type BoltStateOption func(*boltStateConfig)
+// StateOption configures OpenState.
+type StateOption func(*stateConfig)
 
-type boltStateConfig struct {
+type stateConfig struct {
 	cleanupInterval time.Duration
 	now             func() time.Time
 }
 
-// WithBoltCleanupInterval sets how often expired records are deleted
-// (default DefaultBoltCleanupInterval). Zero or negative disables the
+// WithCleanupInterval sets how often expired records are deleted
+// (default DefaultCleanupInterval). Zero or negative disables the
 // background cleanup; Cleanup can still be called directly.
-func WithBoltCleanupInterval(d time.Duration) BoltStateOption {
-	return func(c *boltStateConfig) { c.cleanupInterval = d }
+func WithCleanupInterval(d time.Duration) StateOption {
+	return func(c *stateConfig) { c.cleanupInterval = d }
 }
 
-// WithBoltClock sets the clock used for lifetimes given as durations (OAuth
+// WithClock sets the clock used for lifetimes given as durations (OAuth
 // states, event claims, nonces, signatures) and for cleanup. Meant for tests.
-func WithBoltClock(now func() time.Time) BoltStateOption {
-	return func(c *boltStateConfig) { c.now = now }
+func WithClock(now func() time.Time) StateOption {
+	return func(c *stateConfig) { c.now = now }
 }
 
-// OpenBoltState opens (creating it and its directory, mode 0700, if needed)
+// OpenState opens (creating it and its directory, mode 0700, if needed)
 // the bbolt file at path with mode 0600 and starts the cleanup goroutine.
 // Close it when done.
-func OpenBoltState(path string, opts ...BoltStateOption) (*BoltState, error) {
-	cfg := boltStateConfig{cleanupInterval: DefaultBoltCleanupInterval, now: time.Now}
+func OpenState(path string, opts ...StateOption) (*State, error) {
+	cfg := stateConfig{cleanupInterval: DefaultCleanupInterval, now: time.Now}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -143,7 +145,7 @@ func OpenBoltState(path string, opts ...BoltStateOption) (*BoltState, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open bolt state %s: create buckets: %w", path, err)
 	}
-	s := &BoltState{db: db, now: cfg.now, events: map[string]boltEvent{}, done: make(chan struct{})}
+	s := &State{db: db, now: cfg.now, events: map[string]boltEvent{}, done: make(chan struct{})}
 	if cfg.cleanupInterval > 0 {
 		s.wg.Add(1)
 		go s.cleanupLoop(cfg.cleanupInterval)
@@ -151,7 +153,7 @@ func OpenBoltState(path string, opts ...BoltStateOption) (*BoltState, error) {
 	return s, nil
 }
 
-func (s *BoltState) cleanupLoop(every time.Duration) {
+func (s *State) cleanupLoop(every time.Duration) {
 	defer s.wg.Done()
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -169,7 +171,7 @@ func (s *BoltState) cleanupLoop(every time.Duration) {
 
 // Cleanup deletes every expired record (on disk and in memory) and idle
 // rate-limit bucket, and returns how many records it deleted.
-func (s *BoltState) Cleanup(ctx context.Context) (int, error) {
+func (s *State) Cleanup(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -183,7 +185,7 @@ func (s *BoltState) Cleanup(ctx context.Context) (int, error) {
 			err := b.ForEach(func(k, v []byte) error {
 				exp, _, ok := boltSplitExp(v)
 				if bytes.Equal(name, boltBktRegTok) { // kept past expiry
-					exp = exp.Add(UsedRegistrationTokenRetention)
+					exp = exp.Add(state.UsedRegistrationTokenRetention)
 				}
 				if !ok || !now.Before(exp) {
 					dead = append(dead, bytes.Clone(k))
@@ -217,8 +219,8 @@ func (s *BoltState) Cleanup(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Ping implements State: it fails once the file is closed.
-func (s *BoltState) Ping(ctx context.Context) error {
+// Ping implements state.Store: it fails once the file is closed.
+func (s *State) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -228,8 +230,8 @@ func (s *BoltState) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close implements State: it stops the cleanup goroutine and closes the file.
-func (s *BoltState) Close() error {
+// Close implements state.Store: it stops the cleanup goroutine and closes the file.
+func (s *State) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		close(s.done)
@@ -278,8 +280,8 @@ func boltLive(b *bolt.Bucket, k []byte, now time.Time) ([]byte, bool) {
 	return p, true
 }
 
-// PutInstallation implements State.
-func (s *BoltState) PutInstallation(ctx context.Context, inst *Installation) error {
+// PutInstallation implements state.Store.
+func (s *State) PutInstallation(ctx context.Context, inst *state.Installation) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -296,25 +298,25 @@ func (s *BoltState) PutInstallation(ctx context.Context, inst *Installation) err
 	return nil
 }
 
-// GetInstallation implements State.
-func (s *BoltState) GetInstallation(ctx context.Context, orgID string) (*Installation, error) {
+// GetInstallation implements state.Store.
+func (s *State) GetInstallation(ctx context.Context, orgID string) (*state.Installation, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var inst *Installation
+	var inst *state.Installation
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(boltBktInst).Get([]byte(orgID))
 		if v == nil {
-			return ErrNotFound
+			return state.ErrNotFound
 		}
-		inst = new(Installation)
+		inst = new(state.Installation)
 		if err := json.Unmarshal(v, inst); err != nil {
 			return fmt.Errorf("decode installation %s: %w", orgID, err)
 		}
 		return nil
 	})
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, state.ErrNotFound) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("get installation: %w", err)
@@ -322,8 +324,8 @@ func (s *BoltState) GetInstallation(ctx context.Context, orgID string) (*Install
 	return inst, nil
 }
 
-// UpdateInstallation implements State in one bbolt Update transaction.
-func (s *BoltState) UpdateInstallation(ctx context.Context, orgID string, fn func(*Installation) error) error {
+// UpdateInstallation implements state.Store in one bbolt Update transaction.
+func (s *State) UpdateInstallation(ctx context.Context, orgID string, fn func(*state.Installation) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -332,9 +334,9 @@ func (s *BoltState) UpdateInstallation(ctx context.Context, orgID string, fn fun
 		b := tx.Bucket(boltBktInst)
 		v := b.Get([]byte(orgID))
 		if v == nil {
-			return ErrNotFound
+			return state.ErrNotFound
 		}
-		var inst Installation
+		var inst state.Installation
 		if err := json.Unmarshal(v, &inst); err != nil {
 			return fmt.Errorf("decode installation %s: %w", orgID, err)
 		}
@@ -350,7 +352,7 @@ func (s *BoltState) UpdateInstallation(ctx context.Context, orgID string, fn fun
 	switch {
 	case fnErr != nil:
 		return fnErr
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, state.ErrNotFound):
 		return err
 	case err != nil:
 		return fmt.Errorf("update installation: %w", err)
@@ -358,71 +360,37 @@ func (s *BoltState) UpdateInstallation(ctx context.Context, orgID string, fn fun
 	return nil
 }
 
-// RevokeInstallation implements State.
-func (s *BoltState) RevokeInstallation(ctx context.Context, orgID string, at time.Time) error {
-	return s.UpdateInstallation(ctx, orgID, func(inst *Installation) error {
-		inst.revoke(at)
+// RevokeInstallation implements state.Store.
+func (s *State) RevokeInstallation(ctx context.Context, orgID string, at time.Time) error {
+	return s.UpdateInstallation(ctx, orgID, func(inst *state.Installation) error {
+		inst.Revoke(at)
 		return nil
 	})
 }
 
-// RewrapSecrets implements State. All installations are rewritten in one
-// transaction: when fn fails for any secret, nothing is changed and the
-// count is 0.
-func (s *BoltState) RewrapSecrets(ctx context.Context, fn func(stored, owner string) (string, bool, error)) (int, error) {
+// ForEachSecret implements state.Installations in one read-only
+// transaction.
+func (s *State) ForEachSecret(ctx context.Context, fn func(owner, stored string) error) error {
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return err
 	}
-	total := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		total = 0
-		b := tx.Bucket(boltBktInst)
-		type upd struct{ k, v []byte }
-		var updates []upd
-		err := b.ForEach(func(k, v []byte) error {
-			var inst Installation
+	return s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(boltBktInst).ForEach(func(k, v []byte) error {
+			var inst state.Installation
 			if err := json.Unmarshal(v, &inst); err != nil {
 				return fmt.Errorf("decode installation %s: %w", k, err)
 			}
-			n := 0
-			for _, f := range []*string{&inst.BotToken, &inst.BotRefreshToken} {
-				if *f == "" {
+			for _, sec := range []string{inst.BotToken, inst.BotRefreshToken} {
+				if sec == "" {
 					continue
 				}
-				nv, changed, err := fn(*f, inst.OrgID)
-				if err != nil {
-					return fmt.Errorf("rewrap secret of %s: %w", inst.OrgID, err)
-				}
-				if changed {
-					*f = nv
-					n++
+				if err := fn(inst.OrgID, sec); err != nil {
+					return err
 				}
 			}
-			if n == 0 {
-				return nil
-			}
-			nb, err := json.Marshal(&inst)
-			if err != nil {
-				return fmt.Errorf("encode installation: %w", err)
-			}
-			updates = append(updates, upd{bytes.Clone(k), nb})
-			total += n
 			return nil
 		})
-		if err != nil {
-			return err
-		}
-		for _, u := range updates {
-			if err := b.Put(u.k, u.v); err != nil {
-				return err
-			}
-		}
-		return nil
 	})
-	if err != nil {
-		return 0, fmt.Errorf("rewrap secrets: %w", err)
-	}
-	return total, nil
 }
 
 type boltRegToken struct {
@@ -431,8 +399,8 @@ type boltRegToken struct {
 	Used bool   `json:"used,omitempty"`
 }
 
-// PutRegistrationToken implements State.
-func (s *BoltState) PutRegistrationToken(ctx context.Context, h TokenHash, orgID string, expiresAt time.Time) error {
+// PutRegistrationToken implements state.Store.
+func (s *State) PutRegistrationToken(ctx context.Context, h state.TokenHash, orgID string, expiresAt time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -454,14 +422,9 @@ type boltAccess struct {
 	Org   string `json:"org"`
 }
 
-// RegisterAgent implements State.
-func (s *BoltState) RegisterAgent(ctx context.Context, h TokenHash, a *Agent, now time.Time) error {
-	return s.RegisterAgentLimited(ctx, h, a, now, 0)
-}
-
-// RegisterAgentLimited implements State; the org's agents are counted in
+// RegisterAgent implements state.Agents; the org's agents are counted in
 // the same write transaction.
-func (s *BoltState) RegisterAgentLimited(ctx context.Context, h TokenHash, a *Agent, now time.Time, maxPerOrg int) error {
+func (s *State) RegisterAgent(ctx context.Context, h state.TokenHash, a *state.Agent, now time.Time, maxPerOrg int) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -478,35 +441,35 @@ func (s *BoltState) RegisterAgentLimited(ctx context.Context, h TokenHash, a *Ag
 		rb := tx.Bucket(boltBktRegTok)
 		v := rb.Get(h[:])
 		if v == nil {
-			return ErrNotFound
+			return state.ErrNotFound
 		}
 		exp, p, ok := boltSplitExp(v)
-		if !ok || !clock.Before(exp.Add(UsedRegistrationTokenRetention)) {
-			return ErrNotFound // past retention: forgotten
+		if !ok || !clock.Before(exp.Add(state.UsedRegistrationTokenRetention)) {
+			return state.ErrNotFound // past retention: forgotten
 		}
 		var rt boltRegToken
 		if err := json.Unmarshal(p, &rt); err != nil {
 			return fmt.Errorf("decode registration token: %w", err)
 		}
 		if rt.Org != a.OrgID {
-			return ErrNotFound
+			return state.ErrNotFound
 		}
 		if rt.Used {
-			return ErrUsed
+			return state.ErrUsed
 		}
 		if rt.Exp <= now.UnixMilli() {
-			return ErrExpired
+			return state.ErrExpired
 		}
 		kb := tx.Bucket(boltBktAgentKey)
 		if kb.Get(a.SigningPublicKey[:]) != nil {
-			return ErrAgentExists
+			return state.ErrAgentExists
 		}
 		ab := tx.Bucket(boltBktAgent)
 		if maxPerOrg > 0 && boltCountAgents(tx, a.OrgID) >= maxPerOrg {
-			return ErrOrgFull
+			return state.ErrOrgFull
 		}
 		if ab.Get([]byte(a.ID)) != nil {
-			return fmt.Errorf("agent id %s: %w", a.ID, ErrConflict)
+			return fmt.Errorf("agent id %s: %w", a.ID, state.ErrConflict)
 		}
 		rt.Used = true
 		np, err := json.Marshal(rt)
@@ -530,7 +493,7 @@ func (s *BoltState) RegisterAgentLimited(ctx context.Context, h TokenHash, a *Ag
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrUsed), errors.Is(err, ErrExpired), errors.Is(err, ErrAgentExists), errors.Is(err, ErrOrgFull):
+	case errors.Is(err, state.ErrNotFound), errors.Is(err, state.ErrUsed), errors.Is(err, state.ErrExpired), errors.Is(err, state.ErrAgentExists), errors.Is(err, state.ErrOrgFull):
 		return err
 	default:
 		return fmt.Errorf("register agent: %w", err)
@@ -544,31 +507,31 @@ func boltAgentOrgKey(org, id string) []byte {
 	return append(k, id...)
 }
 
-func boltDecodeAgent(v []byte) (*Agent, error) {
-	a := new(Agent)
+func boltDecodeAgent(v []byte) (*state.Agent, error) {
+	a := new(state.Agent)
 	if err := json.Unmarshal(v, a); err != nil {
 		return nil, fmt.Errorf("decode agent: %w", err)
 	}
 	return a, nil
 }
 
-// GetAgent implements State.
-func (s *BoltState) GetAgent(ctx context.Context, id string) (*Agent, error) {
+// GetAgent implements state.Store.
+func (s *State) GetAgent(ctx context.Context, id string) (*state.Agent, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var a *Agent
+	var a *state.Agent
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(boltBktAgent).Get([]byte(id))
 		if v == nil {
-			return ErrNotFound
+			return state.ErrNotFound
 		}
 		var err error
 		a, err = boltDecodeAgent(v)
 		return err
 	})
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, state.ErrNotFound) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("get agent %s: %w", id, err)
@@ -576,12 +539,12 @@ func (s *BoltState) GetAgent(ctx context.Context, id string) (*Agent, error) {
 	return a, nil
 }
 
-// ListAgents implements State.
-func (s *BoltState) ListAgents(ctx context.Context, orgID string) ([]*Agent, error) {
+// ListAgents implements state.Store.
+func (s *State) ListAgents(ctx context.Context, orgID string) ([]*state.Agent, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	out := []*Agent{}
+	out := []*state.Agent{}
 	prefix := boltAgentOrgKey(orgID, "")
 	err := s.db.View(func(tx *bolt.Tx) error {
 		ab := tx.Bucket(boltBktAgent)
@@ -605,8 +568,8 @@ func (s *BoltState) ListAgents(ctx context.Context, orgID string) ([]*Agent, err
 	return out, nil
 }
 
-// DeleteAgent implements State.
-func (s *BoltState) DeleteAgent(ctx context.Context, id string) error {
+// DeleteAgent implements state.Store.
+func (s *State) DeleteAgent(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -614,7 +577,7 @@ func (s *BoltState) DeleteAgent(ctx context.Context, id string) error {
 		ab := tx.Bucket(boltBktAgent)
 		v := ab.Get([]byte(id))
 		if v == nil {
-			return ErrNotFound
+			return state.ErrNotFound
 		}
 		a, err := boltDecodeAgent(v)
 		if err != nil {
@@ -639,7 +602,7 @@ func (s *BoltState) DeleteAgent(ctx context.Context, id string) error {
 		return nil
 	})
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, state.ErrNotFound) {
 			return err
 		}
 		return fmt.Errorf("delete agent %s: %w", id, err)
@@ -647,16 +610,16 @@ func (s *BoltState) DeleteAgent(ctx context.Context, id string) error {
 	return nil
 }
 
-// LookupAccessToken implements State.
-func (s *BoltState) LookupAccessToken(ctx context.Context, h TokenHash, now time.Time) (AccessGrant, error) {
+// LookupAccessToken implements state.Store.
+func (s *State) LookupAccessToken(ctx context.Context, h state.TokenHash, now time.Time) (state.AccessGrant, error) {
 	if err := ctx.Err(); err != nil {
-		return AccessGrant{}, err
+		return state.AccessGrant{}, err
 	}
-	var g AccessGrant
+	var g state.AccessGrant
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(boltBktAccess).Get(h[:])
 		if v == nil {
-			return ErrNotFound
+			return state.ErrNotFound
 		}
 		exp, p, ok := boltSplitExp(v)
 		if !ok {
@@ -666,23 +629,23 @@ func (s *BoltState) LookupAccessToken(ctx context.Context, h TokenHash, now time
 		if err := json.Unmarshal(p, &acc); err != nil {
 			return fmt.Errorf("decode access token: %w", err)
 		}
-		g = AccessGrant{AgentID: acc.Agent, OrgID: acc.Org, ExpiresAt: exp}
+		g = state.AccessGrant{AgentID: acc.Agent, OrgID: acc.Org, ExpiresAt: exp}
 		return nil
 	})
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return AccessGrant{}, err
+		if errors.Is(err, state.ErrNotFound) {
+			return state.AccessGrant{}, err
 		}
-		return AccessGrant{}, fmt.Errorf("lookup access token: %w", err)
+		return state.AccessGrant{}, fmt.Errorf("lookup access token: %w", err)
 	}
 	if !now.Before(g.ExpiresAt) {
-		return g, ErrExpired
+		return g, state.ErrExpired
 	}
 	return g, nil
 }
 
-// PutOAuthState implements State.
-func (s *BoltState) PutOAuthState(ctx context.Context, h TokenHash, ttl time.Duration) error {
+// PutOAuthState implements state.Store.
+func (s *State) PutOAuthState(ctx context.Context, h state.TokenHash, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -696,8 +659,8 @@ func (s *BoltState) PutOAuthState(ctx context.Context, h TokenHash, ttl time.Dur
 	return nil
 }
 
-// ConsumeOAuthState implements State.
-func (s *BoltState) ConsumeOAuthState(ctx context.Context, h TokenHash) (bool, error) {
+// ConsumeOAuthState implements state.Store.
+func (s *State) ConsumeOAuthState(ctx context.Context, h state.TokenHash) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -717,8 +680,8 @@ func (s *BoltState) ConsumeOAuthState(ctx context.Context, h TokenHash) (bool, e
 	return found, nil
 }
 
-// ClaimEvent implements State. Event claims live in memory (see BoltState).
-func (s *BoltState) ClaimEvent(ctx context.Context, eventID string) (EventClaim, error) {
+// ClaimEvent implements state.Store. Event claims live in memory (see State).
+func (s *State) ClaimEvent(ctx context.Context, eventID string) (state.EventClaim, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -727,16 +690,16 @@ func (s *BoltState) ClaimEvent(ctx context.Context, eventID string) (EventClaim,
 	defer s.eventMu.Unlock()
 	if e, ok := s.events[eventID]; ok && now.Before(e.exp) {
 		if e.done {
-			return EventDone, nil
+			return state.EventDone, nil
 		}
-		return EventInProgress, nil
+		return state.EventInProgress, nil
 	}
-	s.events[eventID] = boltEvent{exp: now.Add(EventPendingTTL)}
-	return EventClaimed, nil
+	s.events[eventID] = boltEvent{exp: now.Add(state.EventPendingTTL)}
+	return state.EventClaimed, nil
 }
 
-// CompleteEvent implements State.
-func (s *BoltState) CompleteEvent(ctx context.Context, eventID string, ttl time.Duration) error {
+// CompleteEvent implements state.Store.
+func (s *State) CompleteEvent(ctx context.Context, eventID string, ttl time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -747,8 +710,8 @@ func (s *BoltState) CompleteEvent(ctx context.Context, eventID string, ttl time.
 	return nil
 }
 
-// ReleaseEvent implements State. A completed event is left alone.
-func (s *BoltState) ReleaseEvent(ctx context.Context, eventID string) error {
+// ReleaseEvent implements state.Store. A completed event is left alone.
+func (s *State) ReleaseEvent(ctx context.Context, eventID string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -763,7 +726,7 @@ func (s *BoltState) ReleaseEvent(ctx context.Context, eventID string) error {
 
 // useOnce records key in bucket until now+ttl and reports whether it was
 // absent (or expired).
-func (s *BoltState) useOnce(bucket, key []byte, ttl time.Duration) (bool, error) {
+func (s *State) useOnce(bucket, key []byte, ttl time.Duration) (bool, error) {
 	now := s.now()
 	fresh := false
 	err := s.db.Batch(func(tx *bolt.Tx) error {
@@ -778,8 +741,8 @@ func (s *BoltState) useOnce(bucket, key []byte, ttl time.Duration) (bool, error)
 	return fresh, err
 }
 
-// UseNonce implements State.
-func (s *BoltState) UseNonce(ctx context.Context, agentID, nonce string, ttl time.Duration) (bool, error) {
+// UseNonce implements state.Store.
+func (s *State) UseNonce(ctx context.Context, agentID, nonce string, ttl time.Duration) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -793,8 +756,8 @@ func (s *BoltState) UseNonce(ctx context.Context, agentID, nonce string, ttl tim
 	return ok, nil
 }
 
-// UseSignature implements State.
-func (s *BoltState) UseSignature(ctx context.Context, h TokenHash, ttl time.Duration) (bool, error) {
+// UseSignature implements state.Store.
+func (s *State) UseSignature(ctx context.Context, h state.TokenHash, ttl time.Duration) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -805,12 +768,32 @@ func (s *BoltState) UseSignature(ctx context.Context, h TokenHash, ttl time.Dura
 	return ok, nil
 }
 
-// Allow implements State with an in-memory token bucket per key. A limit
+// Allow implements state.Store with an in-memory token bucket per key. A limit
 // with Rate <= 0 or Burst < 1 allows everything.
-func (s *BoltState) Allow(ctx context.Context, key string, limit RateLimit, now time.Time) (bool, time.Duration, error) {
+func (s *State) Allow(ctx context.Context, key string, limit state.RateLimit, now time.Time) (bool, time.Duration, error) {
 	if err := ctx.Err(); err != nil {
 		return false, 0, err
 	}
 	ok, wait := s.buckets.allow(key, limit, now)
 	return ok, wait, nil
 }
+
+// ClaimEventAndListAgents implements state.Agents: the claim is in memory,
+// so it costs nothing next to the one read transaction of ListAgents.
+func (s *State) ClaimEventAndListAgents(ctx context.Context, eventID, orgID string) (state.EventClaim, []*state.Agent, error) {
+	c, err := s.ClaimEvent(ctx, eventID)
+	if err != nil || c != state.EventClaimed {
+		return c, nil, err
+	}
+	agents, err := s.ListAgents(ctx, orgID)
+	if err != nil {
+		// Nothing was stored for the event: let Slack's retry claim it.
+		_ = s.ReleaseEvent(context.WithoutCancel(ctx), eventID)
+		return 0, nil, err
+	}
+	return c, agents, nil
+}
+
+// NewHoldHub implements state.HoldHubs: one process serves every request,
+// so held requests meet in memory.
+func (s *State) NewHoldHub(*slog.Logger) (state.HoldHub, error) { return state.NewMemHolds(), nil }

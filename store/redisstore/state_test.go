@@ -1,4 +1,4 @@
-package broker
+package redisstore
 
 import (
 	"context"
@@ -8,13 +8,15 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sealrelay/sealrelay/internal/testredis"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/state/statetest"
 )
 
 // testRedis returns a client for $REDIS_URL and a unique key prefix;
 // every key under the prefix is deleted when the test ends.
 func testRedis(t testing.TB) (*redis.Client, string) {
 	t.Helper()
-	return testredis.New(t, "broker")
+	return testredis.New(t, "redisstore")
 }
 
 func scanKeys(t testing.TB, rdb *redis.Client, prefix string) []string {
@@ -30,18 +32,19 @@ func scanKeys(t testing.TB, rdb *redis.Client, prefix string) []string {
 	return keys
 }
 
-func TestRedisState(t *testing.T) {
-	testState(t, func(t *testing.T) State {
+func TestState(t *testing.T) {
+	t.Parallel()
+	statetest.Run(t, func(t *testing.T) state.Store {
 		rdb, prefix := testRedis(t)
-		return NewRedisState(rdb, prefix)
+		return NewState(rdb, prefix)
 	})
 }
 
-// TestRedisClaimEventListAgents checks the pipelined hot-path variant
+// TestClaimEventAndListAgents checks the pipelined hot-path variant
 // against ClaimEvent and ListAgents.
-func TestRedisClaimEventListAgents(t *testing.T) {
+func TestClaimEventAndListAgents(t *testing.T) {
 	rdb, prefix := testRedis(t)
-	st := NewRedisState(rdb, prefix)
+	st := NewState(rdb, prefix)
 	ctx := context.Background()
 	hk := testHashKey(t)
 	now := time.Now()
@@ -49,22 +52,22 @@ func TestRedisClaimEventListAgents(t *testing.T) {
 	if err := st.PutRegistrationToken(ctx, tok, "T1", now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	a := testAgent(t, hk, "ag1", "T1", now)
-	if err := st.RegisterAgent(ctx, tok, a, now); err != nil {
+	a := statetest.NewAgent(t, hk, "ag1", "T1", now)
+	if err := st.RegisterAgent(ctx, tok, a, now, 0); err != nil {
 		t.Fatal(err)
 	}
 	steps := []struct {
 		org        string
 		complete   bool
-		want       EventClaim
+		want       state.EventClaim
 		wantAgents int
 	}{
-		{"T1", false, EventClaimed, 1},
-		{"T1", true, EventInProgress, 1},
-		{"T2", false, EventDone, 0},
+		{"T1", false, state.EventClaimed, 1},
+		{"T1", true, state.EventInProgress, 1},
+		{"T2", false, state.EventDone, 0},
 	}
 	for i, s := range steps {
-		c, agents, err := st.ClaimEventListAgents(ctx, "Ev1", s.org)
+		c, agents, err := st.ClaimEventAndListAgents(ctx, "Ev1", s.org)
 		if err != nil || c != s.want || len(agents) != s.wantAgents {
 			t.Fatalf("step %d: claim %v agents %d err %v", i, c, len(agents), err)
 		}
@@ -80,4 +83,31 @@ func TestRedisClaimEventListAgents(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestStateCluster runs the state conformance suite against a private
+// 3-node Redis Cluster: every state key carries one hash tag, so the
+// multi-key scripts work there too.
+func TestStateCluster(t *testing.T) {
+	t.Parallel()
+	addrs := testredis.StartCluster(t)
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	t.Cleanup(func() { _ = rdb.Close() })
+	statetest.Run(t, func(t *testing.T) state.Store {
+		return NewState(rdb, testredis.Prefix(t, rdb, "redisstore"))
+	})
+}
+
+func TestHoldHub(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := testRedis(t)
+	st := NewState(rdb, prefix)
+	statetest.RunHoldHub(t, func(t *testing.T) state.HoldHub {
+		hub, err := st.NewHoldHub(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = hub.Close() })
+		return hub
+	})
 }

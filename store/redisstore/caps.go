@@ -1,15 +1,16 @@
-package broker
+package redisstore
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sealrelay/sealrelay/state"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-var _ CapabilityStore = (*RedisState)(nil)
+var _ state.Agents = (*State)(nil)
 
 // setAgentRecordScript replaces an agent record in both of its places
 // (agent:<id> and the org's agents hash) when it is still ARGV[1]. KEYS:
@@ -23,13 +24,13 @@ redis.call('HSET', KEYS[2], ARGV[3], ARGV[2])
 return 'ok'
 `)
 
-// SetRespondUntil implements CapabilityStore. It compares and swaps the
+// SetRespondUntil implements state.Agents. It compares and swaps the
 // record, retrying a few times when another writer changed it meanwhile.
-func (s *RedisState) SetRespondUntil(ctx context.Context, id string, until time.Time) error {
+func (s *State) SetRespondUntil(ctx context.Context, id string, until time.Time) error {
 	for range 3 {
 		old, err := s.rdb.Get(ctx, s.key("agent:", id)).Result()
 		if errors.Is(err, redis.Nil) {
-			return ErrNotFound
+			return state.ErrNotFound
 		}
 		if err != nil {
 			return fmt.Errorf("set respond capability: %w", err)
@@ -52,7 +53,7 @@ func (s *RedisState) SetRespondUntil(ctx context.Context, id string, until time.
 		case "ok":
 			return nil
 		case "notfound":
-			return ErrNotFound
+			return state.ErrNotFound
 		}
 	}
 	return fmt.Errorf("set respond capability of %s: record kept changing", id)

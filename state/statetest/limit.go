@@ -1,9 +1,10 @@
-package broker
+package statetest
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sealrelay/sealrelay/state"
 	"sync"
 	"testing"
 	"time"
@@ -12,11 +13,11 @@ import (
 // stateRegisterLimit: RegisterAgentLimited counts the org's agents, leaves
 // the token unconsumed when full, ignores other orgs, and a deleted agent
 // frees its place.
-func stateRegisterLimit(t *testing.T, st State) {
+func stateRegisterLimit(t *testing.T, st state.Store) {
 	ctx := context.Background()
 	hk := testHashKey(t)
 	now := time.Now()
-	put := func(name, org string) TokenHash {
+	put := func(name, org string) state.TokenHash {
 		tok := hk.Hash(KindRegistrationToken, name)
 		if err := st.PutRegistrationToken(ctx, tok, org, now.Add(time.Hour)); err != nil {
 			t.Fatal(err)
@@ -27,20 +28,20 @@ func stateRegisterLimit(t *testing.T, st State) {
 	a1 := testAgent(t, hk, "l-a1", "T1", now)
 	steps := []struct {
 		name  string
-		token TokenHash
-		agent *Agent
+		token state.TokenHash
+		agent *state.Agent
 		max   int
 		want  error
 	}{
 		{"first under limit 1", t1, a1, 1, nil},
-		{"second over limit 1", t2, testAgent(t, hk, "l-a2", "T1", now), 1, ErrOrgFull},
-		{"same key still ErrAgentExists first", t2, func() *Agent { d := *a1; d.ID = "l-dup"; return &d }(), 1, ErrAgentExists},
+		{"second over limit 1", t2, testAgent(t, hk, "l-a2", "T1", now), 1, state.ErrOrgFull},
+		{"same key still ErrAgentExists first", t2, func() *state.Agent { d := *a1; d.ID = "l-dup"; return &d }(), 1, state.ErrAgentExists},
 		{"other org unaffected", other, testAgent(t, hk, "l-b1", "T2", now), 1, nil},
 		{"token kept after ErrOrgFull; limit 2 admits", t2, testAgent(t, hk, "l-a3", "T1", now), 2, nil},
 		{"unlimited (0) admits a third", t3, testAgent(t, hk, "l-a4", "T1", now), 0, nil},
 	}
 	for _, s := range steps {
-		err := st.RegisterAgentLimited(ctx, s.token, s.agent, now, s.max)
+		err := st.RegisterAgent(ctx, s.token, s.agent, now, s.max)
 		if !errors.Is(err, s.want) || (s.want == nil && err != nil) {
 			t.Fatalf("%s: RegisterAgentLimited = %v, want %v", s.name, err, s.want)
 		}
@@ -52,14 +53,14 @@ func stateRegisterLimit(t *testing.T, st State) {
 		}
 	}
 	t4 := put("l4", "T1")
-	if err := st.RegisterAgentLimited(ctx, t4, testAgent(t, hk, "l-a5", "T1", now), now, 1); err != nil {
+	if err := st.RegisterAgent(ctx, t4, testAgent(t, hk, "l-a5", "T1", now), now, 1); err != nil {
 		t.Fatalf("after unregistering every agent: %v", err)
 	}
 }
 
 // stateRegisterLimitRace: concurrent registrations of one org with distinct
 // tokens and limit 1: exactly one wins, the rest get ErrOrgFull.
-func stateRegisterLimitRace(t *testing.T, st State) {
+func stateRegisterLimitRace(t *testing.T, st state.Store) {
 	ctx := context.Background()
 	hk := testHashKey(t)
 	now := time.Now()
@@ -75,7 +76,7 @@ func stateRegisterLimitRace(t *testing.T, st State) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = st.RegisterAgentLimited(ctx, tok, a, now, 1)
+			errs[i] = st.RegisterAgent(ctx, tok, a, now, 1)
 		}()
 	}
 	wg.Wait()
@@ -84,7 +85,7 @@ func stateRegisterLimitRace(t *testing.T, st State) {
 		switch {
 		case err == nil:
 			ok++
-		case !errors.Is(err, ErrOrgFull):
+		case !errors.Is(err, state.ErrOrgFull):
 			t.Fatalf("unexpected error %v", err)
 		}
 	}

@@ -1,6 +1,7 @@
-package broker
+package boltstore
 
 import (
+	"github.com/sealrelay/sealrelay/state"
 	"sync"
 	"time"
 
@@ -17,7 +18,7 @@ type localBuckets struct {
 // allow takes one token from the bucket key at now, creating it full. The
 // bucket follows a changed limit. When no token is available it reports how
 // long until one is.
-func (l *localBuckets) allow(key string, limit RateLimit, now time.Time) (bool, time.Duration) {
+func (l *localBuckets) allow(key string, limit state.RateLimit, now time.Time) (bool, time.Duration) {
 	if limit.Rate <= 0 || limit.Burst < 1 {
 		return true, 0
 	}

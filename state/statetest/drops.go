@@ -1,4 +1,4 @@
-package broker
+package statetest
 
 import (
 	"context"
@@ -8,16 +8,14 @@ import (
 	"time"
 
 	"github.com/sealrelay/sealrelay/protocol"
+	"github.com/sealrelay/sealrelay/state"
 )
 
 // stateDrops: drop records accumulate, are taken into one pending notice,
 // survive until confirmed (a second take returns the same notice), and drops
 // recorded meanwhile go into the next notice.
-func stateDrops(t *testing.T, st State) {
-	dr, ok := st.(DropRecorder)
-	if !ok {
-		t.Fatalf("%T does not implement DropRecorder", st)
-	}
+func stateDrops(t *testing.T, st state.Store) {
+	dr := st
 	ctx := context.Background()
 	at := time.Unix(1771465000, 0)
 	if _, ok, err := dr.TakeDrops(ctx, "A1"); err != nil || ok {

@@ -1,8 +1,9 @@
-package broker
+package statetest
 
 import (
 	"context"
 	"errors"
+	"github.com/sealrelay/sealrelay/state"
 	"strconv"
 	"sync"
 	"testing"
@@ -12,17 +13,17 @@ import (
 // stateUpdateInstallation: UpdateInstallation is an atomic read-modify-write
 // (concurrent updates all land), a callback error writes nothing and is
 // returned as is, and an absent installation is ErrNotFound.
-func stateUpdateInstallation(t *testing.T, st State) {
+func stateUpdateInstallation(t *testing.T, st state.Store) {
 	ctx := context.Background()
 	errStop := errors.New("stop")
-	if err := st.UpdateInstallation(ctx, "T9", func(*Installation) error { return nil }); !errors.Is(err, ErrNotFound) {
+	if err := st.UpdateInstallation(ctx, "T9", func(*state.Installation) error { return nil }); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("update absent: %v, want ErrNotFound", err)
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	if err := st.PutInstallation(ctx, &Installation{OrgID: "T9", BotToken: "sr1.a", InstalledAt: now}); err != nil {
+	if err := st.PutInstallation(ctx, &state.Installation{OrgID: "T9", BotToken: "sr1.a", InstalledAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	err := st.UpdateInstallation(ctx, "T9", func(inst *Installation) error {
+	err := st.UpdateInstallation(ctx, "T9", func(inst *state.Installation) error {
 		inst.BotToken = "sr1.changed"
 		return errStop
 	})
@@ -41,7 +42,7 @@ func stateUpdateInstallation(t *testing.T, st State) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- st.UpdateInstallation(ctx, "T9", func(inst *Installation) error {
+			errs <- st.UpdateInstallation(ctx, "T9", func(inst *state.Installation) error {
 				inst.BotScopes = append(inst.BotScopes, "s"+strconv.Itoa(i))
 				return nil
 			})
@@ -62,7 +63,7 @@ func stateUpdateInstallation(t *testing.T, st State) {
 		t.Fatalf("after %d concurrent updates: %+v", n, got)
 	}
 	// Revoke goes through the same primitive and clears a refresh lease.
-	if err := st.UpdateInstallation(ctx, "T9", func(inst *Installation) error {
+	if err := st.UpdateInstallation(ctx, "T9", func(inst *state.Installation) error {
 		inst.RefreshLease, inst.RefreshLeaseUntil = "lease", now.Add(time.Minute)
 		return nil
 	}); err != nil {

@@ -1,4 +1,4 @@
-package broker
+package redisstore
 
 import (
 	"context"
@@ -11,16 +11,17 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/state"
 )
 
-// redisHolds is the holdHub of Redis mode. A hold is the key
+// redisHolds is the state.HoldHub of Redis mode. A hold is the key
 // <state prefix>hold:<id> = <replica><org> (a pointer, never the answer),
 // set with a TTL a little past the deadline. A respond on any replica claims
 // it with one script that turns the record into an "answered" tombstone and
 // publishes <id><sealed answer> on the holding replica's channel
 // <state prefix>held:<replica>; the deadline turns it into an "expired"
 // tombstone instead. The wake-up is the same mechanism as the inbox's
-// (queue.RedisStore): one pub/sub subscription per process.
+// (the inbox store): one pub/sub subscription per process.
 type redisHolds struct {
 	rdb     redis.UniversalClient
 	prefix  string
@@ -37,7 +38,7 @@ type redisHolds struct {
 const replicaIDLen = 16
 
 // holdClaimScript: KEYS[1] hold key; ARGV org, channel prefix, tombstone
-// ms, payload. Returns a holdClaim.
+// ms, payload. Returns a state.HoldClaim.
 var holdClaimScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
@@ -104,10 +105,10 @@ func (r *redisHolds) subscribe(ctx context.Context) error {
 func (r *redisHolds) listen(ch <-chan *redis.Message) {
 	for m := range ch {
 		p := m.Payload
-		if len(p) <= len(holdIDPrefix)+2*holdIDBytes {
+		if len(p) <= state.HoldIDLength {
 			continue
 		}
-		id, sealed := p[:len(holdIDPrefix)+2*holdIDBytes], []byte(p[len(holdIDPrefix)+2*holdIDBytes:])
+		id, sealed := p[:state.HoldIDLength], []byte(p[state.HoldIDLength:])
 		r.mu.Lock()
 		c := r.waiting[id]
 		r.mu.Unlock()
@@ -122,7 +123,8 @@ func (r *redisHolds) listen(ch <-chan *redis.Message) {
 	}
 }
 
-func (r *redisHolds) hold(ctx context.Context, id, org string, ttl time.Duration) (<-chan []byte, error) {
+// Hold implements state.HoldHub.
+func (r *redisHolds) Hold(ctx context.Context, id, org string, ttl time.Duration) (<-chan []byte, error) {
 	if err := r.subscribe(ctx); err != nil {
 		return nil, err
 	}
@@ -131,36 +133,40 @@ func (r *redisHolds) hold(ctx context.Context, id, org string, ttl time.Duration
 	r.waiting[id] = c
 	r.mu.Unlock()
 	if err := r.rdb.Set(ctx, r.key(id), r.replica+org, ttl).Err(); err != nil {
-		r.release(id)
+		r.Release(id)
 		return nil, fmt.Errorf("hold record: %w", err)
 	}
 	return c, nil
 }
 
-func (r *redisHolds) claim(ctx context.Context, id, org string, sealed []byte) (holdClaim, error) {
+// Claim implements state.HoldHub.
+func (r *redisHolds) Claim(ctx context.Context, id, org string, sealed []byte) (state.HoldClaim, error) {
 	n, err := holdClaimScript.Run(ctx, r.rdb, []string{r.key(id)}, org, r.channelPrefix(),
-		holdTombstone.Milliseconds(), id+string(sealed)).Int()
+		state.HoldTombstone.Milliseconds(), id+string(sealed)).Int()
 	if err != nil {
-		return claimNotHeld, fmt.Errorf("hold claim: %w", err)
+		return state.HoldNotHeld, fmt.Errorf("hold claim: %w", err)
 	}
-	return holdClaim(n), nil
+	return state.HoldClaim(n), nil
 }
 
-func (r *redisHolds) expire(ctx context.Context, id string) (bool, error) {
-	n, err := holdExpireScript.Run(ctx, r.rdb, []string{r.key(id)}, holdTombstone.Milliseconds()).Int()
+// Expire implements state.HoldHub.
+func (r *redisHolds) Expire(ctx context.Context, id string) (bool, error) {
+	n, err := holdExpireScript.Run(ctx, r.rdb, []string{r.key(id)}, state.HoldTombstone.Milliseconds()).Int()
 	if err != nil {
 		return false, fmt.Errorf("hold expire: %w", err)
 	}
 	return n == 1, nil
 }
 
-func (r *redisHolds) release(id string) {
+// Release implements state.HoldHub.
+func (r *redisHolds) Release(id string) {
 	r.mu.Lock()
 	delete(r.waiting, id)
 	r.mu.Unlock()
 }
 
-func (r *redisHolds) close() error {
+// Close implements state.HoldHub.
+func (r *redisHolds) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	select {
@@ -173,4 +179,15 @@ func (r *redisHolds) close() error {
 		return r.ps.Close()
 	}
 	return nil
+}
+
+var _ state.HoldHub = (*redisHolds)(nil)
+
+// NewHoldHub implements state.HoldHubs: a hub with its own replica id
+// whose records and channels share the state's key prefix.
+func (s *State) NewHoldHub(log *slog.Logger) (state.HoldHub, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	return newRedisHolds(s.rdb, s.prefix, log)
 }

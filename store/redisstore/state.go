@@ -1,4 +1,4 @@
-package broker
+package redisstore
 
 import (
 	"context"
@@ -15,10 +15,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/state"
 )
 
-// RedisState implements State on Redis (go-redis v9), for any number of
+// State implements state.Store on Redis (go-redis v9), for any number of
 // broker replicas sharing one Redis or Redis Cluster. Every key starts with
 // <p> = the configured prefix followed by the hash tag "{state}:" (unless the
 // prefix already holds a hash tag), so all state keys live in one Cluster
@@ -40,7 +40,7 @@ import (
 // Races are closed with Lua scripts (registration, buckets), SET NX GET
 // (event claims), SET NX (nonces, signatures), GETDEL (OAuth state) and
 // WATCH transactions (installation updates).
-type RedisState struct {
+type State struct {
 	rdb    redis.UniversalClient
 	prefix string
 
@@ -48,13 +48,13 @@ type RedisState struct {
 	// are immutable once written), saving a JSON and key decode per agent
 	// on every fan-out.
 	decodedMu sync.Mutex
-	decoded   map[string]*Agent
+	decoded   map[string]*state.Agent
 }
 
 const maxDecodedAgents = 10000
 
 // agentFromRecord decodes rec, using the cache. It returns a copy.
-func (s *RedisState) agentFromRecord(rec string) (*Agent, error) {
+func (s *State) agentFromRecord(rec string) (*state.Agent, error) {
 	s.decodedMu.Lock()
 	a, ok := s.decoded[rec]
 	s.decodedMu.Unlock()
@@ -65,7 +65,7 @@ func (s *RedisState) agentFromRecord(rec string) (*Agent, error) {
 		}
 		s.decodedMu.Lock()
 		if s.decoded == nil || len(s.decoded) >= maxDecodedAgents {
-			s.decoded = make(map[string]*Agent)
+			s.decoded = make(map[string]*state.Agent)
 		}
 		s.decoded[rec] = a
 		s.decodedMu.Unlock()
@@ -74,18 +74,18 @@ func (s *RedisState) agentFromRecord(rec string) (*Agent, error) {
 	return &c, nil
 }
 
-var _ State = (*RedisState)(nil)
+var _ state.Store = (*State)(nil)
 
-// NewRedisState returns a State on rdb whose keys all start with prefix
+// NewState returns a State on rdb whose keys all start with prefix
 // (for example "sealrelay:"). The caller owns rdb; Close does not close it.
-func NewRedisState(rdb redis.UniversalClient, prefix string) *RedisState {
+func NewState(rdb redis.UniversalClient, prefix string) *State {
 	if !strings.Contains(prefix, "{") {
 		prefix += "{state}:"
 	}
-	return &RedisState{rdb: rdb, prefix: prefix}
+	return &State{rdb: rdb, prefix: prefix}
 }
 
-func (s *RedisState) key(parts ...string) string {
+func (s *State) key(parts ...string) string {
 	k := s.prefix
 	for _, p := range parts {
 		k += p
@@ -93,20 +93,20 @@ func (s *RedisState) key(parts ...string) string {
 	return k
 }
 
-// Ping implements State.
-func (s *RedisState) Ping(ctx context.Context) error {
+// Ping implements state.Store.
+func (s *State) Ping(ctx context.Context) error {
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis state ping: %w", err)
 	}
 	return nil
 }
 
-// Close implements State. The Redis client belongs to the caller and stays
+// Close implements state.Store. The Redis client belongs to the caller and stays
 // open.
-func (s *RedisState) Close() error { return nil }
+func (s *State) Close() error { return nil }
 
-// PutInstallation implements State.
-func (s *RedisState) PutInstallation(ctx context.Context, inst *Installation) error {
+// PutInstallation implements state.Store.
+func (s *State) PutInstallation(ctx context.Context, inst *state.Installation) error {
 	b, err := json.Marshal(inst)
 	if err != nil {
 		return fmt.Errorf("encode installation: %w", err)
@@ -122,16 +122,16 @@ func (s *RedisState) PutInstallation(ctx context.Context, inst *Installation) er
 	return nil
 }
 
-// GetInstallation implements State.
-func (s *RedisState) GetInstallation(ctx context.Context, orgID string) (*Installation, error) {
+// GetInstallation implements state.Store.
+func (s *State) GetInstallation(ctx context.Context, orgID string) (*state.Installation, error) {
 	b, err := s.rdb.Get(ctx, s.key("inst:", orgID)).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, ErrNotFound
+		return nil, state.ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get installation: %w", err)
 	}
-	var inst Installation
+	var inst state.Installation
 	if err := json.Unmarshal(b, &inst); err != nil {
 		return nil, fmt.Errorf("decode installation: %w", err)
 	}
@@ -140,18 +140,18 @@ func (s *RedisState) GetInstallation(ctx context.Context, orgID string) (*Instal
 
 // updateInstallation applies fn to the installation under WATCH, retrying on
 // concurrent modification. fn returns false to skip the write.
-func (s *RedisState) updateInstallation(ctx context.Context, orgID string, fn func(*Installation) (bool, error)) error {
+func (s *State) updateInstallation(ctx context.Context, orgID string, fn func(*state.Installation) (bool, error)) error {
 	k := s.key("inst:", orgID)
 	for attempt := 0; attempt < 10; attempt++ {
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
 			b, err := tx.Get(ctx, k).Bytes()
 			if errors.Is(err, redis.Nil) {
-				return ErrNotFound
+				return state.ErrNotFound
 			}
 			if err != nil {
 				return err
 			}
-			var inst Installation
+			var inst state.Installation
 			if err := json.Unmarshal(b, &inst); err != nil {
 				return fmt.Errorf("decode installation: %w", err)
 			}
@@ -177,13 +177,13 @@ func (s *RedisState) updateInstallation(ctx context.Context, orgID string, fn fu
 		}
 		return nil
 	}
-	return fmt.Errorf("update installation: %w", ErrConflict)
+	return fmt.Errorf("update installation: %w", state.ErrConflict)
 }
 
-// UpdateInstallation implements State.
-func (s *RedisState) UpdateInstallation(ctx context.Context, orgID string, fn func(*Installation) error) error {
+// UpdateInstallation implements state.Store.
+func (s *State) UpdateInstallation(ctx context.Context, orgID string, fn func(*state.Installation) error) error {
 	var fnErr error
-	err := s.updateInstallation(ctx, orgID, func(inst *Installation) (bool, error) {
+	err := s.updateInstallation(ctx, orgID, func(inst *state.Installation) (bool, error) {
 		fnErr = fn(inst)
 		return fnErr == nil, nil
 	})
@@ -193,58 +193,48 @@ func (s *RedisState) UpdateInstallation(ctx context.Context, orgID string, fn fu
 	return fnErr
 }
 
-// RevokeInstallation implements State.
-func (s *RedisState) RevokeInstallation(ctx context.Context, orgID string, at time.Time) error {
-	return s.UpdateInstallation(ctx, orgID, func(inst *Installation) error {
-		inst.revoke(at)
+// RevokeInstallation implements state.Store.
+func (s *State) RevokeInstallation(ctx context.Context, orgID string, at time.Time) error {
+	return s.UpdateInstallation(ctx, orgID, func(inst *state.Installation) error {
+		inst.Revoke(at)
 		return nil
 	})
 }
 
-// RewrapSecrets implements State.
-func (s *RedisState) RewrapSecrets(ctx context.Context, fn func(stored, owner string) (string, bool, error)) (int, error) {
+// ForEachSecret implements state.Installations with plain reads: the
+// installation set, then one GET per installation.
+func (s *State) ForEachSecret(ctx context.Context, fn func(owner, stored string) error) error {
 	orgs, err := s.rdb.SMembers(ctx, s.key("insts")).Result()
 	if err != nil {
-		return 0, fmt.Errorf("list installations: %w", err)
+		return fmt.Errorf("list installations: %w", err)
 	}
 	sort.Strings(orgs)
-	total := 0
 	for _, org := range orgs {
-		n := 0
-		err := s.updateInstallation(ctx, org, func(inst *Installation) (bool, error) {
-			n = 0
-			for _, f := range []*string{&inst.BotToken, &inst.BotRefreshToken} {
-				if *f == "" {
-					continue
-				}
-				nv, changed, err := fn(*f, inst.OrgID)
-				if err != nil {
-					return false, fmt.Errorf("rewrap secret of %s: %w", inst.OrgID, err)
-				}
-				if changed {
-					*f = nv
-					n++
-				}
-			}
-			return n > 0, nil
-		})
-		if errors.Is(err, ErrNotFound) {
+		inst, err := s.GetInstallation(ctx, org)
+		if errors.Is(err, state.ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return total, err
+			return err
 		}
-		total += n
+		for _, v := range []string{inst.BotToken, inst.BotRefreshToken} {
+			if v == "" {
+				continue
+			}
+			if err := fn(inst.OrgID, v); err != nil {
+				return err
+			}
+		}
 	}
-	return total, nil
+	return nil
 }
 
-// PutRegistrationToken implements State.
-func (s *RedisState) PutRegistrationToken(ctx context.Context, h TokenHash, orgID string, expiresAt time.Time) error {
+// PutRegistrationToken implements state.Store.
+func (s *State) PutRegistrationToken(ctx context.Context, h state.TokenHash, orgID string, expiresAt time.Time) error {
 	k := s.key("rtok:", h.String())
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, k, "org", orgID, "exp", strconv.FormatInt(expiresAt.UnixMilli(), 10), "used", "0")
-		p.PExpireAt(ctx, k, expiresAt.Add(UsedRegistrationTokenRetention))
+		p.PExpireAt(ctx, k, expiresAt.Add(state.UsedRegistrationTokenRetention))
 		return nil
 	})
 	if err != nil {
@@ -253,51 +243,21 @@ func (s *RedisState) PutRegistrationToken(ctx context.Context, h TokenHash, orgI
 	return nil
 }
 
-// agentRecord is the stored form of an Agent.
-type agentRecord struct {
-	ID                   string    `json:"id"`
-	OrgID                string    `json:"org_id"`
-	BoxPublicKey         string    `json:"box_public_key"`
-	SigningPublicKey     string    `json:"signing_public_key"`
-	CreatedAt            time.Time `json:"created_at"`
-	AccessTokenHash      string    `json:"access_token_hash"`
-	AccessTokenExpiresAt time.Time `json:"access_token_expires_at"`
-	RespondUntil         time.Time `json:"respond_until,omitzero"`
-}
-
-func encodeAgent(a *Agent) ([]byte, error) {
-	b, err := json.Marshal(agentRecord{
-		ID: a.ID, OrgID: a.OrgID,
-		BoxPublicKey: a.BoxPublicKey.String(), SigningPublicKey: a.SigningPublicKey.String(),
-		CreatedAt: a.CreatedAt.UTC(), AccessTokenHash: a.AccessTokenHash.String(),
-		AccessTokenExpiresAt: a.AccessTokenExpiresAt.UTC(), RespondUntil: a.RespondUntil.UTC(),
-	})
+// encodeAgent returns the stored form of a (state.Agent's JSON).
+func encodeAgent(a *state.Agent) ([]byte, error) {
+	b, err := json.Marshal(a)
 	if err != nil {
 		return nil, fmt.Errorf("encode agent: %w", err)
 	}
 	return b, nil
 }
 
-func decodeAgent(b []byte) (*Agent, error) {
-	var r agentRecord
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("decode agent: %w", err)
+// decodeAgent parses a stored agent.
+func decodeAgent(b []byte) (*state.Agent, error) {
+	a := new(state.Agent)
+	if err := json.Unmarshal(b, a); err != nil {
+		return nil, err
 	}
-	box, err := crypto.ParseBoxPublicKey(r.BoxPublicKey)
-	if err != nil {
-		return nil, fmt.Errorf("decode agent %s: %w", r.ID, err)
-	}
-	sig, err := crypto.ParseSigningPublicKey(r.SigningPublicKey)
-	if err != nil {
-		return nil, fmt.Errorf("decode agent %s: %w", r.ID, err)
-	}
-	a := &Agent{ID: r.ID, OrgID: r.OrgID, BoxPublicKey: box, SigningPublicKey: sig,
-		CreatedAt: r.CreatedAt, AccessTokenExpiresAt: r.AccessTokenExpiresAt, RespondUntil: r.RespondUntil}
-	hb, err := hex.DecodeString(r.AccessTokenHash)
-	if err != nil || len(hb) != len(a.AccessTokenHash) {
-		return nil, fmt.Errorf("decode agent %s: bad access token hash", r.ID)
-	}
-	copy(a.AccessTokenHash[:], hb)
 	return a, nil
 }
 
@@ -318,14 +278,9 @@ redis.call('PEXPIREAT', KEYS[5], ARGV[5])
 return 'ok'
 `)
 
-// RegisterAgent implements State.
-func (s *RedisState) RegisterAgent(ctx context.Context, h TokenHash, a *Agent, now time.Time) error {
-	return s.RegisterAgentLimited(ctx, h, a, now, 0)
-}
-
-// RegisterAgentLimited implements State: the agent count of the org is
+// RegisterAgent implements state.Agents: the agent count of the org is
 // checked inside the registration script, so replicas cannot overshoot.
-func (s *RedisState) RegisterAgentLimited(ctx context.Context, h TokenHash, a *Agent, now time.Time, maxPerOrg int) error {
+func (s *State) RegisterAgent(ctx context.Context, h state.TokenHash, a *state.Agent, now time.Time, maxPerOrg int) error {
 	rec, err := encodeAgent(a)
 	if err != nil {
 		return err
@@ -345,24 +300,24 @@ func (s *RedisState) RegisterAgentLimited(ctx context.Context, h TokenHash, a *A
 	case "ok":
 		return nil
 	case "notfound":
-		return ErrNotFound
+		return state.ErrNotFound
 	case "used":
-		return ErrUsed
+		return state.ErrUsed
 	case "expired":
-		return ErrExpired
+		return state.ErrExpired
 	case "exists":
-		return ErrAgentExists
+		return state.ErrAgentExists
 	case "full":
-		return ErrOrgFull
+		return state.ErrOrgFull
 	}
 	return fmt.Errorf("register agent: unexpected script result %q", res)
 }
 
-// GetAgent implements State.
-func (s *RedisState) GetAgent(ctx context.Context, id string) (*Agent, error) {
+// GetAgent implements state.Store.
+func (s *State) GetAgent(ctx context.Context, id string) (*state.Agent, error) {
 	b, err := s.rdb.Get(ctx, s.key("agent:", id)).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, ErrNotFound
+		return nil, state.ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get agent: %w", err)
@@ -370,17 +325,17 @@ func (s *RedisState) GetAgent(ctx context.Context, id string) (*Agent, error) {
 	return s.agentFromRecord(string(b))
 }
 
-// ListAgents implements State.
-func (s *RedisState) ListAgents(ctx context.Context, orgID string) ([]*Agent, error) {
+// ListAgents implements state.Store.
+func (s *State) ListAgents(ctx context.Context, orgID string) ([]*state.Agent, error) {
 	return s.decodeAgents(s.rdb.HGetAll(ctx, s.key("agents:", orgID)))
 }
 
-func (s *RedisState) decodeAgents(cmd *redis.MapStringStringCmd) ([]*Agent, error) {
+func (s *State) decodeAgents(cmd *redis.MapStringStringCmd) ([]*state.Agent, error) {
 	recs, err := cmd.Result()
 	if err != nil {
 		return nil, fmt.Errorf("list agents: %w", err)
 	}
-	out := make([]*Agent, 0, len(recs))
+	out := make([]*state.Agent, 0, len(recs))
 	for _, rec := range recs {
 		a, err := s.agentFromRecord(rec)
 		if err != nil {
@@ -392,8 +347,8 @@ func (s *RedisState) decodeAgents(cmd *redis.MapStringStringCmd) ([]*Agent, erro
 	return out, nil
 }
 
-// DeleteAgent implements State.
-func (s *RedisState) DeleteAgent(ctx context.Context, id string) error {
+// DeleteAgent implements state.Store.
+func (s *State) DeleteAgent(ctx context.Context, id string) error {
 	a, err := s.GetAgent(ctx, id)
 	if err != nil {
 		return err
@@ -410,39 +365,39 @@ func (s *RedisState) DeleteAgent(ctx context.Context, id string) error {
 	return nil
 }
 
-// LookupAccessToken implements State.
-func (s *RedisState) LookupAccessToken(ctx context.Context, h TokenHash, now time.Time) (AccessGrant, error) {
+// LookupAccessToken implements state.Store.
+func (s *State) LookupAccessToken(ctx context.Context, h state.TokenHash, now time.Time) (state.AccessGrant, error) {
 	v, err := s.rdb.HMGet(ctx, s.key("atok:", h.String()), "agent", "org", "exp").Result()
 	if err != nil {
-		return AccessGrant{}, fmt.Errorf("lookup access token: %w", err)
+		return state.AccessGrant{}, fmt.Errorf("lookup access token: %w", err)
 	}
 	agent, _ := v[0].(string)
 	org, _ := v[1].(string)
 	expS, _ := v[2].(string)
 	if agent == "" {
-		return AccessGrant{}, ErrNotFound
+		return state.AccessGrant{}, state.ErrNotFound
 	}
 	exp, err := strconv.ParseInt(expS, 10, 64)
 	if err != nil {
-		return AccessGrant{}, fmt.Errorf("lookup access token: bad expiry")
+		return state.AccessGrant{}, fmt.Errorf("lookup access token: bad expiry")
 	}
-	g := AccessGrant{AgentID: agent, OrgID: org, ExpiresAt: time.UnixMilli(exp)}
+	g := state.AccessGrant{AgentID: agent, OrgID: org, ExpiresAt: time.UnixMilli(exp)}
 	if !now.Before(g.ExpiresAt) {
-		return g, ErrExpired
+		return g, state.ErrExpired
 	}
 	return g, nil
 }
 
-// PutOAuthState implements State.
-func (s *RedisState) PutOAuthState(ctx context.Context, h TokenHash, ttl time.Duration) error {
+// PutOAuthState implements state.Store.
+func (s *State) PutOAuthState(ctx context.Context, h state.TokenHash, ttl time.Duration) error {
 	if err := s.rdb.Set(ctx, s.key("oauth:", h.String()), "1", ttl).Err(); err != nil {
 		return fmt.Errorf("put oauth state: %w", err)
 	}
 	return nil
 }
 
-// ConsumeOAuthState implements State.
-func (s *RedisState) ConsumeOAuthState(ctx context.Context, h TokenHash) (bool, error) {
+// ConsumeOAuthState implements state.Store.
+func (s *State) ConsumeOAuthState(ctx context.Context, h state.TokenHash) (bool, error) {
 	err := s.rdb.GetDel(ctx, s.key("oauth:", h.String())).Err()
 	if errors.Is(err, redis.Nil) {
 		return false, nil
@@ -466,33 +421,33 @@ func eventKeyPart(eventID string) string {
 
 // claimCmd queues the claim of an event id: SET NX GET answers the previous
 // value, so one atomic command both claims and reports an existing record.
-func (s *RedisState) claimCmd(ctx context.Context, c interface {
+func (s *State) claimCmd(ctx context.Context, c interface {
 	Do(context.Context, ...any) *redis.Cmd
 }, eventID string) *redis.Cmd {
-	return c.Do(ctx, "SET", s.key("evt:", eventKeyPart(eventID)), "p", "PX", EventPendingTTL.Milliseconds(), "NX", "GET")
+	return c.Do(ctx, "SET", s.key("evt:", eventKeyPart(eventID)), "p", "PX", state.EventPendingTTL.Milliseconds(), "NX", "GET")
 }
 
-func claimResult(cmd *redis.Cmd) (EventClaim, error) {
+func claimResult(cmd *redis.Cmd) (state.EventClaim, error) {
 	v, err := cmd.Text()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return EventClaimed, nil
+		return state.EventClaimed, nil
 	case err != nil:
 		return 0, fmt.Errorf("claim event: %w", err)
 	case v == "d":
-		return EventDone, nil
+		return state.EventDone, nil
 	}
-	return EventInProgress, nil
+	return state.EventInProgress, nil
 }
 
-// ClaimEvent implements State.
-func (s *RedisState) ClaimEvent(ctx context.Context, eventID string) (EventClaim, error) {
+// ClaimEvent implements state.Store.
+func (s *State) ClaimEvent(ctx context.Context, eventID string) (state.EventClaim, error) {
 	return claimResult(s.claimCmd(ctx, s.rdb, eventID))
 }
 
-// ClaimEventListAgents is ClaimEvent and ListAgents in one round trip (the
-// webhook hot path).
-func (s *RedisState) ClaimEventListAgents(ctx context.Context, eventID, orgID string) (EventClaim, []*Agent, error) {
+// ClaimEventAndListAgents implements state.Agents: ClaimEvent and
+// ListAgents in one round trip (the webhook hot path).
+func (s *State) ClaimEventAndListAgents(ctx context.Context, eventID, orgID string) (state.EventClaim, []*state.Agent, error) {
 	pipe := s.rdb.Pipeline()
 	claim := s.claimCmd(ctx, pipe, eventID)
 	recs := pipe.HGetAll(ctx, s.key("agents:", orgID))
@@ -508,24 +463,24 @@ func (s *RedisState) ClaimEventListAgents(ctx context.Context, eventID, orgID st
 	return c, agents, nil
 }
 
-// CompleteEvent implements State.
-func (s *RedisState) CompleteEvent(ctx context.Context, eventID string, ttl time.Duration) error {
+// CompleteEvent implements state.Store.
+func (s *State) CompleteEvent(ctx context.Context, eventID string, ttl time.Duration) error {
 	if err := s.rdb.Set(ctx, s.key("evt:", eventKeyPart(eventID)), "d", ttl).Err(); err != nil {
 		return fmt.Errorf("complete event: %w", err)
 	}
 	return nil
 }
 
-// ReleaseEvent implements State.
-func (s *RedisState) ReleaseEvent(ctx context.Context, eventID string) error {
+// ReleaseEvent implements state.Store.
+func (s *State) ReleaseEvent(ctx context.Context, eventID string) error {
 	if err := releaseScript.Run(ctx, s.rdb, []string{s.key("evt:", eventKeyPart(eventID))}).Err(); err != nil {
 		return fmt.Errorf("release event: %w", err)
 	}
 	return nil
 }
 
-// UseNonce implements State.
-func (s *RedisState) UseNonce(ctx context.Context, agentID, nonce string, ttl time.Duration) (bool, error) {
+// UseNonce implements state.Store.
+func (s *State) UseNonce(ctx context.Context, agentID, nonce string, ttl time.Duration) (bool, error) {
 	ok, err := s.rdb.SetNX(ctx, s.key("nonce:", agentID, ":", eventKeyPart(nonce)), "1", ttl).Result()
 	if err != nil {
 		return false, fmt.Errorf("record nonce: %w", err)
@@ -533,8 +488,8 @@ func (s *RedisState) UseNonce(ctx context.Context, agentID, nonce string, ttl ti
 	return ok, nil
 }
 
-// UseSignature implements State.
-func (s *RedisState) UseSignature(ctx context.Context, h TokenHash, ttl time.Duration) (bool, error) {
+// UseSignature implements state.Store.
+func (s *State) UseSignature(ctx context.Context, h state.TokenHash, ttl time.Duration) (bool, error) {
 	ok, err := s.rdb.SetNX(ctx, s.key("usig:", h.String()), "1", ttl).Result()
 	if err != nil {
 		return false, fmt.Errorf("record signature: %w", err)
@@ -567,8 +522,8 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
 return {ok, wait}
 `)
 
-// Allow implements State.
-func (s *RedisState) Allow(ctx context.Context, key string, limit RateLimit, now time.Time) (bool, time.Duration, error) {
+// Allow implements state.Store.
+func (s *State) Allow(ctx context.Context, key string, limit state.RateLimit, now time.Time) (bool, time.Duration, error) {
 	if limit.Rate <= 0 || limit.Burst < 1 {
 		return true, 0, nil
 	}

@@ -1,4 +1,4 @@
-package broker
+package redisstore
 
 import (
 	"context"
@@ -12,9 +12,10 @@ import (
 
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
+	"github.com/sealrelay/sealrelay/state"
 )
 
-var _ DropRecorder = (*RedisState)(nil)
+var _ state.Drops = (*State)(nil)
 
 // Drop records of agent A (all under the state's hash tag):
 //
@@ -24,7 +25,7 @@ var _ DropRecorder = (*RedisState)(nil)
 //	dropsp:A:ids LIST  its event ids
 //
 // Every key expires DropRecordTTL after the last drop.
-func (s *RedisState) dropKeys(agentID string) []string {
+func (s *State) dropKeys(agentID string) []string {
 	return []string{s.key("drops:", agentID), s.key("drops:", agentID, ":ids"),
 		s.key("dropsp:", agentID), s.key("dropsp:", agentID, ":ids")}
 }
@@ -49,11 +50,11 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 `)
 
-// RecordDrop implements DropRecorder.
-func (s *RedisState) RecordDrop(ctx context.Context, agentID, reason, eventID string, at time.Time) error {
+// RecordDrop implements state.Drops.
+func (s *State) RecordDrop(ctx context.Context, agentID, reason, eventID string, at time.Time) error {
 	k := s.dropKeys(agentID)
 	err := recordDropScript.Run(ctx, s.rdb, k[:2], reason, eventID, at.Unix(),
-		protocol.MaxDropNoticeEventIDs, DropRecordTTL.Milliseconds()).Err()
+		protocol.MaxDropNoticeEventIDs, state.DropRecordTTL.Milliseconds()).Err()
 	if err != nil {
 		return fmt.Errorf("record drop: %w", err)
 	}
@@ -71,25 +72,25 @@ end
 return {redis.call('HGETALL', KEYS[3]), redis.call('LRANGE', KEYS[4], 0, -1)}
 `)
 
-// TakeDrops implements DropRecorder.
-func (s *RedisState) TakeDrops(ctx context.Context, agentID string) (PendingDrops, bool, error) {
+// TakeDrops implements state.Drops.
+func (s *State) TakeDrops(ctx context.Context, agentID string) (state.PendingDrops, bool, error) {
 	tok, err := crypto.RandomBytes(16)
 	if err != nil {
-		return PendingDrops{}, false, err
+		return state.PendingDrops{}, false, err
 	}
 	res, err := takeDropsScript.Run(ctx, s.rdb, s.dropKeys(agentID), fmt.Sprintf("%x", tok)).Slice()
 	if errors.Is(err, redis.Nil) {
-		return PendingDrops{}, false, nil
+		return state.PendingDrops{}, false, nil
 	}
 	if err != nil {
-		return PendingDrops{}, false, fmt.Errorf("take drops: %w", err)
+		return state.PendingDrops{}, false, fmt.Errorf("take drops: %w", err)
 	}
 	if len(res) != 2 {
-		return PendingDrops{}, false, errors.New("take drops: malformed reply")
+		return state.PendingDrops{}, false, errors.New("take drops: malformed reply")
 	}
 	fields, _ := res[0].([]interface{})
 	ids, _ := res[1].([]interface{})
-	var rec dropRecord
+	var rec state.DropRecord
 	rec.Reasons = map[string]int{}
 	var token string
 	for i := 0; i+1 < len(fields); i += 2 {
@@ -117,9 +118,9 @@ func (s *RedisState) TakeDrops(ctx context.Context, agentID string) (PendingDrop
 		}
 	}
 	if token == "" || rec.Count == 0 {
-		return PendingDrops{}, false, nil
+		return state.PendingDrops{}, false, nil
 	}
-	return PendingDrops{Token: token, Notice: rec.notice()}, true, nil
+	return state.PendingDrops{Token: token, Notice: rec.Notice()}, true, nil
 }
 
 var confirmDropsScript = redis.NewScript(`
@@ -130,8 +131,8 @@ end
 return 0
 `)
 
-// ConfirmDrops implements DropRecorder.
-func (s *RedisState) ConfirmDrops(ctx context.Context, agentID, token string) error {
+// ConfirmDrops implements state.Drops.
+func (s *State) ConfirmDrops(ctx context.Context, agentID, token string) error {
 	k := s.dropKeys(agentID)
 	if err := confirmDropsScript.Run(ctx, s.rdb, k[2:], token).Err(); err != nil {
 		return fmt.Errorf("confirm drops: %w", err)

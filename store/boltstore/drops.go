@@ -1,4 +1,4 @@
-package broker
+package boltstore
 
 import (
 	"context"
@@ -9,35 +9,36 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/state"
 )
 
-var _ DropRecorder = (*BoltState)(nil)
+var _ state.Drops = (*State)(nil)
 
 // boltPendingDrops is the stored form of a taken, unconfirmed notice.
 type boltPendingDrops struct {
-	Token  string     `json:"token"`
-	Record dropRecord `json:"record"`
+	Token  string           `json:"token"`
+	Record state.DropRecord `json:"record"`
 }
 
-// RecordDrop implements DropRecorder.
-func (s *BoltState) RecordDrop(ctx context.Context, agentID, reason, eventID string, at time.Time) error {
+// RecordDrop implements state.Drops.
+func (s *State) RecordDrop(ctx context.Context, agentID, reason, eventID string, at time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	err := s.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(boltBktDrops)
-		var rec dropRecord
+		var rec state.DropRecord
 		if p, ok := boltLive(b, []byte(agentID), s.now()); ok {
 			if err := json.Unmarshal(p, &rec); err != nil {
 				return fmt.Errorf("decode drop record: %w", err)
 			}
 		}
-		rec.add(reason, eventID, at.Unix())
+		rec.Add(reason, eventID, at.Unix())
 		v, err := json.Marshal(&rec)
 		if err != nil {
 			return err
 		}
-		return b.Put([]byte(agentID), boltExp(s.now().Add(DropRecordTTL), v))
+		return b.Put([]byte(agentID), boltExp(s.now().Add(state.DropRecordTTL), v))
 	})
 	if err != nil {
 		return fmt.Errorf("record drop: %w", err)
@@ -45,10 +46,10 @@ func (s *BoltState) RecordDrop(ctx context.Context, agentID, reason, eventID str
 	return nil
 }
 
-// TakeDrops implements DropRecorder.
-func (s *BoltState) TakeDrops(ctx context.Context, agentID string) (PendingDrops, bool, error) {
+// TakeDrops implements state.Drops.
+func (s *State) TakeDrops(ctx context.Context, agentID string) (state.PendingDrops, bool, error) {
 	if err := ctx.Err(); err != nil {
-		return PendingDrops{}, false, err
+		return state.PendingDrops{}, false, err
 	}
 	k := []byte(agentID)
 	now := s.now()
@@ -62,15 +63,15 @@ func (s *BoltState) TakeDrops(ctx context.Context, agentID string) (PendingDrops
 		_, recorded = boltLive(tx.Bucket(boltBktDrops), k, now)
 		return nil
 	}); err != nil {
-		return PendingDrops{}, false, fmt.Errorf("take drops: %w", err)
+		return state.PendingDrops{}, false, fmt.Errorf("take drops: %w", err)
 	}
 	if pending == nil && !recorded {
-		return PendingDrops{}, false, nil
+		return state.PendingDrops{}, false, nil
 	}
 	if pending == nil {
 		tok, err := crypto.RandomBytes(16)
 		if err != nil {
-			return PendingDrops{}, false, err
+			return state.PendingDrops{}, false, err
 		}
 		err = s.db.Batch(func(tx *bolt.Tx) error {
 			pending = nil
@@ -92,31 +93,31 @@ func (s *BoltState) TakeDrops(ctx context.Context, agentID string) (PendingDrops
 			if err != nil {
 				return err
 			}
-			if err := pb.Put(k, boltExp(now.Add(DropRecordTTL), v)); err != nil {
+			if err := pb.Put(k, boltExp(now.Add(state.DropRecordTTL), v)); err != nil {
 				return err
 			}
 			pending = v
 			return db.Delete(k)
 		})
 		if err != nil {
-			return PendingDrops{}, false, fmt.Errorf("take drops: %w", err)
+			return state.PendingDrops{}, false, fmt.Errorf("take drops: %w", err)
 		}
 		if pending == nil {
-			return PendingDrops{}, false, nil
+			return state.PendingDrops{}, false, nil
 		}
 	}
 	var pd boltPendingDrops
 	if err := json.Unmarshal(pending, &pd); err != nil {
-		return PendingDrops{}, false, fmt.Errorf("take drops: decode: %w", err)
+		return state.PendingDrops{}, false, fmt.Errorf("take drops: decode: %w", err)
 	}
 	if pd.Record.Count == 0 {
-		return PendingDrops{}, false, nil
+		return state.PendingDrops{}, false, nil
 	}
-	return PendingDrops{Token: pd.Token, Notice: pd.Record.notice()}, true, nil
+	return state.PendingDrops{Token: pd.Token, Notice: pd.Record.Notice()}, true, nil
 }
 
-// ConfirmDrops implements DropRecorder.
-func (s *BoltState) ConfirmDrops(ctx context.Context, agentID, token string) error {
+// ConfirmDrops implements state.Drops.
+func (s *State) ConfirmDrops(ctx context.Context, agentID, token string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

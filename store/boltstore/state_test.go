@@ -1,9 +1,11 @@
-package broker
+package boltstore
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/state/statetest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,19 +17,19 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-func openTestBoltState(t *testing.T, path string, opts ...BoltStateOption) *BoltState {
+func openTestBoltState(t *testing.T, path string, opts ...StateOption) *State {
 	t.Helper()
-	st, err := OpenBoltState(path, opts...)
+	st, err := OpenState(path, opts...)
 	if err != nil {
-		t.Fatalf("OpenBoltState: %v", err)
+		t.Fatalf("OpenState: %v", err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	return st
 }
 
 func TestBoltState(t *testing.T) {
-	testState(t, func(t *testing.T) State {
-		return openTestBoltState(t, filepath.Join(t.TempDir(), BoltStateFileName))
+	statetest.Run(t, func(t *testing.T) state.Store {
+		return openTestBoltState(t, filepath.Join(t.TempDir(), StateFileName))
 	})
 }
 
@@ -52,7 +54,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 func TestBoltStateTTL(t *testing.T) {
 	ctx := context.Background()
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
-	st := openTestBoltState(t, filepath.Join(t.TempDir(), "s.db"), WithBoltClock(clk.Now), WithBoltCleanupInterval(0))
+	st := openTestBoltState(t, filepath.Join(t.TempDir(), "s.db"), WithClock(clk.Now), WithCleanupInterval(0))
 	hk := testHashKey(t)
 
 	oauth := hk.Hash(KindOAuthState, "o")
@@ -66,10 +68,10 @@ func TestBoltStateTTL(t *testing.T) {
 	if ok, err := st.UseSignature(ctx, sig, time.Minute); err != nil || !ok {
 		t.Fatalf("UseSignature: %v %v", ok, err)
 	}
-	if c, err := st.ClaimEvent(ctx, "Ev1"); err != nil || c != EventClaimed {
+	if c, err := st.ClaimEvent(ctx, "Ev1"); err != nil || c != state.EventClaimed {
 		t.Fatalf("ClaimEvent: %v %v", c, err)
 	}
-	if c, err := st.ClaimEvent(ctx, "Ev2"); err != nil || c != EventClaimed {
+	if c, err := st.ClaimEvent(ctx, "Ev2"); err != nil || c != state.EventClaimed {
 		t.Fatalf("ClaimEvent: %v %v", c, err)
 	}
 	if err := st.CompleteEvent(ctx, "Ev2", 2*time.Minute); err != nil {
@@ -77,13 +79,13 @@ func TestBoltStateTTL(t *testing.T) {
 	}
 
 	// Pending claims lapse after EventPendingTTL.
-	clk.Advance(EventPendingTTL)
-	if c, _ := st.ClaimEvent(ctx, "Ev1"); c != EventClaimed {
+	clk.Advance(state.EventPendingTTL)
+	if c, _ := st.ClaimEvent(ctx, "Ev1"); c != state.EventClaimed {
 		t.Fatalf("claim after pending TTL = %v, want EventClaimed", c)
 	}
 	// Everything with a one-minute TTL is gone after a minute (enforced on
 	// read, before any cleanup ran).
-	clk.Advance(time.Minute - EventPendingTTL)
+	clk.Advance(time.Minute - state.EventPendingTTL)
 	if ok, _ := st.ConsumeOAuthState(ctx, oauth); ok {
 		t.Fatal("expired OAuth state was accepted")
 	}
@@ -93,11 +95,11 @@ func TestBoltStateTTL(t *testing.T) {
 	if ok, _ := st.UseSignature(ctx, sig, time.Minute); !ok {
 		t.Fatal("signature still remembered after its TTL")
 	}
-	if c, _ := st.ClaimEvent(ctx, "Ev2"); c != EventDone {
+	if c, _ := st.ClaimEvent(ctx, "Ev2"); c != state.EventDone {
 		t.Fatalf("completed event within its TTL: %v, want EventDone", c)
 	}
 	clk.Advance(time.Minute)
-	if c, _ := st.ClaimEvent(ctx, "Ev2"); c != EventClaimed {
+	if c, _ := st.ClaimEvent(ctx, "Ev2"); c != state.EventClaimed {
 		t.Fatalf("completed event after its TTL: %v, want EventClaimed", c)
 	}
 }
@@ -105,7 +107,7 @@ func TestBoltStateTTL(t *testing.T) {
 func TestBoltStateCleanup(t *testing.T) {
 	ctx := context.Background()
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
-	st := openTestBoltState(t, filepath.Join(t.TempDir(), "s.db"), WithBoltClock(clk.Now), WithBoltCleanupInterval(0))
+	st := openTestBoltState(t, filepath.Join(t.TempDir(), "s.db"), WithClock(clk.Now), WithCleanupInterval(0))
 	hk := testHashKey(t)
 
 	now := clk.Now()
@@ -115,7 +117,7 @@ func TestBoltStateCleanup(t *testing.T) {
 	}
 	a := testAgent(t, hk, "a1", "T1", now)
 	a.AccessTokenExpiresAt = now.Add(2 * time.Hour)
-	if err := st.RegisterAgent(ctx, reg, a, now); err != nil {
+	if err := st.RegisterAgent(ctx, reg, a, now, 0); err != nil {
 		t.Fatal(err)
 	}
 	_ = st.PutOAuthState(ctx, hk.Hash(KindOAuthState, "o"), time.Minute)
@@ -144,7 +146,7 @@ func TestBoltStateCleanup(t *testing.T) {
 	if _, err := st.GetAgent(ctx, "a1"); err != nil {
 		t.Fatalf("agent after cleanup: %v", err)
 	}
-	if _, err := st.LookupAccessToken(ctx, a.AccessTokenHash, clk.Now()); !errors.Is(err, ErrNotFound) {
+	if _, err := st.LookupAccessToken(ctx, a.AccessTokenHash, clk.Now()); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("access token after cleanup: %v", err)
 	}
 }
@@ -152,7 +154,7 @@ func TestBoltStateCleanup(t *testing.T) {
 func TestBoltStateCleanupLoop(t *testing.T) {
 	ctx := context.Background()
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
-	st := openTestBoltState(t, filepath.Join(t.TempDir(), "s.db"), WithBoltClock(clk.Now), WithBoltCleanupInterval(time.Millisecond))
+	st := openTestBoltState(t, filepath.Join(t.TempDir(), "s.db"), WithClock(clk.Now), WithCleanupInterval(time.Millisecond))
 	if err := st.PutOAuthState(ctx, testHashKey(t).Hash(KindOAuthState, "o"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -178,12 +180,12 @@ func TestBoltStateCleanupLoop(t *testing.T) {
 func TestBoltStatePersistsAndLocks(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "nested", "data")
-	path := filepath.Join(dir, BoltStateFileName)
-	st, err := OpenBoltState(path)
+	path := filepath.Join(dir, StateFileName)
+	st, err := OpenState(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.PutInstallation(ctx, &Installation{OrgID: "T1", TeamName: "acme", BotToken: "sr1.a"}); err != nil {
+	if err := st.PutInstallation(ctx, &state.Installation{OrgID: "T1", TeamName: "acme", BotToken: "sr1.a"}); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(path)
@@ -201,9 +203,9 @@ func TestBoltStatePersistsAndLocks(t *testing.T) {
 		t.Fatalf("state dir mode %v, want 0700", di.Mode().Perm())
 	}
 	// A second open of the same file is refused while the first holds it.
-	if st2, err := OpenBoltState(path); err == nil {
+	if st2, err := OpenState(path); err == nil {
 		_ = st2.Close()
-		t.Fatal("second OpenBoltState of a locked file succeeded")
+		t.Fatal("second OpenState of a locked file succeeded")
 	}
 	if err := st.Ping(ctx); err != nil {
 		t.Fatalf("ping: %v", err)
@@ -225,27 +227,33 @@ func TestBoltStatePersistsAndLocks(t *testing.T) {
 	}
 }
 
-func TestBoltStateRewrapFailureIsAtomic(t *testing.T) {
+// TestBoltStateRewrapFailureStops: a failing rewrap stops at the failing
+// installation, reports what it changed before, and leaves the failing one
+// as it was (rewrap writes one installation at a time, through
+// UpdateInstallation, on both engines).
+func TestBoltStateRewrapFailureStops(t *testing.T) {
 	ctx := context.Background()
 	st := openTestBoltState(t, filepath.Join(t.TempDir(), "s.db"))
 	for _, org := range []string{"T1", "T2"} {
-		if err := st.PutInstallation(ctx, &Installation{OrgID: org, BotToken: "old-" + org}); err != nil {
+		if err := st.PutInstallation(ctx, &state.Installation{OrgID: org, BotToken: "old-" + org}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	boom := errors.New("boom")
-	n, err := st.RewrapSecrets(ctx, func(stored, owner string) (string, bool, error) {
+	n, err := state.RewrapSecrets(ctx, st, func(stored, owner string) (string, bool, error) {
 		if owner == "T2" {
 			return "", false, boom
 		}
 		return "new-" + owner, true, nil
 	})
-	if !errors.Is(err, boom) || n != 0 {
-		t.Fatalf("RewrapSecrets = %d, %v; want 0, boom", n, err)
+	if !errors.Is(err, boom) || n != 1 {
+		t.Fatalf("RewrapSecrets = %d, %v; want 1, boom", n, err)
 	}
-	inst, _ := st.GetInstallation(ctx, "T1")
-	if inst.BotToken != "old-T1" {
-		t.Fatalf("T1 was rewritten by a failed rewrap: %q", inst.BotToken)
+	for org, want := range map[string]string{"T1": "new-T1", "T2": "old-T2"} {
+		inst, err := st.GetInstallation(ctx, org)
+		if err != nil || inst.BotToken != want {
+			t.Fatalf("%s after the failed rewrap: %+v %v, want token %q", org, inst, err, want)
+		}
 	}
 }
 
@@ -254,7 +262,7 @@ func TestBoltStateContextCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	calls := map[string]func() error{
-		"PutInstallation": func() error { return st.PutInstallation(ctx, &Installation{OrgID: "T1"}) },
+		"PutInstallation": func() error { return st.PutInstallation(ctx, &state.Installation{OrgID: "T1"}) },
 		"ClaimEvent":      func() error { _, err := st.ClaimEvent(ctx, "e"); return err },
 		"UseNonce":        func() error { _, err := st.UseNonce(ctx, "a", "n", time.Minute); return err },
 		"Ping":            func() error { return st.Ping(ctx) },
@@ -268,9 +276,9 @@ func TestBoltStateContextCanceled(t *testing.T) {
 
 // BenchmarkBoltStateIngressDedup measures the per-event state work of the
 // ingress path on the embedded store: ClaimEvent + CompleteEvent, from
-// parallel goroutines (in memory, see BoltState).
+// parallel goroutines (in memory, see State).
 func BenchmarkBoltStateIngressDedup(b *testing.B) {
-	st, err := OpenBoltState(filepath.Join(b.TempDir(), "s.db"), WithBoltCleanupInterval(0))
+	st, err := OpenState(filepath.Join(b.TempDir(), "s.db"), WithCleanupInterval(0))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -281,11 +289,11 @@ func BenchmarkBoltStateIngressDedup(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			id := "Ev" + strconv.FormatInt(seq.Add(1), 10)
-			if c, err := st.ClaimEvent(ctx, id); err != nil || c != EventClaimed {
+			if c, err := st.ClaimEvent(ctx, id); err != nil || c != state.EventClaimed {
 				b.Errorf("claim: %v %v", c, err)
 				return
 			}
-			if err := st.CompleteEvent(ctx, id, DefaultEventDedupTTL); err != nil {
+			if err := st.CompleteEvent(ctx, id, state.DefaultEventDedupTTL); err != nil {
 				b.Error(err)
 				return
 			}
@@ -296,7 +304,7 @@ func BenchmarkBoltStateIngressDedup(b *testing.B) {
 // BenchmarkBoltStateUseNonce measures the replay record of every send: one
 // fsynced write, concurrent ones sharing a transaction.
 func BenchmarkBoltStateUseNonce(b *testing.B) {
-	st, err := OpenBoltState(filepath.Join(b.TempDir(), "s.db"), WithBoltCleanupInterval(0))
+	st, err := OpenState(filepath.Join(b.TempDir(), "s.db"), WithCleanupInterval(0))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -318,7 +326,7 @@ func BenchmarkBoltStateUseNonce(b *testing.B) {
 // BenchmarkBoltStateLookupAccessToken measures the read done on every agent
 // request.
 func BenchmarkBoltStateLookupAccessToken(b *testing.B) {
-	st, err := OpenBoltState(filepath.Join(b.TempDir(), "s.db"), WithBoltCleanupInterval(0))
+	st, err := OpenState(filepath.Join(b.TempDir(), "s.db"), WithCleanupInterval(0))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -331,7 +339,7 @@ func BenchmarkBoltStateLookupAccessToken(b *testing.B) {
 		b.Fatal(err)
 	}
 	a := testAgent(b, hk, "a1", "T1", now)
-	if err := st.RegisterAgent(ctx, tok, a, now); err != nil {
+	if err := st.RegisterAgent(ctx, tok, a, now, 0); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
@@ -351,27 +359,27 @@ func BenchmarkBoltStateLookupAccessToken(b *testing.B) {
 func TestBoltStateRegistrationRetention(t *testing.T) {
 	ctx := context.Background()
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
-	st := openTestBoltState(t, filepath.Join(t.TempDir(), "s.db"), WithBoltClock(clk.Now), WithBoltCleanupInterval(0))
+	st := openTestBoltState(t, filepath.Join(t.TempDir(), "s.db"), WithClock(clk.Now), WithCleanupInterval(0))
 	hk := testHashKey(t)
 	now := clk.Now()
 	tok := hk.Hash(KindRegistrationToken, "r")
 	if err := st.PutRegistrationToken(ctx, tok, "T1", now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.RegisterAgent(ctx, tok, testAgent(t, hk, "a1", "T1", now), now); err != nil {
+	if err := st.RegisterAgent(ctx, tok, testAgent(t, hk, "a1", "T1", now), now, 0); err != nil {
 		t.Fatal(err)
 	}
 	steps := []struct {
 		advance time.Duration
 		want    error
 	}{
-		{time.Hour, ErrUsed},
-		{UsedRegistrationTokenRetention - time.Second, ErrUsed},
-		{time.Second, ErrNotFound},
+		{time.Hour, state.ErrUsed},
+		{state.UsedRegistrationTokenRetention - time.Second, state.ErrUsed},
+		{time.Second, state.ErrNotFound},
 	}
 	for i, s := range steps {
 		clk.Advance(s.advance)
-		err := st.RegisterAgent(ctx, tok, testAgent(t, hk, fmt.Sprint("b", i), "T1", clk.Now()), clk.Now())
+		err := st.RegisterAgent(ctx, tok, testAgent(t, hk, fmt.Sprint("b", i), "T1", clk.Now()), clk.Now(), 0)
 		if !errors.Is(err, s.want) {
 			t.Fatalf("step %d: RegisterAgent = %v, want %v", i, err, s.want)
 		}

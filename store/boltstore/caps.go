@@ -1,18 +1,19 @@
-package broker
+package boltstore
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/sealrelay/sealrelay/state"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-var _ CapabilityStore = (*BoltState)(nil)
+var _ state.Agents = (*State)(nil)
 
-// SetRespondUntil implements CapabilityStore.
-func (s *BoltState) SetRespondUntil(ctx context.Context, id string, until time.Time) error {
+// SetRespondUntil implements state.Agents.
+func (s *State) SetRespondUntil(ctx context.Context, id string, until time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -20,7 +21,7 @@ func (s *BoltState) SetRespondUntil(ctx context.Context, id string, until time.T
 		ab := tx.Bucket(boltBktAgent)
 		v := ab.Get([]byte(id))
 		if v == nil {
-			return ErrNotFound
+			return state.ErrNotFound
 		}
 		a, err := boltDecodeAgent(v)
 		if err != nil {

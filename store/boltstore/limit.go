@@ -1,15 +1,10 @@
-package broker
+package boltstore
 
 import (
 	"bytes"
-	"errors"
 
 	bolt "go.etcd.io/bbolt"
 )
-
-// ErrOrgFull means the org already has Config.AgentsPerOrg agents; the
-// registration token is not consumed.
-var ErrOrgFull = errors.New("broker state: org already has its maximum number of agents")
 
 // boltCountAgents counts the agents of org inside tx.
 func boltCountAgents(tx *bolt.Tx, org string) int {

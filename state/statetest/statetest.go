@@ -1,4 +1,4 @@
-package broker
+package statetest
 
 import (
 	"context"
@@ -9,11 +9,12 @@ import (
 	"time"
 
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/state"
 )
 
-// testState is the State conformance suite. Every implementation runs it:
-// newState returns a fresh, empty state (cleaned up by the test).
-func testState(t *testing.T, newState func(t *testing.T) State) {
+// Run is the state.Store conformance suite. Every engine runs it: newState
+// returns a fresh, empty store (cleaned up by the test).
+func Run(t *testing.T, newState func(t *testing.T) state.Store) {
 	t.Run("Installation", func(t *testing.T) { stateInstallation(t, newState(t)) })
 	t.Run("UpdateInstallation", func(t *testing.T) { stateUpdateInstallation(t, newState(t)) })
 	t.Run("Register", func(t *testing.T) { stateRegister(t, newState(t)) })
@@ -29,19 +30,34 @@ func testState(t *testing.T, newState func(t *testing.T) State) {
 	t.Run("Drops", func(t *testing.T) { stateDrops(t, newState(t)) })
 }
 
-func testHashKey(t testing.TB) *HashKey {
-	sk, err := crypto.SigningKeyFromSeed(make([]byte, 32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hk, err := DeriveHashKey(sk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hk
+// Token hash kinds of the suite (any distinct strings do).
+const (
+	KindAccessToken       = "access-token"
+	KindRegistrationToken = "registration-token"
+	KindOAuthState        = "oauth-state"
+	KindUnregisterSig     = "unregister-signature"
+)
+
+// HashKey computes token hashes for the suite (the broker's own is
+// broker.HashKey; the store only ever sees the hashes).
+type HashKey struct{ k []byte }
+
+// Hash returns the keyed hash of token for kind.
+func (k *HashKey) Hash(kind, token string) state.TokenHash {
+	var h state.TokenHash
+	copy(h[:], crypto.HMACSHA256(k.k, []byte(kind+"\x00"+token)))
+	return h
 }
 
-func testAgent(t testing.TB, hk *HashKey, id, org string, now time.Time) *Agent {
+func testHashKey(testing.TB) *HashKey { return &HashKey{k: []byte("statetest hash key")} }
+
+// NewAgent returns an agent of org with fresh keys and the access token
+// "access-"+id, hashed with hk.
+func NewAgent(t testing.TB, hk *HashKey, id, org string, now time.Time) *state.Agent {
+	return testAgent(t, hk, id, org, now)
+}
+
+func testAgent(t testing.TB, hk *HashKey, id, org string, now time.Time) *state.Agent {
 	box, err := crypto.GenerateBoxKeyPair()
 	if err != nil {
 		t.Fatal(err)
@@ -50,21 +66,21 @@ func testAgent(t testing.TB, hk *HashKey, id, org string, now time.Time) *Agent 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Agent{ID: id, OrgID: org, BoxPublicKey: box.Public, SigningPublicKey: sig.Public(),
+	return &state.Agent{ID: id, OrgID: org, BoxPublicKey: box.Public, SigningPublicKey: sig.Public(),
 		CreatedAt: now, AccessTokenHash: hk.Hash(KindAccessToken, "access-"+id),
-		AccessTokenExpiresAt: now.Add(DefaultAccessTokenTTL)}
+		AccessTokenExpiresAt: now.Add(state.DefaultAccessTokenTTL)}
 }
 
-func stateInstallation(t *testing.T, st State) {
+func stateInstallation(t *testing.T, st state.Store) {
 	ctx := context.Background()
-	if _, err := st.GetInstallation(ctx, "T1"); !errors.Is(err, ErrNotFound) {
+	if _, err := st.GetInstallation(ctx, "T1"); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("get absent: %v, want ErrNotFound", err)
 	}
-	if err := st.RevokeInstallation(ctx, "T1", time.Now()); !errors.Is(err, ErrNotFound) {
+	if err := st.RevokeInstallation(ctx, "T1", time.Now()); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("revoke absent: %v, want ErrNotFound", err)
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	inst := &Installation{OrgID: "E1", TeamID: "T1", EnterpriseID: "E1", IsEnterpriseInstall: true,
+	inst := &state.Installation{OrgID: "E1", TeamID: "T1", EnterpriseID: "E1", IsEnterpriseInstall: true,
 		BotToken: "sr1.x", BotRefreshToken: "sr1.y", BotTokenExpiresAt: now.Add(time.Hour),
 		BotScopes: []string{"chat:write"}, InstalledAt: now, UpdatedAt: now}
 	if err := st.PutInstallation(ctx, inst); err != nil {
@@ -98,7 +114,7 @@ func stateInstallation(t *testing.T, st State) {
 	}
 }
 
-func stateRegister(t *testing.T, st State) {
+func stateRegister(t *testing.T, st state.Store) {
 	ctx := context.Background()
 	hk := testHashKey(t)
 	now := time.Now()
@@ -114,19 +130,19 @@ func stateRegister(t *testing.T, st State) {
 	other := testAgent(t, hk, "a2", "T2", now)
 	tests := []struct {
 		name  string
-		token TokenHash
-		agent *Agent
+		token state.TokenHash
+		agent *state.Agent
 		want  error
 	}{
-		{"unknown token", hk.Hash(KindRegistrationToken, "nope"), a, ErrNotFound},
-		{"token of another org", tok, other, ErrNotFound},
-		{"expired", expired, a, ErrExpired},
+		{"unknown token", hk.Hash(KindRegistrationToken, "nope"), a, state.ErrNotFound},
+		{"token of another org", tok, other, state.ErrNotFound},
+		{"expired", expired, a, state.ErrExpired},
 		{"ok", tok, a, nil},
-		{"used", tok, a, ErrUsed},
+		{"used", tok, a, state.ErrUsed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := st.RegisterAgent(ctx, tt.token, tt.agent, now)
+			err := st.RegisterAgent(ctx, tt.token, tt.agent, now, 0)
 			if !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
 				t.Fatalf("RegisterAgent = %v, want %v", err, tt.want)
 			}
@@ -140,26 +156,26 @@ func stateRegister(t *testing.T, st State) {
 	dup := *a
 	dup.ID = "a3"
 	dup.AccessTokenHash = hk.Hash(KindAccessToken, "access-a3")
-	if err := st.RegisterAgent(ctx, tok2, &dup, now); !errors.Is(err, ErrAgentExists) {
+	if err := st.RegisterAgent(ctx, tok2, &dup, now, 0); !errors.Is(err, state.ErrAgentExists) {
 		t.Fatalf("duplicate key: %v", err)
 	}
 	fresh := testAgent(t, hk, "a4", "T1", now)
-	if err := st.RegisterAgent(ctx, tok2, fresh, now); err != nil {
+	if err := st.RegisterAgent(ctx, tok2, fresh, now, 0); err != nil {
 		t.Fatalf("token must survive an ErrAgentExists: %v", err)
 	}
 	g, err := st.LookupAccessToken(ctx, a.AccessTokenHash, now)
 	if err != nil || g.AgentID != "a1" || g.OrgID != "T1" {
 		t.Fatalf("lookup: %+v %v", g, err)
 	}
-	if _, err := st.LookupAccessToken(ctx, a.AccessTokenHash, now.Add(DefaultAccessTokenTTL+time.Second)); !errors.Is(err, ErrExpired) {
+	if _, err := st.LookupAccessToken(ctx, a.AccessTokenHash, now.Add(state.DefaultAccessTokenTTL+time.Second)); !errors.Is(err, state.ErrExpired) {
 		t.Fatalf("lookup after expiry: %v", err)
 	}
-	if _, err := st.LookupAccessToken(ctx, hk.Hash(KindAccessToken, "x"), now); !errors.Is(err, ErrNotFound) {
+	if _, err := st.LookupAccessToken(ctx, hk.Hash(KindAccessToken, "x"), now); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("lookup unknown: %v", err)
 	}
 }
 
-func stateRegisterRace(t *testing.T, st State) {
+func stateRegisterRace(t *testing.T, st state.Store) {
 	ctx := context.Background()
 	hk := testHashKey(t)
 	now := time.Now()
@@ -175,7 +191,7 @@ func stateRegisterRace(t *testing.T, st State) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = st.RegisterAgent(ctx, tok, a, now)
+			errs[i] = st.RegisterAgent(ctx, tok, a, now, 0)
 		}()
 	}
 	wg.Wait()
@@ -184,7 +200,7 @@ func stateRegisterRace(t *testing.T, st State) {
 		switch {
 		case err == nil:
 			ok++
-		case !errors.Is(err, ErrUsed):
+		case !errors.Is(err, state.ErrUsed):
 			t.Fatalf("unexpected error %v", err)
 		}
 	}
@@ -193,18 +209,18 @@ func stateRegisterRace(t *testing.T, st State) {
 	}
 }
 
-func stateAgents(t *testing.T, st State) {
+func stateAgents(t *testing.T, st state.Store) {
 	ctx := context.Background()
 	hk := testHashKey(t)
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	var agents []*Agent
+	var agents []*state.Agent
 	for i, org := range []string{"T1", "T1", "T2"} {
 		tok := hk.Hash(KindRegistrationToken, fmt.Sprint("t", i))
 		if err := st.PutRegistrationToken(ctx, tok, org, now.Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 		a := testAgent(t, hk, fmt.Sprint("ag", i), org, now)
-		if err := st.RegisterAgent(ctx, tok, a, now); err != nil {
+		if err := st.RegisterAgent(ctx, tok, a, now, 0); err != nil {
 			t.Fatal(err)
 		}
 		agents = append(agents, a)
@@ -226,13 +242,13 @@ func stateAgents(t *testing.T, st State) {
 	if err := st.DeleteAgent(ctx, "ag0"); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.DeleteAgent(ctx, "ag0"); !errors.Is(err, ErrNotFound) {
+	if err := st.DeleteAgent(ctx, "ag0"); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("delete twice: %v", err)
 	}
-	if _, err := st.GetAgent(ctx, "ag0"); !errors.Is(err, ErrNotFound) {
+	if _, err := st.GetAgent(ctx, "ag0"); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("get deleted: %v", err)
 	}
-	if _, err := st.LookupAccessToken(ctx, agents[0].AccessTokenHash, now); !errors.Is(err, ErrNotFound) {
+	if _, err := st.LookupAccessToken(ctx, agents[0].AccessTokenHash, now); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("token of deleted agent: %v", err)
 	}
 	list, _ = st.ListAgents(ctx, "T1")
@@ -244,12 +260,12 @@ func stateAgents(t *testing.T, st State) {
 	_ = st.PutRegistrationToken(ctx, tok, "T1", now.Add(time.Hour))
 	again := *agents[0]
 	again.ID = "ag9"
-	if err := st.RegisterAgent(ctx, tok, &again, now); err != nil {
+	if err := st.RegisterAgent(ctx, tok, &again, now, 0); err != nil {
 		t.Fatalf("re-register deleted key: %v", err)
 	}
 }
 
-func stateOAuth(t *testing.T, st State) {
+func stateOAuth(t *testing.T, st state.Store) {
 	ctx := context.Background()
 	hk := testHashKey(t)
 	h := hk.Hash(KindOAuthState, "s1")
@@ -267,24 +283,24 @@ func stateOAuth(t *testing.T, st State) {
 	}
 }
 
-func stateEvents(t *testing.T, st State) {
+func stateEvents(t *testing.T, st state.Store) {
 	ctx := context.Background()
 	steps := []struct {
 		do   string
-		want EventClaim
+		want state.EventClaim
 	}{
-		{"claim", EventClaimed},
-		{"claim", EventInProgress},
+		{"claim", state.EventClaimed},
+		{"claim", state.EventInProgress},
 		{"release", 0},
-		{"claim", EventClaimed},
+		{"claim", state.EventClaimed},
 		{"complete", 0},
-		{"claim", EventDone},
+		{"claim", state.EventDone},
 		{"release", 0}, // must not drop a completed record
-		{"claim", EventDone},
+		{"claim", state.EventDone},
 	}
 	for i, s := range steps {
 		var err error
-		var got EventClaim
+		var got state.EventClaim
 		switch s.do {
 		case "claim":
 			got, err = st.ClaimEvent(ctx, "Ev1")
@@ -300,12 +316,12 @@ func stateEvents(t *testing.T, st State) {
 			t.Fatalf("step %d: claim = %v, want %v", i, got, s.want)
 		}
 	}
-	if c, _ := st.ClaimEvent(ctx, "Ev2"); c != EventClaimed {
+	if c, _ := st.ClaimEvent(ctx, "Ev2"); c != state.EventClaimed {
 		t.Fatalf("other event: %v", c)
 	}
 }
 
-func stateReplay(t *testing.T, st State) {
+func stateReplay(t *testing.T, st state.Store) {
 	ctx := context.Background()
 	hk := testHashKey(t)
 	tests := []struct {
@@ -332,9 +348,9 @@ func stateReplay(t *testing.T, st State) {
 	}
 }
 
-func stateBucket(t *testing.T, st State) {
+func stateBucket(t *testing.T, st state.Store) {
 	ctx := context.Background()
-	lim := RateLimit{Rate: 1, Burst: 3}
+	lim := state.RateLimit{Rate: 1, Burst: 3}
 	now := time.UnixMilli(1_700_000_000_000)
 	for i := range 3 {
 		ok, _, err := st.Allow(ctx, "ag", lim, now)
@@ -357,7 +373,7 @@ func stateBucket(t *testing.T, st State) {
 	}
 }
 
-func stateRewrap(t *testing.T, st State) {
+func stateRewrap(t *testing.T, st state.Store) {
 	ctx := context.Background()
 	k1 := make([]byte, 32)
 	k2 := make([]byte, 32)
@@ -375,17 +391,17 @@ func stateRewrap(t *testing.T, st State) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := st.PutInstallation(ctx, &Installation{OrgID: org, BotToken: bt, BotRefreshToken: rt}); err != nil {
+		if err := st.PutInstallation(ctx, &state.Installation{OrgID: org, BotToken: bt, BotRefreshToken: rt}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_ = st.PutInstallation(ctx, &Installation{OrgID: "T3", Revoked: true})
+	_ = st.PutInstallation(ctx, &state.Installation{OrgID: "T3", Revoked: true})
 	rotated, _ := crypto.NewKeyring(map[uint32][]byte{1: k1, 2: k2})
-	n, err := st.RewrapSecrets(ctx, rotated.Rewrap)
+	n, err := state.RewrapSecrets(ctx, st, rotated.Rewrap)
 	if err != nil || n != 4 {
 		t.Fatalf("rewrap: n=%d err=%v, want 4", n, err)
 	}
-	if n, _ := st.RewrapSecrets(ctx, rotated.Rewrap); n != 0 {
+	if n, _ := state.RewrapSecrets(ctx, st, rotated.Rewrap); n != 0 {
 		t.Fatalf("second rewrap changed %d", n)
 	}
 	only2, _ := crypto.NewKeyring(map[uint32][]byte{2: k2})
