@@ -94,7 +94,7 @@ type harness struct {
 
 	// first replica
 	st  *redisstore.State
-	q   *queue.RedisStore
+	q   *redisstore.Inbox
 	srv *Server
 	reg *prometheus.Registry
 	url string
@@ -160,11 +160,11 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 }
 
 // newReplica starts another broker instance on the same Redis and prefix.
-func (h *harness) newReplica() (*Server, *redisstore.State, *queue.RedisStore, *prometheus.Registry, string) {
+func (h *harness) newReplica() (*Server, *redisstore.State, *redisstore.Inbox, *prometheus.Registry, string) {
 	t := h.t
 	logger := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	st := redisstore.NewState(h.rdb, h.prefix+"st:")
-	q, err := queue.NewRedisStore(h.rdb, queue.RedisOptions{Options: h.qopts, Prefix: h.prefix + "q:", Logger: logger})
+	q, err := redisstore.NewInbox(h.rdb, redisstore.InboxOptions{Options: h.qopts, Prefix: h.prefix + "q:", Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -309,7 +309,7 @@ func TestRespondEmbedded(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	q, err := queue.OpenBoltStore(filepath.Join(dir, "q"), queue.Options{})
+	q, err := boltstore.OpenInbox(filepath.Join(dir, "q"), queue.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,6 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/slackfake"
 	"github.com/sealrelay/sealrelay/internal/testredis"
-	"github.com/sealrelay/sealrelay/queue"
 	"github.com/sealrelay/sealrelay/state"
 	"github.com/sealrelay/sealrelay/store/redisstore"
 )
@@ -66,7 +65,7 @@ func newRealBroker(t *testing.T) *realBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := queue.NewRedisStore(rdb, queue.RedisOptions{Prefix: prefix + "q:", Logger: testLogger(t)})
+	q, err := redisstore.NewInbox(rdb, redisstore.InboxOptions{Prefix: prefix + "q:", Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +312,7 @@ func TestRealBrokerReplicaFailover(t *testing.T) {
 // replica starts another broker instance (its own Server, State and queue
 // client) on the same Redis prefix and keys, as a second deployment replica.
 func (rb *realBroker) replica(t *testing.T) *httptest.Server {
-	q, err := queue.NewRedisStore(rb.rdb, queue.RedisOptions{Prefix: rb.prefix + "q:", Logger: testLogger(t)})
+	q, err := redisstore.NewInbox(rb.rdb, redisstore.InboxOptions{Prefix: rb.prefix + "q:", Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

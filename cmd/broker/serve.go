@@ -24,6 +24,7 @@ import (
 	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
 	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/boltstore"
 	"github.com/sealrelay/sealrelay/store/redisstore"
 )
 
@@ -82,7 +83,7 @@ func openStores(ctx context.Context, cfg *config, logger *slog.Logger) (*stores,
 		if err != nil {
 			return nil, err
 		}
-		q, err := queue.NewRedisStore(rdb, queue.RedisOptions{Prefix: cfg.RedisPrefix + redisQueueNS, Logger: logger})
+		q, err := redisstore.NewInbox(rdb, redisstore.InboxOptions{Prefix: cfg.RedisPrefix + redisQueueNS, Logger: logger})
 		if err != nil {
 			_ = rdb.Close()
 			return nil, fmt.Errorf("open redis queue: %w", err)
@@ -101,7 +102,7 @@ func openStores(ctx context.Context, cfg *config, logger *slog.Logger) (*stores,
 	if err != nil {
 		return nil, err
 	}
-	q, err := queue.OpenBoltStore(cfg.DataDir, queue.Options{}, queue.WithLogger(logger))
+	q, err := boltstore.OpenInbox(cfg.DataDir, queue.Options{}, boltstore.WithLogger(logger))
 	if err != nil {
 		_ = st.Close()
 		return nil, fmt.Errorf("open embedded queue in %s: %w", cfg.DataDir, err)

@@ -324,7 +324,7 @@ func (s *sandbox) startBroker(ln net.Listener, clientID, clientSecret string) (*
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("open broker state: %w", err)
 	}
-	q, err := queue.OpenBoltStore(dataDir, queue.Options{}, queue.WithLogger(s.logger))
+	q, err := boltstore.OpenInbox(dataDir, queue.Options{}, boltstore.WithLogger(s.logger))
 	if err != nil {
 		_ = st.Close()
 		return nil, nil, nil, fmt.Errorf("open broker queue: %w", err)

@@ -19,19 +19,6 @@ func testRedis(t testing.TB) (*redis.Client, string) {
 	return testredis.New(t, "redisstore")
 }
 
-func scanKeys(t testing.TB, rdb *redis.Client, prefix string) []string {
-	t.Helper()
-	var keys []string
-	iter := rdb.Scan(context.Background(), 0, prefix+"*", 1000).Iterator()
-	for iter.Next(context.Background()) {
-		keys = append(keys, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
-		t.Errorf("scan: %v", err)
-	}
-	return keys
-}
-
 func TestState(t *testing.T) {
 	t.Parallel()
 	statetest.Run(t, func(t *testing.T) state.Store {

@@ -1,4 +1,4 @@
-package queue
+package boltstore
 
 import (
 	"encoding/binary"
@@ -8,7 +8,7 @@ import (
 )
 
 // This file holds the bbolt store's memory of ids stored by EnqueueID
-// (bucket "ids", see BoltStore).
+// (bucket "ids", see Inbox).
 
 // rememberedUntil returns when the remembered id of inbox is forgotten (unix
 // ns), 0 when it is not remembered.
@@ -30,7 +30,7 @@ func rememberedUntil(tx *bolt.Tx, inbox, id string) int64 {
 
 // remember records id as stored in inbox at now, forgetting expired ids and
 // the oldest ones beyond Options.DedupCapacity.
-func (s *BoltStore) remember(tx *bolt.Tx, inbox, id string, now int64) error {
+func (s *Inbox) remember(tx *bolt.Tx, inbox, id string, now int64) error {
 	b, err := tx.Bucket(bktIDs).CreateBucketIfNotExists([]byte(inbox))
 	if err != nil {
 		return err
@@ -86,7 +86,7 @@ func trimRemembered(t, xb *bolt.Bucket, n, now, limit int64) (int64, error) {
 
 // sweepRemembered forgets expired ids of every inbox and deletes the
 // buckets left empty.
-func (s *BoltStore) sweepRemembered() error {
+func (s *Inbox) sweepRemembered() error {
 	// Find, read-only, the inboxes with something to forget, so that an
 	// idle sweep writes nothing.
 	var names [][]byte

@@ -1,4 +1,4 @@
-package queue
+package boltstore
 
 import (
 	"bytes"
@@ -14,12 +14,15 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/store/internal/inboxutil"
 )
 
-// BoltFileName is the database file OpenBoltStore creates in its directory.
-const BoltFileName = "queue.db"
+// InboxFileName is the database file OpenInbox creates in its directory.
+const InboxFileName = "queue.db"
 
-// BoltStore is the Store for a single broker process without Redis: one
+// Inbox is the Store for a single broker process without Redis: one
 // bbolt file in a data directory.
 //
 // # Durability
@@ -28,7 +31,7 @@ const BoltFileName = "queue.db"
 // fsynced before the call returns, so nothing Enqueue returned for is lost
 // when the process is killed (kill -9) or the machine loses power, provided
 // the disk honours fsync. Concurrent calls are grouped into one transaction
-// and one fsync with DB.Batch (window BoltBatchDelay, 1 ms by default), which
+// and one fsync with DB.Batch (window DefaultBatchDelay, 1 ms by default), which
 // is what makes concurrent producers fast; a lone call pays the window plus
 // one commit. A Pull that finds nothing to lease, reclaim or expire uses a
 // read-only transaction and writes nothing. Lease deadlines are stored as
@@ -61,47 +64,47 @@ const BoltFileName = "queue.db"
 // Retention is applied on every Pull and, for inboxes nobody pulls, by a
 // sweeper goroutine every sweep interval (default one minute). It assumes the
 // process clock does not step backwards by more than a message's age.
-type BoltStore struct {
+type Inbox struct {
 	db   *bolt.DB
-	opts Options
-	cfg  boltConfig
+	opts queue.Options
+	cfg  inboxConfig
 	log  *slog.Logger
-	hub  *hub
+	hub  *inboxutil.Hub
 
 	closed chan struct{}
 	once   sync.Once
 	wg     sync.WaitGroup
 }
 
-var _ Store = (*BoltStore)(nil)
+var _ queue.Store = (*Inbox)(nil)
 
-// BoltOption configures OpenBoltStore.
-type BoltOption func(*boltConfig)
+// InboxOption configures OpenInbox.
+type InboxOption func(*inboxConfig)
 
-type boltConfig struct {
+type inboxConfig struct {
 	batchDelay    time.Duration
 	sweepInterval time.Duration
 	logger        *slog.Logger
 }
 
-// BoltBatchDelay is the default of WithBatchDelay.
-const BoltBatchDelay = time.Millisecond
+// DefaultBatchDelay is the default of WithBatchDelay.
+const DefaultBatchDelay = time.Millisecond
 
 // WithBatchDelay sets how long a write waits for others to join its
 // transaction (bbolt's MaxBatchDelay). Longer windows mean fewer fsyncs under
 // load and more latency for a lone writer.
-func WithBatchDelay(d time.Duration) BoltOption {
-	return func(c *boltConfig) { c.batchDelay = d }
+func WithBatchDelay(d time.Duration) InboxOption {
+	return func(c *inboxConfig) { c.batchDelay = d }
 }
 
 // WithSweepInterval sets how often retention is applied to every inbox.
-func WithSweepInterval(d time.Duration) BoltOption {
-	return func(c *boltConfig) { c.sweepInterval = d }
+func WithSweepInterval(d time.Duration) InboxOption {
+	return func(c *inboxConfig) { c.sweepInterval = d }
 }
 
 // WithLogger sets the logger for operational warnings.
-func WithLogger(l *slog.Logger) BoltOption {
-	return func(c *boltConfig) { c.logger = l }
+func WithLogger(l *slog.Logger) InboxOption {
+	return func(c *inboxConfig) { c.logger = l }
 }
 
 var (
@@ -128,9 +131,9 @@ const (
 	stDead   = 2
 )
 
-// OpenBoltStore opens (creating if needed) the store in dir.
-func OpenBoltStore(dir string, opts Options, options ...BoltOption) (*BoltStore, error) {
-	cfg := boltConfig{batchDelay: BoltBatchDelay, sweepInterval: time.Minute, logger: slog.Default()}
+// OpenInbox opens (creating if needed) the store in dir.
+func OpenInbox(dir string, opts queue.Options, options ...InboxOption) (*Inbox, error) {
+	cfg := inboxConfig{batchDelay: DefaultBatchDelay, sweepInterval: time.Minute, logger: slog.Default()}
 	for _, o := range options {
 		o(&cfg)
 	}
@@ -143,7 +146,7 @@ func OpenBoltStore(dir string, opts Options, options ...BoltOption) (*BoltStore,
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("queue: creating %s: %w", dir, err)
 	}
-	path := filepath.Join(dir, BoltFileName)
+	path := filepath.Join(dir, InboxFileName)
 	// The freelist is not written on every commit (it is rebuilt from the
 	// pages when the file is opened), which roughly halves the bytes each
 	// small transaction writes; the map freelist keeps large ones fast.
@@ -163,12 +166,12 @@ func OpenBoltStore(dir string, opts Options, options ...BoltOption) (*BoltStore,
 		_ = db.Close()
 		return nil, fmt.Errorf("queue: initialising %s: %w", path, err)
 	}
-	s := &BoltStore{
+	s := &Inbox{
 		db:     db,
 		opts:   opts.WithDefaults(),
 		cfg:    cfg,
 		log:    cfg.logger.With("component", "queue.bolt"),
-		hub:    newHub(),
+		hub:    inboxutil.NewHub(),
 		closed: make(chan struct{}),
 	}
 	s.wg.Add(1)
@@ -396,8 +399,8 @@ func (x *ibx) cleanup() error {
 }
 
 // Enqueue implements Store.
-func (s *BoltStore) Enqueue(ctx context.Context, inbox string, body []byte) (string, error) {
-	id := newID()
+func (s *Inbox) Enqueue(ctx context.Context, inbox string, body []byte) (string, error) {
+	id := inboxutil.NewID()
 	if _, err := s.put(ctx, inbox, id, false, body); err != nil {
 		return "", err
 	}
@@ -405,8 +408,8 @@ func (s *BoltStore) Enqueue(ctx context.Context, inbox string, body []byte) (str
 }
 
 // EnqueueID implements Store.
-func (s *BoltStore) EnqueueID(ctx context.Context, inbox, id string, body []byte) (bool, error) {
-	if err := ValidateID(id); err != nil {
+func (s *Inbox) EnqueueID(ctx context.Context, inbox, id string, body []byte) (bool, error) {
+	if err := queue.ValidateID(id); err != nil {
 		return false, err
 	}
 	return s.put(ctx, inbox, id, true, body)
@@ -414,15 +417,15 @@ func (s *BoltStore) EnqueueID(ctx context.Context, inbox, id string, body []byte
 
 // put stores body under id; keyed (EnqueueID) makes it a no-op for an id in
 // the inbox or remembered, and remembers id.
-func (s *BoltStore) put(ctx context.Context, inbox, id string, keyed bool, body []byte) (bool, error) {
-	if err := checkEnqueue(inbox, body); err != nil {
+func (s *Inbox) put(ctx context.Context, inbox, id string, keyed bool, body []byte) (bool, error) {
+	if err := inboxutil.CheckEnqueue(inbox, body); err != nil {
 		return false, err
 	}
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
 	if s.isClosed() {
-		return false, ErrClosed
+		return false, queue.ErrClosed
 	}
 	var stored, full bool
 	err := s.db.Batch(func(tx *bolt.Tx) error {
@@ -434,17 +437,17 @@ func (s *BoltStore) put(ctx context.Context, inbox, id string, keyed bool, body 
 		return false, fmt.Errorf("queue: enqueue into %s: %w", inbox, err)
 	}
 	if full {
-		return false, fmt.Errorf("%w: %s holds %d messages", ErrInboxFull, inbox, s.opts.Capacity)
+		return false, fmt.Errorf("%w: %s holds %d messages", queue.ErrInboxFull, inbox, s.opts.Capacity)
 	}
 	if stored {
-		s.hub.wake(inbox)
+		s.hub.Wake(inbox)
 	}
 	return stored, nil
 }
 
 // putTx is put's transaction: it stores body under id unless keyed and id
 // is in the inbox or remembered (stored false), or the inbox is full (full).
-func (s *BoltStore) putTx(tx *bolt.Tx, inbox, id string, keyed bool, body []byte) (stored, full bool, err error) {
+func (s *Inbox) putTx(tx *bolt.Tx, inbox, id string, keyed bool, body []byte) (stored, full bool, err error) {
 	x, err := openInbox(tx, inbox, true)
 	if err != nil {
 		return false, false, err
@@ -496,7 +499,7 @@ func (s *BoltStore) putTx(tx *bolt.Tx, inbox, id string, keyed bool, body []byte
 
 // needsWrite reports, from a read transaction, whether a pull would change
 // anything, and otherwise how long until the earliest lease lapses (-1: none).
-func (s *BoltStore) needsWrite(inbox string) (bool, time.Duration, error) {
+func (s *Inbox) needsWrite(inbox string) (bool, time.Duration, error) {
 	need, next := false, time.Duration(-1)
 	err := s.db.View(func(tx *bolt.Tx) error {
 		x, err := openInbox(tx, inbox, false)
@@ -529,15 +532,15 @@ func (s *BoltStore) needsWrite(inbox string) (bool, time.Duration, error) {
 }
 
 // pullOnce leases up to max messages; next is as for needsWrite.
-func (s *BoltStore) pullOnce(inbox string, n int) ([]Message, time.Duration, error) {
+func (s *Inbox) pullOnce(inbox string, n int) ([]queue.Message, time.Duration, error) {
 	need, next, err := s.needsWrite(inbox)
 	if err != nil {
 		return nil, 0, fmt.Errorf("queue: pull from %s: %w", inbox, err)
 	}
 	if !need {
-		return []Message{}, next, nil
+		return []queue.Message{}, next, nil
 	}
-	var msgs []Message
+	var msgs []queue.Message
 	err = s.db.Batch(func(tx *bolt.Tx) error {
 		msgs, next = msgs[:0], -1
 		x, err := openInbox(tx, inbox, false)
@@ -581,7 +584,7 @@ func (s *BoltStore) pullOnce(inbox string, n int) ([]Message, time.Duration, err
 		deadline := now + int64(s.opts.Lease)
 		rc := x.r.Cursor()
 		size := 0
-		for k, _ := rc.First(); k != nil && len(msgs) < n && size < MaxPullBytes; k, _ = rc.First() {
+		for k, _ := rc.First(); k != nil && len(msgs) < n && size < queue.MaxPullBytes; k, _ = rc.First() {
 			seq := binary.BigEndian.Uint64(k)
 			md, ok := decodeMeta(x.m.Get(k))
 			if !ok {
@@ -610,12 +613,12 @@ func (s *BoltStore) pullOnce(inbox string, n int) ([]Message, time.Duration, err
 			id := x.idOf(seq)
 			body := bytes.Clone(x.body.Get(seqKey(seq)))
 			size += len(body)
-			msgs = append(msgs, Message{
+			msgs = append(msgs, queue.Message{
 				ID:         id,
 				Body:       body,
 				Deliveries: int(md.deliveries),
 				EnqueuedAt: time.Unix(0, md.enq),
-				Receipt:    FormatReceipt(id, int(md.deliveries)),
+				Receipt:    queue.FormatReceipt(id, int(md.deliveries)),
 			})
 		}
 		if k, _ := x.l.Cursor().First(); k != nil {
@@ -627,28 +630,28 @@ func (s *BoltStore) pullOnce(inbox string, n int) ([]Message, time.Duration, err
 		return nil, 0, fmt.Errorf("queue: pull from %s: %w", inbox, err)
 	}
 	if msgs == nil {
-		msgs = []Message{}
+		msgs = []queue.Message{}
 	}
 	return msgs, next, nil
 }
 
 // Pull implements Store.
-func (s *BoltStore) Pull(ctx context.Context, inbox string, max int, wait time.Duration) ([]Message, error) {
-	if err := checkPull(inbox, max, wait); err != nil {
+func (s *Inbox) Pull(ctx context.Context, inbox string, max int, wait time.Duration) ([]queue.Message, error) {
+	if err := inboxutil.CheckPull(inbox, max, wait); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if s.isClosed() {
-		return nil, ErrClosed
+		return nil, queue.ErrClosed
 	}
 	if wait <= 0 {
 		msgs, _, err := s.pullOnce(inbox, max)
 		return msgs, s.closedErr(err)
 	}
-	w := s.hub.add(inbox)
-	defer s.hub.remove(inbox, w)
+	w := s.hub.Add(inbox)
+	defer s.hub.Remove(inbox, w)
 	end := time.Now().Add(wait)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -661,7 +664,7 @@ func (s *BoltStore) Pull(ctx context.Context, inbox string, max int, wait time.D
 		if left <= 0 {
 			return msgs, nil
 		}
-		w.arm()
+		w.Arm()
 		d := left
 		if next >= 0 {
 			d = min(d, next+time.Millisecond)
@@ -671,25 +674,25 @@ func (s *BoltStore) Pull(ctx context.Context, inbox string, max int, wait time.D
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-s.closed:
-			return nil, ErrClosed
-		case <-w.ch:
+			return nil, queue.ErrClosed
+		case <-w.C:
 		case <-timer.C:
 		}
 	}
 }
 
 // Ack implements Store.
-func (s *BoltStore) Ack(ctx context.Context, inbox string, receipts []string) (int, error) {
-	if err := ValidateInbox(inbox); err != nil {
+func (s *Inbox) Ack(ctx context.Context, inbox string, receipts []string) (int, error) {
+	if err := queue.ValidateInbox(inbox); err != nil {
 		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	if s.isClosed() {
-		return 0, ErrClosed
+		return 0, queue.ErrClosed
 	}
-	rs := parseReceipts(receipts)
+	rs := inboxutil.ParseReceipts(receipts)
 	if len(rs) == 0 {
 		return 0, nil
 	}
@@ -701,13 +704,13 @@ func (s *BoltStore) Ack(ctx context.Context, inbox string, receipts []string) (i
 			return err
 		}
 		for _, r := range rs {
-			seq, ok := x.seqOf(r.id)
+			seq, ok := x.seqOf(r.ID)
 			if !ok {
 				continue
 			}
 			md, ok := decodeMeta(x.m.Get(seqKey(seq)))
 			if !ok || md.state == stDead || md.deliveries == 0 ||
-				(r.deliveries != 0 && uint32(r.deliveries) != md.deliveries) {
+				(r.Deliveries != 0 && uint32(r.Deliveries) != md.deliveries) {
 				continue
 			}
 			if err := x.drop(seq, md); err != nil {
@@ -727,11 +730,11 @@ func (s *BoltStore) Ack(ctx context.Context, inbox string, receipts []string) (i
 }
 
 // Stats implements Store. Lapsed leases count as ready.
-func (s *BoltStore) Stats(ctx context.Context, inbox string) (Stats, error) {
-	if err := ValidateInbox(inbox); err != nil {
-		return Stats{}, err
+func (s *Inbox) Stats(ctx context.Context, inbox string) (queue.Stats, error) {
+	if err := queue.ValidateInbox(inbox); err != nil {
+		return queue.Stats{}, err
 	}
-	var st Stats
+	var st queue.Stats
 	err := s.db.View(func(tx *bolt.Tx) error {
 		x, err := openInbox(tx, inbox, false)
 		if err != nil || x == nil {
@@ -755,20 +758,20 @@ func (s *BoltStore) Stats(ctx context.Context, inbox string) (Stats, error) {
 		return nil
 	})
 	if err != nil {
-		return Stats{}, fmt.Errorf("queue: stats of %s: %w", inbox, err)
+		return queue.Stats{}, fmt.Errorf("queue: stats of %s: %w", inbox, err)
 	}
 	return st, nil
 }
 
 // DeadLetters implements Store.
-func (s *BoltStore) DeadLetters(ctx context.Context, inbox string, limit int) ([]Message, error) {
-	if err := ValidateInbox(inbox); err != nil {
+func (s *Inbox) DeadLetters(ctx context.Context, inbox string, limit int) ([]queue.Message, error) {
+	if err := queue.ValidateInbox(inbox); err != nil {
 		return nil, err
 	}
 	if limit < 1 {
-		return nil, fmt.Errorf("%w: limit %d", ErrInvalidArgument, limit)
+		return nil, fmt.Errorf("%w: limit %d", queue.ErrInvalidArgument, limit)
 	}
-	out := []Message{}
+	out := []queue.Message{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		x, err := openInbox(tx, inbox, false)
 		if err != nil || x == nil {
@@ -778,8 +781,8 @@ func (s *BoltStore) DeadLetters(ctx context.Context, inbox string, limit int) ([
 		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
 			md, _ := decodeMeta(x.m.Get(k))
 			id := x.idOf(binary.BigEndian.Uint64(k))
-			out = append(out, Message{ID: id, Body: bytes.Clone(x.body.Get(k)), Deliveries: int(md.deliveries),
-				EnqueuedAt: time.Unix(0, md.enq), Receipt: FormatReceipt(id, int(md.deliveries))})
+			out = append(out, queue.Message{ID: id, Body: bytes.Clone(x.body.Get(k)), Deliveries: int(md.deliveries),
+				EnqueuedAt: time.Unix(0, md.enq), Receipt: queue.FormatReceipt(id, int(md.deliveries))})
 		}
 		return nil
 	})
@@ -791,8 +794,8 @@ func (s *BoltStore) DeadLetters(ctx context.Context, inbox string, limit int) ([
 
 // Redrive implements Store. Redriven messages do not count against Capacity
 // when moved; they count afterwards like any ready message.
-func (s *BoltStore) Redrive(ctx context.Context, inbox string, ids []string) (int, error) {
-	if err := ValidateInbox(inbox); err != nil {
+func (s *Inbox) Redrive(ctx context.Context, inbox string, ids []string) (int, error) {
+	if err := queue.ValidateInbox(inbox); err != nil {
 		return 0, err
 	}
 	var moved int
@@ -844,14 +847,14 @@ func (s *BoltStore) Redrive(ctx context.Context, inbox string, ids []string) (in
 		return 0, fmt.Errorf("queue: redrive in %s: %w", inbox, err)
 	}
 	if moved > 0 {
-		s.hub.wake(inbox)
+		s.hub.Wake(inbox)
 	}
 	return moved, nil
 }
 
 // PurgeDeadLetters implements Store.
-func (s *BoltStore) PurgeDeadLetters(ctx context.Context, inbox string) (int, error) {
-	if err := ValidateInbox(inbox); err != nil {
+func (s *Inbox) PurgeDeadLetters(ctx context.Context, inbox string) (int, error) {
+	if err := queue.ValidateInbox(inbox); err != nil {
 		return 0, err
 	}
 	var purged int
@@ -882,8 +885,8 @@ func (s *BoltStore) PurgeDeadLetters(ctx context.Context, inbox string) (int, er
 }
 
 // DeleteInbox implements Store.
-func (s *BoltStore) DeleteInbox(ctx context.Context, inbox string) error {
-	if err := ValidateInbox(inbox); err != nil {
+func (s *Inbox) DeleteInbox(ctx context.Context, inbox string) error {
+	if err := queue.ValidateInbox(inbox); err != nil {
 		return err
 	}
 	err := s.db.Batch(func(tx *bolt.Tx) error {
@@ -905,16 +908,16 @@ func (s *BoltStore) DeleteInbox(ctx context.Context, inbox string) error {
 }
 
 // Ping implements Store.
-func (s *BoltStore) Ping(ctx context.Context) error {
+func (s *Inbox) Ping(ctx context.Context) error {
 	if s.isClosed() {
-		return ErrClosed
+		return queue.ErrClosed
 	}
 	return nil
 }
 
 // Close wakes every waiting Pull (which returns ErrClosed), stops the sweeper
 // and closes the database file.
-func (s *BoltStore) Close() error {
+func (s *Inbox) Close() error {
 	var err error
 	s.once.Do(func() {
 		close(s.closed)
@@ -929,14 +932,14 @@ func (s *BoltStore) Close() error {
 
 // closedErr returns ErrClosed for an error caused by Close racing the call
 // (the database file is closed after s.closed), and err otherwise.
-func (s *BoltStore) closedErr(err error) error {
+func (s *Inbox) closedErr(err error) error {
 	if err != nil && s.isClosed() {
-		return ErrClosed
+		return queue.ErrClosed
 	}
 	return err
 }
 
-func (s *BoltStore) isClosed() bool {
+func (s *Inbox) isClosed() bool {
 	select {
 	case <-s.closed:
 		return true
@@ -945,7 +948,7 @@ func (s *BoltStore) isClosed() bool {
 	}
 }
 
-func (s *BoltStore) sweeper() {
+func (s *Inbox) sweeper() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.sweepInterval)
 	defer t.Stop()
@@ -963,7 +966,7 @@ func (s *BoltStore) sweeper() {
 
 // Sweep applies retention to every inbox and deletes empty ones; it returns
 // how many inboxes it removed. The sweeper goroutine calls it periodically.
-func (s *BoltStore) Sweep(ctx context.Context) (int, error) {
+func (s *Inbox) Sweep(ctx context.Context) (int, error) {
 	var names []string
 	if err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bktRoot).ForEachBucket(func(k []byte) error {
@@ -982,7 +985,7 @@ func (s *BoltStore) Sweep(ctx context.Context) (int, error) {
 			return removed, err
 		}
 		if s.isClosed() {
-			return removed, ErrClosed
+			return removed, queue.ErrClosed
 		}
 		cutoff := time.Now().UnixNano() - int64(s.opts.Retention)
 		stale := false
@@ -1028,7 +1031,7 @@ func (s *BoltStore) Sweep(ctx context.Context) (int, error) {
 }
 
 // inboxCount reports how many inbox buckets exist (for tests).
-func (s *BoltStore) inboxCount() (int, error) {
+func (s *Inbox) inboxCount() (int, error) {
 	n := 0
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bktRoot).ForEachBucket(func([]byte) error { n++; return nil })
@@ -1037,4 +1040,4 @@ func (s *BoltStore) inboxCount() (int, error) {
 }
 
 // waiting reports how many Pulls of this store wait on inbox (for tests).
-func (s *BoltStore) waiting(inbox string) int { return s.hub.count(inbox) }
+func (s *Inbox) waiting(inbox string) int { return s.hub.Count(inbox) }

@@ -1,45 +1,47 @@
-package queue
+package queuetest
 
 import (
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/sealrelay/sealrelay/queue"
 )
 
 // testEnqueueIDs: a batch behaves item by item as Enqueue/EnqueueID would —
 // per-item validation errors, a full inbox fails only its own items, a
 // repeated id is a no-op, empty ids get fresh random ids, and the items of
 // one inbox keep their order.
-func testEnqueueIDs(t *testing.T, h harness) {
-	s := h.open(t, Options{Capacity: 2}, 1)[0]
-	b, ok := s.(BatchEnqueuer)
+func testEnqueueIDs(t *testing.T, h Harness) {
+	s := h.Open(t, queue.Options{Capacity: 2}, 1)[0]
+	b, ok := s.(queue.BatchEnqueuer)
 	if !ok {
 		t.Fatalf("%T does not implement BatchEnqueuer", s)
 	}
-	ctx := testCtx(t)
-	mustEnqueue(t, s, "bfull", []byte("f1"))
-	mustEnqueue(t, s, "bfull", []byte("f2"))
-	if !mustEnqueueID(t, s, "bdup", "known", []byte("old")) {
+	ctx := TestCtx(t)
+	MustEnqueue(t, s, "bfull", []byte("f1"))
+	MustEnqueue(t, s, "bfull", []byte("f2"))
+	if !MustEnqueueID(t, s, "bdup", "known", []byte("old")) {
 		t.Fatal("first EnqueueID did not store")
 	}
 	tests := []struct {
-		item   Item
+		item   queue.Item
 		stored bool
 		err    error
 	}{
-		{Item{Inbox: "ba", ID: "a1", Body: []byte("a-1")}, true, nil},
-		{Item{Inbox: "bfull", ID: "x1", Body: []byte("x")}, false, ErrInboxFull},
-		{Item{Inbox: "ba", ID: "a2", Body: []byte("a-2")}, true, nil},
-		{Item{Inbox: "bb", Body: []byte("b-random")}, true, nil},
-		{Item{Inbox: "bdup", ID: "known", Body: []byte("new")}, false, nil},
-		{Item{Inbox: "ba", ID: "a1", Body: []byte("a-1 again")}, false, nil},
-		{Item{Inbox: "a b", ID: "ok", Body: []byte("x")}, false, ErrInvalidInbox},
-		{Item{Inbox: "bb", ID: "a#1", Body: []byte("x")}, false, ErrInvalidArgument},
-		{Item{Inbox: "bb", ID: "big", Body: make([]byte, MaxMessageSize+1)}, false, ErrTooLarge},
-		{Item{Inbox: "bfull", Body: []byte("y")}, false, ErrInboxFull},
+		{queue.Item{Inbox: "ba", ID: "a1", Body: []byte("a-1")}, true, nil},
+		{queue.Item{Inbox: "bfull", ID: "x1", Body: []byte("x")}, false, queue.ErrInboxFull},
+		{queue.Item{Inbox: "ba", ID: "a2", Body: []byte("a-2")}, true, nil},
+		{queue.Item{Inbox: "bb", Body: []byte("b-random")}, true, nil},
+		{queue.Item{Inbox: "bdup", ID: "known", Body: []byte("new")}, false, nil},
+		{queue.Item{Inbox: "ba", ID: "a1", Body: []byte("a-1 again")}, false, nil},
+		{queue.Item{Inbox: "a b", ID: "ok", Body: []byte("x")}, false, queue.ErrInvalidInbox},
+		{queue.Item{Inbox: "bb", ID: "a#1", Body: []byte("x")}, false, queue.ErrInvalidArgument},
+		{queue.Item{Inbox: "bb", ID: "big", Body: make([]byte, queue.MaxMessageSize+1)}, false, queue.ErrTooLarge},
+		{queue.Item{Inbox: "bfull", Body: []byte("y")}, false, queue.ErrInboxFull},
 	}
-	items := make([]Item, len(tests))
+	items := make([]queue.Item, len(tests))
 	for i, tc := range tests {
 		items[i] = tc.item
 	}
@@ -67,7 +69,7 @@ func testEnqueueIDs(t *testing.T, h harness) {
 	}
 	for ib, w := range want {
 		var got []string
-		for _, m := range mustPull(t, s, ib, 10, 0) {
+		for _, m := range MustPull(t, s, ib, 10, 0) {
 			id := m.ID
 			if ib == "bfull" {
 				id = "?"

@@ -1,4 +1,4 @@
-package queue
+package redisstore
 
 import (
 	"bytes"
@@ -14,11 +14,14 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/store/internal/inboxutil"
 )
 
-// RedisOptions configure a RedisStore.
-type RedisOptions struct {
-	Options
+// InboxOptions configure a Inbox.
+type InboxOptions struct {
+	queue.Options
 	// Prefix starts every key and channel name the store uses. Default "sr:".
 	Prefix string
 	// SweepInterval is how often the sweeper looks for inboxes nobody pulled
@@ -32,7 +35,7 @@ type RedisOptions struct {
 	Logger *slog.Logger
 }
 
-func (o RedisOptions) withDefaults() RedisOptions {
+func (o InboxOptions) withDefaults() InboxOptions {
 	o.Options = o.Options.WithDefaults()
 	if o.Prefix == "" {
 		o.Prefix = "sr:"
@@ -49,7 +52,7 @@ func (o RedisOptions) withDefaults() RedisOptions {
 	return o
 }
 
-// RedisStore is the Store for many broker replicas sharing one Redis (≥ 7.0)
+// Inbox is the Store for many broker replicas sharing one Redis (≥ 7.0)
 // or Redis Cluster.
 //
 // # Keys
@@ -88,7 +91,7 @@ func (o RedisOptions) withDefaults() RedisOptions {
 //
 // # Batching
 //
-// Concurrent Enqueue calls of one RedisStore are grouped: four flusher
+// Concurrent Enqueue calls of one Inbox are grouped: four flusher
 // goroutines each take whatever calls are queued (up to 128 messages or
 // 4 MiB) and send them as one MULTI/EXEC holding the bodies' HSETs and one
 // enqueue script call for all their inboxes (one transaction per inbox on a
@@ -104,7 +107,7 @@ func (o RedisOptions) withDefaults() RedisOptions {
 // # Long polling
 //
 // No blocking Redis command is used. Enqueue publishes the inbox name on
-// <prefix>wake when the inbox had nothing ready; each RedisStore holds one
+// <prefix>wake when the inbox had nothing ready; each Inbox holds one
 // pub/sub connection and wakes its local waiters of that inbox, which pull
 // again. A waiter also pulls again at the earliest lease deadline of its inbox
 // (when a lapsed lease makes a message available) and every PollInterval as a
@@ -137,16 +140,16 @@ func (o RedisOptions) withDefaults() RedisOptions {
 // To run the suite against an existing cluster instead, set
 // REDIS_CLUSTER_ADDRS=host:port,host:port,... (TestRedisConformance then
 // uses it in place of REDIS_URL).
-type RedisStore struct {
+type Inbox struct {
 	c    redis.UniversalClient
-	opts RedisOptions
+	opts InboxOptions
 	log  *slog.Logger
 
 	wakeChannel string
 	registry    string
 	sweepLock   string
 
-	hub    *hub
+	hub    *inboxutil.Hub
 	ps     *redis.PubSub
 	closed chan struct{}
 	once   sync.Once
@@ -159,24 +162,24 @@ type RedisStore struct {
 	touched map[string]time.Time // inbox → last registry write by this process
 }
 
-var _ Store = (*RedisStore)(nil)
+var _ queue.Store = (*Inbox)(nil)
 
-// NewRedisStore returns a store using client, which it does not close. It
+// NewInbox returns a store using client, which it does not close. It
 // checks the server version, subscribes to the wake-up channel (waiting for
 // the subscription to be confirmed) and starts the sweeper.
-func NewRedisStore(client redis.UniversalClient, opts RedisOptions) (*RedisStore, error) {
+func NewInbox(client redis.UniversalClient, opts InboxOptions) (*Inbox, error) {
 	opts = opts.withDefaults()
 	if client == nil {
-		return nil, fmt.Errorf("queue: NewRedisStore: nil client")
+		return nil, fmt.Errorf("queue: NewInbox: nil client")
 	}
-	s := &RedisStore{
+	s := &Inbox{
 		c:           client,
 		opts:        opts,
 		log:         opts.Logger.With("component", "queue.redis"),
 		wakeChannel: opts.Prefix + "wake",
 		registry:    opts.Prefix + "inboxes",
 		sweepLock:   opts.Prefix + "sweep:lock",
-		hub:         newHub(),
+		hub:         inboxutil.NewHub(),
 		closed:      make(chan struct{}),
 		touched:     make(map[string]time.Time),
 		enqueueCh:   make(chan []*enqueueReq, enqueueQueueSize),
@@ -213,15 +216,15 @@ func NewRedisStore(client redis.UniversalClient, opts RedisOptions) (*RedisStore
 // listen dispatches wake-up notices to local waiters. go-redis reconnects and
 // resubscribes by itself; the confirmation of that subscription arrives here
 // as a *redis.Subscription, upon which every waiter is woken.
-func (s *RedisStore) listen(ch <-chan interface{}) {
+func (s *Inbox) listen(ch <-chan interface{}) {
 	defer s.wg.Done()
 	for m := range ch {
 		switch m := m.(type) {
 		case *redis.Message:
-			s.hub.wake(m.Payload)
+			s.hub.Wake(m.Payload)
 		case *redis.Subscription:
 			s.log.Debug("wake-up channel (re)subscribed", "channel", m.Channel)
-			s.hub.wakeAll()
+			s.hub.WakeAll()
 		}
 	}
 }
@@ -231,7 +234,7 @@ const keysPerInbox = 8
 
 // keys returns the KEYS of every inbox script:
 // seq body meta ready lease enq dead ids.
-func (s *RedisStore) keys(inbox string) []string {
+func (s *Inbox) keys(inbox string) []string {
 	base := s.opts.Prefix + "ib:{" + inbox + "}:"
 	return []string{base + "seq", base + "body", base + "meta", base + "ready",
 		base + "lease", base + "enq", base + "dead", base + "ids"}
@@ -444,14 +447,14 @@ const (
 // goroutines each take whatever calls are queued (up to 128 messages or
 // 4 MiB) and send them in one round trip (MULTI, HSET bodies, EVALSHA
 // enqueue, EXEC). A lone call is sent at once, without waiting for company.
-func (s *RedisStore) Enqueue(ctx context.Context, inbox string, body []byte) (string, error) {
-	if err := checkEnqueue(inbox, body); err != nil {
+func (s *Inbox) Enqueue(ctx context.Context, inbox string, body []byte) (string, error) {
+	if err := inboxutil.CheckEnqueue(inbox, body); err != nil {
 		return "", err
 	}
 	if s.isClosed() {
-		return "", ErrClosed
+		return "", queue.ErrClosed
 	}
-	r, err := s.enqueue(ctx, inbox, newID(), false, body, s.wakeChannel)
+	r, err := s.enqueue(ctx, inbox, inboxutil.NewID(), false, body, s.wakeChannel)
 	if err != nil {
 		return "", err
 	}
@@ -459,15 +462,15 @@ func (s *RedisStore) Enqueue(ctx context.Context, inbox string, body []byte) (st
 }
 
 // EnqueueID implements Store.
-func (s *RedisStore) EnqueueID(ctx context.Context, inbox, id string, body []byte) (bool, error) {
-	if err := checkEnqueue(inbox, body); err != nil {
+func (s *Inbox) EnqueueID(ctx context.Context, inbox, id string, body []byte) (bool, error) {
+	if err := inboxutil.CheckEnqueue(inbox, body); err != nil {
 		return false, err
 	}
-	if err := ValidateID(id); err != nil {
+	if err := queue.ValidateID(id); err != nil {
 		return false, err
 	}
 	if s.isClosed() {
-		return false, ErrClosed
+		return false, queue.ErrClosed
 	}
 	r, err := s.enqueue(ctx, inbox, id, true, body, s.wakeChannel)
 	if err != nil {
@@ -477,7 +480,7 @@ func (s *RedisStore) EnqueueID(ctx context.Context, inbox, id string, body []byt
 }
 
 // enqueue queues one message for a flusher; channel is where wake-ups go.
-func (s *RedisStore) enqueue(ctx context.Context, inbox, id string, keyed bool, body []byte, channel string) (*enqueueReq, error) {
+func (s *Inbox) enqueue(ctx context.Context, inbox, id string, keyed bool, body []byte, channel string) (*enqueueReq, error) {
 	r := s.newReq(ctx, inbox, id, keyed, body, channel)
 	if err := s.submit(ctx, []*enqueueReq{r}); err != nil {
 		return nil, err
@@ -491,20 +494,20 @@ func (s *RedisStore) enqueue(ctx context.Context, inbox, id string, keyed bool, 
 // newReq builds one queued message. The body is copied: a caller whose ctx
 // ends returns at once and may reuse its buffer while a flusher is still
 // sending it.
-func (s *RedisStore) newReq(ctx context.Context, inbox, id string, keyed bool, body []byte, channel string) *enqueueReq {
+func (s *Inbox) newReq(ctx context.Context, inbox, id string, keyed bool, body []byte, channel string) *enqueueReq {
 	return &enqueueReq{ctx: ctx, inbox: inbox, body: bytes.Clone(body), id: id, keyed: keyed, channel: channel, done: make(chan struct{})}
 }
 
 // submit hands reqs to a flusher as one bundle (they go out in the same
 // round trip) and waits until all are done. An error means the outcome of
 // every req not yet done is unknown.
-func (s *RedisStore) submit(ctx context.Context, reqs []*enqueueReq) error {
+func (s *Inbox) submit(ctx context.Context, reqs []*enqueueReq) error {
 	select {
 	case s.enqueueCh <- reqs:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-s.closed:
-		return ErrClosed
+		return queue.ErrClosed
 	}
 	for _, r := range reqs {
 		select {
@@ -518,7 +521,7 @@ func (s *RedisStore) submit(ctx context.Context, reqs []*enqueueReq) error {
 			select {
 			case <-r.done:
 			default:
-				return ErrClosed
+				return queue.ErrClosed
 			}
 		}
 	}
@@ -527,7 +530,7 @@ func (s *RedisStore) submit(ctx context.Context, reqs []*enqueueReq) error {
 
 // flusher sends queued Enqueue calls in batches until the store closes.
 // A bundle (one EnqueueIDs call) is never split across batches.
-func (s *RedisStore) flusher() {
+func (s *Inbox) flusher() {
 	defer s.wg.Done()
 	for {
 		var first []*enqueueReq
@@ -559,12 +562,12 @@ func (s *RedisStore) flusher() {
 }
 
 // drainEnqueues fails the calls still queued at Close.
-func (s *RedisStore) drainEnqueues() {
+func (s *Inbox) drainEnqueues() {
 	for {
 		select {
 		case b := <-s.enqueueCh:
 			for _, r := range b {
-				r.err = ErrClosed
+				r.err = queue.ErrClosed
 				close(r.done)
 			}
 		default:
@@ -574,7 +577,7 @@ func (s *RedisStore) drainEnqueues() {
 }
 
 // flush stores one batch and completes its calls.
-func (s *RedisStore) flush(batch []*enqueueReq) {
+func (s *Inbox) flush(batch []*enqueueReq) {
 	// Drop calls whose caller already gave up.
 	live := batch[:0]
 	for _, r := range batch {
@@ -737,7 +740,7 @@ func (s *RedisStore) flush(batch []*enqueueReq) {
 					case 0:
 						r.stored = true
 					case 2:
-						r.err = fmt.Errorf("%w: %s holds %d messages", ErrInboxFull, g.inbox, s.opts.Capacity)
+						r.err = fmt.Errorf("%w: %s holds %d messages", queue.ErrInboxFull, g.inbox, s.opts.Capacity)
 					}
 					pos++
 				}
@@ -754,13 +757,6 @@ func (s *RedisStore) flush(batch []*enqueueReq) {
 	for _, r := range live {
 		close(r.done)
 	}
-}
-
-// newID returns a fresh message id: 128 random bits in hex.
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 func isNoScript(err error) bool {
@@ -858,9 +854,9 @@ return out
 
 // pullOnce runs the pull script. next is the time until the inbox's earliest
 // lease deadline by the server clock, or -1 when nothing is leased.
-func (s *RedisStore) pullOnce(ctx context.Context, inbox string, max int) (msgs []Message, next time.Duration, err error) {
+func (s *Inbox) pullOnce(ctx context.Context, inbox string, max int) (msgs []queue.Message, next time.Duration, err error) {
 	res, err := pullScript.Run(ctx, s.c, s.keys(inbox), max, s.opts.Lease.Milliseconds(),
-		s.opts.MaxDeliveries, s.opts.Retention.Milliseconds(), MaxPullBytes).Slice()
+		s.opts.MaxDeliveries, s.opts.Retention.Milliseconds(), queue.MaxPullBytes).Slice()
 	if err != nil {
 		return nil, 0, fmt.Errorf("queue: pull from %s: %w", inbox, err)
 	}
@@ -876,7 +872,7 @@ func (s *RedisStore) pullOnce(ctx context.Context, inbox string, max int) (msgs 
 	if first >= 0 {
 		next = time.Duration(max64(first-now, 0)) * time.Millisecond
 	}
-	msgs = make([]Message, 0, (len(res)-2)/4)
+	msgs = make([]queue.Message, 0, (len(res)-2)/4)
 	for i := 2; i < len(res); i += 4 {
 		id, _ := res[i].(string)
 		body, _ := res[i+1].(string)
@@ -885,12 +881,12 @@ func (s *RedisStore) pullOnce(ctx context.Context, inbox string, max int) (msgs 
 		if err := errors.Join(err1, err2); err != nil || id == "" {
 			return nil, 0, fmt.Errorf("queue: pull from %s: malformed message in reply: %v", inbox, err)
 		}
-		msgs = append(msgs, Message{
+		msgs = append(msgs, queue.Message{
 			ID:         id,
 			Body:       []byte(body),
 			Deliveries: int(d),
 			EnqueuedAt: time.UnixMilli(enq),
-			Receipt:    FormatReceipt(id, int(d)),
+			Receipt:    queue.FormatReceipt(id, int(d)),
 		})
 	}
 	s.touch(ctx, inbox)
@@ -899,7 +895,7 @@ func (s *RedisStore) pullOnce(ctx context.Context, inbox string, max int) (msgs 
 
 // touch records activity on inbox in the sweeper's registry, at most twice
 // per sweep interval per process.
-func (s *RedisStore) touch(ctx context.Context, inbox string) {
+func (s *Inbox) touch(ctx context.Context, inbox string) {
 	now := time.Now()
 	s.touchMu.Lock()
 	last, ok := s.touched[inbox]
@@ -925,19 +921,19 @@ const waitRetryInterval = 100 * time.Millisecond
 
 // Pull implements Store. An error when the pull starts is returned at once;
 // one that happens while it waits is retried until the wait ends.
-func (s *RedisStore) Pull(ctx context.Context, inbox string, max int, wait time.Duration) ([]Message, error) {
-	if err := checkPull(inbox, max, wait); err != nil {
+func (s *Inbox) Pull(ctx context.Context, inbox string, max int, wait time.Duration) ([]queue.Message, error) {
+	if err := inboxutil.CheckPull(inbox, max, wait); err != nil {
 		return nil, err
 	}
 	if s.isClosed() {
-		return nil, ErrClosed
+		return nil, queue.ErrClosed
 	}
 	if wait <= 0 {
 		msgs, _, err := s.pullOnce(ctx, inbox, max)
 		return msgs, err
 	}
-	w := s.hub.add(inbox)
-	defer s.hub.remove(inbox, w)
+	w := s.hub.Add(inbox)
+	defer s.hub.Remove(inbox, w)
 	end := time.Now().Add(wait)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -960,7 +956,7 @@ func (s *RedisStore) Pull(ctx context.Context, inbox string, max int, wait time.
 		case left <= 0:
 			return msgs, nil
 		}
-		w.arm()
+		w.Arm()
 		d := min(left, s.opts.PollInterval)
 		if next >= 0 {
 			d = min(d, next+time.Millisecond)
@@ -970,8 +966,8 @@ func (s *RedisStore) Pull(ctx context.Context, inbox string, max int, wait time.
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-s.closed:
-			return nil, ErrClosed
-		case <-w.ch:
+			return nil, queue.ErrClosed
+		case <-w.C:
 		case <-timer.C:
 		}
 	}
@@ -1011,14 +1007,14 @@ return #del
 `)
 
 // Ack implements Store.
-func (s *RedisStore) Ack(ctx context.Context, inbox string, receipts []string) (int, error) {
-	if err := ValidateInbox(inbox); err != nil {
+func (s *Inbox) Ack(ctx context.Context, inbox string, receipts []string) (int, error) {
+	if err := queue.ValidateInbox(inbox); err != nil {
 		return 0, err
 	}
 	if s.isClosed() {
-		return 0, ErrClosed
+		return 0, queue.ErrClosed
 	}
-	rs := parseReceipts(receipts)
+	rs := inboxutil.ParseReceipts(receipts)
 	if len(rs) == 0 {
 		return 0, nil
 	}
@@ -1028,7 +1024,7 @@ func (s *RedisStore) Ack(ctx context.Context, inbox string, receipts []string) (
 		rs = rs[len(chunk):]
 		args := make([]interface{}, 0, 2*len(chunk))
 		for _, r := range chunk {
-			args = append(args, r.id, r.deliveries)
+			args = append(args, r.ID, r.Deliveries)
 		}
 		n, err := ackScript.Run(ctx, s.c, s.keys(inbox), args...).Int()
 		if err != nil {
@@ -1056,24 +1052,24 @@ return {ready, leased, redis.call('ZCARD', K_DEAD), fmt(now), o}
 `)
 
 // Stats implements Store.
-func (s *RedisStore) Stats(ctx context.Context, inbox string) (Stats, error) {
-	if err := ValidateInbox(inbox); err != nil {
-		return Stats{}, err
+func (s *Inbox) Stats(ctx context.Context, inbox string) (queue.Stats, error) {
+	if err := queue.ValidateInbox(inbox); err != nil {
+		return queue.Stats{}, err
 	}
 	res, err := statsScript.Run(ctx, s.c, s.keys(inbox)).Slice()
 	if err != nil {
-		return Stats{}, fmt.Errorf("queue: stats of %s: %w", inbox, err)
+		return queue.Stats{}, fmt.Errorf("queue: stats of %s: %w", inbox, err)
 	}
 	if len(res) != 5 {
-		return Stats{}, fmt.Errorf("queue: stats of %s: malformed reply %v", inbox, res)
+		return queue.Stats{}, fmt.Errorf("queue: stats of %s: malformed reply %v", inbox, res)
 	}
 	var v [5]int64
 	for i := range v {
 		if v[i], err = replyInt(res[i]); err != nil {
-			return Stats{}, fmt.Errorf("queue: stats of %s: %w", inbox, err)
+			return queue.Stats{}, fmt.Errorf("queue: stats of %s: %w", inbox, err)
 		}
 	}
-	st := Stats{Ready: int(v[0]), Leased: int(v[1]), DeadLetters: int(v[2])}
+	st := queue.Stats{Ready: int(v[0]), Leased: int(v[1]), DeadLetters: int(v[2])}
 	if v[4] >= 0 {
 		st.OldestAge = time.Duration(max64(v[3]-v[4], 0)) * time.Millisecond
 	}
@@ -1099,12 +1095,12 @@ return out
 `)
 
 // DeadLetters implements Store.
-func (s *RedisStore) DeadLetters(ctx context.Context, inbox string, limit int) ([]Message, error) {
-	if err := ValidateInbox(inbox); err != nil {
+func (s *Inbox) DeadLetters(ctx context.Context, inbox string, limit int) ([]queue.Message, error) {
+	if err := queue.ValidateInbox(inbox); err != nil {
 		return nil, err
 	}
 	if limit < 1 {
-		return nil, fmt.Errorf("%w: limit %d", ErrInvalidArgument, limit)
+		return nil, fmt.Errorf("%w: limit %d", queue.ErrInvalidArgument, limit)
 	}
 	res, err := deadLettersScript.Run(ctx, s.c, s.keys(inbox), limit).Slice()
 	if err != nil {
@@ -1113,7 +1109,7 @@ func (s *RedisStore) DeadLetters(ctx context.Context, inbox string, limit int) (
 	if len(res)%4 != 0 {
 		return nil, fmt.Errorf("queue: dead letters of %s: malformed reply", inbox)
 	}
-	out := make([]Message, 0, len(res)/4)
+	out := make([]queue.Message, 0, len(res)/4)
 	for i := 0; i < len(res); i += 4 {
 		id, _ := res[i].(string)
 		body, _ := res[i+1].(string)
@@ -1122,8 +1118,8 @@ func (s *RedisStore) DeadLetters(ctx context.Context, inbox string, limit int) (
 		if err := errors.Join(err1, err2); err != nil {
 			return nil, fmt.Errorf("queue: dead letters of %s: %w", inbox, err)
 		}
-		out = append(out, Message{ID: id, Body: []byte(body), Deliveries: int(d),
-			EnqueuedAt: time.UnixMilli(enq), Receipt: FormatReceipt(id, int(d))})
+		out = append(out, queue.Message{ID: id, Body: []byte(body), Deliveries: int(d),
+			EnqueuedAt: time.UnixMilli(enq), Receipt: queue.FormatReceipt(id, int(d))})
 	}
 	return out, nil
 }
@@ -1166,8 +1162,8 @@ return #moved
 
 // Redrive implements Store. Redriven messages do not count against Capacity
 // when moved; they count afterwards like any ready message.
-func (s *RedisStore) Redrive(ctx context.Context, inbox string, ids []string) (int, error) {
-	if err := ValidateInbox(inbox); err != nil {
+func (s *Inbox) Redrive(ctx context.Context, inbox string, ids []string) (int, error) {
+	if err := queue.ValidateInbox(inbox); err != nil {
 		return 0, err
 	}
 	total := 0
@@ -1204,8 +1200,8 @@ return #ids
 `)
 
 // PurgeDeadLetters implements Store.
-func (s *RedisStore) PurgeDeadLetters(ctx context.Context, inbox string) (int, error) {
-	if err := ValidateInbox(inbox); err != nil {
+func (s *Inbox) PurgeDeadLetters(ctx context.Context, inbox string) (int, error) {
+	if err := queue.ValidateInbox(inbox); err != nil {
 		return 0, err
 	}
 	total := 0
@@ -1222,8 +1218,8 @@ func (s *RedisStore) PurgeDeadLetters(ctx context.Context, inbox string) (int, e
 }
 
 // DeleteInbox implements Store.
-func (s *RedisStore) DeleteInbox(ctx context.Context, inbox string) error {
-	if err := ValidateInbox(inbox); err != nil {
+func (s *Inbox) DeleteInbox(ctx context.Context, inbox string) error {
+	if err := queue.ValidateInbox(inbox); err != nil {
 		return err
 	}
 	if err := s.c.Del(ctx, s.keys(inbox)...).Err(); err != nil {
@@ -1239,9 +1235,9 @@ func (s *RedisStore) DeleteInbox(ctx context.Context, inbox string) error {
 }
 
 // Ping implements Store.
-func (s *RedisStore) Ping(ctx context.Context) error {
+func (s *Inbox) Ping(ctx context.Context) error {
 	if s.isClosed() {
-		return ErrClosed
+		return queue.ErrClosed
 	}
 	if err := s.c.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("queue: redis ping: %w", err)
@@ -1251,7 +1247,7 @@ func (s *RedisStore) Ping(ctx context.Context) error {
 
 // Close stops the sweeper and the pub/sub connection and wakes every waiting
 // Pull, which returns ErrClosed. It does not close the client.
-func (s *RedisStore) Close() error {
+func (s *Inbox) Close() error {
 	var err error
 	s.once.Do(func() {
 		close(s.closed)
@@ -1265,7 +1261,7 @@ func (s *RedisStore) Close() error {
 	return nil
 }
 
-func (s *RedisStore) isClosed() bool {
+func (s *Inbox) isClosed() bool {
 	select {
 	case <-s.closed:
 		return true
@@ -1286,7 +1282,7 @@ return cleanup()
 `)
 
 // sweeper runs Sweep every SweepInterval on whichever replica takes the lock.
-func (s *RedisStore) sweeper() {
+func (s *Inbox) sweeper() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.opts.SweepInterval)
 	defer t.Stop()
@@ -1329,7 +1325,7 @@ func (s *RedisStore) sweeper() {
 // interval and deletes the keys of the empty ones; it returns how many
 // inboxes it removed. The background sweeper calls it under a lock so one
 // replica sweeps per interval; calling it directly is safe too.
-func (s *RedisStore) Sweep(ctx context.Context) (int, error) {
+func (s *Inbox) Sweep(ctx context.Context) (int, error) {
 	cutoff := strconv.FormatInt(time.Now().Add(-s.opts.SweepInterval).UnixMilli(), 10)
 	removed, offset := 0, int64(0)
 	for {
@@ -1341,7 +1337,7 @@ func (s *RedisStore) Sweep(ctx context.Context) (int, error) {
 			return removed, nil
 		}
 		for _, inbox := range inboxes {
-			if ValidateInbox(inbox) != nil {
+			if queue.ValidateInbox(inbox) != nil {
 				// Not ours to interpret; drop it from the registry.
 				s.c.ZRem(ctx, s.registry, inbox)
 				continue
@@ -1431,4 +1427,4 @@ func max64(a, b int64) int64 {
 }
 
 // waiting reports how many Pulls of this store wait on inbox (for tests).
-func (s *RedisStore) waiting(inbox string) int { return s.hub.count(inbox) }
+func (s *Inbox) waiting(inbox string) int { return s.hub.Count(inbox) }

@@ -1,4 +1,4 @@
-package queue
+package redisstore
 
 import (
 	"context"
@@ -10,6 +10,11 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/queue/queuetest"
+
+	"github.com/sealrelay/sealrelay/store/internal/inboxutil"
 )
 
 // privateRedis is a redis-server started by a test in its own directory, on
@@ -55,7 +60,7 @@ func (r *privateRedis) start(extra ...string) {
 	}
 	c := redis.NewClient(&redis.Options{Addr: r.addr()})
 	defer c.Close()
-	eventually(r.t, 30*time.Second, "private redis-server to answer", func() bool {
+	queuetest.Eventually(r.t, 30*time.Second, "private redis-server to answer", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		return c.Ping(ctx).Err() == nil
@@ -80,12 +85,12 @@ func (r *privateRedis) stop() {
 	}
 }
 
-func (r *privateRedis) store(t *testing.T, opts RedisOptions) (*RedisStore, *redis.Client) {
+func (r *privateRedis) store(t *testing.T, opts InboxOptions) (*Inbox, *redis.Client) {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: r.addr(), MaxRetries: -1})
-	s, err := NewRedisStore(c, opts)
+	s, err := NewInbox(c, opts)
 	if err != nil {
-		t.Fatalf("NewRedisStore: %v", err)
+		t.Fatalf("NewInbox: %v", err)
 	}
 	t.Cleanup(func() { _ = s.Close(); _ = c.Close() })
 	return s, c
@@ -96,9 +101,9 @@ func (r *privateRedis) store(t *testing.T, opts RedisOptions) (*RedisStore, *red
 // acked ones stay gone, and leased ones come back once their lease lapses.
 func TestRedisKill9(t *testing.T) {
 	srv := startPrivateRedis(t)
-	opts := RedisOptions{Options: Options{Lease: time.Second}, PollInterval: time.Hour}
+	opts := InboxOptions{Options: queue.Options{Lease: time.Second}, PollInterval: time.Hour}
 	s, _ := srv.store(t, opts)
-	ctx := testCtx(t)
+	ctx := queuetest.TestCtx(t)
 	const n = 300
 	enqueued := map[string]bool{}
 	for i := range n {
@@ -108,13 +113,13 @@ func TestRedisKill9(t *testing.T) {
 		}
 		enqueued[id] = true
 	}
-	leased := mustPull(t, s, "durable", 20, 0)
+	leased := queuetest.MustPull(t, s, "durable", 20, 0)
 	var acks []string
 	for _, m := range leased[:10] {
 		acks = append(acks, m.Receipt)
 		delete(enqueued, m.ID)
 	}
-	if got := mustAck(t, s, "durable", acks...); got != 10 {
+	if got := queuetest.MustAck(t, s, "durable", acks...); got != 10 {
 		t.Fatalf("acked %d, want 10", got)
 	}
 	stillLeased := map[string]bool{}
@@ -128,8 +133,8 @@ func TestRedisKill9(t *testing.T) {
 
 	s2, _ := srv.store(t, opts)
 	got := map[string]int{}
-	eventually(t, time.Minute, "every enqueued message to come back", func() bool {
-		for _, m := range mustPull(t, s2, "durable", 100, time.Second) {
+	queuetest.Eventually(t, time.Minute, "every enqueued message to come back", func() bool {
+		for _, m := range queuetest.MustPull(t, s2, "durable", 100, time.Second) {
 			if !enqueued[m.ID] {
 				t.Fatalf("got acked or unknown message %s after restart", m.ID)
 			}
@@ -137,7 +142,7 @@ func TestRedisKill9(t *testing.T) {
 				t.Fatalf("message %s delivered twice after restart", m.ID)
 			}
 			got[m.ID] = m.Deliveries
-			mustAck(t, s2, "durable", m.Receipt)
+			queuetest.MustAck(t, s2, "durable", m.Receipt)
 		}
 		return len(got) == len(enqueued)
 	})
@@ -152,12 +157,12 @@ func TestRedisKill9(t *testing.T) {
 // notice may be lost; the resubscription wakes every waiter, which pulls.
 func TestRedisResubscribeWakesWaiters(t *testing.T) {
 	srv := startPrivateRedis(t)
-	s, c := srv.store(t, RedisOptions{PollInterval: time.Hour})
-	ctx := testCtx(t)
-	res := startWaitingPull(t, ctx, s, "lost", 10*time.Minute)
+	s, c := srv.store(t, InboxOptions{PollInterval: time.Hour})
+	ctx := queuetest.TestCtx(t)
+	res := queuetest.StartWaitingPull(t, ctx, redisHarness(), s, "lost", 10*time.Minute)
 	// Enqueue behind the store's back, publishing on a channel nobody hears,
 	// as if the wake-up had been lost.
-	er, err := s.enqueue(ctx, "lost", newID(), false, []byte("quiet"), "nobody-listens")
+	er, err := s.enqueue(ctx, "lost", inboxutil.NewID(), false, []byte("quiet"), "nobody-listens")
 	if err != nil {
 		t.Fatalf("enqueue: %v", err)
 	}
@@ -167,8 +172,8 @@ func TestRedisResubscribeWakesWaiters(t *testing.T) {
 	id := er.id
 	select {
 	case r := <-res:
-		if r.err != nil || len(r.msgs) != 1 || r.msgs[0].ID != id {
-			t.Fatalf("woken pull: %v %v, want [%s]", ids(r.msgs), r.err, id)
+		if r.Err != nil || len(r.Msgs) != 1 || r.Msgs[0].ID != id {
+			t.Fatalf("woken pull: %v %v, want [%s]", queuetest.IDs(r.Msgs), r.Err, id)
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("waiter not woken after the pub/sub connection was re-established")
@@ -179,16 +184,16 @@ func TestRedisResubscribeWakesWaiters(t *testing.T) {
 // and is served by an Enqueue made after it.
 func TestRedisServerRestartWakesWaiters(t *testing.T) {
 	srv := startPrivateRedis(t)
-	b, _ := srv.store(t, RedisOptions{PollInterval: time.Hour})
-	res := startWaitingPull(t, testCtx(t), b, "restart", 10*time.Minute)
+	b, _ := srv.store(t, InboxOptions{PollInterval: time.Hour})
+	res := queuetest.StartWaitingPull(t, queuetest.TestCtx(t), redisHarness(), b, "restart", 10*time.Minute)
 	srv.kill9()
 	srv.start()
-	a, _ := srv.store(t, RedisOptions{PollInterval: time.Hour})
-	id := mustEnqueue(t, a, "restart", []byte("after restart"))
+	a, _ := srv.store(t, InboxOptions{PollInterval: time.Hour})
+	id := queuetest.MustEnqueue(t, a, "restart", []byte("after restart"))
 	select {
 	case r := <-res:
-		if r.err != nil || len(r.msgs) != 1 || r.msgs[0].ID != id {
-			t.Fatalf("woken pull: %v %v, want [%s]", ids(r.msgs), r.err, id)
+		if r.Err != nil || len(r.Msgs) != 1 || r.Msgs[0].ID != id {
+			t.Fatalf("woken pull: %v %v, want [%s]", queuetest.IDs(r.Msgs), r.Err, id)
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("waiter not served after Redis restarted")
@@ -199,9 +204,9 @@ func TestRedisServerRestartWakesWaiters(t *testing.T) {
 // never saw the scripts) every operation reloads its script and works.
 func TestRedisScriptFlush(t *testing.T) {
 	srv := startPrivateRedis(t)
-	s, c := srv.store(t, RedisOptions{})
-	ctx := testCtx(t)
-	a := mustEnqueue(t, s, "flush", []byte("a"))
+	s, c := srv.store(t, InboxOptions{})
+	ctx := queuetest.TestCtx(t)
+	a := queuetest.MustEnqueue(t, s, "flush", []byte("a"))
 	ops := []struct {
 		name string
 		run  func() error
@@ -210,7 +215,7 @@ func TestRedisScriptFlush(t *testing.T) {
 		{"pull", func() error {
 			msgs, err := s.Pull(ctx, "flush", 1, 0)
 			if err == nil && (len(msgs) != 1 || msgs[0].ID != a) {
-				return fmt.Errorf("pulled %v, want [%s]", ids(msgs), a)
+				return fmt.Errorf("pulled %v, want [%s]", queuetest.IDs(msgs), a)
 			}
 			return err
 		}},
@@ -235,7 +240,7 @@ func TestRedisScriptFlush(t *testing.T) {
 			t.Errorf("%s after SCRIPT FLUSH: %v", op.name, err)
 		}
 	}
-	if st := mustStats(t, s, "flush"); st.Ready != 1 {
+	if st := queuetest.MustStats(t, s, "flush"); st.Ready != 1 {
 		t.Fatalf("stats %+v, want the second message ready", st)
 	}
 }

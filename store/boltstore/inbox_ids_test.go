@@ -1,4 +1,4 @@
-package queue
+package boltstore
 
 import (
 	"os"
@@ -7,11 +7,14 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/queue/queuetest"
 )
 
-func openBoltT(t *testing.T, dir string, opts Options) *BoltStore {
+func openBoltT(t *testing.T, dir string, opts queue.Options) *Inbox {
 	t.Helper()
-	s, err := OpenBoltStore(dir, opts)
+	s, err := OpenInbox(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,16 +29,16 @@ func openBoltT(t *testing.T, dir string, opts Options) *BoltStore {
 func TestBoltRestoreNeverReusesIDs(t *testing.T) {
 	t.Parallel()
 	dir, backup := t.TempDir(), t.TempDir()
-	s := openBoltT(t, dir, Options{})
-	mustEnqueueID(t, s, "ib", "slack-event", []byte("0"))
+	s := openBoltT(t, dir, queue.Options{})
+	queuetest.MustEnqueueID(t, s, "ib", "slack-event", []byte("0"))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, BoltFileName))
+	b, err := os.ReadFile(filepath.Join(dir, InboxFileName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(backup, BoltFileName), b, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(backup, InboxFileName), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	seen := map[string]bool{}
@@ -45,31 +48,31 @@ func TestBoltRestoreNeverReusesIDs(t *testing.T) {
 	}{
 		{"original", func() {}},
 		{"restored backup", func() {
-			if err := os.WriteFile(filepath.Join(dir, BoltFileName), b, 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, InboxFileName), b, 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"lost data directory", func() {
-			if err := os.Remove(filepath.Join(dir, BoltFileName)); err != nil {
+			if err := os.Remove(filepath.Join(dir, InboxFileName)); err != nil {
 				t.Fatal(err)
 			}
 		}},
 	}
 	for _, tc := range cases {
 		tc.prep()
-		s := openBoltT(t, dir, Options{})
+		s := openBoltT(t, dir, queue.Options{})
 		for range 20 {
-			id := mustEnqueue(t, s, "ib", []byte("x"))
+			id := queuetest.MustEnqueue(t, s, "ib", []byte("x"))
 			if seen[id] {
 				t.Fatalf("%s: id %s handed out again", tc.name, id)
 			}
 			seen[id] = true
 		}
-		msgs := mustPull(t, s, "ib", MaxPull, 0)
+		msgs := queuetest.MustPull(t, s, "ib", queue.MaxPull, 0)
 		for _, m := range msgs {
-			mustAck(t, s, "ib", m.ID)
+			queuetest.MustAck(t, s, "ib", m.ID)
 		}
-		if stored := mustEnqueueID(t, s, "ib", "slack-event", []byte("again")); stored != (tc.name == "lost data directory") {
+		if stored := queuetest.MustEnqueueID(t, s, "ib", "slack-event", []byte("again")); stored != (tc.name == "lost data directory") {
 			t.Fatalf("%s: EnqueueID of the remembered id stored %v", tc.name, stored)
 		}
 		if err := s.Close(); err != nil {
@@ -84,9 +87,9 @@ func TestBoltRestoreNeverReusesIDs(t *testing.T) {
 func TestBoltLegacyDecimalIDs(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s := openBoltT(t, dir, Options{})
-	mustEnqueue(t, s, "old", []byte("a"))
-	mustEnqueue(t, s, "old", []byte("b"))
+	s := openBoltT(t, dir, queue.Options{})
+	queuetest.MustEnqueue(t, s, "old", []byte("a"))
+	queuetest.MustEnqueue(t, s, "old", []byte("b"))
 	// Rewrite the inbox as an older version left it.
 	if err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bktRoot).Bucket([]byte("old"))
@@ -97,19 +100,19 @@ func TestBoltLegacyDecimalIDs(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	msgs := mustPull(t, s, "old", 10, 0)
-	if got := ids(msgs); len(got) != 2 || got[0] != "1" || got[1] != "2" {
+	msgs := queuetest.MustPull(t, s, "old", 10, 0)
+	if got := queuetest.IDs(msgs); len(got) != 2 || got[0] != "1" || got[1] != "2" {
 		t.Fatalf("legacy ids %v, want [1 2]", got)
 	}
-	fresh := mustEnqueue(t, s, "old", []byte("c"))
+	fresh := queuetest.MustEnqueue(t, s, "old", []byte("c"))
 	if len(fresh) != 32 {
 		t.Fatalf("new id %q in a legacy inbox", fresh)
 	}
-	if n := mustAck(t, s, "old", "1", msgs[1].Receipt); n != 2 {
+	if n := queuetest.MustAck(t, s, "old", "1", msgs[1].Receipt); n != 2 {
 		t.Fatalf("acked %d legacy messages, want 2", n)
 	}
-	if m := mustPull(t, s, "old", 10, 0); len(m) != 1 || m[0].ID != fresh {
-		t.Fatalf("after acking the legacy ones: %v", ids(m))
+	if m := queuetest.MustPull(t, s, "old", 10, 0); len(m) != 1 || m[0].ID != fresh {
+		t.Fatalf("after acking the legacy ones: %v", queuetest.IDs(m))
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -120,10 +123,10 @@ func TestBoltLegacyDecimalIDs(t *testing.T) {
 // nobody enqueues into any more, and leaves no bucket behind.
 func TestBoltSweepForgetsIDs(t *testing.T) {
 	t.Parallel()
-	s := openBoltT(t, t.TempDir(), Options{DedupWindow: 100 * time.Millisecond})
+	s := openBoltT(t, t.TempDir(), queue.Options{DedupWindow: 100 * time.Millisecond})
 	t.Cleanup(func() { _ = s.Close() })
-	mustEnqueueID(t, s, "idle", "e1", []byte("x"))
-	mustAck(t, s, "idle", mustPull(t, s, "idle", 1, 0)[0].ID)
+	queuetest.MustEnqueueID(t, s, "idle", "e1", []byte("x"))
+	queuetest.MustAck(t, s, "idle", queuetest.MustPull(t, s, "idle", 1, 0)[0].ID)
 	remembered := func() int {
 		n := 0
 		if err := s.db.View(func(tx *bolt.Tx) error {
@@ -136,8 +139,8 @@ func TestBoltSweepForgetsIDs(t *testing.T) {
 	if remembered() != 1 {
 		t.Fatal("the id is not remembered")
 	}
-	eventually(t, 30*time.Second, "the sweeper to forget the id", func() bool {
-		if _, err := s.Sweep(testCtx(t)); err != nil {
+	queuetest.Eventually(t, 30*time.Second, "the sweeper to forget the id", func() bool {
+		if _, err := s.Sweep(queuetest.TestCtx(t)); err != nil {
 			t.Fatal(err)
 		}
 		return remembered() == 0

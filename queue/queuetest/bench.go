@@ -1,8 +1,9 @@
-package queue
+package queuetest
 
-// Benchmarks. Run against the local Redis (REDIS_URL overrides) with
+// Benchmark bodies shared by the inbox engines' benchmarks
+// (store/redisstore, store/boltstore). Run them with
 //
-//	go test -run x -bench . -benchtime 2s ./queue/
+//	go test -run x -bench . -benchtime 2s ./store/redisstore/ ./store/boltstore/
 //
 // BenchmarkRedisWakeUp reports percentiles over b.N runs; add -benchtime
 // 1000x to pin it to 1,000. Each benchmark reports msgs/s or latency
@@ -22,11 +23,12 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sealrelay/sealrelay/queue"
 )
 
 const (
@@ -45,17 +47,17 @@ func benchBody() []byte {
 	return []byte(base64.StdEncoding.EncodeToString(raw)[:benchPayload])
 }
 
-// benchEnqueue runs b.N enqueues from benchProducers goroutines into
+// BenchEnqueue runs b.N enqueues from benchProducers goroutines into
 // `inboxes` inboxes and reports msgs/s; keyed uses EnqueueID with fresh ids
 // (the broker's path for Events API copies).
-func benchEnqueue(b *testing.B, s Store, inboxes int, keyed bool) {
+func BenchEnqueue(b *testing.B, s queue.Store, inboxes int, keyed bool, m ServerMeter) {
 	body := benchBody()
 	ctx := context.Background()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, benchProducers)
 	b.SetBytes(benchPayload)
-	cpu := redisCPU(s)
+	cpu := m.cpu()
 	b.ResetTimer()
 	start := time.Now()
 	for p := range benchProducers {
@@ -89,13 +91,13 @@ func benchEnqueue(b *testing.B, s Store, inboxes int, keyed bool) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
-	reportRedisCPU(b, s, cpu, b.N)
+	m.report(b, cpu, b.N)
 }
 
-// benchPullAck pulls (batches of 10) and acks b.N messages with benchPullers
+// BenchPullAck pulls (batches of 10) and acks b.N messages with benchPullers
 // goroutines, each draining its own inbox, and reports msgs/s. Messages are
 // pre-filled in untimed rounds of benchChunk.
-func benchPullAck(b *testing.B, s Store) {
+func BenchPullAck(b *testing.B, s queue.Store, m ServerMeter) {
 	body := benchBody()
 	ctx := context.Background()
 	var timed, cpu time.Duration
@@ -125,7 +127,7 @@ func benchPullAck(b *testing.B, s Store) {
 		}
 		b.StartTimer()
 		start := time.Now()
-		cpu0 := redisCPU(s)
+		cpu0 := m.cpu()
 		var got atomic.Int64
 		errs := make(chan error, benchPullers)
 		for w := range benchPullers {
@@ -158,7 +160,7 @@ func benchPullAck(b *testing.B, s Store) {
 		}
 		wg.Wait()
 		timed += time.Since(start)
-		cpu += redisCPU(s) - cpu0
+		cpu += m.cpu() - cpu0
 		b.StopTimer()
 		close(errs)
 		for err := range errs {
@@ -170,26 +172,25 @@ func benchPullAck(b *testing.B, s Store) {
 		done += round
 	}
 	b.ReportMetric(float64(b.N)/timed.Seconds(), "msgs/s")
-	if _, ok := s.(*RedisStore); ok {
+	if m != nil {
 		b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "redis-cpu-µs/msg")
 	}
 }
 
-// benchWakeUp measures, b.N times, the time from the start of an Enqueue on
+// BenchWakeUp measures, b.N times, the time from the start of an Enqueue on
 // a to the return of a Pull already waiting on b.
-func benchWakeUp(b *testing.B, a, bs Store) {
+func BenchWakeUp(b *testing.B, a, bs queue.Store, waiting func(inbox string) int) {
 	ctx := context.Background()
 	body := benchBody()
 	lat := make([]time.Duration, 0, b.N)
-	wc := bs.(waitCounter)
 	b.ResetTimer()
 	for range b.N {
-		res := make(chan pullResult, 1)
+		res := make(chan PullResult, 1)
 		go func() {
 			msgs, err := bs.Pull(ctx, "wake", 1, 30*time.Second)
-			res <- pullResult{msgs, err, time.Now()}
+			res <- PullResult{Msgs: msgs, Err: err, At: time.Now()}
 		}()
-		for wc.waiting("wake") == 0 {
+		for waiting("wake") == 0 {
 			time.Sleep(20 * time.Microsecond)
 		}
 		start := time.Now()
@@ -197,14 +198,14 @@ func benchWakeUp(b *testing.B, a, bs Store) {
 			b.Fatal(err)
 		}
 		r := <-res
-		if r.err != nil || len(r.msgs) != 1 {
-			b.Fatalf("woken pull: %d messages, %v", len(r.msgs), r.err)
+		if r.Err != nil || len(r.Msgs) != 1 {
+			b.Fatalf("woken pull: %d messages, %v", len(r.Msgs), r.Err)
 		}
-		lat = append(lat, r.at.Sub(start))
-		if _, err := bs.Ack(ctx, "wake", []string{r.msgs[0].Receipt}); err != nil {
+		lat = append(lat, r.At.Sub(start))
+		if _, err := bs.Ack(ctx, "wake", []string{r.Msgs[0].Receipt}); err != nil {
 			b.Fatal(err)
 		}
-		for wc.waiting("wake") != 0 { // the waiter deregisters after returning
+		for waiting("wake") != 0 { // the waiter deregisters after returning
 			time.Sleep(20 * time.Microsecond)
 		}
 	}
@@ -218,122 +219,21 @@ func benchWakeUp(b *testing.B, a, bs Store) {
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
 }
 
-// redisCPU returns the Redis server's CPU time so far (INFO cpu), or 0 for a
-// store that is not a RedisStore.
-func redisCPU(s Store) time.Duration {
-	rs, ok := s.(*RedisStore)
-	if !ok {
+// ServerMeter reads the CPU time a store's server has used so far (Redis:
+// INFO cpu); nil for an embedded store. The benchmarks report it per
+// message (redis-cpu-µs/msg): what bounds throughput when the server has
+// a core to itself, whatever else loads the machine.
+type ServerMeter func() time.Duration
+
+func (m ServerMeter) cpu() time.Duration {
+	if m == nil {
 		return 0
 	}
-	info, err := rs.c.Info(context.Background(), "cpu").Result()
-	if err != nil {
-		return 0
+	return m()
+}
+
+func (m ServerMeter) report(b *testing.B, before time.Duration, msgs int) {
+	if m != nil && msgs > 0 {
+		b.ReportMetric(float64((m()-before).Microseconds())/float64(msgs), "redis-cpu-µs/msg")
 	}
-	var total float64
-	for _, line := range strings.Split(info, "\n") {
-		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
-		if k == "used_cpu_sys" || k == "used_cpu_user" {
-			f, _ := strconv.ParseFloat(v, 64)
-			total += f
-		}
-	}
-	return time.Duration(total * float64(time.Second))
-}
-
-// reportRedisCPU reports the server CPU per message: what bounds throughput
-// when Redis has a core to itself, whatever else loads the machine. Other
-// clients of the same server inflate it.
-func reportRedisCPU(b *testing.B, s Store, before time.Duration, msgs int) {
-	if _, ok := s.(*RedisStore); ok && msgs > 0 {
-		b.ReportMetric(float64((redisCPU(s)-before).Microseconds())/float64(msgs), "redis-cpu-µs/msg")
-	}
-}
-
-var monitorWarning sync.Once
-
-// warnMonitor logs (once per run) when a MONITOR client is attached to the
-// server.
-func warnMonitor(b *testing.B, s *RedisStore) {
-	list, err := s.c.ClientList(context.Background()).Result()
-	if err != nil {
-		return
-	}
-	for _, line := range strings.Split(list, "\n") {
-		if strings.Contains(line, "cmd=monitor") {
-			monitorWarning.Do(func() {
-				b.Logf("WARNING: a MONITOR client is attached to the Redis server (%s); expect Redis CPU per message to be several times higher", strings.Fields(line)[1])
-			})
-			return
-		}
-	}
-}
-
-func benchRedisStores(b *testing.B, n int) []Store {
-	var out []Store
-	for _, s := range openRedisStores(b, RedisOptions{Options: Options{Capacity: 1 << 30}}, n) {
-		out = append(out, s)
-	}
-	warnMonitor(b, out[0].(*RedisStore))
-	return out
-}
-
-func BenchmarkRedisEnqueue(b *testing.B) {
-	for _, n := range []int{1, benchProducers} {
-		b.Run(fmt.Sprintf("inboxes=%d", n), func(b *testing.B) {
-			benchEnqueue(b, benchRedisStores(b, 1)[0], n, false)
-		})
-	}
-}
-
-// BenchmarkRedisEnqueueID is BenchmarkRedisEnqueue through EnqueueID.
-func BenchmarkRedisEnqueueID(b *testing.B) {
-	for _, n := range []int{1, benchProducers} {
-		b.Run(fmt.Sprintf("inboxes=%d", n), func(b *testing.B) {
-			benchEnqueue(b, benchRedisStores(b, 1)[0], n, true)
-		})
-	}
-}
-
-func BenchmarkRedisPullAck(b *testing.B) {
-	benchPullAck(b, benchRedisStores(b, 1)[0])
-}
-
-func BenchmarkRedisWakeUp(b *testing.B) {
-	s := benchRedisStores(b, 2)
-	benchWakeUp(b, s[0], s[1])
-}
-
-func benchBoltStore(b *testing.B) Store {
-	s, err := OpenBoltStore(b.TempDir(), Options{Capacity: 1 << 30})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = s.Close() })
-	return s
-}
-
-func BenchmarkBoltEnqueue(b *testing.B) {
-	for _, n := range []int{1, benchProducers} {
-		b.Run(fmt.Sprintf("inboxes=%d", n), func(b *testing.B) {
-			benchEnqueue(b, benchBoltStore(b), n, false)
-		})
-	}
-}
-
-// BenchmarkBoltEnqueueID is BenchmarkBoltEnqueue through EnqueueID.
-func BenchmarkBoltEnqueueID(b *testing.B) {
-	for _, n := range []int{1, benchProducers} {
-		b.Run(fmt.Sprintf("inboxes=%d", n), func(b *testing.B) {
-			benchEnqueue(b, benchBoltStore(b), n, true)
-		})
-	}
-}
-
-func BenchmarkBoltPullAck(b *testing.B) {
-	benchPullAck(b, benchBoltStore(b))
-}
-
-func BenchmarkBoltWakeUp(b *testing.B) {
-	s := benchBoltStore(b)
-	benchWakeUp(b, s, s)
 }

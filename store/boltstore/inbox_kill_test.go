@@ -1,4 +1,4 @@
-package queue
+package boltstore
 
 import (
 	"bufio"
@@ -10,6 +10,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/queue/queuetest"
 )
 
 const childDirEnv = "SEALRELAY_QUEUE_BOLT_CHILD_DIR"
@@ -25,7 +28,7 @@ func TestMain(m *testing.M) {
 // boltChild is the child process of TestBoltKill9: it enqueues with 8
 // concurrent producers forever and prints each id once Enqueue returned.
 func boltChild(dir string) {
-	s, err := OpenBoltStore(dir, Options{})
+	s, err := OpenInbox(dir, queue.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		os.Exit(2)
@@ -60,14 +63,14 @@ func TestBoltKill9(t *testing.T) {
 	dir := t.TempDir()
 	// Before the child runs: 20 messages, 10 of them leased (lease 4 s).
 	const lease = 4 * time.Second
-	pre, err := OpenBoltStore(dir, Options{Lease: lease})
+	pre, err := OpenInbox(dir, queue.Options{Lease: lease})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 20 {
-		mustEnqueue(t, pre, "crash", fmt.Appendf(nil, "pre-%d", i))
+		queuetest.MustEnqueue(t, pre, "crash", fmt.Appendf(nil, "pre-%d", i))
 	}
-	leased := mustPull(t, pre, "crash", 10, 0)
+	leased := queuetest.MustPull(t, pre, "crash", 10, 0)
 	leasedAt := time.Now()
 	if len(leased) != 10 {
 		t.Fatalf("leased %d", len(leased))
@@ -104,12 +107,12 @@ func TestBoltKill9(t *testing.T) {
 		t.Fatalf("child printed only %d ids", len(printed))
 	}
 
-	s, err := OpenBoltStore(dir, Options{Lease: lease})
+	s, err := OpenInbox(dir, queue.Options{Lease: lease})
 	if err != nil {
 		t.Fatalf("reopen after kill -9: %v", err)
 	}
 	defer s.Close()
-	st := mustStats(t, s, "crash")
+	st := queuetest.MustStats(t, s, "crash")
 	if time.Since(leasedAt) < lease-time.Second && st.Leased != len(leased) {
 		t.Fatalf("after reopen %d messages leased, want %d (leases must survive)", st.Leased, len(leased))
 	}
@@ -121,8 +124,8 @@ func TestBoltKill9(t *testing.T) {
 	deliveries := map[string]int{}
 	// Drain: the leased messages come back once their deadline passes, as
 	// their second delivery.
-	eventually(t, time.Minute, "every message, leased ones included", func() bool {
-		msgs := mustPull(t, s, "crash", MaxPull, 2*time.Second)
+	queuetest.Eventually(t, time.Minute, "every message, leased ones included", func() bool {
+		msgs := queuetest.MustPull(t, s, "crash", queue.MaxPull, 2*time.Second)
 		var receipts []string
 		for _, m := range msgs {
 			if present[m.ID] {
@@ -132,8 +135,8 @@ func TestBoltKill9(t *testing.T) {
 			deliveries[m.ID] = m.Deliveries
 			receipts = append(receipts, m.Receipt)
 		}
-		mustAck(t, s, "crash", receipts...)
-		return len(msgs) == 0 && mustStats(t, s, "crash").Depth() == 0
+		queuetest.MustAck(t, s, "crash", receipts...)
+		return len(msgs) == 0 && queuetest.MustStats(t, s, "crash").Depth() == 0
 	})
 	for id := range wasLeased {
 		if deliveries[id] != 2 {
@@ -159,40 +162,40 @@ func TestBoltKill9(t *testing.T) {
 // their deadline with the next delivery count; ids are never reused.
 func TestBoltReopen(t *testing.T) {
 	dir := t.TempDir()
-	opts := Options{Lease: 3 * time.Second}
-	s, err := OpenBoltStore(dir, opts)
+	opts := queue.Options{Lease: 3 * time.Second}
+	s, err := OpenInbox(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenBoltStore(dir, opts); err == nil {
-		t.Fatal("a second OpenBoltStore of the same directory succeeded")
+	if _, err := OpenInbox(dir, opts); err == nil {
+		t.Fatal("a second OpenInbox of the same directory succeeded")
 	}
-	a := mustEnqueue(t, s, "re", []byte("a"))
-	b := mustEnqueue(t, s, "re", []byte("b"))
-	leased := mustPull(t, s, "re", 1, 0)
+	a := queuetest.MustEnqueue(t, s, "re", []byte("a"))
+	b := queuetest.MustEnqueue(t, s, "re", []byte("b"))
+	leased := queuetest.MustPull(t, s, "re", 1, 0)
 	if len(leased) != 1 || leased[0].ID != a {
-		t.Fatalf("pulled %v", ids(leased))
+		t.Fatalf("pulled %v", queuetest.IDs(leased))
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = OpenBoltStore(dir, opts)
+	s, err = OpenInbox(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if st := mustStats(t, s, "re"); st.Depth() != 2 {
+	if st := queuetest.MustStats(t, s, "re"); st.Depth() != 2 {
 		t.Fatalf("after reopen: %+v", st)
 	}
-	got := mustPull(t, s, "re", 2, 0)
-	checkPulled(t, got, []string{b}, []int{1})
-	if n := mustAck(t, s, "re", got[0].Receipt); n != 1 {
+	got := queuetest.MustPull(t, s, "re", 2, 0)
+	queuetest.CheckPulled(t, got, []string{b}, []int{1})
+	if n := queuetest.MustAck(t, s, "re", got[0].Receipt); n != 1 {
 		t.Fatalf("ack after reopen removed %d", n)
 	}
-	again := mustPull(t, s, "re", 2, time.Minute)
-	checkPulled(t, again, []string{a}, []int{2})
-	mustAck(t, s, "re", a)
-	c := mustEnqueue(t, s, "re", []byte("c"))
+	again := queuetest.MustPull(t, s, "re", 2, time.Minute)
+	queuetest.CheckPulled(t, again, []string{a}, []int{2})
+	queuetest.MustAck(t, s, "re", a)
+	c := queuetest.MustEnqueue(t, s, "re", []byte("c"))
 	if c == a || c == b {
 		t.Fatalf("id %s reused", c)
 	}

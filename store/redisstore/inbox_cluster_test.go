@@ -1,4 +1,4 @@
-package queue
+package redisstore
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/queue/queuetest"
 )
 
 // freeClusterPort returns a port p such that p and its cluster-bus port
@@ -55,7 +58,7 @@ func startRedisCluster(t *testing.T) []string {
 	}
 	for _, a := range addrs {
 		c := redis.NewClient(&redis.Options{Addr: a})
-		eventually(t, time.Minute, "cluster_state:ok on "+a, func() bool {
+		queuetest.Eventually(t, time.Minute, "cluster_state:ok on "+a, func() bool {
 			info, err := c.ClusterInfo(context.Background()).Result()
 			return err == nil && strings.Contains(info, "cluster_state:ok")
 		})
@@ -73,30 +76,31 @@ func TestRedisClusterConformance(t *testing.T) {
 	}
 	admin := newClient()
 	t.Cleanup(func() { _ = admin.Close() })
-	eventually(t, time.Minute, "cluster client to see every slot", func() bool {
+	queuetest.Eventually(t, time.Minute, "cluster client to see every slot", func() bool {
 		return admin.Set(context.Background(), "probe:{a}", "1", time.Second).Err() == nil &&
 			admin.Set(context.Background(), "probe:{b}", "1", time.Second).Err() == nil &&
 			admin.Set(context.Background(), "probe:{c}", "1", time.Second).Err() == nil
 	})
-	h := harness{
-		open: func(t *testing.T, opts Options, n int) []Store {
+	h := queuetest.Harness{
+		Open: func(t *testing.T, opts queue.Options, n int) []queue.Store {
 			prefix := testPrefix()
-			var out []Store
+			var out []queue.Store
 			for range n {
 				c := newClient()
-				s, err := NewRedisStore(c, RedisOptions{Options: opts, Prefix: prefix,
+				s, err := NewInbox(c, InboxOptions{Options: opts, Prefix: prefix,
 					SweepInterval: 100 * time.Millisecond, PollInterval: time.Hour})
 				if err != nil {
-					t.Fatalf("NewRedisStore on the cluster: %v", err)
+					t.Fatalf("NewInbox on the cluster: %v", err)
 				}
 				t.Cleanup(func() { _ = s.Close(); _ = c.Close() })
 				out = append(out, s)
 			}
 			return out
 		},
-		residue: redisHarness().residue,
+		Residue: redisHarness().Residue,
+		Waiting: redisHarness().Waiting,
 	}
-	runConformance(t, h)
+	queuetest.Run(t, h)
 	// The suite's inboxes live on more than one node, so the suite crossed
 	// slots and nodes.
 	owners := map[string]bool{}

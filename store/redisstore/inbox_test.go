@@ -1,4 +1,4 @@
-package queue
+package redisstore
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sealrelay/sealrelay/internal/testredis"
+	"github.com/sealrelay/sealrelay/queue"
+
+	"github.com/sealrelay/sealrelay/queue/queuetest"
 )
 
 // newTestRedisClient connects to REDIS_CLUSTER_ADDRS (comma-separated, a
@@ -81,7 +84,7 @@ func cleanupPrefix(t testing.TB, c redis.UniversalClient, prefix string) {
 	})
 }
 
-func openRedisStores(t testing.TB, opts RedisOptions, n int) []*RedisStore {
+func openRedisStores(t testing.TB, opts InboxOptions, n int) []*Inbox {
 	t.Helper()
 	admin := newTestRedisClient(t)
 	t.Cleanup(func() { _ = admin.Close() })
@@ -89,12 +92,12 @@ func openRedisStores(t testing.TB, opts RedisOptions, n int) []*RedisStore {
 		opts.Prefix = testPrefix()
 	}
 	cleanupPrefix(t, admin, opts.Prefix)
-	var out []*RedisStore
+	var out []*Inbox
 	for range n {
 		c := newTestRedisClient(t)
-		s, err := NewRedisStore(c, opts)
+		s, err := NewInbox(c, opts)
 		if err != nil {
-			t.Fatalf("NewRedisStore: %v", err)
+			t.Fatalf("NewInbox: %v", err)
 		}
 		t.Cleanup(func() {
 			_ = s.Close()
@@ -105,18 +108,19 @@ func openRedisStores(t testing.TB, opts RedisOptions, n int) []*RedisStore {
 	return out
 }
 
-func redisHarness() harness {
-	return harness{
-		open: func(t *testing.T, opts Options, n int) []Store {
-			var out []Store
-			for _, s := range openRedisStores(t, RedisOptions{Options: opts, SweepInterval: 100 * time.Millisecond, PollInterval: time.Hour}, n) {
+func redisHarness() queuetest.Harness {
+	return queuetest.Harness{
+		Open: func(t *testing.T, opts queue.Options, n int) []queue.Store {
+			var out []queue.Store
+			for _, s := range openRedisStores(t, InboxOptions{Options: opts, SweepInterval: 100 * time.Millisecond, PollInterval: time.Hour}, n) {
 				out = append(out, s)
 			}
 			return out
 		},
-		residue: func(t *testing.T, st Store) int {
-			s := st.(*RedisStore)
-			ctx := testCtx(t)
+		Waiting: func(s queue.Store, inbox string) int { return s.(*Inbox).waiting(inbox) },
+		Residue: func(t *testing.T, st queue.Store) int {
+			s := st.(*Inbox)
+			ctx := queuetest.TestCtx(t)
 			keys, err := scanKeys(ctx, s.c, s.opts.Prefix+"ib:*")
 			if err != nil {
 				t.Fatalf("scan: %v", err)
@@ -131,5 +135,5 @@ func redisHarness() harness {
 }
 
 func TestRedisConformance(t *testing.T) {
-	runConformance(t, redisHarness())
+	queuetest.Run(t, redisHarness())
 }
