@@ -12,9 +12,22 @@ import (
 	"github.com/sealrelay/sealrelay/state"
 )
 
+// Options adapt the suite to an engine.
+type Options struct {
+	// AdvanceLimiter moves the clock the store's rate-limit buckets read
+	// forward by d. Nil means the buckets follow the now argument of
+	// Allow (an in-process limiter); a shared limiter reads its server's
+	// clock and needs this test seam.
+	AdvanceLimiter func(st state.Store, d time.Duration)
+}
+
 // Run is the state.Store conformance suite. Every engine runs it: newState
 // returns a fresh, empty store (cleaned up by the test).
-func Run(t *testing.T, newState func(t *testing.T) state.Store) {
+func Run(t *testing.T, newState func(t *testing.T) state.Store, opts ...Options) {
+	var o Options
+	for _, x := range opts {
+		o = x
+	}
 	t.Run("Installation", func(t *testing.T) { stateInstallation(t, newState(t)) })
 	t.Run("UpdateInstallation", func(t *testing.T) { stateUpdateInstallation(t, newState(t)) })
 	t.Run("Register", func(t *testing.T) { stateRegister(t, newState(t)) })
@@ -25,7 +38,7 @@ func Run(t *testing.T, newState func(t *testing.T) state.Store) {
 	t.Run("OAuthState", func(t *testing.T) { stateOAuth(t, newState(t)) })
 	t.Run("Events", func(t *testing.T) { stateEvents(t, newState(t)) })
 	t.Run("Replay", func(t *testing.T) { stateReplay(t, newState(t)) })
-	t.Run("Bucket", func(t *testing.T) { stateBucket(t, newState(t)) })
+	t.Run("Bucket", func(t *testing.T) { stateBucket(t, newState(t), o.AdvanceLimiter) })
 	t.Run("Rewrap", func(t *testing.T) { stateRewrap(t, newState(t)) })
 	t.Run("Drops", func(t *testing.T) { stateDrops(t, newState(t)) })
 }
@@ -348,10 +361,24 @@ func stateReplay(t *testing.T, st state.Store) {
 	}
 }
 
-func stateBucket(t *testing.T, st state.Store) {
+// stateBucket: a bucket starts full, refuses past its burst with a
+// retryAfter within one token's time, is per key, and refills at its rate.
+// The rate is slow (one token per 100 s) so that a shared limiter, which
+// reads its server's clock, cannot be pushed over by the test's own
+// running time.
+func stateBucket(t *testing.T, st state.Store, advance func(state.Store, time.Duration)) {
 	ctx := context.Background()
-	lim := state.RateLimit{Rate: 1, Burst: 3}
-	now := time.UnixMilli(1_700_000_000_000)
+	lim := state.RateLimit{Rate: 0.01, Burst: 3}
+	start := time.UnixMilli(1_700_000_000_000)
+	elapsed := time.Duration(0)
+	at := func(d time.Duration) time.Time {
+		if advance != nil {
+			advance(st, d-elapsed)
+		}
+		elapsed = d
+		return start.Add(d)
+	}
+	now := at(0)
 	for i := range 3 {
 		ok, _, err := st.Allow(ctx, "ag", lim, now)
 		if err != nil || !ok {
@@ -359,16 +386,16 @@ func stateBucket(t *testing.T, st state.Store) {
 		}
 	}
 	ok, retry, err := st.Allow(ctx, "ag", lim, now)
-	if err != nil || ok || retry <= 0 || retry > time.Second {
+	if err != nil || ok || retry <= 0 || retry > 100*time.Second {
 		t.Fatalf("over burst: ok=%v retry=%v err=%v", ok, retry, err)
 	}
 	if ok, _, _ := st.Allow(ctx, "other", lim, now); !ok {
 		t.Fatal("buckets are per key")
 	}
-	if ok, _, _ := st.Allow(ctx, "ag", lim, now.Add(1100*time.Millisecond)); !ok {
+	if ok, _, _ := st.Allow(ctx, "ag", lim, at(110*time.Second)); !ok {
 		t.Fatal("bucket did not refill")
 	}
-	if ok, _, _ := st.Allow(ctx, "ag", lim, now.Add(1200*time.Millisecond)); ok {
+	if ok, _, _ := st.Allow(ctx, "ag", lim, at(120*time.Second)); ok {
 		t.Fatal("bucket refilled too fast")
 	}
 }

@@ -1038,6 +1038,3 @@ func (s *Inbox) inboxCount() (int, error) {
 	})
 	return n, err
 }
-
-// waiting reports how many Pulls of this store wait on inbox (for tests).
-func (s *Inbox) waiting(inbox string) int { return s.hub.Count(inbox) }

@@ -1425,6 +1425,3 @@ func max64(a, b int64) int64 {
 	}
 	return b
 }
-
-// waiting reports how many Pulls of this store wait on inbox (for tests).
-func (s *Inbox) waiting(inbox string) int { return s.hub.Count(inbox) }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -49,6 +50,10 @@ type State struct {
 	// on every fan-out.
 	decodedMu sync.Mutex
 	decoded   map[string]*state.Agent
+
+	// clockOffset (ms) is added to the server's clock by the rate-limit
+	// script; only tests move it (export_test.go).
+	clockOffset atomic.Int64
 }
 
 const maxDecodedAgents = 10000
@@ -497,10 +502,18 @@ func (s *State) UseSignature(ctx context.Context, h state.TokenHash, ttl time.Du
 	return ok, nil
 }
 
+// bucketScript is a token bucket measured with the Redis server's clock
+// (TIME on the master that owns the key), never a client's or a replica's,
+// so that every broker replica sees the same refill. KEYS[1] bucket;
+// ARGV rate (tokens/s), burst, clock offset in ms (0 outside tests).
+// Returns {1, 0} when a token was taken, {0, ms until the next one}
+// otherwise. Redis 7 replicates a script's effects, not the script, so
+// reading TIME before writing is allowed.
 var bucketScript = redis.NewScript(`
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
 local b = redis.call('HMGET', KEYS[1], 't', 'ts')
 local tokens = tonumber(b[1])
 local ts = tonumber(b[2])
@@ -522,13 +535,14 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
 return {ok, wait}
 `)
 
-// Allow implements state.Store.
-func (s *State) Allow(ctx context.Context, key string, limit state.RateLimit, now time.Time) (bool, time.Duration, error) {
+// Allow implements state.Limiter with the Redis server's clock; now is
+// not used (replicas' clocks may disagree).
+func (s *State) Allow(ctx context.Context, key string, limit state.RateLimit, _ time.Time) (bool, time.Duration, error) {
 	if limit.Rate <= 0 || limit.Burst < 1 {
 		return true, 0, nil
 	}
 	res, err := bucketScript.Run(ctx, s.rdb, []string{s.key("bucket:", key)},
-		strconv.FormatFloat(limit.Rate, 'f', -1, 64), limit.Burst, now.UnixMilli()).Int64Slice()
+		strconv.FormatFloat(limit.Rate, 'f', -1, 64), limit.Burst, s.clockOffset.Load()).Int64Slice()
 	if err != nil {
 		return false, 0, fmt.Errorf("rate limit: %w", err)
 	}

@@ -24,7 +24,7 @@ func TestState(t *testing.T) {
 	statetest.Run(t, func(t *testing.T) state.Store {
 		rdb, prefix := testRedis(t)
 		return NewState(rdb, prefix)
-	})
+	}, statetest.Options{AdvanceLimiter: advanceLimiter})
 }
 
 // TestClaimEventAndListAgents checks the pipelined hot-path variant
@@ -39,7 +39,7 @@ func TestClaimEventAndListAgents(t *testing.T) {
 	if err := st.PutRegistrationToken(ctx, tok, "T1", now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	a := statetest.NewAgent(t, hk, "ag1", "T1", now)
+	a := testAgent(t, hk, "ag1", "T1", now)
 	if err := st.RegisterAgent(ctx, tok, a, now, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestStateCluster(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	statetest.Run(t, func(t *testing.T) state.Store {
 		return NewState(rdb, testredis.Prefix(t, rdb, "redisstore"))
-	})
+	}, statetest.Options{AdvanceLimiter: advanceLimiter})
 }
 
 func TestHoldHub(t *testing.T) {
@@ -97,4 +97,34 @@ func TestHoldHub(t *testing.T) {
 		t.Cleanup(func() { _ = hub.Close() })
 		return hub
 	})
+}
+
+// TestAllowUsesServerClock: the caller's clock does not move a shared
+// bucket (replicas' clocks may disagree); only the server's does.
+func TestAllowUsesServerClock(t *testing.T) {
+	t.Parallel()
+	rdb, prefix := testRedis(t)
+	st := NewState(rdb, prefix)
+	ctx := context.Background()
+	lim := state.RateLimit{Rate: 0.01, Burst: 1}
+	now := time.Now()
+	steps := []struct {
+		name    string
+		callers time.Time
+		advance time.Duration
+		want    bool
+	}{
+		{"first token", now, 0, true},
+		{"empty", now, 0, false},
+		{"caller's clock a day ahead", now.Add(24 * time.Hour), 0, false},
+		{"caller's clock behind", now.Add(-time.Hour), 0, false},
+		{"server clock past one token", now, 110 * time.Second, true},
+	}
+	for _, s := range steps {
+		advanceLimiter(st, s.advance)
+		ok, _, err := st.Allow(ctx, "k", lim, s.callers)
+		if err != nil || ok != s.want {
+			t.Fatalf("%s: Allow = %v, %v; want %v", s.name, ok, err, s.want)
+		}
+	}
 }

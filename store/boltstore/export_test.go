@@ -1,0 +1,4 @@
+package boltstore
+
+// waiting reports how many Pulls of this process wait on inbox.
+func (s *Inbox) waiting(inbox string) int { return s.hub.Count(inbox) }
