@@ -9,8 +9,6 @@ import (
 	"os"
 	"path/filepath"
 
-	bolterrors "go.etcd.io/bbolt/errors"
-
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/atomicfile"
 	"github.com/sealrelay/sealrelay/state"
@@ -192,12 +190,6 @@ func writeFileAtomic(path string, b []byte) error {
 	return err
 }
 
-// Redis key namespaces under --redis-prefix.
-const (
-	redisStateNS = "st:"
-	redisQueueNS = "q:"
-)
-
 // openStateForRotate opens the State broker serve would use.
 func openStateForRotate(ctx context.Context, c *config) (state.Store, func(), error) {
 	if c.usesRedis() {
@@ -205,26 +197,12 @@ func openStateForRotate(ctx context.Context, c *config) (state.Store, func(), er
 		if err != nil {
 			return nil, nil, err
 		}
-		st := redisstore.NewState(rdb, c.RedisPrefix+redisStateNS)
+		st := redisstore.OpenState(rdb, c.RedisPrefix)
 		return st, func() { _ = st.Close(); _ = rdb.Close() }, nil
 	}
-	st, err := openBoltState(c.DataDir)
+	st, err := boltstore.OpenStateDir(c.DataDir)
 	if err != nil {
 		return nil, nil, err
 	}
 	return st, func() { _ = st.Close() }, nil
-}
-
-// openBoltState opens the embedded state in dataDir with a message that
-// explains a locked file.
-func openBoltState(dataDir string) (*boltstore.State, error) {
-	path := filepath.Join(dataDir, boltstore.StateFileName)
-	st, err := boltstore.OpenState(path)
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("%s is in use by another process (a running `broker serve`?): the embedded store allows one process; stop it first, or use --redis-url", path)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return st, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/testredis"
 	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/boltstore"
 	"github.com/sealrelay/sealrelay/store/redisstore"
 )
 
@@ -110,7 +111,7 @@ func TestKeysRotateBolt(t *testing.T) {
 	keyringPath := filepath.Join(keys, masterKeysFile)
 	origKeyring, _ := os.ReadFile(keyringPath)
 
-	st, err := openBoltState(data)
+	st, err := boltstore.OpenStateDir(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +174,7 @@ func TestKeysRotateBolt(t *testing.T) {
 		t.Fatalf("key dir holds %d entries, want 3", len(entries))
 	}
 
-	st, err = openBoltState(data)
+	st, err = boltstore.OpenStateDir(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +186,7 @@ func TestKeysRotateRedis(t *testing.T) {
 	keys := testKeysDir(t)
 	keyringPath := filepath.Join(keys, masterKeysFile)
 	rdb, prefix := testredis.New(t, "cmd")
-	st := redisstore.NewState(rdb, prefix+redisStateNS)
+	st := redisstore.OpenState(rdb, prefix)
 	seedInstallations(t, st, loadKeyringFile(t, keyringPath))
 
 	// Settings from the environment, the Redis URL through a _FILE.

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -83,34 +82,21 @@ func openStores(ctx context.Context, cfg *config, logger *slog.Logger) (*stores,
 		if err != nil {
 			return nil, err
 		}
-		q, err := redisstore.NewInbox(rdb, redisstore.InboxOptions{Prefix: cfg.RedisPrefix + redisQueueNS, Logger: logger})
+		rs, err := redisstore.Open(rdb, cfg.RedisPrefix, redisstore.InboxOptions{Logger: logger})
 		if err != nil {
 			_ = rdb.Close()
-			return nil, fmt.Errorf("open redis queue: %w", err)
+			return nil, err
 		}
-		st := redisstore.NewState(rdb, cfg.RedisPrefix+redisStateNS)
-		return &stores{st: st, q: q, kind: "redis", where: where, close: func() {
-			_ = q.Close()
-			_ = st.Close()
+		return &stores{st: rs, q: rs.Inbox, kind: "redis", where: where, close: func() {
+			_ = rs.Close()
 			_ = rdb.Close()
 		}}, nil
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory (--data-dir / SEALRELAY_DATA_DIR): %w", err)
-	}
-	st, err := openBoltState(cfg.DataDir)
+	bs, err := boltstore.Open(cfg.DataDir, queue.Options{}, boltstore.WithLogger(logger))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open the embedded store (--data-dir / SEALRELAY_DATA_DIR): %w", err)
 	}
-	q, err := boltstore.OpenInbox(cfg.DataDir, queue.Options{}, boltstore.WithLogger(logger))
-	if err != nil {
-		_ = st.Close()
-		return nil, fmt.Errorf("open embedded queue in %s: %w", cfg.DataDir, err)
-	}
-	return &stores{st: st, q: q, kind: "embedded", close: func() {
-		_ = q.Close()
-		_ = st.Close()
-	}}, nil
+	return &stores{st: bs, q: bs.Inbox, kind: "embedded", close: func() { _ = bs.Close() }}, nil
 }
 
 // brokerConfig maps the command's configuration to broker.Config.

@@ -149,7 +149,7 @@ func TestServeEmbedded(t *testing.T) {
 
 	// Stopping closed both stores: the files can be opened again, and they
 	// are private.
-	st, err := openBoltState(env["SEALRELAY_DATA_DIR"])
+	st, err := boltstore.OpenStateDir(env["SEALRELAY_DATA_DIR"])
 	if err != nil {
 		t.Fatalf("state still locked after shutdown: %v", err)
 	}
@@ -188,7 +188,7 @@ func TestServeRedis(t *testing.T) {
 		t.Error("logs do not say the store is redis")
 	}
 	// State lands under <prefix>st:, inboxes under <prefix>q:.
-	st := redisstore.NewState(rdb, prefix+redisStateNS)
+	st := redisstore.OpenState(rdb, prefix)
 	if err := st.PutInstallation(context.Background(), &state.Installation{OrgID: "T1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -197,15 +197,15 @@ func TestServeRedis(t *testing.T) {
 	for iter.Next(context.Background()) {
 		k := iter.Val()
 		switch {
-		case strings.HasPrefix(k, prefix+redisStateNS):
+		case strings.HasPrefix(k, prefix+"st:"):
 			stateKeys++
-		case strings.HasPrefix(k, prefix+redisQueueNS):
+		case strings.HasPrefix(k, prefix+"q:"):
 		default:
 			t.Errorf("key %s is outside the state and queue namespaces", k)
 		}
 	}
 	if err := iter.Err(); err != nil || stateKeys == 0 {
-		t.Fatalf("no state key under %s%s (%v)", prefix, redisStateNS, err)
+		t.Fatalf("no state key under %s%s (%v)", prefix, "st:", err)
 	}
 }
 
@@ -227,7 +227,7 @@ func TestServeStartupErrors(t *testing.T) {
 	})
 	t.Run("data dir locked", func(t *testing.T) {
 		env := baseEnv(t)
-		st, err := openBoltState(env["SEALRELAY_DATA_DIR"])
+		st, err := boltstore.OpenStateDir(env["SEALRELAY_DATA_DIR"])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -251,7 +251,7 @@ func TestServeStartupErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := openBoltState(env["SEALRELAY_DATA_DIR"])
+		st, err := boltstore.OpenStateDir(env["SEALRELAY_DATA_DIR"])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -286,7 +286,7 @@ func TestServeShutdownReleasesLongPoll(t *testing.T) {
 	}
 	// Seed an installation and a registration token, as the OAuth callback
 	// would.
-	st, err := openBoltState(env["SEALRELAY_DATA_DIR"])
+	st, err := boltstore.OpenStateDir(env["SEALRELAY_DATA_DIR"])
 	if err != nil {
 		t.Fatal(err)
 	}

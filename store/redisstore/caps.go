@@ -28,7 +28,7 @@ return 'ok'
 // record, retrying a few times when another writer changed it meanwhile.
 func (s *State) SetRespondUntil(ctx context.Context, id string, until time.Time) error {
 	for range 3 {
-		old, err := s.rdb.Get(ctx, s.key("agent:", id)).Result()
+		old, err := s.rdb.Get(ctx, s.k.agent(id)).Result()
 		if errors.Is(err, redis.Nil) {
 			return state.ErrNotFound
 		}
@@ -44,7 +44,7 @@ func (s *State) SetRespondUntil(ctx context.Context, id string, until time.Time)
 		if err != nil {
 			return err
 		}
-		res, err := setAgentRecordScript.Run(ctx, s.rdb, []string{s.key("agent:", id), s.key("agents:", a.OrgID)},
+		res, err := setAgentRecordScript.Run(ctx, s.rdb, []string{s.k.agent(id), s.k.orgAgents(a.OrgID)},
 			old, string(rec), id).Text()
 		if err != nil {
 			return fmt.Errorf("set respond capability: %w", err)

@@ -25,10 +25,7 @@ var _ state.Drops = (*State)(nil)
 //	dropsp:A:ids LIST  its event ids
 //
 // Every key expires DropRecordTTL after the last drop.
-func (s *State) dropKeys(agentID string) []string {
-	return []string{s.key("drops:", agentID), s.key("drops:", agentID, ":ids"),
-		s.key("dropsp:", agentID), s.key("dropsp:", agentID, ":ids")}
-}
+func (s *State) dropKeys(agentID string) []string { return s.k.drops(agentID) }
 
 var recordDropScript = redis.NewScript(`
 redis.call('HINCRBY', KEYS[1], 'count', 1)

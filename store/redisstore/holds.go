@@ -15,16 +15,16 @@ import (
 )
 
 // redisHolds is the state.HoldHub of Redis mode. A hold is the key
-// <state prefix>hold:<id> = <replica><org> (a pointer, never the answer),
+// hold:<id> = <replica><org> (a pointer, never the answer),
 // set with a TTL a little past the deadline. A respond on any replica claims
 // it with one script that turns the record into an "answered" tombstone and
 // publishes <id><sealed answer> on the holding replica's channel
-// <state prefix>held:<replica>; the deadline turns it into an "expired"
+// held:<replica> (keys.go); the deadline turns it into an "expired"
 // tombstone instead. The wake-up is the same mechanism as the inbox's
 // (the inbox store): one pub/sub subscription per process.
 type redisHolds struct {
 	rdb     redis.UniversalClient
-	prefix  string
+	k       stateKeys
 	replica string // 16 hex
 	log     *slog.Logger
 
@@ -66,17 +66,17 @@ redis.call('SET', KEYS[1], 'e:' .. string.sub(v, 17), 'PX', ARGV[1])
 return 1
 `)
 
-func newRedisHolds(rdb redis.UniversalClient, prefix string, log *slog.Logger) (*redisHolds, error) {
+func newRedisHolds(rdb redis.UniversalClient, k stateKeys, log *slog.Logger) (*redisHolds, error) {
 	b, err := crypto.RandomBytes(replicaIDLen / 2)
 	if err != nil {
 		return nil, fmt.Errorf("hold hub: replica id: %w", err)
 	}
-	return &redisHolds{rdb: rdb, prefix: prefix, replica: hex.EncodeToString(b), log: log,
+	return &redisHolds{rdb: rdb, k: k, replica: hex.EncodeToString(b), log: log,
 		waiting: map[string]chan []byte{}, done: make(chan struct{})}, nil
 }
 
-func (r *redisHolds) key(id string) string  { return r.prefix + "hold:" + id }
-func (r *redisHolds) channelPrefix() string { return r.prefix + "held:" }
+func (r *redisHolds) key(id string) string  { return r.k.hold(id) }
+func (r *redisHolds) channelPrefix() string { return r.k.heldChannels() }
 
 // subscribe starts the replica's subscription on first use, so a broker
 // that never holds (every Baudbot org) keeps no subscriber connection.
@@ -189,5 +189,5 @@ func (s *State) NewHoldHub(log *slog.Logger) (state.HoldHub, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return newRedisHolds(s.rdb, s.prefix, log)
+	return newRedisHolds(s.rdb, s.k, log)
 }

@@ -176,9 +176,9 @@ func NewInbox(client redis.UniversalClient, opts InboxOptions) (*Inbox, error) {
 		c:           client,
 		opts:        opts,
 		log:         opts.Logger.With("component", "queue.redis"),
-		wakeChannel: opts.Prefix + "wake",
-		registry:    opts.Prefix + "inboxes",
-		sweepLock:   opts.Prefix + "sweep:lock",
+		wakeChannel: inboxKeys{opts.Prefix}.wake(),
+		registry:    inboxKeys{opts.Prefix}.registry(),
+		sweepLock:   inboxKeys{opts.Prefix}.sweepLock(),
 		hub:         inboxutil.NewHub(),
 		closed:      make(chan struct{}),
 		touched:     make(map[string]time.Time),
@@ -230,15 +230,10 @@ func (s *Inbox) listen(ch <-chan interface{}) {
 }
 
 // keysPerInbox is the number of KEYS each inbox contributes to a script.
-const keysPerInbox = 8
+const keysPerInbox = inboxKeysPerInbox
 
-// keys returns the KEYS of every inbox script:
-// seq body meta ready lease enq dead ids.
-func (s *Inbox) keys(inbox string) []string {
-	base := s.opts.Prefix + "ib:{" + inbox + "}:"
-	return []string{base + "seq", base + "body", base + "meta", base + "ready",
-		base + "lease", base + "enq", base + "dead", base + "ids"}
-}
+// keys returns the KEYS of every inbox script (keys.go).
+func (s *Inbox) keys(inbox string) []string { return inboxKeys{s.opts.Prefix}.inbox(inbox) }
 
 // luaCommon is prepended to every inbox script. All scripts take the same
 // eight KEYS per inbox: seq body meta ready lease enq dead ids; use(i) selects

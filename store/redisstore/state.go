@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,30 +19,16 @@ import (
 )
 
 // State implements state.Store on Redis (go-redis v9), for any number of
-// broker replicas sharing one Redis or Redis Cluster. Every key starts with
-// <p> = the configured prefix followed by the hash tag "{state}:" (unless the
-// prefix already holds a hash tag), so all state keys live in one Cluster
-// slot and the multi-key scripts below work on Cluster too:
-//
-//	<p>inst:<org>              installation (JSON; tokens as keyring envelopes)
-//	<p>insts                   set of org ids with an installation
-//	<p>rtok:<hash>             registration token {org, exp, used}, expires exp+24h
-//	<p>agent:<id>              agent (JSON, public keys only)
-//	<p>agents:<org>            hash agent id → agent JSON (one round trip per fan-out)
-//	<p>agentkey:<sig pub hex>  agent id by signing key (uniqueness index)
-//	<p>atok:<hash>             access token {agent, org, exp}, expires at exp
-//	<p>oauth:<hash>            OAuth state, expires after its TTL
-//	<p>evt:<event_id>          Slack event dedup ("p" pending / "d" done)
-//	<p>nonce:<agent>:<nonce>   send nonce replay record
-//	<p>usig:<hash>             one-time signature replay record
-//	<p>bucket:<key>            token bucket {t, ts}
+// broker replicas sharing one Redis or Redis Cluster. Its keys (keys.go)
+// all carry the hash tag {state}, so they live in one Cluster slot and the
+// multi-key scripts below work on Cluster too.
 //
 // Races are closed with Lua scripts (registration, buckets), SET NX GET
 // (event claims), SET NX (nonces, signatures), GETDEL (OAuth state) and
 // WATCH transactions (installation updates).
 type State struct {
-	rdb    redis.UniversalClient
-	prefix string
+	rdb redis.UniversalClient
+	k   stateKeys
 
 	// decoded caches parsed agent records by their stored JSON (records
 	// are immutable once written), saving a JSON and key decode per agent
@@ -84,18 +69,7 @@ var _ state.Store = (*State)(nil)
 // NewState returns a State on rdb whose keys all start with prefix
 // (for example "sealrelay:"). The caller owns rdb; Close does not close it.
 func NewState(rdb redis.UniversalClient, prefix string) *State {
-	if !strings.Contains(prefix, "{") {
-		prefix += "{state}:"
-	}
-	return &State{rdb: rdb, prefix: prefix}
-}
-
-func (s *State) key(parts ...string) string {
-	k := s.prefix
-	for _, p := range parts {
-		k += p
-	}
-	return k
+	return &State{rdb: rdb, k: newStateKeys(prefix)}
 }
 
 // Ping implements state.Store.
@@ -117,8 +91,8 @@ func (s *State) PutInstallation(ctx context.Context, inst *state.Installation) e
 		return fmt.Errorf("encode installation: %w", err)
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.key("inst:", inst.OrgID), b, 0)
-		p.SAdd(ctx, s.key("insts"), inst.OrgID)
+		p.Set(ctx, s.k.inst(inst.OrgID), b, 0)
+		p.SAdd(ctx, s.k.insts(), inst.OrgID)
 		return nil
 	})
 	if err != nil {
@@ -129,7 +103,7 @@ func (s *State) PutInstallation(ctx context.Context, inst *state.Installation) e
 
 // GetInstallation implements state.Store.
 func (s *State) GetInstallation(ctx context.Context, orgID string) (*state.Installation, error) {
-	b, err := s.rdb.Get(ctx, s.key("inst:", orgID)).Bytes()
+	b, err := s.rdb.Get(ctx, s.k.inst(orgID)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, state.ErrNotFound
 	}
@@ -146,7 +120,7 @@ func (s *State) GetInstallation(ctx context.Context, orgID string) (*state.Insta
 // updateInstallation applies fn to the installation under WATCH, retrying on
 // concurrent modification. fn returns false to skip the write.
 func (s *State) updateInstallation(ctx context.Context, orgID string, fn func(*state.Installation) (bool, error)) error {
-	k := s.key("inst:", orgID)
+	k := s.k.inst(orgID)
 	for attempt := 0; attempt < 10; attempt++ {
 		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
 			b, err := tx.Get(ctx, k).Bytes()
@@ -209,7 +183,7 @@ func (s *State) RevokeInstallation(ctx context.Context, orgID string, at time.Ti
 // ForEachSecret implements state.Installations with plain reads: the
 // installation set, then one GET per installation.
 func (s *State) ForEachSecret(ctx context.Context, fn func(owner, stored string) error) error {
-	orgs, err := s.rdb.SMembers(ctx, s.key("insts")).Result()
+	orgs, err := s.rdb.SMembers(ctx, s.k.insts()).Result()
 	if err != nil {
 		return fmt.Errorf("list installations: %w", err)
 	}
@@ -236,7 +210,7 @@ func (s *State) ForEachSecret(ctx context.Context, fn func(owner, stored string)
 
 // PutRegistrationToken implements state.Store.
 func (s *State) PutRegistrationToken(ctx context.Context, h state.TokenHash, orgID string, expiresAt time.Time) error {
-	k := s.key("rtok:", h.String())
+	k := s.k.regToken(h.String())
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, k, "org", orgID, "exp", strconv.FormatInt(expiresAt.UnixMilli(), 10), "used", "0")
 		p.PExpireAt(ctx, k, expiresAt.Add(state.UsedRegistrationTokenRetention))
@@ -291,11 +265,11 @@ func (s *State) RegisterAgent(ctx context.Context, h state.TokenHash, a *state.A
 		return err
 	}
 	keys := []string{
-		s.key("rtok:", h.String()),
-		s.key("agentkey:", hex.EncodeToString(a.SigningPublicKey[:])),
-		s.key("agent:", a.ID),
-		s.key("agents:", a.OrgID),
-		s.key("atok:", a.AccessTokenHash.String()),
+		s.k.regToken(h.String()),
+		s.k.agentKey(hex.EncodeToString(a.SigningPublicKey[:])),
+		s.k.agent(a.ID),
+		s.k.orgAgents(a.OrgID),
+		s.k.accessToken(a.AccessTokenHash.String()),
 	}
 	res, err := registerScript.Run(ctx, s.rdb, keys, a.OrgID, now.UnixMilli(), a.ID, rec, a.AccessTokenExpiresAt.UnixMilli(), maxPerOrg).Text()
 	if err != nil {
@@ -320,7 +294,7 @@ func (s *State) RegisterAgent(ctx context.Context, h state.TokenHash, a *state.A
 
 // GetAgent implements state.Store.
 func (s *State) GetAgent(ctx context.Context, id string) (*state.Agent, error) {
-	b, err := s.rdb.Get(ctx, s.key("agent:", id)).Bytes()
+	b, err := s.rdb.Get(ctx, s.k.agent(id)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, state.ErrNotFound
 	}
@@ -332,7 +306,7 @@ func (s *State) GetAgent(ctx context.Context, id string) (*state.Agent, error) {
 
 // ListAgents implements state.Store.
 func (s *State) ListAgents(ctx context.Context, orgID string) ([]*state.Agent, error) {
-	return s.decodeAgents(s.rdb.HGetAll(ctx, s.key("agents:", orgID)))
+	return s.decodeAgents(s.rdb.HGetAll(ctx, s.k.orgAgents(orgID)))
 }
 
 func (s *State) decodeAgents(cmd *redis.MapStringStringCmd) ([]*state.Agent, error) {
@@ -359,9 +333,9 @@ func (s *State) DeleteAgent(ctx context.Context, id string) error {
 		return err
 	}
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, s.key("agent:", id), s.key("atok:", a.AccessTokenHash.String()),
-			s.key("agentkey:", hex.EncodeToString(a.SigningPublicKey[:])))
-		p.HDel(ctx, s.key("agents:", a.OrgID), id)
+		p.Del(ctx, s.k.agent(id), s.k.accessToken(a.AccessTokenHash.String()),
+			s.k.agentKey(hex.EncodeToString(a.SigningPublicKey[:])))
+		p.HDel(ctx, s.k.orgAgents(a.OrgID), id)
 		return nil
 	})
 	if err != nil {
@@ -372,7 +346,7 @@ func (s *State) DeleteAgent(ctx context.Context, id string) error {
 
 // LookupAccessToken implements state.Store.
 func (s *State) LookupAccessToken(ctx context.Context, h state.TokenHash, now time.Time) (state.AccessGrant, error) {
-	v, err := s.rdb.HMGet(ctx, s.key("atok:", h.String()), "agent", "org", "exp").Result()
+	v, err := s.rdb.HMGet(ctx, s.k.accessToken(h.String()), "agent", "org", "exp").Result()
 	if err != nil {
 		return state.AccessGrant{}, fmt.Errorf("lookup access token: %w", err)
 	}
@@ -395,7 +369,7 @@ func (s *State) LookupAccessToken(ctx context.Context, h state.TokenHash, now ti
 
 // PutOAuthState implements state.Store.
 func (s *State) PutOAuthState(ctx context.Context, h state.TokenHash, ttl time.Duration) error {
-	if err := s.rdb.Set(ctx, s.key("oauth:", h.String()), "1", ttl).Err(); err != nil {
+	if err := s.rdb.Set(ctx, s.k.oauthState(h.String()), "1", ttl).Err(); err != nil {
 		return fmt.Errorf("put oauth state: %w", err)
 	}
 	return nil
@@ -403,7 +377,7 @@ func (s *State) PutOAuthState(ctx context.Context, h state.TokenHash, ttl time.D
 
 // ConsumeOAuthState implements state.Store.
 func (s *State) ConsumeOAuthState(ctx context.Context, h state.TokenHash) (bool, error) {
-	err := s.rdb.GetDel(ctx, s.key("oauth:", h.String())).Err()
+	err := s.rdb.GetDel(ctx, s.k.oauthState(h.String())).Err()
 	if errors.Is(err, redis.Nil) {
 		return false, nil
 	}
@@ -429,7 +403,7 @@ func eventKeyPart(eventID string) string {
 func (s *State) claimCmd(ctx context.Context, c interface {
 	Do(context.Context, ...any) *redis.Cmd
 }, eventID string) *redis.Cmd {
-	return c.Do(ctx, "SET", s.key("evt:", eventKeyPart(eventID)), "p", "PX", state.EventPendingTTL.Milliseconds(), "NX", "GET")
+	return c.Do(ctx, "SET", s.k.event(eventKeyPart(eventID)), "p", "PX", state.EventPendingTTL.Milliseconds(), "NX", "GET")
 }
 
 func claimResult(cmd *redis.Cmd) (state.EventClaim, error) {
@@ -455,7 +429,7 @@ func (s *State) ClaimEvent(ctx context.Context, eventID string) (state.EventClai
 func (s *State) ClaimEventAndListAgents(ctx context.Context, eventID, orgID string) (state.EventClaim, []*state.Agent, error) {
 	pipe := s.rdb.Pipeline()
 	claim := s.claimCmd(ctx, pipe, eventID)
-	recs := pipe.HGetAll(ctx, s.key("agents:", orgID))
+	recs := pipe.HGetAll(ctx, s.k.orgAgents(orgID))
 	_, _ = pipe.Exec(ctx) // errors are read per command below
 	c, err := claimResult(claim)
 	if err != nil {
@@ -470,7 +444,7 @@ func (s *State) ClaimEventAndListAgents(ctx context.Context, eventID, orgID stri
 
 // CompleteEvent implements state.Store.
 func (s *State) CompleteEvent(ctx context.Context, eventID string, ttl time.Duration) error {
-	if err := s.rdb.Set(ctx, s.key("evt:", eventKeyPart(eventID)), "d", ttl).Err(); err != nil {
+	if err := s.rdb.Set(ctx, s.k.event(eventKeyPart(eventID)), "d", ttl).Err(); err != nil {
 		return fmt.Errorf("complete event: %w", err)
 	}
 	return nil
@@ -478,7 +452,7 @@ func (s *State) CompleteEvent(ctx context.Context, eventID string, ttl time.Dura
 
 // ReleaseEvent implements state.Store.
 func (s *State) ReleaseEvent(ctx context.Context, eventID string) error {
-	if err := releaseScript.Run(ctx, s.rdb, []string{s.key("evt:", eventKeyPart(eventID))}).Err(); err != nil {
+	if err := releaseScript.Run(ctx, s.rdb, []string{s.k.event(eventKeyPart(eventID))}).Err(); err != nil {
 		return fmt.Errorf("release event: %w", err)
 	}
 	return nil
@@ -486,7 +460,7 @@ func (s *State) ReleaseEvent(ctx context.Context, eventID string) error {
 
 // UseNonce implements state.Store.
 func (s *State) UseNonce(ctx context.Context, agentID, nonce string, ttl time.Duration) (bool, error) {
-	ok, err := s.rdb.SetNX(ctx, s.key("nonce:", agentID, ":", eventKeyPart(nonce)), "1", ttl).Result()
+	ok, err := s.rdb.SetNX(ctx, s.k.nonce(agentID, eventKeyPart(nonce)), "1", ttl).Result()
 	if err != nil {
 		return false, fmt.Errorf("record nonce: %w", err)
 	}
@@ -495,7 +469,7 @@ func (s *State) UseNonce(ctx context.Context, agentID, nonce string, ttl time.Du
 
 // UseSignature implements state.Store.
 func (s *State) UseSignature(ctx context.Context, h state.TokenHash, ttl time.Duration) (bool, error) {
-	ok, err := s.rdb.SetNX(ctx, s.key("usig:", h.String()), "1", ttl).Result()
+	ok, err := s.rdb.SetNX(ctx, s.k.usedSig(h.String()), "1", ttl).Result()
 	if err != nil {
 		return false, fmt.Errorf("record signature: %w", err)
 	}
@@ -541,7 +515,7 @@ func (s *State) Allow(ctx context.Context, key string, limit state.RateLimit, _ 
 	if limit.Rate <= 0 || limit.Burst < 1 {
 		return true, 0, nil
 	}
-	res, err := bucketScript.Run(ctx, s.rdb, []string{s.key("bucket:", key)},
+	res, err := bucketScript.Run(ctx, s.rdb, []string{s.k.bucket(key)},
 		strconv.FormatFloat(limit.Rate, 'f', -1, 64), limit.Burst, s.clockOffset.Load()).Int64Slice()
 	if err != nil {
 		return false, 0, fmt.Errorf("rate limit: %w", err)
