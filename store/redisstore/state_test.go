@@ -19,7 +19,7 @@ func testRedis(t testing.TB) (*redis.Client, string) {
 	return testredis.New(t, "redisstore")
 }
 
-func TestState(t *testing.T) {
+func TestRedisState(t *testing.T) {
 	t.Parallel()
 	statetest.Run(t, func(t *testing.T) state.Store {
 		rdb, prefix := testRedis(t)
@@ -72,10 +72,10 @@ func TestClaimEventAndListAgents(t *testing.T) {
 	}
 }
 
-// TestStateCluster runs the state conformance suite against a private
+// TestRedisStateCluster runs the state conformance suite against a private
 // 3-node Redis Cluster: every state key carries one hash tag, so the
 // multi-key scripts work there too.
-func TestStateCluster(t *testing.T) {
+func TestRedisStateCluster(t *testing.T) {
 	t.Parallel()
 	addrs := testredis.StartCluster(t)
 	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
