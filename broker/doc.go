@@ -66,8 +66,9 @@
 // rate-limit buckets, drop records, held requests) lives in a state.Store.
 // The broker knows no storage engine: cmd/broker opens one
 // (store/redisstore for replicas sharing Redis, store/boltstore for a
-// single node) and passes its state and inboxes to New. Bot and refresh tokens are stored only as
-// crypto.Keyring envelopes bound to the org id; access tokens, registration
+// single node) and passes its state and inboxes to New. Bot and refresh
+// tokens are stored only as crypto.Keyring envelopes bound to the org id;
+// access tokens, registration
 // tokens, OAuth states and unregister signatures only as keyed hashes (see
 // HashKey). Plaintext bot tokens and message bodies exist only in memory
 // for the duration of one request, and the buffers the broker owns are

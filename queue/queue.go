@@ -233,6 +233,17 @@ type Store interface {
 	Ack(ctx context.Context, inbox string, receipts []string) (int, error)
 	// Stats reports the inbox's counters.
 	Stats(ctx context.Context, inbox string) (Stats, error)
+	// DeleteInbox removes the inbox and everything in it.
+	DeleteInbox(ctx context.Context, inbox string) error
+	// Ping reports whether the store is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the store's resources and wakes every waiting Pull.
+	Close() error
+}
+
+// DeadLetterAdmin administers the dead letters of a Store's inboxes (see
+// the package doc). Both engines implement it; the broker does not use it.
+type DeadLetterAdmin interface {
 	// DeadLetters lists up to limit dead-lettered messages, oldest first.
 	DeadLetters(ctx context.Context, inbox string, limit int) ([]Message, error)
 	// Redrive moves the named dead letters (all of them when ids is empty)
@@ -242,12 +253,6 @@ type Store interface {
 	// PurgeDeadLetters deletes every dead letter of inbox and returns how
 	// many it deleted.
 	PurgeDeadLetters(ctx context.Context, inbox string) (int, error)
-	// DeleteInbox removes the inbox and everything in it.
-	DeleteInbox(ctx context.Context, inbox string) error
-	// Ping reports whether the store is reachable.
-	Ping(ctx context.Context) error
-	// Close releases the store's resources and wakes every waiting Pull.
-	Close() error
 }
 
 var (

@@ -65,6 +65,16 @@ func Run(t *testing.T, h Harness) {
 	}
 }
 
+// admin returns s's dead-letter administration, failing t when s has none.
+func admin(t *testing.T, s queue.Store) queue.DeadLetterAdmin {
+	t.Helper()
+	a, ok := s.(queue.DeadLetterAdmin)
+	if !ok {
+		t.Fatalf("%T does not implement queue.DeadLetterAdmin", s)
+	}
+	return a
+}
+
 // TestCtx returns a context that ends with the test.
 func TestCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -204,7 +214,7 @@ func testValidation(t *testing.T, h Harness) {
 		{"pull zero", func() error { _, err := s.Pull(ctx, "v", 0, 0); return err }, queue.ErrInvalidArgument},
 		{"pull too many", func() error { _, err := s.Pull(ctx, "v", queue.MaxPull+1, 0); return err }, queue.ErrInvalidArgument},
 		{"negative wait", func() error { _, err := s.Pull(ctx, "v", 1, -time.Second); return err }, queue.ErrInvalidArgument},
-		{"dead letters limit", func() error { _, err := s.DeadLetters(ctx, "v", 0); return err }, queue.ErrInvalidArgument},
+		{"dead letters limit", func() error { _, err := admin(t, s).DeadLetters(ctx, "v", 0); return err }, queue.ErrInvalidArgument},
 		{"ack bad inbox", func() error { _, err := s.Ack(ctx, "a b", []string{"1"}); return err }, queue.ErrInvalidInbox},
 		{"too large", func() error { _, err := s.Enqueue(ctx, "v", make([]byte, queue.MaxMessageSize+1)); return err }, queue.ErrTooLarge},
 	}
@@ -430,7 +440,7 @@ func testDeadLetters(t *testing.T, h Harness) {
 	if st := MustStats(t, s, "dl"); st.Depth() != 0 || st.DeadLetters != 1 {
 		t.Fatalf("stats after dead-lettering: %+v", st)
 	}
-	dead, err := s.DeadLetters(ctx, "dl", 10)
+	dead, err := admin(t, s).DeadLetters(ctx, "dl", 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,10 +454,10 @@ func testDeadLetters(t *testing.T, h Harness) {
 		t.Fatalf("dead letter delivered: %v", IDs(msgs))
 	}
 	// Redrive: back in the ready list with a fresh count.
-	if n, err := s.Redrive(ctx, "dl", []string{"12345", "nope"}); err != nil || n != 0 {
+	if n, err := admin(t, s).Redrive(ctx, "dl", []string{"12345", "nope"}); err != nil || n != 0 {
 		t.Fatalf("redrive of unknown ids: %d, %v", n, err)
 	}
-	if n, err := s.Redrive(ctx, "dl", nil); err != nil || n != 1 {
+	if n, err := admin(t, s).Redrive(ctx, "dl", nil); err != nil || n != 1 {
 		t.Fatalf("redrive all: %d, %v", n, err)
 	}
 	if st := MustStats(t, s, "dl"); st.Ready != 1 || st.DeadLetters != 0 {
@@ -462,17 +472,17 @@ func testDeadLetters(t *testing.T, h Harness) {
 		MustPull(t, s, "dl", 10, 300*time.Millisecond)
 		return MustStats(t, s, "dl").DeadLetters == 1
 	})
-	if n, err := s.Redrive(ctx, "dl", []string{id}); err != nil || n != 1 {
+	if n, err := admin(t, s).Redrive(ctx, "dl", []string{id}); err != nil || n != 1 {
 		t.Fatalf("redrive by id: %d, %v", n, err)
 	}
 	Eventually(t, 30*time.Second, "third dead-lettering", func() bool {
 		MustPull(t, s, "dl", 10, 300*time.Millisecond)
 		return MustStats(t, s, "dl").DeadLetters == 1
 	})
-	if n, err := s.PurgeDeadLetters(ctx, "dl"); err != nil || n != 1 {
+	if n, err := admin(t, s).PurgeDeadLetters(ctx, "dl"); err != nil || n != 1 {
 		t.Fatalf("purge: %d, %v", n, err)
 	}
-	if n, err := s.PurgeDeadLetters(ctx, "dl"); err != nil || n != 0 {
+	if n, err := admin(t, s).PurgeDeadLetters(ctx, "dl"); err != nil || n != 0 {
 		t.Fatalf("second purge: %d, %v", n, err)
 	}
 	if st := MustStats(t, s, "dl"); st != (queue.Stats{}) {
@@ -713,7 +723,7 @@ func testRedriveWakesWaiter(t *testing.T, h Harness) {
 		return MustStats(t, a, "redrive").DeadLetters == 1
 	})
 	res := StartWaitingPull(t, TestCtx(t), h, b, "redrive", 5*time.Minute)
-	if n, err := a.Redrive(TestCtx(t), "redrive", []string{id}); err != nil || n != 1 {
+	if n, err := admin(t, a).Redrive(TestCtx(t), "redrive", []string{id}); err != nil || n != 1 {
 		t.Fatalf("redrive: %d, %v", n, err)
 	}
 	select {

@@ -76,7 +76,10 @@ type Inbox struct {
 	wg     sync.WaitGroup
 }
 
-var _ queue.Store = (*Inbox)(nil)
+var (
+	_ queue.Store           = (*Inbox)(nil)
+	_ queue.DeadLetterAdmin = (*Inbox)(nil)
+)
 
 // InboxOption configures OpenInbox.
 type InboxOption func(*inboxConfig)
@@ -398,7 +401,7 @@ func (x *ibx) cleanup() error {
 	return nil
 }
 
-// Enqueue implements Store.
+// Enqueue implements queue.Store.
 func (s *Inbox) Enqueue(ctx context.Context, inbox string, body []byte) (string, error) {
 	id := inboxutil.NewID()
 	if _, err := s.put(ctx, inbox, id, false, body); err != nil {
@@ -407,7 +410,7 @@ func (s *Inbox) Enqueue(ctx context.Context, inbox string, body []byte) (string,
 	return id, nil
 }
 
-// EnqueueID implements Store.
+// EnqueueID implements queue.Store.
 func (s *Inbox) EnqueueID(ctx context.Context, inbox, id string, body []byte) (bool, error) {
 	if err := queue.ValidateID(id); err != nil {
 		return false, err
@@ -635,7 +638,7 @@ func (s *Inbox) pullOnce(inbox string, n int) ([]queue.Message, time.Duration, e
 	return msgs, next, nil
 }
 
-// Pull implements Store.
+// Pull implements queue.Store.
 func (s *Inbox) Pull(ctx context.Context, inbox string, max int, wait time.Duration) ([]queue.Message, error) {
 	if err := inboxutil.CheckPull(inbox, max, wait); err != nil {
 		return nil, err
@@ -681,7 +684,7 @@ func (s *Inbox) Pull(ctx context.Context, inbox string, max int, wait time.Durat
 	}
 }
 
-// Ack implements Store.
+// Ack implements queue.Store.
 func (s *Inbox) Ack(ctx context.Context, inbox string, receipts []string) (int, error) {
 	if err := queue.ValidateInbox(inbox); err != nil {
 		return 0, err
@@ -729,7 +732,7 @@ func (s *Inbox) Ack(ctx context.Context, inbox string, receipts []string) (int, 
 	return removed, nil
 }
 
-// Stats implements Store. Lapsed leases count as ready.
+// Stats implements queue.Store. Lapsed leases count as ready.
 func (s *Inbox) Stats(ctx context.Context, inbox string) (queue.Stats, error) {
 	if err := queue.ValidateInbox(inbox); err != nil {
 		return queue.Stats{}, err
@@ -763,7 +766,7 @@ func (s *Inbox) Stats(ctx context.Context, inbox string) (queue.Stats, error) {
 	return st, nil
 }
 
-// DeadLetters implements Store.
+// DeadLetters implements queue.Store.
 func (s *Inbox) DeadLetters(ctx context.Context, inbox string, limit int) ([]queue.Message, error) {
 	if err := queue.ValidateInbox(inbox); err != nil {
 		return nil, err
@@ -792,7 +795,7 @@ func (s *Inbox) DeadLetters(ctx context.Context, inbox string, limit int) ([]que
 	return out, nil
 }
 
-// Redrive implements Store. Redriven messages do not count against Capacity
+// Redrive implements queue.Store. Redriven messages do not count against Capacity
 // when moved; they count afterwards like any ready message.
 func (s *Inbox) Redrive(ctx context.Context, inbox string, ids []string) (int, error) {
 	if err := queue.ValidateInbox(inbox); err != nil {
@@ -852,7 +855,7 @@ func (s *Inbox) Redrive(ctx context.Context, inbox string, ids []string) (int, e
 	return moved, nil
 }
 
-// PurgeDeadLetters implements Store.
+// PurgeDeadLetters implements queue.Store.
 func (s *Inbox) PurgeDeadLetters(ctx context.Context, inbox string) (int, error) {
 	if err := queue.ValidateInbox(inbox); err != nil {
 		return 0, err
@@ -884,7 +887,7 @@ func (s *Inbox) PurgeDeadLetters(ctx context.Context, inbox string) (int, error)
 	return purged, nil
 }
 
-// DeleteInbox implements Store.
+// DeleteInbox implements queue.Store.
 func (s *Inbox) DeleteInbox(ctx context.Context, inbox string) error {
 	if err := queue.ValidateInbox(inbox); err != nil {
 		return err
@@ -907,7 +910,7 @@ func (s *Inbox) DeleteInbox(ctx context.Context, inbox string) error {
 	return nil
 }
 
-// Ping implements Store.
+// Ping implements queue.Store.
 func (s *Inbox) Ping(ctx context.Context) error {
 	if s.isClosed() {
 		return queue.ErrClosed

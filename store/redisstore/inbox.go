@@ -162,7 +162,10 @@ type Inbox struct {
 	touched map[string]time.Time // inbox → last registry write by this process
 }
 
-var _ queue.Store = (*Inbox)(nil)
+var (
+	_ queue.Store           = (*Inbox)(nil)
+	_ queue.DeadLetterAdmin = (*Inbox)(nil)
+)
 
 // NewInbox returns a store using client, which it does not close. It
 // checks the server version, subscribes to the wake-up channel (waiting for
@@ -438,7 +441,7 @@ const (
 	enqueueQueueSize = 1024
 )
 
-// Enqueue implements Store. Concurrent calls are grouped: a few flusher
+// Enqueue implements queue.Store. Concurrent calls are grouped: a few flusher
 // goroutines each take whatever calls are queued (up to 128 messages or
 // 4 MiB) and send them in one round trip (MULTI, HSET bodies, EVALSHA
 // enqueue, EXEC). A lone call is sent at once, without waiting for company.
@@ -456,7 +459,7 @@ func (s *Inbox) Enqueue(ctx context.Context, inbox string, body []byte) (string,
 	return r.id, nil
 }
 
-// EnqueueID implements Store.
+// EnqueueID implements queue.Store.
 func (s *Inbox) EnqueueID(ctx context.Context, inbox, id string, body []byte) (bool, error) {
 	if err := inboxutil.CheckEnqueue(inbox, body); err != nil {
 		return false, err
@@ -914,7 +917,7 @@ func (s *Inbox) touch(ctx context.Context, inbox string) {
 // under it.
 const waitRetryInterval = 100 * time.Millisecond
 
-// Pull implements Store. An error when the pull starts is returned at once;
+// Pull implements queue.Store. An error when the pull starts is returned at once;
 // one that happens while it waits is retried until the wait ends.
 func (s *Inbox) Pull(ctx context.Context, inbox string, max int, wait time.Duration) ([]queue.Message, error) {
 	if err := inboxutil.CheckPull(inbox, max, wait); err != nil {
@@ -1001,7 +1004,7 @@ end
 return #del
 `)
 
-// Ack implements Store.
+// Ack implements queue.Store.
 func (s *Inbox) Ack(ctx context.Context, inbox string, receipts []string) (int, error) {
 	if err := queue.ValidateInbox(inbox); err != nil {
 		return 0, err
@@ -1046,7 +1049,7 @@ if #oldest > 0 then o = oldest[2] end
 return {ready, leased, redis.call('ZCARD', K_DEAD), fmt(now), o}
 `)
 
-// Stats implements Store.
+// Stats implements queue.Store.
 func (s *Inbox) Stats(ctx context.Context, inbox string) (queue.Stats, error) {
 	if err := queue.ValidateInbox(inbox); err != nil {
 		return queue.Stats{}, err
@@ -1089,7 +1092,7 @@ end
 return out
 `)
 
-// DeadLetters implements Store.
+// DeadLetters implements queue.Store.
 func (s *Inbox) DeadLetters(ctx context.Context, inbox string, limit int) ([]queue.Message, error) {
 	if err := queue.ValidateInbox(inbox); err != nil {
 		return nil, err
@@ -1155,7 +1158,7 @@ redis.call('PUBLISH', ARGV[1], ARGV[2])
 return #moved
 `)
 
-// Redrive implements Store. Redriven messages do not count against Capacity
+// Redrive implements queue.Store. Redriven messages do not count against Capacity
 // when moved; they count afterwards like any ready message.
 func (s *Inbox) Redrive(ctx context.Context, inbox string, ids []string) (int, error) {
 	if err := queue.ValidateInbox(inbox); err != nil {
@@ -1194,7 +1197,7 @@ cleanup()
 return #ids
 `)
 
-// PurgeDeadLetters implements Store.
+// PurgeDeadLetters implements queue.Store.
 func (s *Inbox) PurgeDeadLetters(ctx context.Context, inbox string) (int, error) {
 	if err := queue.ValidateInbox(inbox); err != nil {
 		return 0, err
@@ -1212,7 +1215,7 @@ func (s *Inbox) PurgeDeadLetters(ctx context.Context, inbox string) (int, error)
 	}
 }
 
-// DeleteInbox implements Store.
+// DeleteInbox implements queue.Store.
 func (s *Inbox) DeleteInbox(ctx context.Context, inbox string) error {
 	if err := queue.ValidateInbox(inbox); err != nil {
 		return err
@@ -1229,7 +1232,7 @@ func (s *Inbox) DeleteInbox(ctx context.Context, inbox string) error {
 	return nil
 }
 
-// Ping implements Store.
+// Ping implements queue.Store.
 func (s *Inbox) Ping(ctx context.Context) error {
 	if s.isClosed() {
 		return queue.ErrClosed
