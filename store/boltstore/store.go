@@ -18,7 +18,12 @@ type Store struct {
 	*State
 	// Inbox holds the agents' inboxes.
 	Inbox *Inbox
+
+	dir string
 }
+
+// Dir returns the data directory.
+func (s *Store) Dir() string { return s.dir }
 
 // Open opens (creating them, mode 0700/0600, if needed) the data
 // directory dir and both files. Each file is locked by this process; when
@@ -36,7 +41,7 @@ func Open(dir string, opts queue.Options, inboxOpts ...InboxOption) (*Store, err
 		_ = st.Close()
 		return nil, lockError(filepath.Join(dir, InboxFileName), fmt.Errorf("open embedded inboxes in %s: %w", dir, err))
 	}
-	return &Store{State: st, Inbox: q}, nil
+	return &Store{State: st, Inbox: q, dir: dir}, nil
 }
 
 // OpenStateDir opens the State Open would use, without the inboxes (for
