@@ -1032,12 +1032,3 @@ func (s *Inbox) Sweep(ctx context.Context) (int, error) {
 	}
 	return removed, nil
 }
-
-// inboxCount reports how many inbox buckets exist (for tests).
-func (s *Inbox) inboxCount() (int, error) {
-	n := 0
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bktRoot).ForEachBucket(func([]byte) error { n++; return nil })
-	})
-	return n, err
-}
