@@ -65,11 +65,11 @@ func newRealBroker(t *testing.T) *realBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := redisstore.NewInbox(rdb, redisstore.InboxOptions{Prefix: prefix + "q:", Logger: testLogger(t)})
+	rs, err := redisstore.Open(rdb, prefix, redisstore.InboxOptions{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = q.Close() })
+	t.Cleanup(func() { _ = rs.Close() })
 	rb := &realBroker{t: t, fake: fake, rdb: rdb, prefix: prefix, keys: broker.Keys{Box: box, Signing: sig, Keyring: kr}}
 	rb.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rb.inner.Handler().ServeHTTP(w, r)
@@ -84,7 +84,7 @@ func newRealBroker(t *testing.T) *realBroker {
 		Now: func() time.Time { return time.Now().Add(time.Duration(rb.clock.Load())) },
 	}
 	rb.cfg = cfg
-	rb.inner, err = broker.New(cfg, redisstore.NewState(rdb, prefix+"st:"), q, rb.keys, testLogger(t), nil)
+	rb.inner, err = broker.New(cfg, rs, rs.Inbox, rb.keys, testLogger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,12 +312,12 @@ func TestRealBrokerReplicaFailover(t *testing.T) {
 // replica starts another broker instance (its own Server, State and queue
 // client) on the same Redis prefix and keys, as a second deployment replica.
 func (rb *realBroker) replica(t *testing.T) *httptest.Server {
-	q, err := redisstore.NewInbox(rb.rdb, redisstore.InboxOptions{Prefix: rb.prefix + "q:", Logger: testLogger(t)})
+	rs, err := redisstore.Open(rb.rdb, rb.prefix, redisstore.InboxOptions{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = q.Close() })
-	srv, err := broker.New(rb.cfg, redisstore.NewState(rb.rdb, rb.prefix+"st:"), q, rb.keys, testLogger(t), nil)
+	t.Cleanup(func() { _ = rs.Close() })
+	srv, err := broker.New(rb.cfg, rs, rs.Inbox, rb.keys, testLogger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
