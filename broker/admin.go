@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sealrelay/sealrelay/state"
 	"regexp"
 	"sort"
 	"sync"
@@ -36,23 +37,6 @@ const (
 // range); the text names the argument.
 var ErrInvalidAdminArgument = errors.New("invalid argument")
 
-// AdminStore is the storage an Admin needs besides State. RedisState and
-// BoltState implement it (state_redis_admin.go, state_bolt_admin.go).
-type AdminStore interface {
-	// ListInstallations returns every installation (revoked ones too),
-	// ordered by org id.
-	ListInstallations(ctx context.Context) ([]*Installation, error)
-	// ListAllAgents returns the agents of every org, ordered by id.
-	ListAllAgents(ctx context.Context) ([]*Agent, error)
-	// RecordPull stores at as the agent's last pull time.
-	RecordPull(ctx context.Context, agentID string, at time.Time) error
-	// LastPulls returns the recorded last pull times of ids; an agent
-	// that never pulled is absent from the map.
-	LastPulls(ctx context.Context, ids []string) (map[string]time.Time, error)
-	// ForgetPull deletes the agent's last pull record (absent is fine).
-	ForgetPull(ctx context.Context, agentID string) error
-}
-
 // AuditRow is one audit record as the admin page shows it: display text
 // only, never arguments or message text.
 type AuditRow struct {
@@ -80,7 +64,7 @@ type AdminOptions struct {
 	Now func() time.Time
 	// OnRevoke, when set, is called after an agent was revoked (the
 	// running Server forgets its per-agent caches).
-	OnRevoke func(a *Agent)
+	OnRevoke func(a *state.Agent)
 }
 
 // Admin is the operator's view of the broker's store: installations,
@@ -88,21 +72,23 @@ type AdminOptions struct {
 // no running Server, so that the CLI can use it on the Redis store
 // directly; a Server hands out one wired to its caches (Server.Admin).
 type Admin struct {
-	st   State
-	as   AdminStore
+	st   state.Store
+	as   state.Admin
 	q    queue.Store
+	dla  queue.DeadLetterAdmin
 	opts AdminOptions
 	dl   *deadLetterGauge
 }
 
-// NewAdmin returns an Admin on st and q. st must implement AdminStore.
-func NewAdmin(st State, q queue.Store, opts AdminOptions) (*Admin, error) {
-	as, ok := st.(AdminStore)
-	if !ok {
-		return nil, fmt.Errorf("broker admin: state store %T has no admin operations", st)
+// NewAdmin returns an Admin on st and q. q must also implement
+// queue.DeadLetterAdmin (both engines' inboxes do).
+func NewAdmin(st state.Store, q queue.Store, opts AdminOptions) (*Admin, error) {
+	if st == nil || q == nil {
+		return nil, errors.New("broker admin: NewAdmin needs a state.Store and a queue.Store")
 	}
-	if q == nil {
-		return nil, errors.New("broker admin: NewAdmin needs a queue.Store")
+	dla, ok := q.(queue.DeadLetterAdmin)
+	if !ok {
+		return nil, fmt.Errorf("broker admin: inbox store %T has no dead-letter administration", q)
 	}
 	if opts.IdleAfter <= 0 {
 		opts.IdleAfter = DefaultAgentIdleAfter
@@ -110,7 +96,7 @@ func NewAdmin(st State, q queue.Store, opts AdminOptions) (*Admin, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	a := &Admin{st: st, as: as, q: q, opts: opts}
+	a := &Admin{st: st, as: st, q: q, dla: dla, opts: opts}
 	a.dl = newDeadLetterGauge(a)
 	return a, nil
 }
@@ -202,7 +188,7 @@ func (a *Admin) Installations(ctx context.Context) ([]InstallationView, error) {
 // Agents lists the agents of org (every org when org is empty), ordered by
 // org then id, with last pull, inbox counters and idle flag.
 func (a *Admin) Agents(ctx context.Context, org string) ([]AgentView, error) {
-	var agents []*Agent
+	var agents []*state.Agent
 	var err error
 	if org == "" {
 		agents, err = a.as.ListAllAgents(ctx)
@@ -238,7 +224,7 @@ func (a *Admin) Agents(ctx context.Context, org string) ([]AgentView, error) {
 	return out, nil
 }
 
-// Agent returns one agent's view; the error wraps ErrNotFound when the
+// Agent returns one agent's view; the error wraps state.ErrNotFound when the
 // agent is unknown.
 func (a *Admin) Agent(ctx context.Context, id string) (AgentView, error) {
 	ag, err := a.agent(ctx, id)
@@ -252,13 +238,13 @@ func (a *Admin) Agent(ctx context.Context, id string) (AgentView, error) {
 	return a.view(ctx, ag, pulls[id], a.opts.Now())
 }
 
-func (a *Admin) agent(ctx context.Context, id string) (*Agent, error) {
+func (a *Admin) agent(ctx context.Context, id string) (*state.Agent, error) {
 	if err := ValidateAgentID(id); err != nil {
 		return nil, err
 	}
 	ag, err := a.st.GetAgent(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("agent %s: %w", id, ErrNotFound)
+	if errors.Is(err, state.ErrNotFound) {
+		return nil, fmt.Errorf("agent %s: %w", id, state.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get agent %s: %w", id, err)
@@ -266,7 +252,7 @@ func (a *Admin) agent(ctx context.Context, id string) (*Agent, error) {
 	return ag, nil
 }
 
-func (a *Admin) view(ctx context.Context, ag *Agent, lastPull, now time.Time) (AgentView, error) {
+func (a *Admin) view(ctx context.Context, ag *state.Agent, lastPull, now time.Time) (AgentView, error) {
 	st, err := a.q.Stats(ctx, ag.ID)
 	if err != nil {
 		return AgentView{}, fmt.Errorf("inbox stats of %s: %w", ag.ID, err)
@@ -299,7 +285,7 @@ type RevokeResult struct {
 }
 
 // Revoke deletes the agent, its access token (its next request is
-// answered 401) and its inbox. The error wraps ErrNotFound when the agent
+// answered 401) and its inbox. The error wraps state.ErrNotFound when the agent
 // is unknown.
 func (a *Admin) Revoke(ctx context.Context, id string) (RevokeResult, error) {
 	ag, err := a.agent(ctx, id)
@@ -311,8 +297,8 @@ func (a *Admin) Revoke(ctx context.Context, id string) (RevokeResult, error) {
 		res.Dropped = st.Depth() + st.DeadLetters
 	}
 	if err := a.st.DeleteAgent(ctx, id); err != nil {
-		if errors.Is(err, ErrNotFound) { // revoked meanwhile
-			return RevokeResult{}, fmt.Errorf("agent %s: %w", id, ErrNotFound)
+		if errors.Is(err, state.ErrNotFound) { // revoked meanwhile
+			return RevokeResult{}, fmt.Errorf("agent %s: %w", id, state.ErrNotFound)
 		}
 		return RevokeResult{}, fmt.Errorf("revoke agent %s: %w", id, err)
 	}
@@ -345,7 +331,7 @@ func (a *Admin) DeadLetters(ctx context.Context, agentID string, limit int) ([]D
 	if _, err := a.agent(ctx, agentID); err != nil {
 		return nil, err
 	}
-	msgs, err := a.q.DeadLetters(ctx, agentID, limit)
+	msgs, err := a.dla.DeadLetters(ctx, agentID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list dead letters of %s: %w", agentID, err)
 	}
@@ -373,7 +359,7 @@ func (a *Admin) Redrive(ctx context.Context, agentID string, ids []string) (int,
 	if _, err := a.agent(ctx, agentID); err != nil {
 		return 0, err
 	}
-	n, err := a.q.Redrive(ctx, agentID, ids)
+	n, err := a.dla.Redrive(ctx, agentID, ids)
 	if err != nil {
 		return 0, fmt.Errorf("redrive dead letters of %s: %w", agentID, err)
 	}
@@ -387,7 +373,7 @@ func (a *Admin) Purge(ctx context.Context, agentID string) (int, error) {
 	if _, err := a.agent(ctx, agentID); err != nil {
 		return 0, err
 	}
-	n, err := a.q.PurgeDeadLetters(ctx, agentID)
+	n, err := a.dla.PurgeDeadLetters(ctx, agentID)
 	if err != nil {
 		return 0, fmt.Errorf("purge dead letters of %s: %w", agentID, err)
 	}

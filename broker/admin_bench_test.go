@@ -21,7 +21,7 @@ func BenchmarkAdminAgents(b *testing.B) {
 			for i := range 200 {
 				id := fmt.Sprintf("ag-%04d", i)
 				e.addAgent(b, fmt.Sprintf("T%02d", i%10), id, now)
-				if err := e.st.(AdminStore).RecordPull(ctx, id, now); err != nil {
+				if err := e.st.RecordPull(ctx, id, now); err != nil {
 					b.Fatal(err)
 				}
 				if _, err := e.q.Enqueue(ctx, id, []byte(`{}`)); err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sealrelay/sealrelay/state"
 	"io"
 	"log/slog"
 	"mime"
@@ -197,7 +198,7 @@ func mapAdminError(err error, agentID string) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, state.ErrNotFound):
 		return adminErr(http.StatusNotFound, "unknown agent %s", agentID)
 	case errors.Is(err, ErrInvalidAdminArgument):
 		return adminErr(http.StatusBadRequest, "%s", err.Error())

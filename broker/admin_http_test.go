@@ -4,16 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/sealrelay/sealrelay/state"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/store/boltstore"
 )
 
 const testAdminToken = "admin-token-0123456789abcdef0123456789"
@@ -196,7 +197,7 @@ func TestAdminHTTPEndpoints(t *testing.T) {
 	if rv, _ := body["revoked"].(map[string]any); status != 200 || rv["agent_id"] != "ag-1" || rv["dropped"] != float64(1) {
 		t.Fatalf("revoke: %d %v", status, body)
 	}
-	if _, err := a.env.st.GetAgent(context.Background(), "ag-1"); !errors.Is(err, ErrNotFound) {
+	if _, err := a.env.st.GetAgent(context.Background(), "ag-1"); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("agent after revoke: %v", err)
 	}
 	status, _, body = a.do(t, "POST", "/admin/api/agents/ag-1/revoke", tok, `{"confirm":"ag-1"}`, nil)
@@ -322,17 +323,12 @@ func FuzzAdminAPI(f *testing.F) {
 	} {
 		f.Add(s[0], s[1], s[2])
 	}
-	dir := f.TempDir()
-	st, err := OpenBoltState(filepath.Join(dir, BoltStateFileName))
+	bs, err := boltstore.Open(f.TempDir(), queue.Options{})
 	if err != nil {
 		f.Fatal(err)
 	}
-	q, err := queue.OpenBoltStore(dir, queue.Options{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { _ = q.Close(); _ = st.Close() })
-	adm, err := NewAdmin(st, q, AdminOptions{})
+	f.Cleanup(func() { _ = bs.Close() })
+	adm, err := NewAdmin(bs, bs.Inbox, AdminOptions{})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"github.com/sealrelay/sealrelay/state"
 	"sync"
 	"time"
 
@@ -16,7 +17,7 @@ func (s *Server) Admin(opts AdminOptions) (*Admin, error) {
 		opts.Now = s.now
 	}
 	next := opts.OnRevoke
-	opts.OnRevoke = func(a *Agent) {
+	opts.OnRevoke = func(a *state.Agent) {
 		s.shared.Forget(a.BoxPublicKey)
 		s.depth.forget(a.ID)
 		s.pullMarks.undo(a.ID)
@@ -36,11 +37,8 @@ const pullRecordTimeout = time.Second
 // recordPull writes the agent's last pull time, at most once per
 // PullRecordInterval per agent in this process. A failure only logs: a
 // pull never fails for it.
-func (s *Server) recordPull(ctx context.Context, a *Agent) {
-	as, ok := s.st.(AdminStore)
-	if !ok {
-		return
-	}
+func (s *Server) recordPull(ctx context.Context, a *state.Agent) {
+	as := s.st
 	now := s.now()
 	if !s.pullMarks.due(a.ID, now) {
 		return

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sealrelay/sealrelay/state"
 	"net/http"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -16,11 +16,13 @@ import (
 
 	"github.com/sealrelay/sealrelay/internal/slackfake"
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/store/boltstore"
+	"github.com/sealrelay/sealrelay/store/redisstore"
 )
 
-// adminEnv is a State and queue.Store of one engine, fresh and isolated.
+// adminEnv is a state.Store and queue.Store of one engine, fresh and isolated.
 type adminEnv struct {
-	st State
+	st state.Store
 	q  queue.Store
 	hk *HashKey
 }
@@ -31,35 +33,29 @@ var adminEngines = []struct {
 }{
 	{"redis", func(t testing.TB, qo queue.Options) adminEnv {
 		rdb, prefix := testRedis(t)
-		q, err := queue.NewRedisStore(rdb, queue.RedisOptions{Options: qo, Prefix: prefix + "q:"})
+		rs, err := redisstore.Open(rdb, prefix, redisstore.InboxOptions{Options: qo})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = q.Close() })
-		return adminEnv{st: NewRedisState(rdb, prefix+"st:"), q: q, hk: testHashKey(t)}
+		t.Cleanup(func() { _ = rs.Close() })
+		return adminEnv{st: rs, q: rs.Inbox, hk: testHashKey(t)}
 	}},
 	{"bolt", func(t testing.TB, qo queue.Options) adminEnv {
-		dir := t.TempDir()
-		st, err := OpenBoltState(filepath.Join(dir, BoltStateFileName))
+		bs, err := boltstore.Open(t.TempDir(), qo)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = st.Close() })
-		q, err := queue.OpenBoltStore(dir, qo)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = q.Close() })
-		return adminEnv{st: st, q: q, hk: testHashKey(t)}
+		t.Cleanup(func() { _ = bs.Close() })
+		return adminEnv{st: bs, q: bs.Inbox, hk: testHashKey(t)}
 	}},
 }
 
-// addAgent installs org (if needed) and registers agent id through State.
-func (e adminEnv) addAgent(t testing.TB, org, id string, at time.Time) *Agent {
+// addAgent installs org (if needed) and registers agent id through state.Store.
+func (e adminEnv) addAgent(t testing.TB, org, id string, at time.Time) *state.Agent {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := e.st.GetInstallation(ctx, org); errors.Is(err, ErrNotFound) {
-		if err := e.st.PutInstallation(ctx, &Installation{OrgID: org, TeamID: org, TeamName: "team " + org, InstalledAt: at, UpdatedAt: at}); err != nil {
+	if _, err := e.st.GetInstallation(ctx, org); errors.Is(err, state.ErrNotFound) {
+		if err := e.st.PutInstallation(ctx, &state.Installation{OrgID: org, TeamID: org, TeamName: "team " + org, InstalledAt: at, UpdatedAt: at}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -68,7 +64,7 @@ func (e adminEnv) addAgent(t testing.TB, org, id string, at time.Time) *Agent {
 		t.Fatal(err)
 	}
 	a := testAgent(t, e.hk, id, org, at)
-	if err := e.st.RegisterAgent(ctx, tok, a, at); err != nil {
+	if err := e.st.RegisterAgent(ctx, tok, a, at, 0); err != nil {
 		t.Fatal(err)
 	}
 	return a
@@ -80,7 +76,7 @@ func TestAdminStoreOps(t *testing.T) {
 		t.Run(eng.name, func(t *testing.T) {
 			t.Parallel()
 			e := eng.open(t, queue.Options{})
-			as := e.st.(AdminStore)
+			as := e.st
 			ctx := context.Background()
 			if l, err := as.ListInstallations(ctx); err != nil || len(l) != 0 {
 				t.Fatalf("empty store: installations %v, %v", l, err)
@@ -155,16 +151,16 @@ func TestAdminAgentViews(t *testing.T) {
 			e.addAgent(t, "T1", "ag-pulling", old)                        // pulled a minute ago
 			e.addAgent(t, "T2", "ag-stale", old)                          // pulled 25 h ago
 			e.addAgent(t, "T2", "ag-expired", now.Add(-100*24*time.Hour)) // token past its 90 days
-			as := e.st.(AdminStore)
+			as := e.st
 			for id, at := range map[string]time.Time{"ag-pulling": now.Add(-time.Minute), "ag-stale": now.Add(-25 * time.Hour)} {
 				if err := as.RecordPull(ctx, id, at); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if err := e.st.(CapabilityStore).SetRespondUntil(ctx, "ag-pulling", now.Add(time.Minute)); err != nil {
+			if err := e.st.SetRespondUntil(ctx, "ag-pulling", now.Add(time.Minute)); err != nil {
 				t.Fatal(err)
 			}
-			if err := e.st.(CapabilityStore).SetRespondUntil(ctx, "ag-stale", now.Add(-time.Minute)); err != nil {
+			if err := e.st.SetRespondUntil(ctx, "ag-stale", now.Add(-time.Minute)); err != nil {
 				t.Fatal(err)
 			}
 			for range 3 {
@@ -222,8 +218,8 @@ func TestAdminAgentViews(t *testing.T) {
 			if err != nil || one.Ready != 2 || !one.LastPull.Equal(now.Add(-time.Minute)) {
 				t.Fatalf("Agent: %+v, %v", one, err)
 			}
-			if _, err := adm.Agent(ctx, "ag-nobody"); !errors.Is(err, ErrNotFound) {
-				t.Fatalf("unknown agent: %v, want ErrNotFound", err)
+			if _, err := adm.Agent(ctx, "ag-nobody"); !errors.Is(err, state.ErrNotFound) {
+				t.Fatalf("unknown agent: %v, want state.ErrNotFound", err)
 			}
 			if _, err := adm.Agent(ctx, "bad id!"); !errors.Is(err, ErrInvalidAdminArgument) {
 				t.Fatalf("malformed id: %v, want ErrInvalidAdminArgument", err)
@@ -250,12 +246,12 @@ func TestAdminRevoke(t *testing.T) {
 				if _, err := e.q.Enqueue(ctx, id, []byte(`{}`)); err != nil {
 					t.Fatal(err)
 				}
-				if err := e.st.(AdminStore).RecordPull(ctx, id, now); err != nil {
+				if err := e.st.RecordPull(ctx, id, now); err != nil {
 					t.Fatal(err)
 				}
 			}
 			var revoked []string
-			adm, err := NewAdmin(e.st, e.q, AdminOptions{OnRevoke: func(a *Agent) { revoked = append(revoked, a.ID) }})
+			adm, err := NewAdmin(e.st, e.q, AdminOptions{OnRevoke: func(a *state.Agent) { revoked = append(revoked, a.ID) }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -266,23 +262,23 @@ func TestAdminRevoke(t *testing.T) {
 			if strings.Join(revoked, ",") != "ag-gone" {
 				t.Fatalf("OnRevoke calls %v", revoked)
 			}
-			if _, err := e.st.GetAgent(ctx, "ag-gone"); !errors.Is(err, ErrNotFound) {
+			if _, err := e.st.GetAgent(ctx, "ag-gone"); !errors.Is(err, state.ErrNotFound) {
 				t.Fatalf("agent still there: %v", err)
 			}
-			if _, err := e.st.LookupAccessToken(ctx, a.AccessTokenHash, now); !errors.Is(err, ErrNotFound) {
+			if _, err := e.st.LookupAccessToken(ctx, a.AccessTokenHash, now); !errors.Is(err, state.ErrNotFound) {
 				t.Fatalf("access token still resolves: %v", err)
 			}
 			if st, err := e.q.Stats(ctx, "ag-gone"); err != nil || st.Depth() != 0 {
 				t.Fatalf("inbox still holds %+v, %v", st, err)
 			}
-			if p, _ := e.st.(AdminStore).LastPulls(ctx, []string{"ag-gone", "ag-kept"}); len(p) != 1 {
+			if p, _ := e.st.LastPulls(ctx, []string{"ag-gone", "ag-kept"}); len(p) != 1 {
 				t.Fatalf("last pulls after revoke %v, want only ag-kept", p)
 			}
 			if st, err := e.q.Stats(ctx, "ag-kept"); err != nil || st.Depth() != 1 {
 				t.Fatalf("other agent's inbox: %+v, %v", st, err)
 			}
-			if _, err := adm.Revoke(ctx, "ag-gone"); !errors.Is(err, ErrNotFound) {
-				t.Fatalf("second revoke: %v, want ErrNotFound", err)
+			if _, err := adm.Revoke(ctx, "ag-gone"); !errors.Is(err, state.ErrNotFound) {
+				t.Fatalf("second revoke: %v, want state.ErrNotFound", err)
 			}
 		})
 	}
@@ -398,9 +394,9 @@ func TestAdminDeadLetters(t *testing.T) {
 				call func() error
 				want error
 			}{
-				{"list unknown agent", func() error { _, err := adm.DeadLetters(ctx, "ag-nobody", 0); return err }, ErrNotFound},
-				{"redrive unknown agent", func() error { _, err := adm.Redrive(ctx, "ag-nobody", nil); return err }, ErrNotFound},
-				{"purge unknown agent", func() error { _, err := adm.Purge(ctx, "ag-nobody"); return err }, ErrNotFound},
+				{"list unknown agent", func() error { _, err := adm.DeadLetters(ctx, "ag-nobody", 0); return err }, state.ErrNotFound},
+				{"redrive unknown agent", func() error { _, err := adm.Redrive(ctx, "ag-nobody", nil); return err }, state.ErrNotFound},
+				{"purge unknown agent", func() error { _, err := adm.Purge(ctx, "ag-nobody"); return err }, state.ErrNotFound},
 				{"limit too large", func() error { _, err := adm.DeadLetters(ctx, "ag-dl", MaxDeadLetterListLimit+1); return err }, ErrInvalidAdminArgument},
 				{"negative limit", func() error { _, err := adm.DeadLetters(ctx, "ag-dl", -1); return err }, ErrInvalidAdminArgument},
 				{"malformed message id", func() error { _, err := adm.Redrive(ctx, "ag-dl", []string{"a#1"}); return err }, ErrInvalidAdminArgument},
@@ -434,9 +430,9 @@ func TestDeadLetterGaugeReadsEveryAgent(t *testing.T) {
 
 func TestNewAdminNeedsAdminStore(t *testing.T) {
 	t.Parallel()
-	type plainState struct{ State }
+	type plainState struct{ state.Store }
 	if _, err := NewAdmin(plainState{}, nil, AdminOptions{}); err == nil {
-		t.Fatal("NewAdmin accepted a State without admin operations")
+		t.Fatal("NewAdmin accepted a state.Store without admin operations")
 	}
 }
 

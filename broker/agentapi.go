@@ -12,6 +12,7 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/state"
 )
 
 // maxAckIDs bounds message_ids in one ack.
@@ -29,7 +30,7 @@ func bearerToken(r *http.Request) string {
 // authAgent runs checks 4–8 of protocol §4.4 for org: bearer token present,
 // known and unexpired (401) → belongs to org (403) → protocol_version (400)
 // → timestamp window (400) → signature over signed (403).
-func (s *Server) authAgent(ctx context.Context, r *http.Request, org, version string, ts int64, signed []byte, sig string) (*Agent, *apiError) {
+func (s *Server) authAgent(ctx context.Context, r *http.Request, org, version string, ts int64, signed []byte, sig string) (*state.Agent, *apiError) {
 	tok := bearerToken(r)
 	if tok == "" {
 		return nil, errf(http.StatusUnauthorized, protocol.ErrMissingToken)
@@ -39,7 +40,7 @@ func (s *Server) authAgent(ctx context.Context, r *http.Request, org, version st
 	}
 	g, err := s.st.LookupAccessToken(ctx, s.hk.Hash(KindAccessToken, tok), s.now())
 	switch {
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrExpired):
+	case errors.Is(err, state.ErrNotFound), errors.Is(err, state.ErrExpired):
 		return nil, errf(http.StatusUnauthorized, protocol.ErrInvalidToken)
 	case err != nil:
 		s.logger(ctx).Error("access token lookup failed", "err", err)
@@ -47,7 +48,7 @@ func (s *Server) authAgent(ctx context.Context, r *http.Request, org, version st
 	}
 	a, err := s.st.GetAgent(ctx, g.AgentID)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, state.ErrNotFound):
 		return nil, errf(http.StatusUnauthorized, protocol.ErrInvalidToken)
 	case err != nil:
 		s.logger(ctx).Error("agent lookup failed", "err", err)
@@ -123,7 +124,7 @@ func (s *Server) register(ctx context.Context, req *protocol.RegisterRequest, re
 	}
 	inst, err := s.st.GetInstallation(ctx, org)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, state.ErrNotFound):
 		return nil, errf(http.StatusNotFound, "%s: install the Slack app first", protocol.ErrOrgNotFound)
 	case err != nil:
 		s.logger(ctx).Error("installation lookup failed", "err", err)
@@ -143,7 +144,7 @@ func (s *Server) register(ctx context.Context, req *protocol.RegisterRequest, re
 		return nil, errf(http.StatusInternalServerError, "internal error")
 	}
 	now := s.now()
-	a := &Agent{
+	a := &state.Agent{
 		ID: "ag-" + hex.EncodeToString(idb), OrgID: org, BoxPublicKey: box, SigningPublicKey: sig,
 		CreatedAt: now.UTC(), AccessTokenHash: s.hk.Hash(KindAccessToken, access),
 		AccessTokenExpiresAt: now.Add(s.cfg.AccessTokenTTL).UTC(),
@@ -151,15 +152,15 @@ func (s *Server) register(ctx context.Context, req *protocol.RegisterRequest, re
 	if respond {
 		a.RespondUntil = now.Add(s.cfg.RespondCapabilityTTL).UTC()
 	}
-	err = s.st.RegisterAgentLimited(ctx, s.hk.Hash(KindRegistrationToken, token), a, now, s.cfg.AgentsPerOrg)
+	err = s.st.RegisterAgent(ctx, s.hk.Hash(KindRegistrationToken, token), a, now, s.cfg.AgentsPerOrg)
 	switch {
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrExpired):
+	case errors.Is(err, state.ErrNotFound), errors.Is(err, state.ErrExpired):
 		return nil, errf(http.StatusForbidden, protocol.ErrInvalidRegistrationToken)
-	case errors.Is(err, ErrUsed):
+	case errors.Is(err, state.ErrUsed):
 		return nil, errf(http.StatusForbidden, protocol.ErrRegistrationTokenUsed)
-	case errors.Is(err, ErrAgentExists):
+	case errors.Is(err, state.ErrAgentExists):
 		return nil, errf(http.StatusConflict, "agent %s: unregister it first or use new keys", protocol.ErrAlreadyActive)
-	case errors.Is(err, ErrOrgFull):
+	case errors.Is(err, state.ErrOrgFull):
 		return nil, errf(http.StatusConflict, "workspace %s: this broker allows %d agent(s) per workspace; unregister one first", protocol.ErrAlreadyActive, s.cfg.AgentsPerOrg)
 	case err != nil:
 		s.logger(ctx).Error("register agent failed", "err", err)
@@ -206,7 +207,7 @@ func (s *Server) handleUnregister(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, errf(http.StatusConflict, protocol.ErrReplay))
 		return
 	}
-	if err := s.st.DeleteAgent(ctx, a.ID); err != nil && !errors.Is(err, ErrNotFound) {
+	if err := s.st.DeleteAgent(ctx, a.ID); err != nil && !errors.Is(err, state.ErrNotFound) {
 		s.logger(ctx).Error("delete agent failed", "err", err)
 		s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
 		return
@@ -305,7 +306,7 @@ func (s *Server) endLongPoll(agentID string) {
 
 // pull leases messages for a, waiting up to wait (released early by
 // Shutdown). It caps concurrent waiting pulls per agent.
-func (s *Server) pull(ctx context.Context, a *Agent, maxN int, wait time.Duration) ([]protocol.InboxMessage, *apiError) {
+func (s *Server) pull(ctx context.Context, a *state.Agent, maxN int, wait time.Duration) ([]protocol.InboxMessage, *apiError) {
 	if wait > LongPollMax {
 		wait = LongPollMax
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/sealrelay/sealrelay/audit"
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
+	"github.com/sealrelay/sealrelay/state"
 )
 
 // ErrResponseTooLarge answers an api.call whose Slack response exceeds
@@ -93,7 +94,7 @@ func (s *Server) refuse(ctx context.Context, w http.ResponseWriter, method, code
 
 // call opens the body, checks the channel policy and the rate limit, and
 // relays the call to Slack. It returns the metrics outcome with the answer.
-func (s *Server) call(ctx context.Context, a *Agent, org, method string, ct []byte, nonce *[crypto.NonceSize]byte) (*protocol.CallResponse, string, *apiError) {
+func (s *Server) call(ctx context.Context, a *state.Agent, org, method string, ct []byte, nonce *[crypto.NonceSize]byte) (*protocol.CallResponse, string, *apiError) {
 	key := s.shared.Get(a.BoxPublicKey)
 	pt, err := key.Open(ct, nonce)
 	if err != nil {
@@ -123,7 +124,7 @@ func (s *Server) call(ctx context.Context, a *Agent, org, method string, ct []by
 	}
 	inst, err := s.st.GetInstallation(ctx, org)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, state.ErrNotFound):
 		return nil, "rejected", errf(http.StatusNotFound, protocol.ErrOrgNotFound)
 	case err != nil:
 		s.logger(ctx).Error("installation lookup failed", "err", err)

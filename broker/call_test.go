@@ -32,109 +32,113 @@ func callSetup(t *testing.T, team string, opts ...harnessOpt) (*harness, *agentC
 // argument, returns Slack's exact bytes sealed under fresh nonces.
 func TestCallRoundTrip(t *testing.T) {
 	t.Parallel()
-	h, a, bot := callSetup(t, "T0CALL01")
-	direct := slack.New(bot, slack.OptionAPIURL(h.cfg.SlackAPIURL))
-	parent, err := func() (string, error) {
-		_, ts, err := direct.PostMessage("C1", slack.MsgOptionText("parent", false))
-		return ts, err
-	}()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name, method, encoding string
-		args                   any
-		check                  func(t *testing.T, out map[string]any, c slackfake.Call)
-	}{
-		{"form post with token arg", "chat.postMessage", protocol.EncodingForm,
-			map[string]string{"channel": "C1", "text": "hello form", "thread_ts": parent, "token": "xoxb-agent-forged"},
-			func(t *testing.T, out map[string]any, c slackfake.Call) {
-				if out["ok"] != true || out["channel"] != "C1" || c.ContentType != "application/x-www-form-urlencoded" || c.Params.Get("thread_ts") != parent {
-					t.Fatalf("answer %v, call %+v", out, c)
-				}
-			}},
-		{"json post with blocks and token arg", "chat.postMessage", protocol.EncodingJSON,
-			map[string]any{"channel": "C1", "text": "hello json", "token": "xoxb-agent-forged",
-				"blocks": []any{map[string]any{"type": "section", "text": map[string]any{"type": "mrkdwn", "text": "*hi*"}}}},
-			func(t *testing.T, out map[string]any, c slackfake.Call) {
-				if out["ok"] != true || c.ContentType != "application/json" || !strings.Contains(c.Params.Get("blocks"), "mrkdwn") ||
-					bytes.Contains(c.JSON, []byte("token")) {
-					t.Fatalf("answer %v, call %+v", out, c)
-				}
-			}},
-		{"form read", "conversations.replies", protocol.EncodingForm, map[string]string{"channel": "C1", "ts": parent},
-			func(t *testing.T, out map[string]any, _ slackfake.Call) {
-				if msgs, _ := out["messages"].([]any); len(msgs) != 2 {
-					t.Fatalf("replies %v", out)
-				}
-			}},
-		{"json streaming", "chat.startStream", protocol.EncodingJSON, map[string]any{"channel": "C1", "thread_ts": parent, "markdown_text": "Hi"},
-			func(t *testing.T, out map[string]any, _ slackfake.Call) {
-				if out["ts"] == "" || out["channel"] != "C1" {
-					t.Fatalf("startStream %v", out)
-				}
-			}},
-	}
-	seen := map[string]bool{}
-	for _, tt := range tests {
-		body, reqNonce := a.callBody(tt.method, tt.encoding, tt.args, a.now())
-		status, _, b := a.callRaw(body)
-		if status != http.StatusOK {
-			t.Fatalf("%s: %d %s", tt.name, status, b)
+	forEachEngine(t, func(t *testing.T, engine harnessOpt) {
+		h, a, bot := callSetup(t, "T0CALL01", engine)
+		direct := slack.New(bot, slack.OptionAPIURL(h.cfg.SlackAPIURL))
+		parent, err := func() (string, error) {
+			_, ts, err := direct.PostMessage("C1", slack.MsgOptionText("parent", false))
+			return ts, err
+		}()
+		if err != nil {
+			t.Fatal(err)
 		}
-		pt, respNonce := a.openCall(b)
-		if respNonce == reqNonce || seen[respNonce] {
-			t.Fatalf("%s: response nonce reused", tt.name)
+		tests := []struct {
+			name, method, encoding string
+			args                   any
+			check                  func(t *testing.T, out map[string]any, c slackfake.Call)
+		}{
+			{"form post with token arg", "chat.postMessage", protocol.EncodingForm,
+				map[string]string{"channel": "C1", "text": "hello form", "thread_ts": parent, "token": "xoxb-agent-forged"},
+				func(t *testing.T, out map[string]any, c slackfake.Call) {
+					if out["ok"] != true || out["channel"] != "C1" || c.ContentType != "application/x-www-form-urlencoded" || c.Params.Get("thread_ts") != parent {
+						t.Fatalf("answer %v, call %+v", out, c)
+					}
+				}},
+			{"json post with blocks and token arg", "chat.postMessage", protocol.EncodingJSON,
+				map[string]any{"channel": "C1", "text": "hello json", "token": "xoxb-agent-forged",
+					"blocks": []any{map[string]any{"type": "section", "text": map[string]any{"type": "mrkdwn", "text": "*hi*"}}}},
+				func(t *testing.T, out map[string]any, c slackfake.Call) {
+					if out["ok"] != true || c.ContentType != "application/json" || !strings.Contains(c.Params.Get("blocks"), "mrkdwn") ||
+						bytes.Contains(c.JSON, []byte("token")) {
+						t.Fatalf("answer %v, call %+v", out, c)
+					}
+				}},
+			{"form read", "conversations.replies", protocol.EncodingForm, map[string]string{"channel": "C1", "ts": parent},
+				func(t *testing.T, out map[string]any, _ slackfake.Call) {
+					if msgs, _ := out["messages"].([]any); len(msgs) != 2 {
+						t.Fatalf("replies %v", out)
+					}
+				}},
+			{"json streaming", "chat.startStream", protocol.EncodingJSON, map[string]any{"channel": "C1", "thread_ts": parent, "markdown_text": "Hi"},
+				func(t *testing.T, out map[string]any, _ slackfake.Call) {
+					if out["ts"] == "" || out["channel"] != "C1" {
+						t.Fatalf("startStream %v", out)
+					}
+				}},
 		}
-		seen[respNonce], seen[reqNonce] = true, true
-		var out map[string]any
-		if err := json.Unmarshal(pt, &out); err != nil {
-			t.Fatalf("%s: %q", tt.name, pt)
+		seen := map[string]bool{}
+		for _, tt := range tests {
+			body, reqNonce := a.callBody(tt.method, tt.encoding, tt.args, a.now())
+			status, _, b := a.callRaw(body)
+			if status != http.StatusOK {
+				t.Fatalf("%s: %d %s", tt.name, status, b)
+			}
+			pt, respNonce := a.openCall(b)
+			if respNonce == reqNonce || seen[respNonce] {
+				t.Fatalf("%s: response nonce reused", tt.name)
+			}
+			seen[respNonce], seen[reqNonce] = true, true
+			var out map[string]any
+			if err := json.Unmarshal(pt, &out); err != nil {
+				t.Fatalf("%s: %q", tt.name, pt)
+			}
+			calls := h.fake.CallsTo(tt.method)
+			c := calls[len(calls)-1]
+			if c.Token != bot || c.Params.Has("token") {
+				t.Fatalf("%s: slack saw token %q / params %v", tt.name, c.Token, c.Params)
+			}
+			tt.check(t, out, c)
 		}
-		calls := h.fake.CallsTo(tt.method)
-		c := calls[len(calls)-1]
-		if c.Token != bot || c.Params.Has("token") {
-			t.Fatalf("%s: slack saw token %q / params %v", tt.name, c.Token, c.Params)
-		}
-		tt.check(t, out, c)
-	}
 
-	// The plaintext is Slack's exact body: compare with a direct call.
-	body, _ := a.callBody("auth.test", protocol.EncodingForm, map[string]string{}, a.now())
-	_, _, b := a.callRaw(body)
-	got, _ := a.openCall(b)
-	req, _ := http.NewRequest(http.MethodPost, h.cfg.SlackAPIURL+"auth.test", strings.NewReader(""))
-	req.Header.Set("Authorization", "Bearer "+bot)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !bytes.Equal(got, want) {
-		t.Fatalf("relayed %q, slack said %q", got, want)
-	}
+		// The plaintext is Slack's exact body: compare with a direct call.
+		body, _ := a.callBody("auth.test", protocol.EncodingForm, map[string]string{}, a.now())
+		_, _, b := a.callRaw(body)
+		got, _ := a.openCall(b)
+		req, _ := http.NewRequest(http.MethodPost, h.cfg.SlackAPIURL+"auth.test", strings.NewReader(""))
+		req.Header.Set("Authorization", "Bearer "+bot)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !bytes.Equal(got, want) {
+			t.Fatalf("relayed %q, slack said %q", got, want)
+		}
+	})
 }
 
 // TestCallSlackErrorsRelayed: Slack's ok:false answers (including
 // unknown_method for an allowed name) come back sealed with HTTP 200.
 func TestCallSlackErrorsRelayed(t *testing.T) {
 	t.Parallel()
-	h, a, _ := callSetup(t, "T0CALL02")
-	tests := []struct{ method, want string }{
-		{"chat.update", "message_not_found"},
-		{"chat.nonsense", "unknown_method"},
-		{"views.open", "invalid_trigger_id"},
-	}
-	for _, tt := range tests {
-		out := a.call(tt.method, protocol.EncodingJSON, map[string]any{"channel": "C1", "ts": "1.2"})
-		if out["ok"] != false || out["error"] != tt.want {
-			t.Fatalf("%s: %v", tt.method, out)
+	forEachEngine(t, func(t *testing.T, engine harnessOpt) {
+		h, a, _ := callSetup(t, "T0CALL02", engine)
+		tests := []struct{ method, want string }{
+			{"chat.update", "message_not_found"},
+			{"chat.nonsense", "unknown_method"},
+			{"views.open", "invalid_trigger_id"},
 		}
-	}
-	if n := len(h.fake.CallsTo("chat.nonsense")); n != 1 {
-		t.Fatalf("unknown method reached slack %d times", n)
-	}
+		for _, tt := range tests {
+			out := a.call(tt.method, protocol.EncodingJSON, map[string]any{"channel": "C1", "ts": "1.2"})
+			if out["ok"] != false || out["error"] != tt.want {
+				t.Fatalf("%s: %v", tt.method, out)
+			}
+		}
+		if n := len(h.fake.CallsTo("chat.nonsense")); n != 1 {
+			t.Fatalf("unknown method reached slack %d times", n)
+		}
+	})
 }
 
 // TestCallDeniedMethods: administrative methods are refused with 403 and
@@ -406,19 +410,21 @@ func TestCallSlackUnreachable(t *testing.T) {
 // Retry-After while the read bucket (and another agent) still pass.
 func TestCallRateLimitClasses(t *testing.T) {
 	t.Parallel()
-	h, a, _ := callSetup(t, "T0CALL08", withConfig(func(c *Config) { c.CallPostRate = RateLimit{Rate: 0.01, Burst: 2} }))
-	b := h.register(a.org, h.freshRegToken(a.org, "xoxb-call-t0call08"))
-	for range 2 {
-		a.call("chat.postMessage", "form", map[string]string{"channel": "C1", "text": "x"})
-	}
-	body, _ := a.callBody("reactions.add", "form", map[string]string{"channel": "C1", "timestamp": "1.2", "name": "eyes"}, a.now())
-	status, hdr, rb := a.callRaw(body)
-	expectError(t, status, rb, http.StatusTooManyRequests, protocol.ErrRateLimited)
-	if ra, err := strconv.Atoi(hdr.Get("Retry-After")); err != nil || ra < 1 || ra > 200 {
-		t.Fatalf("Retry-After %q", hdr.Get("Retry-After"))
-	}
-	a.call("conversations.info", "form", map[string]string{"channel": "C1"})
-	b.call("chat.postMessage", "form", map[string]string{"channel": "C1", "text": "y"})
+	forEachEngine(t, func(t *testing.T, engine harnessOpt) {
+		h, a, _ := callSetup(t, "T0CALL08", engine, withConfig(func(c *Config) { c.CallPostRate = RateLimit{Rate: 0.01, Burst: 2} }))
+		b := h.register(a.org, h.freshRegToken(a.org, "xoxb-call-t0call08"))
+		for range 2 {
+			a.call("chat.postMessage", "form", map[string]string{"channel": "C1", "text": "x"})
+		}
+		body, _ := a.callBody("reactions.add", "form", map[string]string{"channel": "C1", "timestamp": "1.2", "name": "eyes"}, a.now())
+		status, hdr, rb := a.callRaw(body)
+		expectError(t, status, rb, http.StatusTooManyRequests, protocol.ErrRateLimited)
+		if ra, err := strconv.Atoi(hdr.Get("Retry-After")); err != nil || ra < 1 || ra > 200 {
+			t.Fatalf("Retry-After %q", hdr.Get("Retry-After"))
+		}
+		a.call("conversations.info", "form", map[string]string{"channel": "C1"})
+		b.call("chat.postMessage", "form", map[string]string{"channel": "C1", "text": "y"})
+	})
 }
 
 // TestCallUploadFlow: files.getUploadURLExternal hands the fake's upload
@@ -461,20 +467,22 @@ func TestCallUploadFlow(t *testing.T) {
 // logs, on success, on Slack errors and on refusals.
 func TestCallCanary(t *testing.T) {
 	t.Parallel()
-	h, a, bot := callSetup(t, "T0CALL10")
-	argCanary := "CANARY-ARG-91c2e"
-	respCanary := "CANARY-RESP-44d0a"
-	h.fake.AddMessage(slackfake.Message{Channel: "C1", Text: respCanary})
-	a.call("chat.postMessage", "json", map[string]any{"channel": "C1", "text": argCanary})
-	if out := a.call("conversations.history", "form", map[string]string{"channel": "C1"}); !strings.Contains(mustString(out), respCanary) {
-		t.Fatalf("history %v", out)
-	}
-	a.call("chat.update", "form", map[string]string{"channel": "C1", "ts": "9.9", "text": argCanary})
-	body, _ := a.callBody("admin.conversations.create", "form", map[string]string{"name": argCanary}, a.now())
-	a.callRaw(body)
-	body, _ = a.callBody("chat.postMessage", "form", map[string]string{"channel": "C1", "text": argCanary, "token": "xoxb-agent-canary"}, a.now())
-	a.callRaw(body)
-	h.assertNoSecrets(argCanary, respCanary, bot, "xoxb-agent-canary")
+	forEachEngine(t, func(t *testing.T, engine harnessOpt) {
+		h, a, bot := callSetup(t, "T0CALL10", engine)
+		argCanary := "CANARY-ARG-91c2e"
+		respCanary := "CANARY-RESP-44d0a"
+		h.fake.AddMessage(slackfake.Message{Channel: "C1", Text: respCanary})
+		a.call("chat.postMessage", "json", map[string]any{"channel": "C1", "text": argCanary})
+		if out := a.call("conversations.history", "form", map[string]string{"channel": "C1"}); !strings.Contains(mustString(out), respCanary) {
+			t.Fatalf("history %v", out)
+		}
+		a.call("chat.update", "form", map[string]string{"channel": "C1", "ts": "9.9", "text": argCanary})
+		body, _ := a.callBody("admin.conversations.create", "form", map[string]string{"name": argCanary}, a.now())
+		a.callRaw(body)
+		body, _ = a.callBody("chat.postMessage", "form", map[string]string{"channel": "C1", "text": argCanary, "token": "xoxb-agent-canary"}, a.now())
+		a.callRaw(body)
+		h.assertNoSecrets(argCanary, respCanary, bot, "xoxb-agent-canary")
+	})
 }
 
 func mustString(v any) string { return string(mustJSON(v)) }

@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"github.com/sealrelay/sealrelay/state"
 	"net/url"
 	"strings"
 	"time"
@@ -142,19 +143,19 @@ func (c Config) withDefaults() Config {
 		c.BotScopes = DefaultBotScopes
 	}
 	if c.AccessTokenTTL <= 0 {
-		c.AccessTokenTTL = DefaultAccessTokenTTL
+		c.AccessTokenTTL = state.DefaultAccessTokenTTL
 	}
 	if c.RegistrationTokenTTL <= 0 {
-		c.RegistrationTokenTTL = DefaultRegistrationTokenTTL
+		c.RegistrationTokenTTL = state.DefaultRegistrationTokenTTL
 	}
 	if c.AccessTokenOverlap <= 0 {
 		c.AccessTokenOverlap = DefaultAccessTokenOverlap
 	}
 	if c.OAuthStateTTL <= 0 {
-		c.OAuthStateTTL = DefaultOAuthStateTTL
+		c.OAuthStateTTL = state.DefaultOAuthStateTTL
 	}
 	if c.EventDedupTTL <= 0 {
-		c.EventDedupTTL = DefaultEventDedupTTL
+		c.EventDedupTTL = state.DefaultEventDedupTTL
 	}
 	if c.SendRate.Rate == 0 {
 		c.SendRate.Rate = DefaultSendRate
@@ -174,9 +175,9 @@ func (c Config) withDefaults() Config {
 	if c.TokenRefreshMargin <= 0 {
 		c.TokenRefreshMargin = DefaultTokenRefreshMargin
 	}
-	c.CallPostRate = c.CallPostRate.orDefault(DefaultCallPostRate)
-	c.CallReadRate = c.CallReadRate.orDefault(DefaultCallReadRate)
-	c.CallOtherRate = c.CallOtherRate.orDefault(DefaultCallOtherRate)
+	c.CallPostRate = orDefault(c.CallPostRate, DefaultCallPostRate)
+	c.CallReadRate = orDefault(c.CallReadRate, DefaultCallReadRate)
+	c.CallOtherRate = orDefault(c.CallOtherRate, DefaultCallOtherRate)
 	if c.CallMaxResponse <= 0 {
 		c.CallMaxResponse = DefaultCallMaxResponse
 	}

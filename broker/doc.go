@@ -34,7 +34,7 @@
 //
 // A Slack request is answered 401 unless its v0 signature and timestamp (±5
 // minutes) verify, 413 over 1 MiB. Events are de-duplicated by event_id in
-// the shared State (a retry that arrives while the first attempt is still
+// the shared state.Store (a retry that arrives while the first attempt is still
 // storing gets 503, so Slack retries again later). The payload, byte for
 // byte, becomes the generic envelope's payload; it is sealed to each active
 // agent (one whose access token has not expired) and signed, and the broker
@@ -48,24 +48,27 @@
 //
 // Authentication follows protocol §4.4 in its exact order. Send nonces are
 // remembered per agent for 600 s and unregister signatures for 600 s in the
-// shared State, so a replay is refused on every replica; pulls and acks are
+// shared state.Store, so a replay is refused on every replica; pulls and acks are
 // idempotent and never replay-checked. Sends also pass a per-agent token
-// bucket (Config.SendRate, default 1/s, burst 20) kept in the State. Slack
+// bucket (Config.SendRate, default 1/s, burst 20) kept in the state.Limiter. Slack
 // errors come back as 502 with Slack's code, Slack rate limits as 429 with
 // Retry-After; token_revoked, invalid_auth and account_inactive mark the
 // installation revoked. Rotating bot tokens are refreshed
 // Config.TokenRefreshMargin (default 2 h) before they expire, single-flight
 // across replicas (a lease in the installation record) and per org within
 // a process; installation changes are atomic read-modify-writes
-// (State.UpdateInstallation), so a revoke during a refresh stays.
+// (state.Installations.UpdateInstallation), so a revoke during a refresh stays.
 //
 // # Storage
 //
 // Inboxes live in a queue.Store (one inbox per agent, named by agent id);
 // everything else (installations, agents, hashed tokens, replay records,
-// rate-limit buckets) lives in a State: RedisState, or the embedded bbolt
-// state for a single node. Bot and refresh tokens are stored only as
-// crypto.Keyring envelopes bound to the org id; access tokens, registration
+// rate-limit buckets, drop records, held requests) lives in a state.Store.
+// The broker knows no storage engine: cmd/broker opens one
+// (store/redisstore for replicas sharing Redis, store/boltstore for a
+// single node) and passes its state and inboxes to New. Bot and refresh
+// tokens are stored only as crypto.Keyring envelopes bound to the org id;
+// access tokens, registration
 // tokens, OAuth states and unregister signatures only as keyed hashes (see
 // HashKey). Plaintext bot tokens and message bodies exist only in memory
 // for the duration of one request, and the buffers the broker owns are

@@ -10,6 +10,7 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/state"
 )
 
 // Hash kinds of derived message ids (see Server.messageID).
@@ -17,92 +18,6 @@ const (
 	KindMessageID  = "message-id"
 	KindDropNotice = "drop-notice"
 )
-
-// DropRecordTTL is how long drop records of an agent that never pulls are
-// kept (every RecordDrop extends it).
-const DropRecordTTL = 30 * 24 * time.Hour
-
-// DropRecorder keeps, per agent, the copies of Slack events dropped for it
-// (inbox full, too large, sealing failure) until an events_dropped notice
-// about them is durably queued. Records hold counts, times and Slack event
-// ids, never message content. Both State implementations provide it
-// (Redis for replicas, bbolt for the embedded mode).
-//
-// The protocol is take-then-confirm: TakeDrops moves everything recorded so
-// far into one pending notice with a fresh token (or returns the pending
-// notice again when an earlier one was never confirmed); the caller queues
-// the notice under an id derived from the token, which makes queueing it
-// twice harmless, and then calls ConfirmDrops. Drops recorded in between
-// go into the next notice. A crash between the two steps loses nothing.
-type DropRecorder interface {
-	// RecordDrop counts one copy dropped for agentID for reason (the wire
-	// name of a protocol.DropReason: inbox_full, too_large, seal_failed) at
-	// at; eventID may be empty.
-	RecordDrop(ctx context.Context, agentID, reason, eventID string, at time.Time) error
-	// TakeDrops returns the agent's pending notice, creating it from the
-	// recorded drops when there is none; ok is false when nothing is
-	// recorded or pending.
-	TakeDrops(ctx context.Context, agentID string) (p PendingDrops, ok bool, err error)
-	// ConfirmDrops deletes the pending notice with token (a no-op when it
-	// is no longer pending).
-	ConfirmDrops(ctx context.Context, agentID, token string) error
-}
-
-// PendingDrops is a notice taken by TakeDrops and not yet confirmed.
-type PendingDrops struct {
-	Token  string
-	Notice protocol.DropNotice
-}
-
-// dropRecord is the stored form of an agent's drops (both states).
-type dropRecord struct {
-	Count     int            `json:"count"`
-	Reasons   map[string]int `json:"reasons"`
-	First     int64          `json:"first"`
-	Last      int64          `json:"last"`
-	EventIDs  []string       `json:"event_ids"`
-	Truncated bool           `json:"truncated"`
-}
-
-// add counts one drop.
-func (r *dropRecord) add(reason, eventID string, at int64) {
-	if r.Reasons == nil {
-		r.Reasons = map[string]int{}
-	}
-	if r.Count == 0 || at < r.First {
-		r.First = at
-	}
-	if at > r.Last {
-		r.Last = at
-	}
-	r.Count++
-	r.Reasons[reason]++
-	if eventID == "" {
-		return
-	}
-	if len(r.EventIDs) < protocol.MaxDropNoticeEventIDs {
-		r.EventIDs = append(r.EventIDs, eventID)
-	} else {
-		r.Truncated = true
-	}
-}
-
-// notice converts the record into the wire payload.
-func (r *dropRecord) notice() protocol.DropNotice {
-	n := protocol.DropNotice{Count: r.Count, Reasons: map[protocol.DropReason]int{}, FirstDroppedAt: r.First,
-		LastDroppedAt: r.Last, EventIDs: []string{}, EventIDsTruncated: r.Truncated}
-	for k, v := range r.Reasons {
-		if v > 0 {
-			n.Reasons[protocol.DropReason(k)] = v
-		}
-	}
-	for _, id := range r.EventIDs {
-		if id != "" {
-			n.EventIDs = append(n.EventIDs, id)
-		}
-	}
-	return n
-}
 
 // messageID derives the inbox message id of the copy of Slack event eventID
 // for agentID: a keyed hash (HashKey), so every replica computes the same id
@@ -115,10 +30,7 @@ func (s *Server) messageID(org, eventID, agentID string) string {
 // recordDrop stores one dropped copy for the agent's next notice. A failure
 // is logged: the drop itself is counted in the metrics either way.
 func (s *Server) recordDrop(ctx context.Context, agentID string, reason protocol.DropReason, eventID string, at time.Time) {
-	dr, ok := s.st.(DropRecorder)
-	if !ok {
-		return
-	}
+	dr := s.st
 	if len(eventID) > maxEventIDLength {
 		eventID = ""
 	}
@@ -134,11 +46,8 @@ func (s *Server) recordDrop(ctx context.Context, agentID string, reason protocol
 // the inbox has room, and forgets the drops it covers once it is queued.
 // Called on every pull and after every ack that made room; errors only
 // delay the notice to a later call.
-func (s *Server) flushDrops(ctx context.Context, a *Agent) {
-	dr, ok := s.st.(DropRecorder)
-	if !ok {
-		return
-	}
+func (s *Server) flushDrops(ctx context.Context, a *state.Agent) {
+	dr := s.st
 	p, ok, err := dr.TakeDrops(ctx, a.ID)
 	if err != nil {
 		s.logger(ctx).Warn("reading dropped-copy records failed", "err", err)
@@ -172,7 +81,7 @@ func (s *Server) flushDrops(ctx context.Context, a *Agent) {
 
 // queueDropNotice seals the notice to the agent and stores it under an id
 // derived from its token.
-func (s *Server) queueDropNotice(ctx context.Context, a *Agent, p PendingDrops) error {
+func (s *Server) queueDropNotice(ctx context.Context, a *state.Agent, p state.PendingDrops) error {
 	payload, err := json.Marshal(p.Notice)
 	if err != nil {
 		return fmt.Errorf("encode notice: %w", err)

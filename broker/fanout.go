@@ -13,6 +13,7 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/state"
 )
 
 // errSealFailed marks a per-agent sealing failure in fanOut.
@@ -38,13 +39,13 @@ var errSealFailed = errors.New("seal failed")
 // round trip, one bbolt transaction), and the copies share one ephemeral
 // X25519 key (crypto.MultiSealer). What is per agent — the shared key, the
 // box and the Ed25519 signature — runs on up to GOMAXPROCS goroutines.
-func (s *Server) fanOut(ctx context.Context, org, eventID, source, typ string, payload []byte, agents []*Agent) *apiError {
+func (s *Server) fanOut(ctx context.Context, org, eventID, source, typ string, payload []byte, agents []*state.Agent) *apiError {
 	return s.fanOutHold(ctx, org, eventID, source, typ, payload, agents, nil)
 }
 
 // fanCopy is one agent's copy of an event in fanOutHold.
 type fanCopy struct {
-	agent *Agent
+	agent *state.Agent
 	id    string // message id; "" for a random one
 	body  []byte // stored form (protocol.Stored)
 	err   error
@@ -53,7 +54,7 @@ type fanCopy struct {
 // fanOutHold is fanOut for a held Slack request when h is not nil: every
 // copy's envelope carries response_expected and respond_by, and every copy
 // is stored under the hold id (see held.go).
-func (s *Server) fanOutHold(ctx context.Context, org, eventID, source, typ string, payload []byte, agents []*Agent, h *heldCopy) *apiError {
+func (s *Server) fanOutHold(ctx context.Context, org, eventID, source, typ string, payload []byte, agents []*state.Agent, h *heldCopy) *apiError {
 	if agents == nil {
 		var err error
 		if agents, err = s.st.ListAgents(ctx, org); err != nil {

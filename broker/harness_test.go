@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -28,6 +30,9 @@ import (
 	"github.com/sealrelay/sealrelay/internal/slackfake"
 	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/boltstore"
+	"github.com/sealrelay/sealrelay/store/redisstore"
 )
 
 const (
@@ -72,8 +77,28 @@ func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 // Freeze stops the clock at its current reading.
 func (c *testClock) Freeze() { c.frozen.Store(time.Now().UnixNano()) }
 
-// harness is a broker (one or more replicas) on the real local Redis with a
-// fake Slack.
+// Storage engines the harness runs the broker on.
+const (
+	engineRedis = "redis" // the real test Redis ($REDIS_URL), replicas share it
+	engineBolt  = "bolt"  // the embedded bbolt engine in a temp dir (one process)
+)
+
+// engines lists both, for handler tests that run on each (forEachEngine).
+var engines = []string{engineRedis, engineBolt}
+
+// forEachEngine runs f as a parallel subtest per storage engine, with the
+// harness option that selects it.
+func forEachEngine(t *testing.T, f func(t *testing.T, engine harnessOpt)) {
+	for _, e := range engines {
+		t.Run(e, func(t *testing.T) {
+			t.Parallel()
+			f(t, withEngine(e))
+		})
+	}
+}
+
+// harness is a broker (one or more replicas) on a storage engine (the real
+// local Redis unless withEngine says otherwise) with a fake Slack.
 type harness struct {
 	t        testing.TB
 	fake     *slackfake.Fake
@@ -86,19 +111,25 @@ type harness struct {
 	logs     *syncBuffer
 	qopts    queue.Options
 	wrapQ    func(queue.Store) queue.Store // wraps each replica's queue (fault injection)
-	wrapSt   func(State) State             // wraps the state of replicas started next (fault injection)
+	wrapSt   func(state.Store) state.Store // wraps the state of replicas started next (fault injection)
 	// slackMW, when set, wraps the fake Slack's handler (hooks around calls).
 	slackMW func(http.Handler) http.Handler
 
+	engine string           // engineRedis (default) or engineBolt
+	bolt   *boltstore.Store // the embedded engine every replica shares (engineBolt)
+
 	// first replica
-	st  *RedisState
-	q   *queue.RedisStore
+	st  state.Store
+	q   queue.Store
 	srv *Server
 	reg *prometheus.Registry
 	url string
 }
 
 type harnessOpt func(*harness)
+
+// withEngine selects the storage engine (engineRedis, engineBolt).
+func withEngine(e string) harnessOpt { return func(h *harness) { h.engine = e } }
 
 func withConfig(f func(*Config)) harnessOpt { return func(h *harness) { f(&h.cfg) } }
 func withQueue(o queue.Options) harnessOpt  { return func(h *harness) { h.qopts = o } }
@@ -128,7 +159,7 @@ func newTestKeys(t testing.TB) Keys {
 
 func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: &testClock{}, logs: &syncBuffer{}}
+	h := &harness{t: t, clock: &testClock{}, logs: &syncBuffer{}, engine: engineRedis}
 	h.fake = slackfake.New(slackfake.Options{ClientID: testClientID, ClientSecret: testClientSecret})
 	h.slackSrv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h.slackMW != nil {
@@ -153,20 +184,37 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	for _, o := range opts {
 		o(h)
 	}
+	if h.engine == engineBolt {
+		bs, err := boltstore.Open(t.TempDir(), h.qopts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = bs.Close() })
+		h.bolt = bs
+	}
 	h.srv, h.st, h.q, h.reg, h.url = h.newReplica()
 	return h
 }
 
-// newReplica starts another broker instance on the same Redis and prefix.
-func (h *harness) newReplica() (*Server, *RedisState, *queue.RedisStore, *prometheus.Registry, string) {
+// newReplica starts another broker instance on the same store: the same
+// Redis and prefix, or (engineBolt) the same embedded store, as a second
+// server in one process.
+func (h *harness) newReplica() (*Server, state.Store, queue.Store, *prometheus.Registry, string) {
 	t := h.t
 	logger := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	st := NewRedisState(h.rdb, h.prefix+"st:")
-	q, err := queue.NewRedisStore(h.rdb, queue.RedisOptions{Options: h.qopts, Prefix: h.prefix + "q:", Logger: logger})
-	if err != nil {
-		t.Fatal(err)
+	var st state.Store
+	var q queue.Store
+	if h.engine == engineBolt {
+		st, q = h.bolt.State, h.bolt.Inbox
+	} else {
+		rs, err := redisstore.Open(h.rdb, h.prefix, redisstore.InboxOptions{Options: h.qopts, Logger: logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = rs.Close() })
+		st, q = rs, rs.Inbox
 	}
-	t.Cleanup(func() { _ = q.Close() })
+	var err error
 	var srv *Server
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		srv.Handler().ServeHTTP(w, r)
@@ -182,7 +230,7 @@ func (h *harness) newReplica() (*Server, *RedisState, *queue.RedisStore, *promet
 	if h.wrapQ != nil {
 		qs = h.wrapQ(q)
 	}
-	var sst State = st
+	var sst state.Store = st
 	if h.wrapSt != nil {
 		sst = h.wrapSt(st)
 	}
@@ -486,6 +534,26 @@ func counterValue(t testing.TB, m prometheus.Metric) float64 {
 	return d.Gauge.GetValue()
 }
 
+// storeDump returns what the engine holds: every Redis key under the
+// harness prefix with its DUMP bytes and readable contents, or the bytes of
+// the embedded engine's files.
+func (h *harness) storeDump() map[string]string {
+	h.t.Helper()
+	if h.engine == engineBolt {
+		out := map[string]string{}
+		for _, name := range []string{boltstore.StateFileName, boltstore.InboxFileName} {
+			path := filepath.Join(h.bolt.Dir(), name)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			out[path] = string(b)
+		}
+		return out
+	}
+	return h.redisDump()
+}
+
 // redisDump returns every key under the harness prefix with its DUMP bytes
 // and, by type, its readable contents.
 func (h *harness) redisDump() map[string]string {
@@ -522,13 +590,13 @@ func (h *harness) redisDump() map[string]string {
 	return out
 }
 
-// assertNoSecrets fails when any canary appears in Redis or the logs, raw or
-// in a common encoding.
+// assertNoSecrets fails when any canary appears in the store (Redis keys
+// or bbolt files) or the logs, raw or in a common encoding.
 func (h *harness) assertNoSecrets(canaries ...string) {
 	h.t.Helper()
-	dump := h.redisDump()
+	dump := h.storeDump()
 	if len(dump) == 0 {
-		h.t.Fatal("redis dump is empty; the scan found nothing to check")
+		h.t.Fatal("store dump is empty; the scan found nothing to check")
 	}
 	logs := h.logs.String()
 	if logs == "" {
@@ -540,7 +608,7 @@ func (h *harness) assertNoSecrets(canaries ...string) {
 		for _, f := range forms {
 			for k, v := range dump {
 				if strings.Contains(v, f) {
-					h.t.Errorf("canary %q found in redis key %s", c, k)
+					h.t.Errorf("canary %q found in the store at %s", c, k)
 				}
 			}
 			if strings.Contains(logs, f) {

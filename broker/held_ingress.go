@@ -8,6 +8,7 @@ import (
 
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
+	"github.com/sealrelay/sealrelay/state"
 )
 
 // heldCopy is what fanOutHold adds to the copies of a held request.
@@ -36,7 +37,7 @@ func holdsResponse(typ string) bool { return heldTypes[typ] }
 
 // respondCapable reports whether an active agent of the list declared
 // inbox.respond recently enough (Agent.RespondUntil).
-func (s *Server) respondCapable(agents []*Agent) bool {
+func (s *Server) respondCapable(agents []*state.Agent) bool {
 	now := s.now()
 	for _, a := range agents {
 		if now.Before(a.AccessTokenExpiresAt) && now.Before(a.RespondUntil) {
@@ -51,7 +52,7 @@ func (s *Server) respondCapable(agents []*Agent) bool {
 // (Config.SyncResponseTimeout after arrived). When the hold cannot be
 // registered the request is queued and answered at once, as without the
 // capability: the event is never lost for want of a hold.
-func (s *Server) holdRequest(w http.ResponseWriter, r *http.Request, arrived time.Time, org, typ string, payload []byte, agents []*Agent) {
+func (s *Server) holdRequest(w http.ResponseWriter, r *http.Request, arrived time.Time, org, typ string, payload []byte, agents []*state.Agent) {
 	ctx := r.Context()
 	if !s.beginHold() {
 		s.answerAtOnce(ctx, w, org, typ, payload, agents)
@@ -63,19 +64,19 @@ func (s *Server) holdRequest(w http.ResponseWriter, r *http.Request, arrived tim
 	id, err := newHoldID()
 	var answers <-chan []byte
 	if err == nil {
-		answers, err = s.holds.hold(ctx, id, org, timeout+holdTombstone)
+		answers, err = s.holds.Hold(ctx, id, org, timeout+holdTombstone)
 	}
 	if err != nil {
 		s.logger(ctx).Warn("holding the Slack request failed; answered at once", "type", typ, "err", err)
 		s.answerAtOnce(ctx, w, org, typ, payload, agents)
 		return
 	}
-	defer s.holds.release(id)
+	defer s.holds.Release(id)
 	respondBy := s.now().Add(time.Until(deadline)).UnixMilli()
 	hc := &heldCopy{id: id, respondBy: respondBy}
 	if e := s.fanOutHold(ctx, org, "", protocol.SourceSlack, typ, payload, agents, hc); e != nil || hc.stored == 0 {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCleanupTimeout)
-		_, _ = s.holds.expire(cctx, id)
+		_, _ = s.holds.Expire(cctx, id)
 		cancel()
 		if e != nil {
 			s.fail(w, e)
@@ -95,7 +96,7 @@ func (s *Server) holdRequest(w http.ResponseWriter, r *http.Request, arrived tim
 		// The webhook's store deadline (withDeadline) may have passed
 		// already; this bookkeeping gets its own bound.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCleanupTimeout)
-		expired, err := s.holds.expire(cctx, id)
+		expired, err := s.holds.Expire(cctx, id)
 		cancel()
 		if err != nil {
 			s.logger(ctx).Warn("marking a held request expired failed", "hold_id", id, "err", err)
@@ -151,7 +152,7 @@ func (s *Server) beginHold() bool {
 
 // answerAtOnce queues the copies without a hold and answers Slack with the
 // empty 200 of section 5.
-func (s *Server) answerAtOnce(ctx context.Context, w http.ResponseWriter, org, typ string, payload []byte, agents []*Agent) {
+func (s *Server) answerAtOnce(ctx context.Context, w http.ResponseWriter, org, typ string, payload []byte, agents []*state.Agent) {
 	if e := s.fanOut(ctx, org, "", protocol.SourceSlack, typ, payload, agents); e != nil {
 		s.fail(w, e)
 		return

@@ -2,94 +2,13 @@ package broker
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/sealrelay/sealrelay/internal/slackfake"
+	"github.com/sealrelay/sealrelay/state"
 )
-
-// TestHoldHubs runs the same claim/expire sequences on the in-process and
-// the Redis hub: the first claim of the right org wins and hands over the
-// answer, the deadline and a claim exclude each other, and tombstones tell
-// late and duplicate responds apart from unknown ones.
-func TestHoldHubs(t *testing.T) {
-	t.Parallel()
-	hubs := map[string]func(t *testing.T) holdHub{
-		"memory": func(*testing.T) holdHub { return newMemHolds() },
-		"redis": func(t *testing.T) holdHub {
-			rdb, prefix := testRedis(t)
-			r, err := newRedisHolds(rdb, prefix+"{state}:", slog.New(slog.NewTextHandler(io.Discard, nil)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = r.close() })
-			return r
-		},
-	}
-	type step struct {
-		op      string // claim, claimOther (another org), expire
-		want    holdClaim
-		expired bool
-	}
-	seqs := []struct {
-		name      string
-		steps     []step
-		delivered bool
-	}{
-		{"claim wins", []step{{op: "claim", want: claimWon}, {op: "claim", want: claimAnswered}, {op: "expire", expired: false}}, true},
-		{"deadline wins", []step{{op: "expire", expired: true}, {op: "claim", want: claimLate}, {op: "claim", want: claimLate}}, false},
-		{"other org", []step{{op: "claimOther", want: claimNotHeld}, {op: "claim", want: claimWon}, {op: "claimOther", want: claimNotHeld}}, true},
-	}
-	for name, mk := range hubs {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			hub := mk(t)
-			ctx := context.Background()
-			if res, err := hub.claim(ctx, "h"+"0123456789abcdef0123456789abcd", "T1", []byte("x")); err != nil || res != claimNotHeld {
-				t.Fatalf("unknown hold: %v %v", res, err)
-			}
-			for _, sq := range seqs {
-				id, err := newHoldID()
-				if err != nil {
-					t.Fatal(err)
-				}
-				ch, err := hub.hold(ctx, id, "T1", time.Minute)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i, st := range sq.steps {
-					switch st.op {
-					case "expire":
-						got, err := hub.expire(ctx, id)
-						if err != nil || got != st.expired {
-							t.Fatalf("%s step %d: expire %v %v, want %v", sq.name, i, got, err, st.expired)
-						}
-					default:
-						org := "T1"
-						if st.op == "claimOther" {
-							org = "T2"
-						}
-						got, err := hub.claim(ctx, id, org, []byte("answer-"+id))
-						if err != nil || got != st.want {
-							t.Fatalf("%s step %d: claim %v %v, want %v", sq.name, i, got, err, st.want)
-						}
-					}
-				}
-				if sq.delivered {
-					if got := string(<-ch); got != "answer-"+id {
-						t.Fatalf("%s: handed over %q", sq.name, got)
-					}
-				} else if len(ch) != 0 {
-					t.Fatalf("%s: an answer was handed over", sq.name)
-				}
-				hub.release(id)
-			}
-		})
-	}
-}
 
 // TestRespondCapable: only an agent with an unexpired token and a fresh
 // declaration makes the org hold.
@@ -100,15 +19,15 @@ func TestRespondCapable(t *testing.T) {
 	fresh, stale := now.Add(time.Minute), now.Add(-time.Second)
 	tests := []struct {
 		name   string
-		agents []*Agent
+		agents []*state.Agent
 		want   bool
 	}{
 		{"none", nil, false},
-		{"never declared", []*Agent{{AccessTokenExpiresAt: fresh}}, false},
-		{"declared", []*Agent{{AccessTokenExpiresAt: fresh, RespondUntil: fresh}}, true},
-		{"declaration lapsed", []*Agent{{AccessTokenExpiresAt: fresh, RespondUntil: stale}}, false},
-		{"token expired", []*Agent{{AccessTokenExpiresAt: stale, RespondUntil: fresh}}, false},
-		{"one of two", []*Agent{{AccessTokenExpiresAt: fresh}, {AccessTokenExpiresAt: fresh, RespondUntil: fresh}}, true},
+		{"never declared", []*state.Agent{{AccessTokenExpiresAt: fresh}}, false},
+		{"declared", []*state.Agent{{AccessTokenExpiresAt: fresh, RespondUntil: fresh}}, true},
+		{"declaration lapsed", []*state.Agent{{AccessTokenExpiresAt: fresh, RespondUntil: stale}}, false},
+		{"token expired", []*state.Agent{{AccessTokenExpiresAt: stale, RespondUntil: fresh}}, false},
+		{"one of two", []*state.Agent{{AccessTokenExpiresAt: fresh}, {AccessTokenExpiresAt: fresh, RespondUntil: fresh}}, true},
 	}
 	for _, tt := range tests {
 		if got := s.respondCapable(tt.agents); got != tt.want {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
+	"github.com/sealrelay/sealrelay/state"
 )
 
 // maxEventIDLength bounds event ids used as dedup keys.
@@ -74,17 +75,11 @@ func (s *Server) routeOrg(ctx context.Context, ids []string) (string, error) {
 			s.knownOrgs.Store(id, struct{}{})
 			return id, nil
 		}
-		if !errors.Is(err, ErrNotFound) {
+		if !errors.Is(err, state.ErrNotFound) {
 			return "", err
 		}
 	}
-	return "", ErrNotFound
-}
-
-// eventClaimLister is implemented by states that claim an event and list
-// an org's agents in one round trip (RedisState).
-type eventClaimLister interface {
-	ClaimEventListAgents(ctx context.Context, eventID, orgID string) (EventClaim, []*Agent, error)
+	return "", state.ErrNotFound
 }
 
 // eventsBody is the part of an Events API request the broker reads.
@@ -145,7 +140,7 @@ func (s *Server) handleSlackEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	org, err := s.routeOrg(ctx, ev.routing())
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, state.ErrNotFound) {
 		s.m.eventsDropped.WithLabelValues("no_installation").Inc()
 		s.logger(ctx).Info("event dropped: no installation", "type", ev.Type)
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
@@ -158,26 +153,21 @@ func (s *Server) handleSlackEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	info(ctx).org = org
 
-	var agents []*Agent
+	var agents []*state.Agent
 	if ev.EventID != "" {
-		var claim EventClaim
-		var err error
-		if cl, ok := s.st.(eventClaimLister); ok {
-			claim, agents, err = cl.ClaimEventListAgents(ctx, ev.EventID, org)
-		} else {
-			claim, err = s.st.ClaimEvent(ctx, ev.EventID)
-		}
+		claim, listed, err := s.st.ClaimEventAndListAgents(ctx, ev.EventID, org)
+		agents = listed
 		if err != nil {
 			s.logger(ctx).Error("event dedup failed", "err", err)
 			s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
 			return
 		}
 		switch claim {
-		case EventDone:
+		case state.EventDone:
 			s.m.eventsDropped.WithLabelValues("duplicate").Inc()
 			writeJSON(w, http.StatusOK, map[string]any{"ok": true})
 			return
-		case EventInProgress:
+		case state.EventInProgress:
 			s.fail(w, errf(http.StatusServiceUnavailable, "event is being stored; retry"))
 			return
 		}
@@ -189,7 +179,7 @@ func (s *Server) handleSlackEvents(w http.ResponseWriter, r *http.Request) {
 		s.logger(ctx).Warn("slack reports app_rate_limited")
 	case ev.Event.Type == protocol.TypeAppUninstalled || (ev.Event.Type == protocol.TypeTokensRevoked && len(ev.Event.Tokens.Bot) > 0):
 		source, typ = protocol.SourceSystem, ev.Event.Type
-		if err := s.st.RevokeInstallation(ctx, org, s.now()); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := s.st.RevokeInstallation(ctx, org, s.now()); err != nil && !errors.Is(err, state.ErrNotFound) {
 			s.logger(ctx).Error("revoke installation failed", "err", err)
 			s.releaseEvent(ctx, ev.EventID)
 			s.fail(w, errf(http.StatusServiceUnavailable, "state store unavailable"))
@@ -319,7 +309,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ids []string, ty
 	arrived := time.Now()
 	ctx := r.Context()
 	org, err := s.routeOrg(ctx, ids)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, state.ErrNotFound) {
 		s.m.eventsDropped.WithLabelValues("no_installation").Inc()
 		s.logger(ctx).Info("event dropped: no installation", "type", typ)
 		w.WriteHeader(http.StatusOK)
@@ -331,7 +321,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request, ids []string, ty
 		return
 	}
 	info(ctx).org = org
-	var agents []*Agent
+	var agents []*state.Agent
 	if holdsResponse(typ) {
 		// Listed here rather than in fanOut, so deciding whether to hold
 		// costs no extra round trip.

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"github.com/sealrelay/sealrelay/state"
 	"net/http"
 	"time"
 
@@ -10,15 +11,6 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
 )
-
-// lifecycleStore returns the state's LifecycleStore, or a 501.
-func (s *Server) lifecycleStore() (LifecycleStore, *apiError) {
-	ls, ok := s.st.(LifecycleStore)
-	if !ok {
-		return nil, errf(http.StatusNotImplemented, "this broker's state store cannot renew or rekey agents")
-	}
-	return ls, nil
-}
 
 // handleRenew serves POST /api/agent/renew (docs/protocol.md §8.3): checks
 // as §4.4 with a send-style nonce, then a new access token; the previous
@@ -46,10 +38,6 @@ func (s *Server) renew(ctx context.Context, r *http.Request, req *protocol.Renew
 	if err := req.Validate(); err != nil {
 		return nil, errf(http.StatusBadRequest, "%s", err.Error())
 	}
-	ls, e := s.lifecycleStore()
-	if e != nil {
-		return nil, e
-	}
 	a, e := s.authAgent(ctx, r, org, req.ProtocolVersion, req.Timestamp,
 		protocol.RenewSigningBytes(org, req.Timestamp, req.Nonce), req.Signature)
 	if e != nil {
@@ -65,9 +53,9 @@ func (s *Server) renew(ctx context.Context, r *http.Request, req *protocol.Renew
 	now := s.now()
 	exp := now.Add(s.cfg.AccessTokenTTL).UTC()
 	overlap := now.Add(s.cfg.AccessTokenOverlap).UTC()
-	err = ls.RenewAccessToken(ctx, a.ID, s.hk.Hash(KindAccessToken, access), exp, overlap)
+	err = s.st.RenewAccessToken(ctx, a.ID, s.hk.Hash(KindAccessToken, access), exp, overlap)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, state.ErrNotFound):
 		return nil, errf(http.StatusUnauthorized, protocol.ErrInvalidToken)
 	case err != nil:
 		s.logger(ctx).Error("renew access token failed", "err", err)
@@ -114,10 +102,6 @@ func (s *Server) rekey(ctx context.Context, r *http.Request, req *protocol.Rekey
 	if err != nil {
 		return errf(http.StatusBadRequest, "%s", err.Error())
 	}
-	ls, e := s.lifecycleStore()
-	if e != nil {
-		return e
-	}
 	signed := protocol.RekeySigningBytes(org, req.Timestamp, req.ServerPubkey, req.ServerSigningPubkey, req.Nonce)
 	a, e := s.authAgent(ctx, r, org, req.ProtocolVersion, req.Timestamp, signed, req.Signature)
 	if e != nil {
@@ -129,14 +113,14 @@ func (s *Server) rekey(ctx context.Context, r *http.Request, req *protocol.Rekey
 	if _, e := s.useNonce(ctx, a.ID, req.Nonce); e != nil {
 		return e
 	}
-	err = ls.RekeyAgent(ctx, a.ID, keys.Box, keys.Signing)
+	err = s.st.RekeyAgent(ctx, a.ID, keys.Box, keys.Signing)
 	if err == nil {
 		s.audit(ctx, audit.Event{Kind: audit.KindRekey, Agent: a.ID, Org: org, Outcome: "ok"})
 	}
 	switch {
-	case errors.Is(err, ErrAgentExists):
+	case errors.Is(err, state.ErrAgentExists):
 		return errf(http.StatusConflict, "agent %s: the new signing key is registered to another agent; generate new keys", protocol.ErrAlreadyActive)
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, state.ErrNotFound):
 		return errf(http.StatusUnauthorized, protocol.ErrInvalidToken)
 	case err != nil:
 		s.logger(ctx).Error("rekey agent failed", "err", err)

@@ -3,9 +3,9 @@ package broker
 import (
 	"encoding/base64"
 	"encoding/json"
+	"github.com/sealrelay/sealrelay/state"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +16,7 @@ import (
 	"github.com/sealrelay/sealrelay/internal/slackfake"
 	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/store/boltstore"
 )
 
 func randomNonce(t testing.TB) string {
@@ -155,8 +156,8 @@ func TestRenewErrors(t *testing.T) {
 		})
 	}
 	t.Run("expired token", func(t *testing.T) {
-		h.clock.Advance(DefaultAccessTokenTTL + time.Minute)
-		defer h.clock.Advance(-(DefaultAccessTokenTTL + time.Minute))
+		h.clock.Advance(state.DefaultAccessTokenTTL + time.Minute)
+		defer h.clock.Advance(-(state.DefaultAccessTokenTTL + time.Minute))
 		status, b := c.post("/api/agent/renew", c.token, c.renewBody(randomNonce(t), c.now()))
 		if status != http.StatusUnauthorized || !strings.Contains(string(b), protocol.ErrInvalidToken) {
 			t.Fatalf("renew with an expired token = %d %s", status, b)
@@ -305,17 +306,12 @@ func TestRekeyErrors(t *testing.T) {
 // embedded bbolt state, through the handlers.
 func TestLifecycleEmbedded(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	st, err := OpenBoltState(filepath.Join(dir, "state.db"))
+	bs, err := boltstore.Open(t.TempDir(), queue.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = st.Close() })
-	q, err := queue.OpenBoltStore(filepath.Join(dir, "q"), queue.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = q.Close() })
+	t.Cleanup(func() { _ = bs.Close() })
+	st, q := bs, bs.Inbox
 	h := &harness{t: t, clock: &testClock{}, logs: &syncBuffer{}, keys: newTestKeys(t)}
 	srv, err := New(Config{PublicURL: "http://broker.example", SlackClientID: testClientID, SlackClientSecret: testClientSecret,
 		SlackSigningSecret: testSigningSecret, AccessTokenOverlap: time.Minute, Now: h.clock.Now}, st, q, h.keys,
@@ -325,7 +321,7 @@ func TestLifecycleEmbedded(t *testing.T) {
 	}
 	h.srv, h.url = srv, newTestServer(t, srv)
 	const org = "T0LIFE01"
-	if err := st.PutInstallation(t.Context(), &Installation{OrgID: org, TeamID: org}); err != nil {
+	if err := st.PutInstallation(t.Context(), &state.Installation{OrgID: org, TeamID: org}); err != nil {
 		t.Fatal(err)
 	}
 	tok := "embedded-registration-token-0123456789"

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
+	"github.com/sealrelay/sealrelay/state"
 )
 
 // redirectURI is the OAuth redirect URI registered with Slack.
@@ -51,7 +52,7 @@ func (s *Server) handleInstall(w http.ResponseWriter, r *http.Request) {
 
 // installationFromOAuth builds the installation record from Slack's answer.
 // Enterprise (org-wide) installs route by enterprise id.
-func installationFromOAuth(res *slack.OAuthV2Response) (*Installation, error) {
+func installationFromOAuth(res *slack.OAuthV2Response) (*state.Installation, error) {
 	org := res.Team.ID
 	if res.IsEnterpriseInstall {
 		org = res.Enterprise.ID
@@ -68,7 +69,7 @@ func installationFromOAuth(res *slack.OAuthV2Response) (*Installation, error) {
 			scopes = append(scopes, sc)
 		}
 	}
-	return &Installation{
+	return &state.Installation{
 		OrgID: org, TeamID: res.Team.ID, TeamName: res.Team.Name,
 		EnterpriseID: res.Enterprise.ID, EnterpriseName: res.Enterprise.Name,
 		IsEnterpriseInstall: res.IsEnterpriseInstall, AppID: res.AppID, BotUserID: res.BotUserID,
@@ -132,7 +133,7 @@ func (s *Server) handleOAuthCallback(w http.ResponseWriter, r *http.Request) {
 // storeInstallation encrypts the tokens, looks up the bot id, stores the
 // installation (keeping its original install time) and issues a fresh
 // registration token.
-func (s *Server) storeInstallation(ctx context.Context, inst *Installation, res *slack.OAuthV2Response) (string, error) {
+func (s *Server) storeInstallation(ctx context.Context, inst *state.Installation, res *slack.OAuthV2Response) (string, error) {
 	now := s.now().UTC()
 	bt, err := s.keys.Keyring.Encrypt([]byte(res.AccessToken), inst.OrgID)
 	if err != nil {
@@ -160,7 +161,7 @@ func (s *Server) storeInstallation(ctx context.Context, inst *Installation, res 
 	inst.UpdatedAt = now
 	// A re-install replaces the record (clearing Revoked and any refresh
 	// lease) but keeps the original install time, atomically.
-	err = s.st.UpdateInstallation(ctx, inst.OrgID, func(old *Installation) error {
+	err = s.st.UpdateInstallation(ctx, inst.OrgID, func(old *state.Installation) error {
 		inst.InstalledAt = now
 		if !old.InstalledAt.IsZero() {
 			inst.InstalledAt = old.InstalledAt
@@ -169,7 +170,7 @@ func (s *Server) storeInstallation(ctx context.Context, inst *Installation, res 
 		return nil
 	})
 	reinstall := err == nil
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, state.ErrNotFound) {
 		inst.InstalledAt = now
 		err = s.st.PutInstallation(ctx, inst)
 	}
@@ -233,7 +234,7 @@ func RegisterCommand(publicURL, orgID, token string) string {
 	return "bridge register --broker-url " + publicURL + " --org-id " + orgID + " --registration-token " + token
 }
 
-func (s *Server) installedPage(w http.ResponseWriter, inst *Installation, token string) {
+func (s *Server) installedPage(w http.ResponseWriter, inst *state.Installation, token string) {
 	name := inst.TeamName
 	if inst.IsEnterpriseInstall {
 		name = inst.EnterpriseName

@@ -33,44 +33,46 @@ func getNoRedirect(t *testing.T, u string) (*http.Response, string) {
 // TestOAuthInstallSteps walks the redirects one by one and checks the
 // authorize parameters, state single use, and the page's escaping.
 func TestOAuthInstallSteps(t *testing.T) {
-	h := newHarness(t, withConfig(func(c *Config) { c.BotScopes = []string{"chat:write", "app_mentions:read"} }))
-	h.fake.QueueInstall(slackfake.Install{TeamID: "T0STEP01", TeamName: `<script>alert("x")</script>`})
-	resp, _ := getNoRedirect(t, h.url+"/slack/install")
-	if resp.StatusCode != http.StatusFound {
-		t.Fatalf("install: %d", resp.StatusCode)
-	}
-	auth, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := auth.Query()
-	if q.Get("client_id") != testClientID || q.Get("scope") != "chat:write,app_mentions:read" ||
-		q.Get("redirect_uri") != h.url+"/slack/oauth/callback" || len(q.Get("state")) < 32 {
-		t.Fatalf("authorize query %v", q)
-	}
-	resp, _ = getNoRedirect(t, auth.String())
-	cb := resp.Header.Get("Location")
-	if !strings.HasPrefix(cb, h.url+"/slack/oauth/callback?") {
-		t.Fatalf("consent redirect %q", cb)
-	}
-	resp, page := getNoRedirect(t, cb)
-	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Type"), "text/html") {
-		t.Fatalf("callback: %d %s", resp.StatusCode, page)
-	}
-	if strings.Contains(page, "<script>") || !strings.Contains(page, "&lt;script&gt;") {
-		t.Fatal("team name not escaped")
-	}
-	if !strings.Contains(page, "bridge register --broker-url "+h.url+" --org-id T0STEP01 --registration-token ") {
-		t.Fatalf("page lacks the register command: %s", page)
-	}
-	if resp.Header.Get("Cache-Control") != "no-store" {
-		t.Fatal("callback page is cacheable")
-	}
-	// The same callback again: state was single use.
-	resp, _ = getNoRedirect(t, cb)
-	if resp.StatusCode != http.StatusBadRequest {
-		t.Fatalf("replayed callback: %d", resp.StatusCode)
-	}
+	forEachEngine(t, func(t *testing.T, engine harnessOpt) {
+		h := newHarness(t, engine, withConfig(func(c *Config) { c.BotScopes = []string{"chat:write", "app_mentions:read"} }))
+		h.fake.QueueInstall(slackfake.Install{TeamID: "T0STEP01", TeamName: `<script>alert("x")</script>`})
+		resp, _ := getNoRedirect(t, h.url+"/slack/install")
+		if resp.StatusCode != http.StatusFound {
+			t.Fatalf("install: %d", resp.StatusCode)
+		}
+		auth, err := url.Parse(resp.Header.Get("Location"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := auth.Query()
+		if q.Get("client_id") != testClientID || q.Get("scope") != "chat:write,app_mentions:read" ||
+			q.Get("redirect_uri") != h.url+"/slack/oauth/callback" || len(q.Get("state")) < 32 {
+			t.Fatalf("authorize query %v", q)
+		}
+		resp, _ = getNoRedirect(t, auth.String())
+		cb := resp.Header.Get("Location")
+		if !strings.HasPrefix(cb, h.url+"/slack/oauth/callback?") {
+			t.Fatalf("consent redirect %q", cb)
+		}
+		resp, page := getNoRedirect(t, cb)
+		if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Type"), "text/html") {
+			t.Fatalf("callback: %d %s", resp.StatusCode, page)
+		}
+		if strings.Contains(page, "<script>") || !strings.Contains(page, "&lt;script&gt;") {
+			t.Fatal("team name not escaped")
+		}
+		if !strings.Contains(page, "bridge register --broker-url "+h.url+" --org-id T0STEP01 --registration-token ") {
+			t.Fatalf("page lacks the register command: %s", page)
+		}
+		if resp.Header.Get("Cache-Control") != "no-store" {
+			t.Fatal("callback page is cacheable")
+		}
+		// The same callback again: state was single use.
+		resp, _ = getNoRedirect(t, cb)
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("replayed callback: %d", resp.StatusCode)
+		}
+	})
 }
 
 func TestOAuthErrors(t *testing.T) {
@@ -142,48 +144,50 @@ func TestEnterpriseInstall(t *testing.T) {
 
 // TestInteractivityAndCommands checks the envelope types and payloads.
 func TestInteractivityAndCommands(t *testing.T) {
-	h := newHarness(t)
-	org, tok := h.install(slackfake.Install{TeamID: "T0INT001"})
-	a := h.register(org, tok)
-	payload := `{"type":"block_actions","team":{"id":"T0INT001"},"user":{"id":"U1","team_id":"T0INT001"},"actions":[{"action_id":"go"}]}`
-	tests := []struct {
-		name, path, body, wantType, wantInPayload string
-		wantStatus                                int
-	}{
-		{"block_actions", "/slack/interactivity", url.Values{"payload": {payload}}.Encode(), "block_actions", `"action_id":"go"`, 200},
-		{"view_submission via user team", "/slack/interactivity", url.Values{"payload": {`{"type":"view_submission","user":{"team_id":"T0INT001"},"view":{"id":"V1"}}`}}.Encode(), "view_submission", `"V1"`, 200},
-		{"slash command", "/slack/commands", url.Values{"command": {"/relay"}, "text": {"do it"}, "team_id": {"T0INT001"}}.Encode(), protocol.TypeSlashCommand, `"text":"do it"`, 200},
-		{"interactivity without payload", "/slack/interactivity", "x=1", "", "", 400},
-		{"interactivity payload not JSON", "/slack/interactivity", url.Values{"payload": {"{"}}.Encode(), "", "", 400},
-		{"command without command", "/slack/commands", "team_id=T0INT001", "", "", 400},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			status, b := h.slackPost(h.url, tt.path, []byte(tt.body), "application/x-www-form-urlencoded", time.Now())
-			if status != tt.wantStatus {
-				t.Fatalf("status %d: %s", status, b)
-			}
-			msgs := a.pull(10, 0)
-			if tt.wantStatus != 200 {
-				if len(msgs) != 0 {
-					t.Fatal("rejected request was queued")
-				}
-				return
-			}
-			if len(b) != 0 {
-				t.Fatalf("acknowledged with body %q; Slack would read it as a response", b)
-			}
-			if len(msgs) != 1 || msgs[0].Env.Type != tt.wantType || !strings.Contains(string(msgs[0].Env.Payload), tt.wantInPayload) {
-				t.Fatalf("messages %+v", msgs)
-			}
-			a.ack(msgs[0].ID)
-		})
-	}
-	t.Run("unsigned", func(t *testing.T) {
-		status, _, _ := do(t, http.MethodPost, h.url+"/slack/commands", "", []byte("command=/x&team_id=T0INT001"), nil)
-		if status != 401 {
-			t.Fatalf("status %d", status)
+	forEachEngine(t, func(t *testing.T, engine harnessOpt) {
+		h := newHarness(t, engine)
+		org, tok := h.install(slackfake.Install{TeamID: "T0INT001"})
+		a := h.register(org, tok)
+		payload := `{"type":"block_actions","team":{"id":"T0INT001"},"user":{"id":"U1","team_id":"T0INT001"},"actions":[{"action_id":"go"}]}`
+		tests := []struct {
+			name, path, body, wantType, wantInPayload string
+			wantStatus                                int
+		}{
+			{"block_actions", "/slack/interactivity", url.Values{"payload": {payload}}.Encode(), "block_actions", `"action_id":"go"`, 200},
+			{"view_submission via user team", "/slack/interactivity", url.Values{"payload": {`{"type":"view_submission","user":{"team_id":"T0INT001"},"view":{"id":"V1"}}`}}.Encode(), "view_submission", `"V1"`, 200},
+			{"slash command", "/slack/commands", url.Values{"command": {"/relay"}, "text": {"do it"}, "team_id": {"T0INT001"}}.Encode(), protocol.TypeSlashCommand, `"text":"do it"`, 200},
+			{"interactivity without payload", "/slack/interactivity", "x=1", "", "", 400},
+			{"interactivity payload not JSON", "/slack/interactivity", url.Values{"payload": {"{"}}.Encode(), "", "", 400},
+			{"command without command", "/slack/commands", "team_id=T0INT001", "", "", 400},
 		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				status, b := h.slackPost(h.url, tt.path, []byte(tt.body), "application/x-www-form-urlencoded", time.Now())
+				if status != tt.wantStatus {
+					t.Fatalf("status %d: %s", status, b)
+				}
+				msgs := a.pull(10, 0)
+				if tt.wantStatus != 200 {
+					if len(msgs) != 0 {
+						t.Fatal("rejected request was queued")
+					}
+					return
+				}
+				if len(b) != 0 {
+					t.Fatalf("acknowledged with body %q; Slack would read it as a response", b)
+				}
+				if len(msgs) != 1 || msgs[0].Env.Type != tt.wantType || !strings.Contains(string(msgs[0].Env.Payload), tt.wantInPayload) {
+					t.Fatalf("messages %+v", msgs)
+				}
+				a.ack(msgs[0].ID)
+			})
+		}
+		t.Run("unsigned", func(t *testing.T) {
+			status, _, _ := do(t, http.MethodPost, h.url+"/slack/commands", "", []byte("command=/x&team_id=T0INT001"), nil)
+			if status != 401 {
+				t.Fatalf("status %d", status)
+			}
+		})
 	})
 }
 
@@ -237,23 +241,25 @@ func TestTokenRotation(t *testing.T) {
 // TestReinstallKeepsAgents: re-installing updates the installation, issues
 // a new registration token and keeps registered agents.
 func TestReinstallKeepsAgents(t *testing.T) {
-	h := newHarness(t)
-	org, tok := h.install(slackfake.Install{TeamID: "T0REIN01"})
-	a := h.register(org, tok)
-	first, _ := h.st.GetInstallation(context.Background(), org)
-	tok2 := h.freshRegToken(org)
-	if tok2 == tok {
-		t.Fatal("same registration token after reinstall")
-	}
-	second, _ := h.st.GetInstallation(context.Background(), org)
-	if !second.InstalledAt.Equal(first.InstalledAt) || second.BotToken == first.BotToken {
-		t.Fatalf("reinstall: installed_at %v→%v", first.InstalledAt, second.InstalledAt)
-	}
-	ev, _ := eventBody(org, "still here")
-	h.postEvent(h.url, ev)
-	if msgs := a.pull(10, 0); len(msgs) != 1 {
-		t.Fatalf("agent lost after reinstall: %d messages", len(msgs))
-	}
+	forEachEngine(t, func(t *testing.T, engine harnessOpt) {
+		h := newHarness(t, engine)
+		org, tok := h.install(slackfake.Install{TeamID: "T0REIN01"})
+		a := h.register(org, tok)
+		first, _ := h.st.GetInstallation(context.Background(), org)
+		tok2 := h.freshRegToken(org)
+		if tok2 == tok {
+			t.Fatal("same registration token after reinstall")
+		}
+		second, _ := h.st.GetInstallation(context.Background(), org)
+		if !second.InstalledAt.Equal(first.InstalledAt) || second.BotToken == first.BotToken {
+			t.Fatalf("reinstall: installed_at %v→%v", first.InstalledAt, second.InstalledAt)
+		}
+		ev, _ := eventBody(org, "still here")
+		h.postEvent(h.url, ev)
+		if msgs := a.pull(10, 0); len(msgs) != 1 {
+			t.Fatalf("agent lost after reinstall: %d messages", len(msgs))
+		}
+	})
 }
 
 // TestShutdownReleasesLongPoll: Shutdown answers waiting pulls at once.

@@ -1,6 +1,10 @@
 package broker
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/sealrelay/sealrelay/state"
+)
 
 // Method classes of /api/call, each with its own per-agent token bucket.
 const (
@@ -8,6 +12,10 @@ const (
 	CallClassRead  = "read"
 	CallClassOther = "other"
 )
+
+// RateLimit is a token bucket setting of Config (Rate tokens per second,
+// at most Burst), the bucket the state.Limiter enforces.
+type RateLimit = state.RateLimit
 
 // Default per-agent /api/call limits. They sit above what Slack allows one
 // app (chat.postMessage: about 1/s per channel with short bursts; Tier 3–4
@@ -55,8 +63,8 @@ func (c Config) callLimit(class string) RateLimit {
 	return c.CallOtherRate
 }
 
-// orDefault fills a zero Rate or Burst from d.
-func (l RateLimit) orDefault(d RateLimit) RateLimit {
+// orDefault fills a zero Rate or Burst of l from d.
+func orDefault(l, d RateLimit) RateLimit {
 	if l.Rate == 0 {
 		l.Rate = d.Rate
 	}

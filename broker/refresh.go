@@ -10,6 +10,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/state"
 )
 
 // refreshPoll is how often a replica waiting for another replica's bot
@@ -32,7 +33,7 @@ var (
 // refreshing a rotating token that expires within Config.TokenRefreshMargin.
 // A failed refresh is logged and the current token used while it lasts; an
 // installation revoked meanwhile answers 502 token_revoked.
-func (s *Server) botToken(ctx context.Context, inst *Installation) ([]byte, *apiError) {
+func (s *Server) botToken(ctx context.Context, inst *state.Installation) ([]byte, *apiError) {
 	if s.needsRefresh(inst) {
 		fresh, err := s.refreshBotToken(ctx, inst.OrgID, inst.BotRefreshToken)
 		switch {
@@ -55,7 +56,7 @@ func (s *Server) botToken(ctx context.Context, inst *Installation) ([]byte, *api
 
 // needsRefresh reports whether inst has a rotating bot token that expires
 // within the refresh margin.
-func (s *Server) needsRefresh(inst *Installation) bool {
+func (s *Server) needsRefresh(inst *state.Installation) bool {
 	return inst.BotRefreshToken != "" && !inst.BotTokenExpiresAt.IsZero() &&
 		s.now().Add(s.cfg.TokenRefreshMargin).After(inst.BotTokenExpiresAt)
 }
@@ -71,7 +72,7 @@ func (s *Server) refreshLeaseTTL() time.Duration { return s.cfg.SlackTimeout + 5
 // refresh lease stored in the installation (RefreshLease, set atomically by
 // UpdateInstallation) calls Slack while the others wait for its result. A
 // token someone else refreshed meanwhile is returned as is.
-func (s *Server) refreshBotToken(ctx context.Context, org, seen string) (*Installation, error) {
+func (s *Server) refreshBotToken(ctx context.Context, org, seen string) (*state.Installation, error) {
 	unlock, err := s.refreshLocks.lock(ctx, org)
 	if err != nil {
 		return nil, err
@@ -84,7 +85,7 @@ func (s *Server) refreshBotToken(ctx context.Context, org, seen string) (*Instal
 	for {
 		inst, err := s.st.GetInstallation(ctx, org)
 		switch {
-		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, state.ErrNotFound):
 			return nil, errRefreshRevoked
 		case err != nil:
 			return nil, err
@@ -93,8 +94,8 @@ func (s *Server) refreshBotToken(ctx context.Context, org, seen string) (*Instal
 		case inst.BotRefreshToken != seen || !s.needsRefresh(inst):
 			return inst, nil
 		}
-		var due *Installation
-		err = s.st.UpdateInstallation(ctx, org, func(cur *Installation) error {
+		var due *state.Installation
+		err = s.st.UpdateInstallation(ctx, org, func(cur *state.Installation) error {
 			switch {
 			case cur.Revoked || cur.BotToken == "":
 				return errRefreshRevoked
@@ -128,7 +129,7 @@ func (s *Server) refreshBotToken(ctx context.Context, org, seen string) (*Instal
 // write is fenced by the refresh token: it happens only when the stored one
 // is still the one exchanged and the installation was not revoked meanwhile,
 // so a revoke that lands during the Slack call is never undone.
-func (s *Server) exchangeRefreshToken(ctx context.Context, inst *Installation, lease string) (*Installation, error) {
+func (s *Server) exchangeRefreshToken(ctx context.Context, inst *state.Installation, lease string) (*state.Installation, error) {
 	org, used := inst.OrgID, inst.BotRefreshToken
 	// The old refresh token is consumed once Slack answers: store the
 	// result even when the client gives up meanwhile.
@@ -139,8 +140,8 @@ func (s *Server) exchangeRefreshToken(ctx context.Context, inst *Installation, l
 		s.releaseRefreshLease(wctx, org, lease)
 		return nil, err
 	}
-	var out *Installation
-	err = s.st.UpdateInstallation(wctx, org, func(cur *Installation) error {
+	var out *state.Installation
+	err = s.st.UpdateInstallation(wctx, org, func(cur *state.Installation) error {
 		if cur.RefreshLease == lease {
 			cur.RefreshLease, cur.RefreshLeaseUntil = "", time.Time{}
 		}
@@ -206,14 +207,14 @@ func (s *Server) callRefresh(ctx context.Context, org, used string) (bt, rt stri
 // releaseRefreshLease clears the refresh lease if this request still holds
 // it, so a waiting replica need not wait for it to lapse.
 func (s *Server) releaseRefreshLease(ctx context.Context, org, lease string) {
-	err := s.st.UpdateInstallation(ctx, org, func(cur *Installation) error {
+	err := s.st.UpdateInstallation(ctx, org, func(cur *state.Installation) error {
 		if cur.RefreshLease != lease {
 			return errRefreshDone
 		}
 		cur.RefreshLease, cur.RefreshLeaseUntil = "", time.Time{}
 		return nil
 	})
-	if err != nil && !errors.Is(err, errRefreshDone) && !errors.Is(err, ErrNotFound) {
+	if err != nil && !errors.Is(err, errRefreshDone) && !errors.Is(err, state.ErrNotFound) {
 		s.logger(ctx).Error("release bot token refresh lease failed", "err", err)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/slackfake"
 	"github.com/sealrelay/sealrelay/protocol"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/boltstore"
 )
 
 // refreshHook runs functions around the fake Slack's refresh-token
@@ -81,12 +83,12 @@ func refreshCalls(h *harness) int {
 
 // busyState reports when a refresh finds the lease held by another replica.
 type busyState struct {
-	State
+	state.Store
 	busy func()
 }
 
-func (s *busyState) UpdateInstallation(ctx context.Context, org string, fn func(*Installation) error) error {
-	err := s.State.UpdateInstallation(ctx, org, fn)
+func (s *busyState) UpdateInstallation(ctx context.Context, org string, fn func(*state.Installation) error) error {
+	err := s.Store.UpdateInstallation(ctx, org, fn)
 	if errors.Is(err, errRefreshBusy) {
 		s.busy()
 	}
@@ -144,8 +146,8 @@ func TestRefreshSingleFlightReplicas(t *testing.T) {
 	busy := make(chan struct{})
 	var once sync.Once
 	h := newHarness(t, withRefreshHook(hook), func(h *harness) {
-		h.wrapSt = func(st State) State {
-			return &busyState{State: st, busy: func() { once.Do(func() { close(busy) }) }}
+		h.wrapSt = func(st state.Store) state.Store {
+			return &busyState{Store: st, busy: func() { once.Do(func() { close(busy) }) }}
 		}
 	})
 	_, _, _, _, urlB := h.newReplica()
@@ -191,11 +193,11 @@ func TestRefreshSingleFlightInProcess(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var st State
+			var st state.Store
 			h := newHarness(t, func(h *harness) {
 				if tt.bolt {
-					bst := openTestBoltState(t, filepath.Join(t.TempDir(), BoltStateFileName))
-					h.wrapSt = func(State) State { return bst }
+					bst := openTestBoltState(t, filepath.Join(t.TempDir(), boltstore.StateFileName))
+					h.wrapSt = func(state.Store) state.Store { return bst }
 					st = bst
 				}
 			})
@@ -229,7 +231,7 @@ func TestRefreshSingleFlightInProcess(t *testing.T) {
 
 // assertPostsUseStoredToken checks that the n posts used the bot token now
 // stored (the refreshed one) and that no refresh lease is left.
-func assertPostsUseStoredToken(t *testing.T, h *harness, st State, org string, n int) {
+func assertPostsUseStoredToken(t *testing.T, h *harness, st state.Store, org string, n int) {
 	t.Helper()
 	inst, err := st.GetInstallation(context.Background(), org)
 	if err != nil {
@@ -264,13 +266,13 @@ func TestRefreshLeaseLapses(t *testing.T) {
 	busy := make(chan struct{})
 	var once sync.Once
 	h := newHarness(t, func(h *harness) {
-		h.wrapSt = func(st State) State {
-			return &busyState{State: st, busy: func() { once.Do(func() { close(busy) }) }}
+		h.wrapSt = func(st state.Store) state.Store {
+			return &busyState{Store: st, busy: func() { once.Do(func() { close(busy) }) }}
 		}
 	})
 	org, a := dueInstall(h, "T0RLL001")
 	ctx := context.Background()
-	if err := h.st.UpdateInstallation(ctx, org, func(inst *Installation) error {
+	if err := h.st.UpdateInstallation(ctx, org, func(inst *state.Installation) error {
 		inst.RefreshLease, inst.RefreshLeaseUntil = "dead-replica", h.clock.Now().Add(h.srv.refreshLeaseTTL())
 		return nil
 	}); err != nil {

@@ -101,50 +101,52 @@ func (h *harness) agentID(c *agentClient) string {
 // reasons, time range and event ids; the drop records never hold the text.
 func TestDropNotice(t *testing.T) {
 	t.Parallel()
-	const canary = "CANARY dropped text 5a9e"
-	h := newHarness(t, withQueue(queueOptions(2)))
-	org, tok := h.install(slackfake.Install{TeamID: "T0DROP01"})
-	a := h.register(org, tok)
-	var evIDs []string
-	for i := range 5 {
-		ev, id := eventBody(org, canary+" "+strconv.Itoa(i))
-		h.postEvent(h.url, ev)
-		evIDs = append(evIDs, id)
-	}
-	h.assertNoSecrets(canary)
-	first := a.pull(10, 0) // still full: the notice must wait
-	if len(first) != 2 {
-		t.Fatalf("pulled %d, want the 2 stored events", len(first))
-	}
-	for _, m := range first {
-		if m.Env.Type != protocol.TypeEventCallback {
-			t.Fatalf("first pull: %s before room was made", m.Env.Type)
+	forEachEngine(t, func(t *testing.T, engine harnessOpt) {
+		const canary = "CANARY dropped text 5a9e"
+		h := newHarness(t, engine, withQueue(queueOptions(2)))
+		org, tok := h.install(slackfake.Install{TeamID: "T0DROP01"})
+		a := h.register(org, tok)
+		var evIDs []string
+		for i := range 5 {
+			ev, id := eventBody(org, canary+" "+strconv.Itoa(i))
+			h.postEvent(h.url, ev)
+			evIDs = append(evIDs, id)
 		}
-		a.ack(m.ID)
-	}
-	msgs := a.pull(10, 0)
-	if len(msgs) != 1 || msgs[0].Env.Source != protocol.SourceSystem || msgs[0].Env.Type != protocol.TypeEventsDropped {
-		t.Fatalf("after making room: %d messages, want one events_dropped notice", len(msgs))
-	}
-	var n protocol.DropNotice
-	if err := json.Unmarshal(msgs[0].Env.Payload, &n); err != nil {
-		t.Fatal(err)
-	}
-	if n.Count != 3 || len(n.Reasons) != 1 || n.Reasons[protocol.DropInboxFull] != 3 || n.EventIDsTruncated ||
-		len(n.EventIDs) != 3 || n.EventIDs[0] != evIDs[2] || n.EventIDs[2] != evIDs[4] ||
-		n.FirstDroppedAt == 0 || n.LastDroppedAt < n.FirstDroppedAt {
-		t.Fatalf("notice %+v, want 3 inbox_full drops of %v", n, evIDs[2:])
-	}
-	a.ack(msgs[0].ID)
-	if more := a.pull(10, 0); len(more) != 0 {
-		t.Fatalf("%d messages after the notice, want none (counts reset)", len(more))
-	}
-	if got := counterValue(t, h.srv.m.dropNotices); got != 1 {
-		t.Fatalf("drop notices = %v, want 1", got)
-	}
-	if got := counterValue(t, h.srv.m.eventsDropped.WithLabelValues("inbox_full")); got != 3 {
-		t.Fatalf("inbox_full drops = %v, want 3", got)
-	}
+		h.assertNoSecrets(canary)
+		first := a.pull(10, 0) // still full: the notice must wait
+		if len(first) != 2 {
+			t.Fatalf("pulled %d, want the 2 stored events", len(first))
+		}
+		for _, m := range first {
+			if m.Env.Type != protocol.TypeEventCallback {
+				t.Fatalf("first pull: %s before room was made", m.Env.Type)
+			}
+			a.ack(m.ID)
+		}
+		msgs := a.pull(10, 0)
+		if len(msgs) != 1 || msgs[0].Env.Source != protocol.SourceSystem || msgs[0].Env.Type != protocol.TypeEventsDropped {
+			t.Fatalf("after making room: %d messages, want one events_dropped notice", len(msgs))
+		}
+		var n protocol.DropNotice
+		if err := json.Unmarshal(msgs[0].Env.Payload, &n); err != nil {
+			t.Fatal(err)
+		}
+		if n.Count != 3 || len(n.Reasons) != 1 || n.Reasons[protocol.DropInboxFull] != 3 || n.EventIDsTruncated ||
+			len(n.EventIDs) != 3 || n.EventIDs[0] != evIDs[2] || n.EventIDs[2] != evIDs[4] ||
+			n.FirstDroppedAt == 0 || n.LastDroppedAt < n.FirstDroppedAt {
+			t.Fatalf("notice %+v, want 3 inbox_full drops of %v", n, evIDs[2:])
+		}
+		a.ack(msgs[0].ID)
+		if more := a.pull(10, 0); len(more) != 0 {
+			t.Fatalf("%d messages after the notice, want none (counts reset)", len(more))
+		}
+		if got := counterValue(t, h.srv.m.dropNotices); got != 1 {
+			t.Fatalf("drop notices = %v, want 1", got)
+		}
+		if got := counterValue(t, h.srv.m.eventsDropped.WithLabelValues("inbox_full")); got != 3 {
+			t.Fatalf("inbox_full drops = %v, want 3", got)
+		}
+	})
 }
 
 // TestDropNoticeAcrossReplicas: a drop recorded by one replica is reported

@@ -12,6 +12,7 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/state"
 )
 
 // MaxRespondBody bounds the JSON object an inbox.respond carries (§8.2).
@@ -72,7 +73,7 @@ func (s *Server) handleRespond(w http.ResponseWriter, r *http.Request) {
 
 // openRespondBody decrypts a respond's body and checks it is a JSON object
 // of at most MaxRespondBody bytes. The caller wipes the result.
-func (s *Server) openRespondBody(a *Agent, encrypted string, nonce *[crypto.NonceSize]byte) ([]byte, *apiError) {
+func (s *Server) openRespondBody(a *state.Agent, encrypted string, nonce *[crypto.NonceSize]byte) ([]byte, *apiError) {
 	if base64.StdEncoding.DecodedLen(len(encrypted)) > MaxRespondBody+crypto.BoxOverhead+3 {
 		return nil, errf(http.StatusBadRequest, "invalid encrypted_body: the answer must be at most %d bytes", MaxRespondBody)
 	}
@@ -106,7 +107,7 @@ func (s *Server) deliverRespond(ctx context.Context, org, id string, answer []by
 		s.logger(ctx).Error("sealing a respond failed", "err", err)
 		return false, "error", errf(http.StatusInternalServerError, "internal error")
 	}
-	res, err := s.holds.claim(ctx, id, org, sealed)
+	res, err := s.holds.Claim(ctx, id, org, sealed)
 	if err != nil {
 		s.logger(ctx).Error("respond claim failed", "message_id", id, "err", err)
 		return false, "error", errf(http.StatusServiceUnavailable, "state store unavailable")
@@ -141,11 +142,8 @@ type pullMeta struct {
 // now+RespondCapabilityTTL (written at most once per half TTL); not
 // declared, a live one is cleared. Failures only log: a pull never fails
 // for it.
-func (s *Server) noteCapabilities(ctx context.Context, a *Agent, meta json.RawMessage) {
-	cs, ok := s.st.(CapabilityStore)
-	if !ok {
-		return
-	}
+func (s *Server) noteCapabilities(ctx context.Context, a *state.Agent, meta json.RawMessage) {
+	cs := s.st
 	var m pullMeta
 	if len(meta) > 0 && json.Unmarshal(meta, &m) != nil {
 		m = pullMeta{}

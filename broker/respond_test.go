@@ -15,6 +15,8 @@ import (
 	"github.com/sealrelay/sealrelay/internal/slackfake"
 	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/boltstore"
 )
 
 // waitResult receives Slack's answer; the request is bounded by the hold
@@ -77,87 +79,91 @@ func TestRespondBaudbotOrgAnsweredAtOnce(t *testing.T) {
 // view_submission are answered with the agent's JSON.
 func TestRespondHeldAnswers(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, withConfig(func(c *Config) { c.SyncResponseTimeout = MaxSyncResponseTimeout }))
-	org, tok := h.install(slackfake.Install{TeamID: "T0RSPH01"})
-	a := h.registerCapable(h.url, org, tok)
-	tests := []struct {
-		name, path string
-		body       []byte
-		answer     string
-	}{
-		{"slash command", "/slack/commands", commandForm(org, "status"), `{"response_type":"in_channel","text":"all good"}`},
-		{"view_submission errors", "/slack/interactivity",
-			interactionForm(`{"type":"view_submission","team":{"id":"` + org + `"},"view":{"id":"V1"}}`),
-			`{"response_action":"errors","errors":{"title":"too short"}}`},
-		{"block_suggestion", "/slack/interactivity",
-			interactionForm(`{"type":"block_suggestion","team":{"id":"` + org + `"},"value":"ab"}`),
-			`{"options":[{"text":{"type":"plain_text","text":"abc"},"value":"abc"}]}`},
-	}
-	for _, tt := range tests {
-		res := slackAsync(h.url, tt.path, tt.body)
-		m := pullOne(t, a, capableMeta)
-		if !isHoldID(m.ID) {
-			t.Fatalf("%s: message id %q is not a hold id", tt.name, m.ID)
+	forEachEngine(t, func(t *testing.T, engine harnessOpt) {
+		h := newHarness(t, engine, withConfig(func(c *Config) { c.SyncResponseTimeout = MaxSyncResponseTimeout }))
+		org, tok := h.install(slackfake.Install{TeamID: "T0RSPH01"})
+		a := h.registerCapable(h.url, org, tok)
+		tests := []struct {
+			name, path string
+			body       []byte
+			answer     string
+		}{
+			{"slash command", "/slack/commands", commandForm(org, "status"), `{"response_type":"in_channel","text":"all good"}`},
+			{"view_submission errors", "/slack/interactivity",
+				interactionForm(`{"type":"view_submission","team":{"id":"` + org + `"},"view":{"id":"V1"}}`),
+				`{"response_action":"errors","errors":{"title":"too short"}}`},
+			{"block_suggestion", "/slack/interactivity",
+				interactionForm(`{"type":"block_suggestion","team":{"id":"` + org + `"},"value":"ab"}`),
+				`{"options":[{"text":{"type":"plain_text","text":"abc"},"value":"abc"}]}`},
 		}
-		exp, by := a.heldFields(m)
-		if !exp || by <= m.Env.BrokerTimestamp*1000 {
-			t.Fatalf("%s: response_expected=%v respond_by=%d (broker_timestamp %d)", tt.name, exp, by, m.Env.BrokerTimestamp)
+		for _, tt := range tests {
+			res := slackAsync(h.url, tt.path, tt.body)
+			m := pullOne(t, a, capableMeta)
+			if !isHoldID(m.ID) {
+				t.Fatalf("%s: message id %q is not a hold id", tt.name, m.ID)
+			}
+			exp, by := a.heldFields(m)
+			if !exp || by <= m.Env.BrokerTimestamp*1000 {
+				t.Fatalf("%s: response_expected=%v respond_by=%d (broker_timestamp %d)", tt.name, exp, by, m.Env.BrokerTimestamp)
+			}
+			if !a.respond(m.ID, []byte(tt.answer)) {
+				t.Fatalf("%s: first respond not delivered", tt.name)
+			}
+			r := waitResult(t, res)
+			if r.status != http.StatusOK || r.contentType != "application/json" || string(r.body) != tt.answer {
+				t.Fatalf("%s: Slack got %d %s %q, want %q", tt.name, r.status, r.contentType, r.body, tt.answer)
+			}
+			if a.respond(m.ID, []byte(`{"text":"second"}`)) {
+				t.Fatalf("%s: second respond delivered", tt.name)
+			}
+			a.ack(m.ID) // a respond does not ack
 		}
-		if !a.respond(m.ID, []byte(tt.answer)) {
-			t.Fatalf("%s: first respond not delivered", tt.name)
+		if got := counterValue(t, h.srv.rm.answered); got != float64(len(tests)) {
+			t.Fatalf("answered %v, want %d", got, len(tests))
 		}
-		r := waitResult(t, res)
-		if r.status != http.StatusOK || r.contentType != "application/json" || string(r.body) != tt.answer {
-			t.Fatalf("%s: Slack got %d %s %q, want %q", tt.name, r.status, r.contentType, r.body, tt.answer)
+		// block_actions is answered at once even for a capable org.
+		r := waitResult(t, slackAsync(h.url, "/slack/interactivity",
+			interactionForm(`{"type":"block_actions","team":{"id":"`+org+`"},"actions":[{"action_id":"go"}]}`)))
+		if r.status != 200 || len(r.body) != 0 {
+			t.Fatalf("block_actions: %d %q", r.status, r.body)
 		}
-		if a.respond(m.ID, []byte(`{"text":"second"}`)) {
-			t.Fatalf("%s: second respond delivered", tt.name)
+		if m := pullOne(t, a, capableMeta); isHoldID(m.ID) {
+			t.Fatal("block_actions was held")
 		}
-		a.ack(m.ID) // a respond does not ack
-	}
-	if got := counterValue(t, h.srv.rm.answered); got != float64(len(tests)) {
-		t.Fatalf("answered %v, want %d", got, len(tests))
-	}
-	// block_actions is answered at once even for a capable org.
-	r := waitResult(t, slackAsync(h.url, "/slack/interactivity",
-		interactionForm(`{"type":"block_actions","team":{"id":"`+org+`"},"actions":[{"action_id":"go"}]}`)))
-	if r.status != 200 || len(r.body) != 0 {
-		t.Fatalf("block_actions: %d %q", r.status, r.body)
-	}
-	if m := pullOne(t, a, capableMeta); isHoldID(m.ID) {
-		t.Fatal("block_actions was held")
-	}
-	if got := counterValue(t, h.srv.rm.held); got != float64(len(tests)) {
-		t.Fatalf("held %v, want %d", got, len(tests))
-	}
+		if got := counterValue(t, h.srv.rm.held); got != float64(len(tests)) {
+			t.Fatalf("held %v, want %d", got, len(tests))
+		}
+	})
 }
 
 // TestRespondDeadline: without a respond Slack gets an empty 200 at the
 // deadline; a respond after it is delivered:false, logged and counted late.
 func TestRespondDeadline(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, withConfig(func(c *Config) { c.SyncResponseTimeout = 100 * time.Millisecond }))
-	org, tok := h.install(slackfake.Install{TeamID: "T0RSPD01"})
-	a := h.register(org, tok)
-	a.pullWithMeta(10, 0, capableMeta) // declares the capability
-	res := slackAsync(h.url, "/slack/commands", commandForm(org, "slow"))
-	m := pullOne(t, a, capableMeta)
-	r := waitResult(t, res)
-	if r.status != http.StatusOK || len(r.body) != 0 {
-		t.Fatalf("Slack got %d %q, want an empty 200", r.status, r.body)
-	}
-	if a.respond(m.ID, []byte(`{"text":"too late"}`)) {
-		t.Fatal("late respond delivered")
-	}
-	if got := counterValue(t, h.srv.rm.late); got != 1 {
-		t.Fatalf("late %v, want 1", got)
-	}
-	if got := counterValue(t, h.srv.rm.expired); got != 1 {
-		t.Fatalf("expired %v, want 1", got)
-	}
-	if n := strings.Count(h.logs.String(), "respond came after the held request's deadline"); n != 1 {
-		t.Fatalf("late respond logged %d times, want once", n)
-	}
+	forEachEngine(t, func(t *testing.T, engine harnessOpt) {
+		h := newHarness(t, engine, withConfig(func(c *Config) { c.SyncResponseTimeout = 100 * time.Millisecond }))
+		org, tok := h.install(slackfake.Install{TeamID: "T0RSPD01"})
+		a := h.register(org, tok)
+		a.pullWithMeta(10, 0, capableMeta) // declares the capability
+		res := slackAsync(h.url, "/slack/commands", commandForm(org, "slow"))
+		m := pullOne(t, a, capableMeta)
+		r := waitResult(t, res)
+		if r.status != http.StatusOK || len(r.body) != 0 {
+			t.Fatalf("Slack got %d %q, want an empty 200", r.status, r.body)
+		}
+		if a.respond(m.ID, []byte(`{"text":"too late"}`)) {
+			t.Fatal("late respond delivered")
+		}
+		if got := counterValue(t, h.srv.rm.late); got != 1 {
+			t.Fatalf("late %v, want 1", got)
+		}
+		if got := counterValue(t, h.srv.rm.expired); got != 1 {
+			t.Fatalf("expired %v, want 1", got)
+		}
+		if n := strings.Count(h.logs.String(), "respond came after the held request's deadline"); n != 1 {
+			t.Fatalf("late respond logged %d times, want once", n)
+		}
+	})
 }
 
 // TestRespondAcrossReplicas: Slack's request held on one replica, the
@@ -302,12 +308,12 @@ func TestRespondCapabilityFreshness(t *testing.T) {
 func TestRespondEmbedded(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	st, err := OpenBoltState(filepath.Join(dir, "state.db"))
+	st, err := boltstore.OpenState(filepath.Join(dir, "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	q, err := queue.OpenBoltStore(filepath.Join(dir, "q"), queue.Options{})
+	q, err := boltstore.OpenInbox(filepath.Join(dir, "q"), queue.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +328,7 @@ func TestRespondEmbedded(t *testing.T) {
 	ts := newTestServer(t, srv)
 	h.srv, h.url = srv, ts
 	const org = "T0RSPE01"
-	if err := st.PutInstallation(t.Context(), &Installation{OrgID: org, TeamID: org}); err != nil {
+	if err := st.PutInstallation(t.Context(), &state.Installation{OrgID: org, TeamID: org}); err != nil {
 		t.Fatal(err)
 	}
 	tok := "embedded-registration-token-0123456789"

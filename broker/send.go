@@ -14,6 +14,7 @@ import (
 	"github.com/sealrelay/sealrelay/audit"
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
+	"github.com/sealrelay/sealrelay/state"
 )
 
 func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
@@ -93,10 +94,10 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 
 // send opens the body, decrypts the bot token and calls Slack. Plaintext
 // buffers the broker owns are wiped before it returns.
-func (s *Server) send(ctx context.Context, a *Agent, org string, req *protocol.SendRequest, ct []byte, nonce *[crypto.NonceSize]byte) (*protocol.SendResponse, *apiError) {
+func (s *Server) send(ctx context.Context, a *state.Agent, org string, req *protocol.SendRequest, ct []byte, nonce *[crypto.NonceSize]byte) (*protocol.SendResponse, *apiError) {
 	inst, err := s.st.GetInstallation(ctx, org)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, state.ErrNotFound):
 		return nil, errf(http.StatusNotFound, protocol.ErrOrgNotFound)
 	case err != nil:
 		s.logger(ctx).Error("installation lookup failed", "err", err)

@@ -20,6 +20,7 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/state"
 )
 
 // Server is the broker's HTTP server. Create it with New, serve Handler()
@@ -27,7 +28,7 @@ import (
 // listener, and call Shutdown when stopping.
 type Server struct {
 	cfg  Config
-	st   State
+	st   state.Store
 	q    queue.Store
 	keys Keys
 	hk   *HashKey
@@ -61,14 +62,14 @@ type Server struct {
 	// onLongPoll, when set (tests), is called when a pull starts waiting.
 	onLongPoll func(agentID string)
 
-	holds  holdHub        // held Slack requests (protocol §8.2, held.go)
+	holds  state.HoldHub  // held Slack requests (protocol §8.2, held.go)
 	holdWG sync.WaitGroup // held requests in flight; joined under pollsMu like pollWG
 }
 
 // New builds a Server. st and q must be ready to use; the Server does not
 // close them. logger nil means slog.Default(); registry nil means a private
 // registry (served by MetricsHandler either way).
-func New(cfg Config, st State, q queue.Store, keys Keys, logger *slog.Logger, registry prometheus.Registerer) (*Server, error) {
+func New(cfg Config, st state.Store, q queue.Store, keys Keys, logger *slog.Logger, registry prometheus.Registerer) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -76,7 +77,7 @@ func New(cfg Config, st State, q queue.Store, keys Keys, logger *slog.Logger, re
 		return nil, err
 	}
 	if st == nil || q == nil {
-		return nil, errors.New("broker: New needs a State and a queue.Store")
+		return nil, errors.New("broker: New needs a state.Store and a queue.Store")
 	}
 	cfg = cfg.withDefaults()
 	if logger == nil {
@@ -115,11 +116,9 @@ func New(cfg Config, st State, q queue.Store, keys Keys, logger *slog.Logger, re
 	if err != nil {
 		return nil, fmt.Errorf("broker: register audit metrics: %w", err)
 	}
-	var holds holdHub = newMemHolds()
-	if rs, ok := st.(*RedisState); ok {
-		if holds, err = newRedisHolds(rs.rdb, rs.prefix, logger.With("component", "broker.holds")); err != nil {
-			return nil, err
-		}
+	holds, err := st.NewHoldHub(logger.With("component", "broker.holds"))
+	if err != nil {
+		return nil, fmt.Errorf("broker: hold hub: %w", err)
 	}
 	s := &Server{
 		cfg: cfg, st: st, q: q, keys: keys, hk: keys.HashKey,
@@ -184,7 +183,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() {
 		s.pollWG.Wait()
 		s.holdWG.Wait() // held Slack requests end by their deadline
-		_ = s.holds.close()
+		_ = s.holds.Close()
 		close(done)
 	}()
 	select {

@@ -3,6 +3,9 @@ package broker
 import (
 	"context"
 	"errors"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/boltstore"
+	"github.com/sealrelay/sealrelay/store/redisstore"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,56 +13,53 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 )
 
-// testLifecycle is the conformance suite of LifecycleStore, run on both
+// testLifecycle is the conformance suite of state.Lifecycle, run on both
 // engines.
-func testLifecycle(t *testing.T, newState func(t *testing.T) State) {
+func testLifecycle(t *testing.T, newState func(t *testing.T) state.Store) {
 	t.Run("Renew", func(t *testing.T) { t.Parallel(); stateRenew(t, newState(t)) })
 	t.Run("Rekey", func(t *testing.T) { t.Parallel(); stateRekey(t, newState(t)) })
 }
 
 func TestRedisStateLifecycle(t *testing.T) {
 	t.Parallel()
-	testLifecycle(t, func(t *testing.T) State {
+	testLifecycle(t, func(t *testing.T) state.Store {
 		rdb, prefix := testRedis(t)
-		return NewRedisState(rdb, prefix)
+		return redisstore.NewState(rdb, prefix)
 	})
 }
 
 func TestBoltStateLifecycle(t *testing.T) {
 	t.Parallel()
-	testLifecycle(t, func(t *testing.T) State {
-		return openTestBoltState(t, filepath.Join(t.TempDir(), BoltStateFileName))
+	testLifecycle(t, func(t *testing.T) state.Store {
+		return openTestBoltState(t, filepath.Join(t.TempDir(), boltstore.StateFileName))
 	})
 }
 
 // registerTestAgent registers a with a fresh registration token.
-func registerTestAgent(t *testing.T, st State, hk *HashKey, a *Agent, now time.Time) error {
+func registerTestAgent(t *testing.T, st state.Store, hk *HashKey, a *state.Agent, now time.Time) error {
 	t.Helper()
 	tok := hk.Hash(KindRegistrationToken, "reg-for-"+a.ID)
 	if err := st.PutRegistrationToken(context.Background(), tok, a.OrgID, now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	return st.RegisterAgent(context.Background(), tok, a, now)
+	return st.RegisterAgent(context.Background(), tok, a, now, 0)
 }
 
-func stateRenew(t *testing.T, st State) {
-	ls, ok := st.(LifecycleStore)
-	if !ok {
-		t.Fatalf("%T does not implement LifecycleStore", st)
-	}
+func stateRenew(t *testing.T, st state.Store) {
+	ls := state.Lifecycle(st)
 	ctx := context.Background()
 	hk := testHashKey(t)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	a := testAgent(t, hk, "a1", "T1", now)
 	short := testAgent(t, hk, "a2", "T1", now)
 	short.AccessTokenExpiresAt = now.Add(5 * time.Minute)
-	for _, ag := range []*Agent{a, short} {
+	for _, ag := range []*state.Agent{a, short} {
 		if err := registerTestAgent(t, st, hk, ag, now); err != nil {
 			t.Fatal(err)
 		}
 	}
 	newHash := hk.Hash(KindAccessToken, "renewed-a1")
-	newExp := now.Add(DefaultAccessTokenTTL).Add(time.Hour)
+	newExp := now.Add(state.DefaultAccessTokenTTL).Add(time.Hour)
 	overlap := now.Add(DefaultAccessTokenOverlap)
 	if err := ls.RenewAccessToken(ctx, "a1", newHash, newExp, overlap); err != nil {
 		t.Fatalf("RenewAccessToken: %v", err)
@@ -67,16 +67,16 @@ func stateRenew(t *testing.T, st State) {
 	// Lookups by token and time.
 	for _, c := range []struct {
 		name string
-		h    TokenHash
+		h    state.TokenHash
 		at   time.Time
 		want error
 		exp  time.Time
 	}{
 		{"old token during the overlap", a.AccessTokenHash, now.Add(DefaultAccessTokenOverlap - time.Second), nil, overlap},
-		{"old token after the overlap", a.AccessTokenHash, overlap, ErrExpired, overlap},
+		{"old token after the overlap", a.AccessTokenHash, overlap, state.ErrExpired, overlap},
 		{"new token now", newHash, now, nil, newExp},
 		{"new token until its expiry", newHash, newExp.Add(-time.Millisecond), nil, newExp},
-		{"new token after its expiry", newHash, newExp, ErrExpired, newExp},
+		{"new token after its expiry", newHash, newExp, state.ErrExpired, newExp},
 	} {
 		g, err := st.LookupAccessToken(ctx, c.h, c.at)
 		if !errors.Is(err, c.want) || (c.want == nil && err != nil) {
@@ -113,33 +113,30 @@ func stateRenew(t *testing.T, st State) {
 	if err := ls.RenewAccessToken(ctx, "a1", third, newExp, overlap2); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.LookupAccessToken(ctx, newHash, overlap2); !errors.Is(err, ErrExpired) {
+	if _, err := st.LookupAccessToken(ctx, newHash, overlap2); !errors.Is(err, state.ErrExpired) {
 		t.Fatalf("renewed token after the next renewal's overlap: %v", err)
 	}
 
-	if err := ls.RenewAccessToken(ctx, "nobody", hk.Hash(KindAccessToken, "x"), newExp, overlap); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("renew unknown agent = %v, want ErrNotFound", err)
+	if err := ls.RenewAccessToken(ctx, "nobody", hk.Hash(KindAccessToken, "x"), newExp, overlap); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("renew unknown agent = %v, want state.ErrNotFound", err)
 	}
 	// Deleting the agent removes its current token.
 	if err := st.DeleteAgent(ctx, "a1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.LookupAccessToken(ctx, third, now); !errors.Is(err, ErrNotFound) {
+	if _, err := st.LookupAccessToken(ctx, third, now); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("current token after delete: %v", err)
 	}
 }
 
-func stateRekey(t *testing.T, st State) {
-	ls, ok := st.(LifecycleStore)
-	if !ok {
-		t.Fatalf("%T does not implement LifecycleStore", st)
-	}
+func stateRekey(t *testing.T, st state.Store) {
+	ls := state.Lifecycle(st)
 	ctx := context.Background()
 	hk := testHashKey(t)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	a := testAgent(t, hk, "a1", "T1", now)
 	b := testAgent(t, hk, "a2", "T1", now)
-	for _, ag := range []*Agent{a, b} {
+	for _, ag := range []*state.Agent{a, b} {
 		if err := registerTestAgent(t, st, hk, ag, now); err != nil {
 			t.Fatal(err)
 		}
@@ -153,8 +150,8 @@ func stateRekey(t *testing.T, st State) {
 		t.Fatal(err)
 	}
 	// Another agent's signing key: refused, nothing changed.
-	if err := ls.RekeyAgent(ctx, "a1", newBox.Public, b.SigningPublicKey); !errors.Is(err, ErrAgentExists) {
-		t.Fatalf("rekey to a2's key = %v, want ErrAgentExists", err)
+	if err := ls.RekeyAgent(ctx, "a1", newBox.Public, b.SigningPublicKey); !errors.Is(err, state.ErrAgentExists) {
+		t.Fatalf("rekey to a2's key = %v, want state.ErrAgentExists", err)
 	}
 	if got, err := st.GetAgent(ctx, "a1"); err != nil || got.BoxPublicKey != a.BoxPublicKey || got.SigningPublicKey != a.SigningPublicKey {
 		t.Fatalf("a refused rekey changed the agent: %+v %v", got, err)
@@ -174,8 +171,8 @@ func stateRekey(t *testing.T, st State) {
 	// The index moved: the new key is taken, the old one is free.
 	dupNew := testAgent(t, hk, "a3", "T1", now)
 	dupNew.SigningPublicKey = newSig.Public()
-	if err := registerTestAgent(t, st, hk, dupNew, now); !errors.Is(err, ErrAgentExists) {
-		t.Fatalf("registering the new key elsewhere = %v, want ErrAgentExists", err)
+	if err := registerTestAgent(t, st, hk, dupNew, now); !errors.Is(err, state.ErrAgentExists) {
+		t.Fatalf("registering the new key elsewhere = %v, want state.ErrAgentExists", err)
 	}
 	reuseOld := testAgent(t, hk, "a4", "T1", now)
 	reuseOld.SigningPublicKey = a.SigningPublicKey
@@ -193,8 +190,8 @@ func stateRekey(t *testing.T, st State) {
 	if got, err := st.GetAgent(ctx, "a1"); err != nil || got.BoxPublicKey != box2.Public {
 		t.Fatalf("agent after box-only rekey: %+v %v", got, err)
 	}
-	if err := ls.RekeyAgent(ctx, "nobody", box2.Public, newSig.Public()); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("rekey unknown agent = %v, want ErrNotFound", err)
+	if err := ls.RekeyAgent(ctx, "nobody", box2.Public, newSig.Public()); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("rekey unknown agent = %v, want state.ErrNotFound", err)
 	}
 	// Deleting the agent frees its new key.
 	if err := st.DeleteAgent(ctx, "a1"); err != nil {

@@ -1,11 +1,13 @@
-// Package queue is sealrelay's leased inbox: one FIFO inbox per agent holding
-// opaque sealed messages until the agent pulls and acknowledges them.
+// Package queue is the contract of sealrelay's leased inbox: one FIFO inbox
+// per agent holding opaque sealed messages until the agent pulls and
+// acknowledges them. The engines live elsewhere: redisstore.Inbox
+// (store/redisstore) for many broker replicas, boltstore.Inbox
+// (store/boltstore) for a single broker process.
 //
 // # Contract
 //
-// Both implementations (the Redis store for many broker replicas, the embedded
-// bbolt store for a single broker process) give the same guarantees, checked
-// by one conformance suite (conformance_test.go, run against a Redis, a
+// Both engines give the same guarantees, checked by one conformance suite
+// (queue/queuetest, run from the engines' tests against a Redis, a
 // three-node Redis Cluster and bbolt):
 //
 //   - Delivery is at-least-once. A message leaves its inbox only when it is
@@ -84,8 +86,8 @@
 // returned for is lost on a crash of Redis or of its machine; with
 // appendfsync everysec nothing on a crash of the redis-server process and up
 // to about a second on an OS crash or power cut); with the bbolt store every
-// call that changes state is fsynced before it returns. See RedisStore and
-// BoltStore.
+// call that changes state is fsynced before it returns. See redisstore.Inbox
+// and boltstore.Inbox.
 package queue
 
 import (
@@ -231,6 +233,17 @@ type Store interface {
 	Ack(ctx context.Context, inbox string, receipts []string) (int, error)
 	// Stats reports the inbox's counters.
 	Stats(ctx context.Context, inbox string) (Stats, error)
+	// DeleteInbox removes the inbox and everything in it.
+	DeleteInbox(ctx context.Context, inbox string) error
+	// Ping reports whether the store is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the store's resources and wakes every waiting Pull.
+	Close() error
+}
+
+// DeadLetterAdmin administers the dead letters of a Store's inboxes (see
+// the package doc). Both engines implement it; the broker does not use it.
+type DeadLetterAdmin interface {
 	// DeadLetters lists up to limit dead-lettered messages, oldest first.
 	DeadLetters(ctx context.Context, inbox string, limit int) ([]Message, error)
 	// Redrive moves the named dead letters (all of them when ids is empty)
@@ -240,12 +253,6 @@ type Store interface {
 	// PurgeDeadLetters deletes every dead letter of inbox and returns how
 	// many it deleted.
 	PurgeDeadLetters(ctx context.Context, inbox string) (int, error)
-	// DeleteInbox removes the inbox and everything in it.
-	DeleteInbox(ctx context.Context, inbox string) error
-	// Ping reports whether the store is reachable.
-	Ping(ctx context.Context) error
-	// Close releases the store's resources and wakes every waiting Pull.
-	Close() error
 }
 
 var (

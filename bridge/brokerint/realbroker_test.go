@@ -28,7 +28,8 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/slackfake"
 	"github.com/sealrelay/sealrelay/internal/testredis"
-	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/redisstore"
 )
 
 const (
@@ -64,11 +65,11 @@ func newRealBroker(t *testing.T, opts ...func(*broker.Config)) *realBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := queue.NewRedisStore(rdb, queue.RedisOptions{Prefix: prefix + "q:", Logger: testLogger(t)})
+	rs, err := redisstore.Open(rdb, prefix, redisstore.InboxOptions{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = q.Close() })
+	t.Cleanup(func() { _ = rs.Close() })
 	rb := &realBroker{t: t, fake: fake, rdb: rdb, prefix: prefix, keys: broker.Keys{Box: box, Signing: sig, Keyring: kr}}
 	rb.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rb.inner.Handler().ServeHTTP(w, r)
@@ -86,7 +87,7 @@ func newRealBroker(t *testing.T, opts ...func(*broker.Config)) *realBroker {
 		o(&cfg)
 	}
 	rb.cfg = cfg
-	rb.inner, err = broker.New(cfg, broker.NewRedisState(rdb, prefix+"st:"), q, rb.keys, testLogger(t), nil)
+	rb.inner, err = broker.New(cfg, rs, rs.Inbox, rb.keys, testLogger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,12 +315,12 @@ func TestRealBrokerReplicaFailover(t *testing.T) {
 // replica starts another broker instance (its own Server, State and queue
 // client) on the same Redis prefix and keys, as a second deployment replica.
 func (rb *realBroker) replica(t *testing.T) *httptest.Server {
-	q, err := queue.NewRedisStore(rb.rdb, queue.RedisOptions{Prefix: rb.prefix + "q:", Logger: testLogger(t)})
+	rs, err := redisstore.Open(rb.rdb, rb.prefix, redisstore.InboxOptions{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = q.Close() })
-	srv, err := broker.New(rb.cfg, broker.NewRedisState(rb.rdb, rb.prefix+"st:"), q, rb.keys, testLogger(t), nil)
+	t.Cleanup(func() { _ = rs.Close() })
+	srv, err := broker.New(rb.cfg, rs, rs.Inbox, rb.keys, testLogger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +359,7 @@ func TestRealBrokerExpiredAccessToken(t *testing.T) {
 	go func() { done <- b.Run(context.Background()) }()
 	rb.slackEvent(org, "C0X", "1771464999.000100", "before expiry")
 	col.next(t)
-	rb.clock.Store(int64(broker.DefaultAccessTokenTTL + time.Hour))
+	rb.clock.Store(int64(state.DefaultAccessTokenTTL + time.Hour))
 	select {
 	case err := <-done:
 		if !errors.Is(err, bridge.ErrReauthenticate) || !strings.Contains(err.Error(), "bridge register") || !strings.Contains(err.Error(), "401") {

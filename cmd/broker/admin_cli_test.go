@@ -21,13 +21,16 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/testredis"
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/boltstore"
+	"github.com/sealrelay/sealrelay/store/redisstore"
 )
 
 const cliAdminToken = "cli-admin-token-0123456789abcdef0123"
 
 // adminFixture is a store with agents, served by an admin handler.
 type adminFixture struct {
-	st        broker.State
+	st        state.Store
 	q         queue.Store
 	hk        *broker.HashKey
 	url       string
@@ -50,17 +53,12 @@ func newHashKey(t *testing.T) *broker.HashKey {
 // so dead letters are quick to make) and serves its admin API.
 func newBoltFixture(t *testing.T) *adminFixture {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := broker.OpenBoltState(filepath.Join(dir, broker.BoltStateFileName))
+	bs, err := boltstore.Open(t.TempDir(), queue.Options{Lease: 50 * time.Millisecond, MaxDeliveries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = st.Close() })
-	q, err := queue.OpenBoltStore(dir, queue.Options{Lease: 50 * time.Millisecond, MaxDeliveries: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = q.Close() })
+	t.Cleanup(func() { _ = bs.Close() })
+	st, q := bs, bs.Inbox
 	f := &adminFixture{st: st, q: q, hk: newHashKey(t), tokenFile: writeFile(t, cliAdminToken+"\n")}
 	adm, err := broker.NewAdmin(st, q, broker.AdminOptions{})
 	if err != nil {
@@ -76,8 +74,8 @@ func newBoltFixture(t *testing.T) *adminFixture {
 func (f *adminFixture) addAgent(t *testing.T, org, id string, at time.Time) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := f.st.GetInstallation(ctx, org); errors.Is(err, broker.ErrNotFound) {
-		if err := f.st.PutInstallation(ctx, &broker.Installation{OrgID: org, InstalledAt: at, UpdatedAt: at}); err != nil {
+	if _, err := f.st.GetInstallation(ctx, org); errors.Is(err, state.ErrNotFound) {
+		if err := f.st.PutInstallation(ctx, &state.Installation{OrgID: org, InstalledAt: at, UpdatedAt: at}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -93,9 +91,9 @@ func (f *adminFixture) addAgent(t *testing.T, org, id string, at time.Time) {
 	if err := f.st.PutRegistrationToken(ctx, rt, org, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	a := &broker.Agent{ID: id, OrgID: org, BoxPublicKey: box.Public, SigningPublicKey: sig.Public(), CreatedAt: at,
+	a := &state.Agent{ID: id, OrgID: org, BoxPublicKey: box.Public, SigningPublicKey: sig.Public(), CreatedAt: at,
 		AccessTokenHash: f.hk.Hash(broker.KindAccessToken, "tok-"+id), AccessTokenExpiresAt: at.Add(90 * 24 * time.Hour)}
-	if err := f.st.RegisterAgent(ctx, rt, a, at); err != nil {
+	if err := f.st.RegisterAgent(ctx, rt, a, at, 0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -157,7 +155,7 @@ func TestAgentsListTable(t *testing.T) {
 	now := time.Now().UTC()
 	f.addAgent(t, "T1", "ag-0001", now.Add(-72*time.Hour))
 	f.addAgent(t, "T2", "ag-0002-longer-id", now)
-	if err := f.st.(broker.AdminStore).RecordPull(context.Background(), "ag-0002-longer-id", now.Add(-5*time.Minute)); err != nil {
+	if err := f.st.RecordPull(context.Background(), "ag-0002-longer-id", now.Add(-5*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	out, _, err := runCLI(t, noTTY, append([]string{"agents", "list"}, f.conn()...)...)
@@ -237,7 +235,7 @@ func TestAgentsRevokeConfirmation(t *testing.T) {
 	if err != nil || !strings.Contains(out, "revoked agent ag-1 of T1") || !strings.Contains(prompt, `Type "ag-1" to confirm`) {
 		t.Fatalf("confirmed revoke: %q %q %v", out, prompt, err)
 	}
-	if _, err := f.st.GetAgent(context.Background(), "ag-1"); !errors.Is(err, broker.ErrNotFound) {
+	if _, err := f.st.GetAgent(context.Background(), "ag-1"); !errors.Is(err, state.ErrNotFound) {
 		t.Fatalf("agent after revoke: %v", err)
 	}
 	_, _, err = runCLI(t, noTTY, append(revoke, "--yes", "ag-1")...)
@@ -354,12 +352,13 @@ func notJSON(t *testing.T) string {
 func TestAdminCLIDirectRedis(t *testing.T) {
 	t.Parallel()
 	rdb, prefix := testredis.New(t, "admincli")
-	q, err := queue.NewRedisStore(rdb, queue.RedisOptions{Prefix: prefix + redisQueueNS})
+	rs, err := redisstore.Open(rdb, prefix, redisstore.InboxOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = q.Close() })
-	f := &adminFixture{st: broker.NewRedisState(rdb, prefix+redisStateNS), q: q, hk: newHashKey(t)}
+	t.Cleanup(func() { _ = rs.Close() })
+	q := rs.Inbox
+	f := &adminFixture{st: rs, q: q, hk: newHashKey(t)}
 	f.addAgent(t, "T1", "ag-r1", time.Now())
 	f.addAgent(t, "T1", "ag-r2", time.Now())
 	if _, err := q.Enqueue(context.Background(), "ag-r2", []byte("x")); err != nil {

@@ -19,7 +19,8 @@ import (
 
 	"github.com/sealrelay/sealrelay/broker"
 	"github.com/sealrelay/sealrelay/internal/settings"
-	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/redisstore"
 )
 
 // adminBackend is what `broker agents` and `broker dlq` run against: the
@@ -103,7 +104,7 @@ func (d *directAdmin) Purge(ctx context.Context, id string) (int, error) {
 }
 
 func directErr(err error, id string) error {
-	if errors.Is(err, broker.ErrNotFound) {
+	if errors.Is(err, state.ErrNotFound) {
 		return fmt.Errorf("%w %s", errUnknownAgent, id)
 	}
 	return err
@@ -125,19 +126,18 @@ func openDirectAdmin(ctx context.Context, f *adminFlags) (adminBackend, error) {
 	if err != nil {
 		return nil, err
 	}
-	q, err := queue.NewRedisStore(rdb, queue.RedisOptions{Prefix: f.redisPrefix + redisQueueNS})
+	rs, err := redisstore.Open(rdb, f.redisPrefix, redisstore.InboxOptions{})
 	if err != nil {
-		_ = rdb.Close()
-		return nil, fmt.Errorf("open redis queue: %w", err)
-	}
-	st := broker.NewRedisState(rdb, f.redisPrefix+redisStateNS)
-	adm, err := broker.NewAdmin(st, q, broker.AdminOptions{IdleAfter: idle})
-	if err != nil {
-		_ = q.Close()
 		_ = rdb.Close()
 		return nil, err
 	}
-	return &directAdmin{Admin: adm, close: func() { _ = q.Close(); _ = rdb.Close() }}, nil
+	adm, err := broker.NewAdmin(rs, rs.Inbox, broker.AdminOptions{IdleAfter: idle})
+	if err != nil {
+		_ = rs.Close()
+		_ = rdb.Close()
+		return nil, err
+	}
+	return &directAdmin{Admin: adm, close: func() { _ = rs.Close(); _ = rdb.Close() }}, nil
 }
 
 // --- HTTP (admin listener) ---------------------------------------------------

@@ -8,14 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/sealrelay/sealrelay/audit"
 	"github.com/sealrelay/sealrelay/broker"
@@ -23,10 +18,6 @@ import (
 	"github.com/sealrelay/sealrelay/store/boltstore"
 	"github.com/sealrelay/sealrelay/store/redisstore"
 )
-
-// auditBoltBucket is the top-level bucket of the audit log in the
-// embedded store's state.db.
-const auditBoltBucket = "audit"
 
 // auditFollowPoll is how often `broker audit tail --follow` looks for new
 // records.
@@ -125,23 +116,7 @@ func openAuditStore(ctx context.Context, c *config) (audit.Store, func(), error)
 		}
 		return redisstore.NewAuditStore(rdb, c.RedisPrefix), func() { _ = rdb.Close() }, nil
 	}
-	path := filepath.Join(c.DataDir, broker.BoltStateFileName)
-	if _, err := os.Stat(path); err != nil {
-		return nil, nil, fmt.Errorf("no embedded store at %s (--data-dir / SEALRELAY_DATA_DIR): %w", path, err)
-	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, nil, fmt.Errorf("%s is locked by a running `broker serve` (the embedded store allows one process): stop the broker to read its audit log, or run it with Redis", path)
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	st, err := boltstore.NewAuditStore(db, auditBoltBucket)
-	if err != nil {
-		_ = db.Close()
-		return nil, nil, err
-	}
-	return st, func() { _ = db.Close() }, nil
+	return boltstore.OpenAuditReadOnly(c.DataDir)
 }
 
 // auditBrokenError reports a failed verification (exit code 1).

@@ -12,6 +12,7 @@ import (
 	"github.com/sealrelay/sealrelay/audit"
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/testredis"
+	"github.com/sealrelay/sealrelay/queue"
 	"github.com/sealrelay/sealrelay/store/boltstore"
 	"github.com/sealrelay/sealrelay/store/redisstore"
 )
@@ -101,14 +102,11 @@ func TestAuditCLIRedis(t *testing.T) {
 func TestAuditCLIEmbedded(t *testing.T) {
 	keys := testKeysDir(t)
 	data := filepath.Join(t.TempDir(), "data")
-	bst, err := openBoltState(data)
+	bst, err := boltstore.Open(data, queue.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ast, err := boltstore.NewAuditStore(bst.DB(), auditBoltBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ast := bst.Audit()
 	writeAuditChain(t, ast, keys, 6)
 	env := map[string]string{"SEALRELAY_KEYS_DIR": keys, "SEALRELAY_DATA_DIR": data}
 

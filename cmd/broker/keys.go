@@ -9,12 +9,12 @@ import (
 	"os"
 	"path/filepath"
 
-	bolterrors "go.etcd.io/bbolt/errors"
-
-	"github.com/sealrelay/sealrelay/broker"
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/atomicfile"
 	"github.com/sealrelay/sealrelay/internal/settings"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/boltstore"
+	"github.com/sealrelay/sealrelay/store/redisstore"
 )
 
 const rotateHelpIntro = `Usage: broker keys rotate [flags]
@@ -103,7 +103,7 @@ func cmdKeysRotate(ctx context.Context, args []string, getenv func(string) strin
 	defer unlock()
 	// Open the store before touching the keyring, so that an unreachable or
 	// busy store changes nothing.
-	var st broker.State
+	var st state.Store
 	if !*noRewrap {
 		var closeState func()
 		st, closeState, err = openStateForRotate(ctx, c)
@@ -123,7 +123,7 @@ func cmdKeysRotate(ctx context.Context, args []string, getenv func(string) strin
 		fmt.Fprintf(stdout, "Restart every broker so it loads version %d, then run `broker keys rotate --rewrap-only`.\n", version)
 		return nil
 	}
-	n, err := st.RewrapSecrets(ctx, kr.Rewrap)
+	n, err := state.RewrapSecrets(ctx, st, kr.Rewrap)
 	if err != nil {
 		return fmt.Errorf("re-wrap stored secrets (%d done): %w; master key version %d is in %s: after fixing this, run `broker keys rotate --rewrap-only`", n, err, version, path)
 	}
@@ -191,39 +191,19 @@ func writeFileAtomic(path string, b []byte) error {
 	return err
 }
 
-// Redis key namespaces under --redis-prefix.
-const (
-	redisStateNS = "st:"
-	redisQueueNS = "q:"
-)
-
 // openStateForRotate opens the State broker serve would use.
-func openStateForRotate(ctx context.Context, c *config) (broker.State, func(), error) {
+func openStateForRotate(ctx context.Context, c *config) (state.Store, func(), error) {
 	if c.usesRedis() {
 		rdb, _, err := newRedisClient(ctx, c)
 		if err != nil {
 			return nil, nil, err
 		}
-		st := broker.NewRedisState(rdb, c.RedisPrefix+redisStateNS)
+		st := redisstore.OpenState(rdb, c.RedisPrefix)
 		return st, func() { _ = st.Close(); _ = rdb.Close() }, nil
 	}
-	st, err := openBoltState(c.DataDir)
+	st, err := boltstore.OpenStateDir(c.DataDir)
 	if err != nil {
 		return nil, nil, err
 	}
 	return st, func() { _ = st.Close() }, nil
-}
-
-// openBoltState opens the embedded state in dataDir with a message that
-// explains a locked file.
-func openBoltState(dataDir string) (*broker.BoltState, error) {
-	path := filepath.Join(dataDir, broker.BoltStateFileName)
-	st, err := broker.OpenBoltState(path)
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("%s is in use by another process (a running `broker serve`?): the embedded store allows one process; stop it first, or use --redis-url", path)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return st, nil
 }

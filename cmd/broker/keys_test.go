@@ -10,9 +10,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sealrelay/sealrelay/broker"
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/testredis"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/boltstore"
+	"github.com/sealrelay/sealrelay/store/redisstore"
 )
 
 func loadKeyringFile(t *testing.T, path string) *crypto.Keyring {
@@ -30,7 +32,7 @@ func loadKeyringFile(t *testing.T, path string) *crypto.Keyring {
 
 // seedInstallations stores two installations with bot and refresh tokens
 // encrypted under kr, and one revoked installation without secrets.
-func seedInstallations(t *testing.T, st broker.State, kr *crypto.Keyring) {
+func seedInstallations(t *testing.T, st state.Store, kr *crypto.Keyring) {
 	t.Helper()
 	ctx := context.Background()
 	for _, org := range []string{"T1", "E2"} {
@@ -42,11 +44,11 @@ func seedInstallations(t *testing.T, st broker.State, kr *crypto.Keyring) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := st.PutInstallation(ctx, &broker.Installation{OrgID: org, BotToken: bt, BotRefreshToken: rt}); err != nil {
+		if err := st.PutInstallation(ctx, &state.Installation{OrgID: org, BotToken: bt, BotRefreshToken: rt}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := st.PutInstallation(ctx, &broker.Installation{OrgID: "T3", Revoked: true}); err != nil {
+	if err := st.PutInstallation(ctx, &state.Installation{OrgID: "T3", Revoked: true}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -54,7 +56,7 @@ func seedInstallations(t *testing.T, st broker.State, kr *crypto.Keyring) {
 // checkInstallations asserts that every stored secret uses master key
 // version want and decrypts with a keyring holding only that version, taken
 // from the keyring file at path.
-func checkInstallations(t *testing.T, st broker.State, path string, want uint32) {
+func checkInstallations(t *testing.T, st state.Store, path string, want uint32) {
 	t.Helper()
 	ctx := context.Background()
 	only, err := crypto.ParseKeyring(keyringEntry(t, path, want))
@@ -109,7 +111,7 @@ func TestKeysRotateBolt(t *testing.T) {
 	keyringPath := filepath.Join(keys, masterKeysFile)
 	origKeyring, _ := os.ReadFile(keyringPath)
 
-	st, err := openBoltState(data)
+	st, err := boltstore.OpenStateDir(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +174,7 @@ func TestKeysRotateBolt(t *testing.T) {
 		t.Fatalf("key dir holds %d entries, want 3", len(entries))
 	}
 
-	st, err = openBoltState(data)
+	st, err = boltstore.OpenStateDir(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +186,7 @@ func TestKeysRotateRedis(t *testing.T) {
 	keys := testKeysDir(t)
 	keyringPath := filepath.Join(keys, masterKeysFile)
 	rdb, prefix := testredis.New(t, "cmd")
-	st := broker.NewRedisState(rdb, prefix+redisStateNS)
+	st := redisstore.OpenState(rdb, prefix)
 	seedInstallations(t, st, loadKeyringFile(t, keyringPath))
 
 	// Settings from the environment, the Redis URL through a _FILE.

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/state"
 	"github.com/sealrelay/sealrelay/store/boltstore"
 	"github.com/sealrelay/sealrelay/store/redisstore"
 )
@@ -71,7 +71,7 @@ type listening struct {
 
 // stores are the opened State and queue.Store with their closer.
 type stores struct {
-	st    broker.State
+	st    state.Store
 	q     queue.Store
 	kind  string
 	audit audit.Store // the audit log's engine, in the same Redis or bbolt file
@@ -85,35 +85,21 @@ func openStores(ctx context.Context, cfg *config, logger *slog.Logger) (*stores,
 		if err != nil {
 			return nil, err
 		}
-		q, err := queue.NewRedisStore(rdb, queue.RedisOptions{Prefix: cfg.RedisPrefix + redisQueueNS, Logger: logger})
+		rs, err := redisstore.Open(rdb, cfg.RedisPrefix, redisstore.InboxOptions{Logger: logger})
 		if err != nil {
 			_ = rdb.Close()
-			return nil, fmt.Errorf("open redis queue: %w", err)
+			return nil, err
 		}
-		st := broker.NewRedisState(rdb, cfg.RedisPrefix+redisStateNS)
-		return &stores{st: st, q: q, kind: "redis", where: where, audit: redisstore.NewAuditStore(rdb, cfg.RedisPrefix), close: func() {
-			_ = q.Close()
-			_ = st.Close()
+		return &stores{st: rs, q: rs.Inbox, kind: "redis", where: where, audit: redisstore.NewAuditStore(rdb, cfg.RedisPrefix), close: func() {
+			_ = rs.Close()
 			_ = rdb.Close()
 		}}, nil
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory (--data-dir / SEALRELAY_DATA_DIR): %w", err)
-	}
-	st, err := openBoltState(cfg.DataDir)
+	bs, err := boltstore.Open(cfg.DataDir, queue.Options{}, boltstore.WithLogger(logger))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open the embedded store (--data-dir / SEALRELAY_DATA_DIR): %w", err)
 	}
-	q, err := queue.OpenBoltStore(cfg.DataDir, queue.Options{}, queue.WithLogger(logger))
-	if err != nil {
-		_ = st.Close()
-		return nil, fmt.Errorf("open embedded queue in %s: %w", cfg.DataDir, err)
-	}
-	aud, _ := boltstore.NewAuditStore(st.DB(), auditBoltBucket) // fails only without a DB
-	return &stores{st: st, q: q, kind: "embedded", audit: aud, close: func() {
-		_ = q.Close()
-		_ = st.Close()
-	}}, nil
+	return &stores{st: bs, q: bs.Inbox, kind: "embedded", audit: bs.Audit(), close: func() { _ = bs.Close() }}, nil
 }
 
 // brokerConfig maps the command's configuration to broker.Config.
@@ -294,22 +280,21 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- l
 // checkKeyringCovers fails when a stored secret names a master key version
 // the keyring lacks (typically a replica started with the keyring from
 // before a `keys rotate`), so that the broker does not start only to fail
-// every send of those orgs. It reads through State.RewrapSecrets with a
-// function that changes nothing.
-func checkKeyringCovers(ctx context.Context, st broker.State, kr *crypto.Keyring) error {
+// every send of those orgs. It only reads (state.Installations.ForEachSecret).
+func checkKeyringCovers(ctx context.Context, st state.Installations, kr *crypto.Keyring) error {
 	have := map[uint32]bool{}
 	for _, v := range kr.Versions() {
 		have[v] = true
 	}
 	missing := map[uint32]int{}
 	orgs := map[uint32]string{}
-	_, err := st.RewrapSecrets(ctx, func(stored, owner string) (string, bool, error) {
+	err := st.ForEachSecret(ctx, func(owner, stored string) error {
 		v, err := crypto.StoredVersion(stored)
 		if err == nil && !have[v] {
 			missing[v]++
 			orgs[v] = owner
 		}
-		return stored, false, nil
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("check stored secrets against the master keyring: %w", err)

@@ -32,6 +32,9 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/testredis"
 	"github.com/sealrelay/sealrelay/protocol"
+	"github.com/sealrelay/sealrelay/state"
+	"github.com/sealrelay/sealrelay/store/boltstore"
+	"github.com/sealrelay/sealrelay/store/redisstore"
 )
 
 // running is a broker started in-process by startServe.
@@ -146,12 +149,12 @@ func TestServeEmbedded(t *testing.T) {
 
 	// Stopping closed both stores: the files can be opened again, and they
 	// are private.
-	st, err := openBoltState(env["SEALRELAY_DATA_DIR"])
+	st, err := boltstore.OpenStateDir(env["SEALRELAY_DATA_DIR"])
 	if err != nil {
 		t.Fatalf("state still locked after shutdown: %v", err)
 	}
 	_ = st.Close()
-	for _, f := range []string{broker.BoltStateFileName, "queue.db"} {
+	for _, f := range []string{boltstore.StateFileName, "queue.db"} {
 		fi, err := os.Stat(filepath.Join(env["SEALRELAY_DATA_DIR"], f))
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v mode %v", f, err, fi.Mode())
@@ -185,8 +188,8 @@ func TestServeRedis(t *testing.T) {
 		t.Error("logs do not say the store is redis")
 	}
 	// State lands under <prefix>st:, inboxes under <prefix>q:.
-	st := broker.NewRedisState(rdb, prefix+redisStateNS)
-	if err := st.PutInstallation(context.Background(), &broker.Installation{OrgID: "T1"}); err != nil {
+	st := redisstore.OpenState(rdb, prefix)
+	if err := st.PutInstallation(context.Background(), &state.Installation{OrgID: "T1"}); err != nil {
 		t.Fatal(err)
 	}
 	var stateKeys int
@@ -194,15 +197,15 @@ func TestServeRedis(t *testing.T) {
 	for iter.Next(context.Background()) {
 		k := iter.Val()
 		switch {
-		case strings.HasPrefix(k, prefix+redisStateNS):
+		case strings.HasPrefix(k, prefix+"st:"):
 			stateKeys++
-		case strings.HasPrefix(k, prefix+redisQueueNS):
+		case strings.HasPrefix(k, prefix+"q:"):
 		default:
 			t.Errorf("key %s is outside the state and queue namespaces", k)
 		}
 	}
 	if err := iter.Err(); err != nil || stateKeys == 0 {
-		t.Fatalf("no state key under %s%s (%v)", prefix, redisStateNS, err)
+		t.Fatalf("no state key under %s%s (%v)", prefix, "st:", err)
 	}
 }
 
@@ -224,7 +227,7 @@ func TestServeStartupErrors(t *testing.T) {
 	})
 	t.Run("data dir locked", func(t *testing.T) {
 		env := baseEnv(t)
-		st, err := openBoltState(env["SEALRELAY_DATA_DIR"])
+		st, err := boltstore.OpenStateDir(env["SEALRELAY_DATA_DIR"])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -248,7 +251,7 @@ func TestServeStartupErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := openBoltState(env["SEALRELAY_DATA_DIR"])
+		st, err := boltstore.OpenStateDir(env["SEALRELAY_DATA_DIR"])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +286,7 @@ func TestServeShutdownReleasesLongPoll(t *testing.T) {
 	}
 	// Seed an installation and a registration token, as the OAuth callback
 	// would.
-	st, err := openBoltState(env["SEALRELAY_DATA_DIR"])
+	st, err := boltstore.OpenStateDir(env["SEALRELAY_DATA_DIR"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +295,7 @@ func TestServeShutdownReleasesLongPoll(t *testing.T) {
 		t.Fatal(err)
 	}
 	const regToken = "registration-token-for-the-shutdown-test-0123456789"
-	if err := st.PutInstallation(ctx, &broker.Installation{OrgID: "T1", InstalledAt: time.Now()}); err != nil {
+	if err := st.PutInstallation(ctx, &state.Installation{OrgID: "T1", InstalledAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.PutRegistrationToken(ctx, hk.Hash(broker.KindRegistrationToken, regToken), "T1", time.Now().Add(time.Hour)); err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/slackfake"
 	"github.com/sealrelay/sealrelay/queue"
+	"github.com/sealrelay/sealrelay/store/boltstore"
 )
 
 // Simulated workspace identities.
@@ -319,16 +320,12 @@ func (s *sandbox) startBroker(ln net.Listener, clientID, clientSecret string) (*
 		return nil, nil, nil, err
 	}
 	dataDir := filepath.Join(s.dir, "broker-data")
-	st, err := broker.OpenBoltState(filepath.Join(dataDir, broker.BoltStateFileName))
+	bs, err := boltstore.Open(dataDir, queue.Options{}, boltstore.WithLogger(s.logger))
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("open broker state: %w", err)
+		return nil, nil, nil, fmt.Errorf("open broker store: %w", err)
 	}
-	q, err := queue.OpenBoltStore(dataDir, queue.Options{}, queue.WithLogger(s.logger))
-	if err != nil {
-		_ = st.Close()
-		return nil, nil, nil, fmt.Errorf("open broker queue: %w", err)
-	}
-	closeStores := func() { _ = q.Close(); _ = st.Close() }
+	st, q := bs.State, bs.Inbox
+	closeStores := func() { _ = bs.Close() }
 	cfg := broker.Config{
 		PublicURL:          s.brokerURL,
 		SlackClientID:      clientID,

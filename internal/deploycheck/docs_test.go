@@ -10,7 +10,8 @@ import (
 )
 
 // repoTestNames returns every Test/Fuzz/Benchmark function and every
-// literal t.Run subtest name in the repository's _test.go files.
+// literal t.Run subtest name in the repository's _test.go files and
+// conformance suite packages (*test/).
 func repoTestNames(t *testing.T) (funcs, subtests map[string]bool) {
 	t.Helper()
 	funcs, subtests = map[string]bool{}, map[string]bool{}
@@ -23,7 +24,10 @@ func repoTestNames(t *testing.T) (funcs, subtests map[string]bool) {
 		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
 			return filepath.SkipDir
 		}
-		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+		// Test files, and the exported conformance suites (state/statetest,
+		// queue/queuetest), whose subtests are run by the engines' tests.
+		suite := strings.HasSuffix(filepath.Base(filepath.Dir(path)), "test") && strings.HasSuffix(path, ".go")
+		if d.IsDir() || !(strings.HasSuffix(path, "_test.go") || suite) {
 			return nil
 		}
 		b, err := os.ReadFile(path)

@@ -5,8 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/sealrelay/sealrelay/audit"
 )
@@ -178,4 +182,30 @@ func (s *AuditStore) Checkpoints(ctx context.Context, chain string) ([][]byte, e
 		return nil, fmt.Errorf("audit store: checkpoints of chain %s: %w", chain, err)
 	}
 	return out, ctx.Err()
+}
+
+// AuditBucket is the top-level bucket of the audit log in the state file.
+const AuditBucket = "audit"
+
+// Audit returns the audit log store kept in s's state file.
+func (s *Store) Audit() *AuditStore {
+	return &AuditStore{db: s.State.db, bucket: []byte(AuditBucket)}
+}
+
+// OpenAuditReadOnly opens the audit log in dir's state file read-only, for
+// `broker audit` while no broker runs. A running embedded broker holds the
+// file's lock: the error says so (read through its admin listener then).
+func OpenAuditReadOnly(dir string) (*AuditStore, func(), error) {
+	path := filepath.Join(dir, StateFileName)
+	if _, err := os.Stat(path); err != nil {
+		return nil, nil, fmt.Errorf("no embedded store at %s (--data-dir / SEALRELAY_DATA_DIR): %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, nil, fmt.Errorf("%s is locked by a running `broker serve` (the embedded store allows one process): read its audit log through the admin listener (--admin-url), or stop the broker", path)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return &AuditStore{db: db, bucket: []byte(AuditBucket)}, func() { _ = db.Close() }, nil
 }

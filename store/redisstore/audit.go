@@ -11,20 +11,6 @@ import (
 	"github.com/sealrelay/sealrelay/audit"
 )
 
-// Audit log keys. Every key of one chain carries the hash tag {audit:<id>},
-// so a chain's records and checkpoints share one Redis Cluster slot; the
-// chain index is a key of its own (chains never need a multi-key
-// operation across slots).
-//
-//	<prefix>audit:chains              set of chain ids
-//	<prefix>{audit:<id>}:rec          list of encoded records, append order
-//	<prefix>{audit:<id>}:cp           list of encoded checkpoints
-func auditKeyChains(prefix string) string { return prefix + "audit:chains" }
-
-func auditKeyRecords(prefix, chain string) string { return prefix + "{audit:" + chain + "}:rec" }
-
-func auditKeyCheckpoints(prefix, chain string) string { return prefix + "{audit:" + chain + "}:cp" }
-
 // AuditStore implements audit.Store on Redis (single node, Sentinel or
 // Cluster): one list per chain for records, one for its checkpoints. Each
 // Append is one RPUSH, atomic and ordered; a chain is registered in the

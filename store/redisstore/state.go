@@ -1,0 +1,527 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sealrelay/sealrelay/state"
+)
+
+// State implements state.Store on Redis (go-redis v9), for any number of
+// broker replicas sharing one Redis or Redis Cluster. Its keys (keys.go)
+// all carry the hash tag {state}, so they live in one Cluster slot and the
+// multi-key scripts below work on Cluster too.
+//
+// Races are closed with Lua scripts (registration, buckets), SET NX GET
+// (event claims), SET NX (nonces, signatures), GETDEL (OAuth state) and
+// WATCH transactions (installation updates).
+type State struct {
+	rdb redis.UniversalClient
+	k   stateKeys
+
+	// decoded caches parsed agent records by their stored JSON (records
+	// are immutable once written), saving a JSON and key decode per agent
+	// on every fan-out.
+	decodedMu sync.Mutex
+	decoded   map[string]*state.Agent
+
+	// clockOffset (ms) is added to the server's clock by the rate-limit
+	// script; only tests move it (export_test.go).
+	clockOffset atomic.Int64
+}
+
+const maxDecodedAgents = 10000
+
+// agentFromRecord decodes rec, using the cache. It returns a copy.
+func (s *State) agentFromRecord(rec string) (*state.Agent, error) {
+	s.decodedMu.Lock()
+	a, ok := s.decoded[rec]
+	s.decodedMu.Unlock()
+	if !ok {
+		var err error
+		if a, err = decodeAgent([]byte(rec)); err != nil {
+			return nil, err
+		}
+		s.decodedMu.Lock()
+		if s.decoded == nil || len(s.decoded) >= maxDecodedAgents {
+			s.decoded = make(map[string]*state.Agent)
+		}
+		s.decoded[rec] = a
+		s.decodedMu.Unlock()
+	}
+	c := *a
+	return &c, nil
+}
+
+var _ state.Store = (*State)(nil)
+
+// NewState returns a State on rdb whose keys all start with prefix
+// (for example "sealrelay:"). The caller owns rdb; Close does not close it.
+func NewState(rdb redis.UniversalClient, prefix string) *State {
+	return &State{rdb: rdb, k: newStateKeys(prefix)}
+}
+
+// Ping implements state.Store.
+func (s *State) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis state ping: %w", err)
+	}
+	return nil
+}
+
+// Close implements state.Store. The Redis client belongs to the caller and stays
+// open.
+func (s *State) Close() error { return nil }
+
+// PutInstallation implements state.Store.
+func (s *State) PutInstallation(ctx context.Context, inst *state.Installation) error {
+	b, err := json.Marshal(inst)
+	if err != nil {
+		return fmt.Errorf("encode installation: %w", err)
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, s.k.inst(inst.OrgID), b, 0)
+		p.SAdd(ctx, s.k.insts(), inst.OrgID)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("put installation: %w", err)
+	}
+	return nil
+}
+
+// GetInstallation implements state.Store.
+func (s *State) GetInstallation(ctx context.Context, orgID string) (*state.Installation, error) {
+	b, err := s.rdb.Get(ctx, s.k.inst(orgID)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, state.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get installation: %w", err)
+	}
+	var inst state.Installation
+	if err := json.Unmarshal(b, &inst); err != nil {
+		return nil, fmt.Errorf("decode installation: %w", err)
+	}
+	return &inst, nil
+}
+
+// updateInstallation applies fn to the installation under WATCH, retrying on
+// concurrent modification. fn returns false to skip the write.
+func (s *State) updateInstallation(ctx context.Context, orgID string, fn func(*state.Installation) (bool, error)) error {
+	k := s.k.inst(orgID)
+	for attempt := 0; attempt < 10; attempt++ {
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			b, err := tx.Get(ctx, k).Bytes()
+			if errors.Is(err, redis.Nil) {
+				return state.ErrNotFound
+			}
+			if err != nil {
+				return err
+			}
+			var inst state.Installation
+			if err := json.Unmarshal(b, &inst); err != nil {
+				return fmt.Errorf("decode installation: %w", err)
+			}
+			write, err := fn(&inst)
+			if err != nil || !write {
+				return err
+			}
+			nb, err := json.Marshal(&inst)
+			if err != nil {
+				return fmt.Errorf("encode installation: %w", err)
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Set(ctx, k, nb, 0)
+				return nil
+			})
+			return err
+		}, k)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("update installation: %w", err)
+		}
+		return nil
+	}
+	return fmt.Errorf("update installation: %w", state.ErrConflict)
+}
+
+// UpdateInstallation implements state.Store.
+func (s *State) UpdateInstallation(ctx context.Context, orgID string, fn func(*state.Installation) error) error {
+	var fnErr error
+	err := s.updateInstallation(ctx, orgID, func(inst *state.Installation) (bool, error) {
+		fnErr = fn(inst)
+		return fnErr == nil, nil
+	})
+	if err != nil {
+		return err
+	}
+	return fnErr
+}
+
+// RevokeInstallation implements state.Store.
+func (s *State) RevokeInstallation(ctx context.Context, orgID string, at time.Time) error {
+	return s.UpdateInstallation(ctx, orgID, func(inst *state.Installation) error {
+		inst.Revoke(at)
+		return nil
+	})
+}
+
+// ForEachSecret implements state.Installations with plain reads: the
+// installation set, then one GET per installation.
+func (s *State) ForEachSecret(ctx context.Context, fn func(owner, stored string) error) error {
+	orgs, err := s.rdb.SMembers(ctx, s.k.insts()).Result()
+	if err != nil {
+		return fmt.Errorf("list installations: %w", err)
+	}
+	sort.Strings(orgs)
+	for _, org := range orgs {
+		inst, err := s.GetInstallation(ctx, org)
+		if errors.Is(err, state.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, v := range []string{inst.BotToken, inst.BotRefreshToken} {
+			if v == "" {
+				continue
+			}
+			if err := fn(inst.OrgID, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// PutRegistrationToken implements state.Store.
+func (s *State) PutRegistrationToken(ctx context.Context, h state.TokenHash, orgID string, expiresAt time.Time) error {
+	k := s.k.regToken(h.String())
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, k, "org", orgID, "exp", strconv.FormatInt(expiresAt.UnixMilli(), 10), "used", "0")
+		p.PExpireAt(ctx, k, expiresAt.Add(state.UsedRegistrationTokenRetention))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("put registration token: %w", err)
+	}
+	return nil
+}
+
+// encodeAgent returns the stored form of a (state.Agent's JSON).
+func encodeAgent(a *state.Agent) ([]byte, error) {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return nil, fmt.Errorf("encode agent: %w", err)
+	}
+	return b, nil
+}
+
+// decodeAgent parses a stored agent.
+func decodeAgent(b []byte) (*state.Agent, error) {
+	a := new(state.Agent)
+	if err := json.Unmarshal(b, a); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+var registerScript = redis.NewScript(`
+local t = redis.call('HMGET', KEYS[1], 'org', 'exp', 'used')
+if not t[1] or t[1] ~= ARGV[1] then return 'notfound' end
+if t[3] == '1' then return 'used' end
+if tonumber(t[2]) <= tonumber(ARGV[2]) then return 'expired' end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'exists' end
+local max = tonumber(ARGV[6])
+if max > 0 and redis.call('HLEN', KEYS[4]) >= max then return 'full' end
+redis.call('HSET', KEYS[1], 'used', '1')
+redis.call('SET', KEYS[2], ARGV[3])
+redis.call('SET', KEYS[3], ARGV[4])
+redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
+redis.call('HSET', KEYS[5], 'agent', ARGV[3], 'org', ARGV[1], 'exp', ARGV[5])
+redis.call('PEXPIREAT', KEYS[5], ARGV[5])
+return 'ok'
+`)
+
+// RegisterAgent implements state.Agents: the agent count of the org is
+// checked inside the registration script, so replicas cannot overshoot.
+func (s *State) RegisterAgent(ctx context.Context, h state.TokenHash, a *state.Agent, now time.Time, maxPerOrg int) error {
+	rec, err := encodeAgent(a)
+	if err != nil {
+		return err
+	}
+	keys := []string{
+		s.k.regToken(h.String()),
+		s.k.agentKey(hex.EncodeToString(a.SigningPublicKey[:])),
+		s.k.agent(a.ID),
+		s.k.orgAgents(a.OrgID),
+		s.k.accessToken(a.AccessTokenHash.String()),
+	}
+	res, err := registerScript.Run(ctx, s.rdb, keys, a.OrgID, now.UnixMilli(), a.ID, rec, a.AccessTokenExpiresAt.UnixMilli(), maxPerOrg).Text()
+	if err != nil {
+		return fmt.Errorf("register agent: %w", err)
+	}
+	switch res {
+	case "ok":
+		return nil
+	case "notfound":
+		return state.ErrNotFound
+	case "used":
+		return state.ErrUsed
+	case "expired":
+		return state.ErrExpired
+	case "exists":
+		return state.ErrAgentExists
+	case "full":
+		return state.ErrOrgFull
+	}
+	return fmt.Errorf("register agent: unexpected script result %q", res)
+}
+
+// GetAgent implements state.Store.
+func (s *State) GetAgent(ctx context.Context, id string) (*state.Agent, error) {
+	b, err := s.rdb.Get(ctx, s.k.agent(id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, state.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get agent: %w", err)
+	}
+	return s.agentFromRecord(string(b))
+}
+
+// ListAgents implements state.Store.
+func (s *State) ListAgents(ctx context.Context, orgID string) ([]*state.Agent, error) {
+	return s.decodeAgents(s.rdb.HGetAll(ctx, s.k.orgAgents(orgID)))
+}
+
+func (s *State) decodeAgents(cmd *redis.MapStringStringCmd) ([]*state.Agent, error) {
+	recs, err := cmd.Result()
+	if err != nil {
+		return nil, fmt.Errorf("list agents: %w", err)
+	}
+	out := make([]*state.Agent, 0, len(recs))
+	for _, rec := range recs {
+		a, err := s.agentFromRecord(rec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// DeleteAgent implements state.Store.
+func (s *State) DeleteAgent(ctx context.Context, id string) error {
+	a, err := s.GetAgent(ctx, id)
+	if err != nil {
+		return err
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, s.k.agent(id), s.k.accessToken(a.AccessTokenHash.String()),
+			s.k.agentKey(hex.EncodeToString(a.SigningPublicKey[:])))
+		p.HDel(ctx, s.k.orgAgents(a.OrgID), id)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete agent: %w", err)
+	}
+	return nil
+}
+
+// LookupAccessToken implements state.Store.
+func (s *State) LookupAccessToken(ctx context.Context, h state.TokenHash, now time.Time) (state.AccessGrant, error) {
+	v, err := s.rdb.HMGet(ctx, s.k.accessToken(h.String()), "agent", "org", "exp").Result()
+	if err != nil {
+		return state.AccessGrant{}, fmt.Errorf("lookup access token: %w", err)
+	}
+	agent, _ := v[0].(string)
+	org, _ := v[1].(string)
+	expS, _ := v[2].(string)
+	if agent == "" {
+		return state.AccessGrant{}, state.ErrNotFound
+	}
+	exp, err := strconv.ParseInt(expS, 10, 64)
+	if err != nil {
+		return state.AccessGrant{}, fmt.Errorf("lookup access token: bad expiry")
+	}
+	g := state.AccessGrant{AgentID: agent, OrgID: org, ExpiresAt: time.UnixMilli(exp)}
+	if !now.Before(g.ExpiresAt) {
+		return g, state.ErrExpired
+	}
+	return g, nil
+}
+
+// PutOAuthState implements state.Store.
+func (s *State) PutOAuthState(ctx context.Context, h state.TokenHash, ttl time.Duration) error {
+	if err := s.rdb.Set(ctx, s.k.oauthState(h.String()), "1", ttl).Err(); err != nil {
+		return fmt.Errorf("put oauth state: %w", err)
+	}
+	return nil
+}
+
+// ConsumeOAuthState implements state.Store.
+func (s *State) ConsumeOAuthState(ctx context.Context, h state.TokenHash) (bool, error) {
+	err := s.rdb.GetDel(ctx, s.k.oauthState(h.String())).Err()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("consume oauth state: %w", err)
+	}
+	return true, nil
+}
+
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == 'p' then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+func eventKeyPart(eventID string) string {
+	// event ids are short ASCII; encode anyway so that no byte of untrusted
+	// input shapes the key.
+	return base64.RawURLEncoding.EncodeToString([]byte(eventID))
+}
+
+// claimCmd queues the claim of an event id: SET NX GET answers the previous
+// value, so one atomic command both claims and reports an existing record.
+func (s *State) claimCmd(ctx context.Context, c interface {
+	Do(context.Context, ...any) *redis.Cmd
+}, eventID string) *redis.Cmd {
+	return c.Do(ctx, "SET", s.k.event(eventKeyPart(eventID)), "p", "PX", state.EventPendingTTL.Milliseconds(), "NX", "GET")
+}
+
+func claimResult(cmd *redis.Cmd) (state.EventClaim, error) {
+	v, err := cmd.Text()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return state.EventClaimed, nil
+	case err != nil:
+		return 0, fmt.Errorf("claim event: %w", err)
+	case v == "d":
+		return state.EventDone, nil
+	}
+	return state.EventInProgress, nil
+}
+
+// ClaimEvent implements state.Store.
+func (s *State) ClaimEvent(ctx context.Context, eventID string) (state.EventClaim, error) {
+	return claimResult(s.claimCmd(ctx, s.rdb, eventID))
+}
+
+// ClaimEventAndListAgents implements state.Agents: ClaimEvent and
+// ListAgents in one round trip (the webhook hot path).
+func (s *State) ClaimEventAndListAgents(ctx context.Context, eventID, orgID string) (state.EventClaim, []*state.Agent, error) {
+	pipe := s.rdb.Pipeline()
+	claim := s.claimCmd(ctx, pipe, eventID)
+	recs := pipe.HGetAll(ctx, s.k.orgAgents(orgID))
+	_, _ = pipe.Exec(ctx) // errors are read per command below
+	c, err := claimResult(claim)
+	if err != nil {
+		return 0, nil, err
+	}
+	agents, err := s.decodeAgents(recs)
+	if err != nil {
+		return c, nil, err
+	}
+	return c, agents, nil
+}
+
+// CompleteEvent implements state.Store.
+func (s *State) CompleteEvent(ctx context.Context, eventID string, ttl time.Duration) error {
+	if err := s.rdb.Set(ctx, s.k.event(eventKeyPart(eventID)), "d", ttl).Err(); err != nil {
+		return fmt.Errorf("complete event: %w", err)
+	}
+	return nil
+}
+
+// ReleaseEvent implements state.Store.
+func (s *State) ReleaseEvent(ctx context.Context, eventID string) error {
+	if err := releaseScript.Run(ctx, s.rdb, []string{s.k.event(eventKeyPart(eventID))}).Err(); err != nil {
+		return fmt.Errorf("release event: %w", err)
+	}
+	return nil
+}
+
+// UseNonce implements state.Store.
+func (s *State) UseNonce(ctx context.Context, agentID, nonce string, ttl time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.k.nonce(agentID, eventKeyPart(nonce)), "1", ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("record nonce: %w", err)
+	}
+	return ok, nil
+}
+
+// UseSignature implements state.Store.
+func (s *State) UseSignature(ctx context.Context, h state.TokenHash, ttl time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.k.usedSig(h.String()), "1", ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("record signature: %w", err)
+	}
+	return ok, nil
+}
+
+// bucketScript is a token bucket measured with the Redis server's clock
+// (TIME on the master that owns the key), never a client's or a replica's,
+// so that every broker replica sees the same refill. KEYS[1] bucket;
+// ARGV rate (tokens/s), burst, clock offset in ms (0 outside tests).
+// Returns {1, 0} when a token was taken, {0, ms until the next one}
+// otherwise. Redis 7 replicates a script's effects, not the script, so
+// reading TIME before writing is allowed.
+var bucketScript = redis.NewScript(`
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
+local b = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens = tonumber(b[1])
+local ts = tonumber(b[2])
+if tokens == nil or ts == nil then tokens = burst; ts = now end
+if now > ts then
+  tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
+  ts = now
+end
+local ok = 0
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  ok = 1
+else
+  wait = math.ceil((1 - tokens) * 1000 / rate)
+end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(ts))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+return {ok, wait}
+`)
+
+// Allow implements state.Limiter with the Redis server's clock; now is
+// not used (replicas' clocks may disagree).
+func (s *State) Allow(ctx context.Context, key string, limit state.RateLimit, _ time.Time) (bool, time.Duration, error) {
+	if limit.Rate <= 0 || limit.Burst < 1 {
+		return true, 0, nil
+	}
+	res, err := bucketScript.Run(ctx, s.rdb, []string{s.k.bucket(key)},
+		strconv.FormatFloat(limit.Rate, 'f', -1, 64), limit.Burst, s.clockOffset.Load()).Int64Slice()
+	if err != nil {
+		return false, 0, fmt.Errorf("rate limit: %w", err)
+	}
+	if len(res) != 2 {
+		return false, 0, fmt.Errorf("rate limit: unexpected script result")
+	}
+	return res[0] == 1, time.Duration(res[1]) * time.Millisecond, nil
+}
