@@ -506,6 +506,7 @@ func (c *agentClient) id(t *testing.T) string {
 // pullSpy records how each waiting Pull of the wrapped queue ended.
 type pullSpy struct {
 	queue.Store
+	queue.DeadLetterAdmin
 	ended chan error // ctx.Err() when a Pull with a wait returns
 }
 
@@ -530,7 +531,10 @@ func (w *pollWatch) watching(agentID string) bool {
 func TestRevokeEndsWaitingPull(t *testing.T) {
 	t.Parallel()
 	spy := &pullSpy{ended: make(chan error, 4)}
-	h := newHarness(t, withQueueWrapper(func(q queue.Store) queue.Store { spy.Store = q; return spy }))
+	h := newHarness(t, withQueueWrapper(func(q queue.Store) queue.Store {
+		spy.Store, spy.DeadLetterAdmin = q, q.(queue.DeadLetterAdmin)
+		return spy
+	}))
 	org, reg := h.install(slackfake.Install{})
 	c := h.register(org, reg)
 	id := c.id(t)
