@@ -41,6 +41,8 @@ func Run(t *testing.T, newState func(t *testing.T) state.Store, opts ...Options)
 	t.Run("Bucket", func(t *testing.T) { stateBucket(t, newState(t), o.AdvanceLimiter) })
 	t.Run("Rewrap", func(t *testing.T) { stateRewrap(t, newState(t)) })
 	t.Run("Drops", func(t *testing.T) { stateDrops(t, newState(t)) })
+	t.Run("Renew", func(t *testing.T) { stateRenew(t, newState(t)) })
+	t.Run("Rekey", func(t *testing.T) { stateRekey(t, newState(t)) })
 }
 
 // Token hash kinds of the suite (any distinct strings do).

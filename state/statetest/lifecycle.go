@@ -1,39 +1,17 @@
-package broker
+package statetest
 
 import (
 	"context"
 	"errors"
-	"github.com/sealrelay/sealrelay/state"
-	"github.com/sealrelay/sealrelay/store/boltstore"
-	"github.com/sealrelay/sealrelay/store/redisstore"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/state"
 )
 
-// testLifecycle is the conformance suite of state.Lifecycle, run on both
-// engines.
-func testLifecycle(t *testing.T, newState func(t *testing.T) state.Store) {
-	t.Run("Renew", func(t *testing.T) { t.Parallel(); stateRenew(t, newState(t)) })
-	t.Run("Rekey", func(t *testing.T) { t.Parallel(); stateRekey(t, newState(t)) })
-}
-
-func TestRedisStateLifecycle(t *testing.T) {
-	t.Parallel()
-	testLifecycle(t, func(t *testing.T) state.Store {
-		rdb, prefix := testRedis(t)
-		return redisstore.NewState(rdb, prefix)
-	})
-}
-
-func TestBoltStateLifecycle(t *testing.T) {
-	t.Parallel()
-	testLifecycle(t, func(t *testing.T) state.Store {
-		return openTestBoltState(t, filepath.Join(t.TempDir(), boltstore.StateFileName))
-	})
-}
+// lifecycleOverlap is the old token's overlap the suite renews with.
+const lifecycleOverlap = 10 * time.Minute
 
 // registerTestAgent registers a with a fresh registration token.
 func registerTestAgent(t *testing.T, st state.Store, hk *HashKey, a *state.Agent, now time.Time) error {
@@ -60,7 +38,7 @@ func stateRenew(t *testing.T, st state.Store) {
 	}
 	newHash := hk.Hash(KindAccessToken, "renewed-a1")
 	newExp := now.Add(state.DefaultAccessTokenTTL).Add(time.Hour)
-	overlap := now.Add(DefaultAccessTokenOverlap)
+	overlap := now.Add(lifecycleOverlap)
 	if err := ls.RenewAccessToken(ctx, "a1", newHash, newExp, overlap); err != nil {
 		t.Fatalf("RenewAccessToken: %v", err)
 	}
@@ -72,7 +50,7 @@ func stateRenew(t *testing.T, st state.Store) {
 		want error
 		exp  time.Time
 	}{
-		{"old token during the overlap", a.AccessTokenHash, now.Add(DefaultAccessTokenOverlap - time.Second), nil, overlap},
+		{"old token during the overlap", a.AccessTokenHash, now.Add(lifecycleOverlap - time.Second), nil, overlap},
 		{"old token after the overlap", a.AccessTokenHash, overlap, state.ErrExpired, overlap},
 		{"new token now", newHash, now, nil, newExp},
 		{"new token until its expiry", newHash, newExp.Add(-time.Millisecond), nil, newExp},
