@@ -8,11 +8,12 @@ import (
 	"github.com/sealrelay/sealrelay/audit"
 )
 
-// Limits of the raw audit API.
+// Limits of the raw audit API (each also the default of its n).
 const (
-	// MaxAuditRange bounds GET /admin/api/audit/chains/{chain}/records?n=
-	// (also its default).
+	// MaxAuditRange bounds GET /admin/api/audit/chains/{chain}/records?n=.
 	MaxAuditRange = 1000
+	// MaxAuditCheckpoints bounds GET .../{chain}/checkpoints?n=.
+	MaxAuditCheckpoints = 10000
 )
 
 // ErrAuditOff is the error text of the raw audit routes when the broker has
@@ -30,6 +31,24 @@ func (h *adminHandler) auditOn() error {
 		return adminErr(http.StatusNotFound, "%s", ErrAuditOff)
 	}
 	return nil
+}
+
+// auditPage reads ?start= (a position, default 0) and ?n= (0 to limit,
+// default limit).
+func auditPage(r *http.Request, limit int) (start int64, n int, err error) {
+	q := r.URL.Query()
+	if s := q.Get("start"); s != "" {
+		if start, err = strconv.ParseInt(s, 10, 64); err != nil || start < 0 {
+			return 0, 0, adminErr(http.StatusBadRequest, "invalid start: want a position of 0 or more")
+		}
+	}
+	n = limit
+	if s := q.Get("n"); s != "" {
+		if n, err = strconv.Atoi(s); err != nil || n < 0 || n > limit {
+			return 0, 0, adminErr(http.StatusBadRequest, "invalid n: want 0 to %d", limit)
+		}
+	}
+	return start, n, nil
 }
 
 func pathChain(r *http.Request) (string, error) {
@@ -70,18 +89,9 @@ func (h *adminHandler) auditRecords(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	var start int64
-	if s := q.Get("start"); s != "" {
-		if start, err = strconv.ParseInt(s, 10, 64); err != nil || start < 0 {
-			return adminErr(http.StatusBadRequest, "invalid start: want a position of 0 or more")
-		}
-	}
-	n := MaxAuditRange
-	if s := q.Get("n"); s != "" {
-		if n, err = strconv.Atoi(s); err != nil || n < 0 || n > MaxAuditRange {
-			return adminErr(http.StatusBadRequest, "invalid n: want 0 to %d", MaxAuditRange)
-		}
+	start, n, err := auditPage(r, MaxAuditRange)
+	if err != nil {
+		return err
 	}
 	l, err := h.auditStore.Len(r.Context(), id)
 	if err != nil {
@@ -100,8 +110,11 @@ func (h *adminHandler) auditRecords(w http.ResponseWriter, r *http.Request) erro
 	return nil
 }
 
-// auditCheckpoints answers {"chain", "checkpoints": [base64...]}, exactly
-// as stored, in append order.
+// auditCheckpoints answers {"chain", "len", "start", "checkpoints":
+// [base64...]}: up to n (0 to MaxAuditCheckpoints, default
+// MaxAuditCheckpoints) checkpoints from position start, exactly as stored,
+// in append order. (audit.Store reads all of a chain's checkpoints at once;
+// the page only bounds the answer.)
 func (h *adminHandler) auditCheckpoints(w http.ResponseWriter, r *http.Request) error {
 	if err := h.auditOn(); err != nil {
 		return err
@@ -110,13 +123,19 @@ func (h *adminHandler) auditCheckpoints(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return err
 	}
-	cps, err := h.auditStore.Checkpoints(r.Context(), id)
+	start, n, err := auditPage(r, MaxAuditCheckpoints)
 	if err != nil {
 		return err
 	}
-	if cps == nil {
-		cps = [][]byte{}
+	all, err := h.auditStore.Checkpoints(r.Context(), id)
+	if err != nil {
+		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "chain": id, "checkpoints": cps})
+	l := int64(len(all))
+	cps := [][]byte{}
+	if start < l {
+		cps = all[start:min(l, start+int64(n))]
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "chain": id, "len": l, "start": start, "checkpoints": cps})
 	return nil
 }
