@@ -59,6 +59,11 @@ Connection:
 Settings:
 `
 
+// auditAdminURL is the admin listener `broker audit` falls back to when the
+// embedded store is locked and no --admin-url is given (a variable so that
+// a test can point it at its own listener).
+var auditAdminURL = defaultAdminURL
+
 // auditSettings are the serve settings `broker audit` reads: the store and
 // the keys.
 func auditSettings() []*setting {
@@ -85,7 +90,7 @@ func cmdAudit(ctx context.Context, args []string, getenv func(string) string, st
 	n := fs.Int("n", 20, "number of records to print")
 	follow := fs.Bool("follow", false, "keep printing new records")
 	asJSON := fs.Bool("json", false, "print JSON lines")
-	adminURL := fs.String("admin-url", defaultAdminURL, "admin listener of the running broker: http://HOST:PORT or unix:/path/to/socket")
+	adminURL := fs.String("admin-url", auditAdminURL, "admin listener of the running broker: http://HOST:PORT or unix:/path/to/socket")
 	adminToken := fs.String("admin-token-file", "", "file holding the admin token (default: $SEALRELAY_ADMIN_TOKEN_FILE)")
 	r, err := parseFlags(l, args[1:], getenv)
 	if errors.Is(err, flag.ErrHelp) {
