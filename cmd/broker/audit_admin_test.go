@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,12 +17,13 @@ import (
 	"github.com/sealrelay/sealrelay/audit"
 	"github.com/sealrelay/sealrelay/audit/audittest"
 	"github.com/sealrelay/sealrelay/broker"
+	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/queue"
 )
 
 // auditAdmin serves the admin API (token cliAdminToken) over an audit
 // store (nil: audit off) and returns its URL.
-func auditAdmin(t *testing.T, st audit.Store) string {
+func auditAdmin(t testing.TB, st audit.Store) string {
 	t.Helper()
 	dir := t.TempDir()
 	bst, err := broker.OpenBoltState(filepath.Join(dir, broker.BoltStateFileName))
@@ -266,4 +268,63 @@ func TestServeAuditThroughAdminListener(t *testing.T) {
 	if strings.Contains(r.logs.String(), cliAdminToken) {
 		t.Fatal("the admin token is in the broker's log")
 	}
+}
+
+// BenchmarkAuditVerify verifies a 10 000-record chain read from the store
+// directly and through the admin listener (loopback HTTP, pages of
+// broker.MaxAuditRange).
+func BenchmarkAuditVerify(b *testing.B) {
+	keysDir := filepath.Join(b.TempDir(), "keys")
+	var out, errb bytes.Buffer
+	if err := cmdInit([]string{"--dir", keysDir}, envMap(nil), &out, &errb); err != nil {
+		b.Fatal(err)
+	}
+	sk, err := crypto.ParseSigningKey(strings.TrimSpace(string(must(os.ReadFile(filepath.Join(keysDir, signingKeyFile))))))
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys, err := audit.DeriveKeys(sk)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ms := audit.NewMemStore()
+	l, err := audit.NewLog(ms, keys, audit.Options{CheckpointInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 10000
+	for range n {
+		if _, err := l.Record(context.Background(), audit.Event{Kind: audit.KindCall, Org: "T1", Agent: "ag-1", Method: "chat.postMessage", Channel: "C1"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := l.Close(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	h, err := newHTTPAdmin(auditAdmin(b, ms), cliAdminToken)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	for _, bc := range []struct {
+		name string
+		st   audit.Store
+	}{{"direct", ms}, {"admin-listener", httpAuditStore{h}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				rep, err := audit.Verify(context.Background(), bc.st, keys)
+				if err != nil || !rep.OK() || rep.Records() != n {
+					b.Fatalf("verify: %v %v", rep, err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/record")
+		})
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
