@@ -257,9 +257,16 @@ func TestServeAuditThroughAdminListener(t *testing.T) {
 		t.Fatalf("verify on the locked store without a token: exit %d, %q", code, errOut)
 	}
 	saved := auditAdminURL
-	auditAdminURL = url
 	t.Cleanup(func() { auditAdminURL = saved })
 	env["SEALRELAY_ADMIN_TOKEN_FILE"] = tokenFile
+	closed := httptest.NewServer(http.NotFoundHandler())
+	auditAdminURL = closed.URL
+	closed.Close()
+	code, _, errOut = runAudit(t, env, "verify")
+	if code != 1 || !strings.Contains(errOut, "locked by a running `broker serve`") || !strings.Contains(errOut, "admin listener not reachable at "+auditAdminURL) {
+		t.Fatalf("verify on the locked store, listener down: exit %d, %q", code, errOut)
+	}
+	auditAdminURL = url
 	code, out, errOut = runAudit(t, env, "verify")
 	if code != 0 || !strings.Contains(out, ": intact") {
 		t.Fatalf("verify falling back to the listener: exit %d, out %q, err %q", code, out, errOut)
