@@ -108,15 +108,19 @@ func Verify(ctx context.Context, st Store, keys *Keys) (*Report, error) {
 
 func verifyChain(ctx context.Context, st Store, keys *Keys, id string) (*ChainReport, error) {
 	cr := &ChainReport{Chain: id}
+	// Checkpoints before the length: a writer stores a record before the
+	// checkpoint that covers it, so on a chain that is still being written
+	// (a running broker's) every checkpoint read here covers a record
+	// within n, and a write racing Verify is never taken for truncation.
+	rawCPs, err := st.Checkpoints(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("audit verify: chain %s: checkpoints: %w", id, err)
+	}
 	n, err := st.Len(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("audit verify: chain %s: length: %w", id, err)
 	}
 	cr.Records = n
-	rawCPs, err := st.Checkpoints(ctx, id)
-	if err != nil {
-		return nil, fmt.Errorf("audit verify: chain %s: checkpoints: %w", id, err)
-	}
 	// Checkpoints first: their signatures, and which seqs they pin.
 	var cps []*Checkpoint
 	var cpProblem *Problem

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sealrelay/sealrelay/audit"
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/protocol"
 )
@@ -48,6 +49,11 @@ type AdminHandlerOptions struct {
 	// Audit feeds the page's "Recent audit records" section; nil shows it
 	// as not configured.
 	Audit AuditTailer
+	// AuditStore serves the raw audit API (/admin/api/audit/chains...):
+	// records and checkpoints exactly as stored, for `broker audit verify`
+	// to check with the operator's keys (it never trusts this answer). nil
+	// answers those routes 404 "audit log is off".
+	AuditStore audit.Store
 	// Logger logs one line per request (method, route, status; never the
 	// token). nil means slog.Default().
 	Logger *slog.Logger
@@ -57,7 +63,7 @@ type AdminHandlerOptions struct {
 // page at /admin/. See docs/operations.md ("Admin listener") for the routes
 // and docs/security.md for the design.
 func NewAdminHandler(a *Admin, opts AdminHandlerOptions) http.Handler {
-	h := &adminHandler{a: a, token: opts.Token, audit: opts.Audit, log: opts.Logger}
+	h := &adminHandler{a: a, token: opts.Token, audit: opts.Audit, auditStore: opts.AuditStore, log: opts.Logger}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -77,6 +83,9 @@ func NewAdminHandler(a *Admin, opts AdminHandlerOptions) http.Handler {
 	api("POST", "/admin/api/agents/{id}/dead-letters/redrive", h.redrive)
 	api("POST", "/admin/api/agents/{id}/dead-letters/purge", h.purge)
 	api("GET", "/admin/api/audit", h.auditTail)
+	api("GET", "/admin/api/audit/chains", h.auditChains) // admin_audit.go
+	api("GET", "/admin/api/audit/chains/{chain}/records", h.auditRecords)
+	api("GET", "/admin/api/audit/chains/{chain}/checkpoints", h.auditCheckpoints)
 	mux.Handle("/admin/api/", h.wrap("/admin/api/", true, func(w http.ResponseWriter, r *http.Request) error {
 		return adminErr(http.StatusNotFound, "no admin API route %s %s", r.Method, r.URL.Path)
 	}))
@@ -107,11 +116,12 @@ func NewAdminHandler(a *Admin, opts AdminHandlerOptions) http.Handler {
 }
 
 type adminHandler struct {
-	a         *Admin
-	token     string
-	tokenHash []byte
-	audit     AuditTailer
-	log       *slog.Logger
+	a          *Admin
+	token      string
+	tokenHash  []byte
+	audit      AuditTailer
+	auditStore audit.Store
+	log        *slog.Logger
 }
 
 // adminError is an answer with a status and an error text.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealrelay/sealrelay/audit"
 	"github.com/sealrelay/sealrelay/queue"
 	"github.com/sealrelay/sealrelay/store/boltstore"
 )
@@ -320,6 +321,10 @@ func FuzzAdminAPI(f *testing.F) {
 		{"GET", "audit?n=3", ""},
 		{"POST", "agents/ag-1/revoke", `{"confirm":1}`},
 		{"POST", "agents/%2e%2e/revoke", `{"confirm":".."}`},
+		{"GET", "audit/chains", ""},
+		{"GET", "audit/chains/abc/records?start=1&n=2", ""},
+		{"GET", "audit/chains/abc/checkpoints", ""},
+		{"GET", "audit/chains/ABC/records?start=-1&n=1001", ""},
 	} {
 		f.Add(s[0], s[1], s[2])
 	}
@@ -332,7 +337,9 @@ func FuzzAdminAPI(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	h := NewAdminHandler(adm, AdminHandlerOptions{Token: testAdminToken, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ast := audit.NewMemStore()
+	writeTestChain(f, ast, 4)
+	h := NewAdminHandler(adm, AdminHandlerOptions{Token: testAdminToken, AuditStore: ast, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	f.Fuzz(func(t *testing.T, method, path, body string) {
 		if method != "GET" {
 			method = "POST"

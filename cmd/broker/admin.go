@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sealrelay/sealrelay/audit"
 	"github.com/sealrelay/sealrelay/broker"
 )
 
@@ -24,8 +25,10 @@ type adminListener struct {
 }
 
 // startAdmin opens the admin listener when configured (nil, nil when it is
-// off) and registers the dead-letter gauge on reg. audit may be nil.
-func startAdmin(cfg *config, srv *broker.Server, reg prometheus.Registerer, audit broker.AuditTailer, logger *slog.Logger) (*adminListener, error) {
+// off) and registers the dead-letter gauge on reg. aud, the audit store
+// serve writes (nil: none), feeds the page's recent records and the raw
+// audit API that `broker audit --admin-url` reads.
+func startAdmin(cfg *config, srv *broker.Server, reg prometheus.Registerer, aud audit.Store, logger *slog.Logger) (*adminListener, error) {
 	adm, err := srv.Admin(broker.AdminOptions{IdleAfter: cfg.Admin.IdleAfter})
 	if err != nil {
 		return nil, fmt.Errorf("admin service: %w", err)
@@ -58,9 +61,13 @@ func startAdmin(cfg *config, srv *broker.Server, reg prometheus.Registerer, audi
 			return nil, fmt.Errorf("restrict admin socket %s: %w", al.socket, err)
 		}
 	}
+	opts := broker.AdminHandlerOptions{Token: cfg.Admin.Token, Logger: logger}
+	if aud != nil {
+		opts.Audit, opts.AuditStore = auditTailer{aud}, aud
+	}
 	al.ln = ln
 	al.hs = &http.Server{
-		Handler:           broker.NewAdminHandler(adm, broker.AdminHandlerOptions{Token: cfg.Admin.Token, Audit: audit, Logger: logger}),
+		Handler:           broker.NewAdminHandler(adm, opts),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,

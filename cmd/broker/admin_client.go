@@ -60,7 +60,13 @@ func (f *adminFlags) open(ctx context.Context, getenv func(string) string) (admi
 	if f.redisURL != "" {
 		return openDirectAdmin(ctx, f)
 	}
-	path := f.tokenFile
+	return dialAdmin(f.url, f.tokenFile, getenv)
+}
+
+// dialAdmin returns a client of the admin listener at rawURL with the token
+// read from tokenFile (empty: $SEALRELAY_ADMIN_TOKEN_FILE).
+func dialAdmin(rawURL, tokenFile string, getenv func(string) string) (*httpAdmin, error) {
+	path := tokenFile
 	if path == "" {
 		path = getenv("SEALRELAY_ADMIN_TOKEN_FILE")
 	}
@@ -74,7 +80,7 @@ func (f *adminFlags) open(ctx context.Context, getenv func(string) string) (admi
 	if tok == "" {
 		return nil, fmt.Errorf("admin token file %s is empty", path)
 	}
-	return newHTTPAdmin(f.url, tok)
+	return newHTTPAdmin(rawURL, tok)
 }
 
 // --- direct (Redis) ----------------------------------------------------------
@@ -212,6 +218,8 @@ func (h *httpAdmin) call(ctx context.Context, method, path string, body any, age
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
 		return fmt.Errorf("admin listener at %s refused the token (401 %s): check --admin-token-file against the broker's", h.display, e.Error)
+	case resp.StatusCode == http.StatusNotFound && e.Error == broker.ErrAuditOff:
+		return fmt.Errorf("%w: the broker at %s has no audit store to read", errAuditOff, h.display)
 	case resp.StatusCode == http.StatusNotFound && agentID != "" && strings.HasPrefix(e.Error, "unknown agent"):
 		return fmt.Errorf("%w %s", errUnknownAgent, agentID)
 	case resp.StatusCode != http.StatusOK || !e.OK:

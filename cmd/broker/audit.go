@@ -23,8 +23,8 @@ import (
 // records.
 const auditFollowPoll = time.Second
 
-const auditHelp = `Usage: broker audit tail [-n N] [--follow] [--json] [settings]
-       broker audit verify [--json] [settings]
+const auditHelp = `Usage: broker audit tail [-n N] [--follow] [--json] [connection] [settings]
+       broker audit verify [--json] [connection] [settings]
 
 tail prints the N newest audit records of every chain (default 20), oldest
 first; --follow keeps printing new ones until interrupted.
@@ -34,14 +34,26 @@ checkpoint. It exits 0 with a summary (chains, records, last checkpoint per
 chain), or 1 naming each broken chain's first bad sequence number and why
 (edited, removed, reordered, truncated, bad_checkpoint).
 
-Both read the store broker serve uses: Redis with --redis-url (or cluster /
-Sentinel settings), else the embedded store's state.db in --data-dir, which
-a running embedded broker locks: stop it first. They need the broker's
-signing key (--signing-key, or <keys-dir>/broker-signing.key), from which the
-audit keys are derived.
+Both read the store broker serve uses: with --admin-url, the admin listener
+of a running broker (its raw audit API); else Redis with --redis-url (or
+cluster / Sentinel settings); else the embedded store's state.db in
+--data-dir, opened read-only; when a running embedded broker holds it
+locked, they read through the admin listener (default ` + defaultAdminURL + `)
+instead. Verification always runs here, never on the broker: it needs the
+broker's signing key (--signing-key, or <keys-dir>/broker-signing.key), from
+which the audit keys are derived.
+
+Connection:
+  --admin-url URL          admin listener: http://HOST:PORT or unix:/path/to/socket
+  --admin-token-file FILE  its token (default: $SEALRELAY_ADMIN_TOKEN_FILE)
 
 Settings:
 `
+
+// auditAdminURL is the admin listener `broker audit` falls back to when the
+// embedded store is locked and no --admin-url is given (a variable so that
+// a test can point it at its own listener).
+var auditAdminURL = defaultAdminURL
 
 // auditSettings are the serve settings `broker audit` reads: the store and
 // the keys.
@@ -69,6 +81,8 @@ func cmdAudit(ctx context.Context, args []string, getenv func(string) string, st
 	n := fs.Int("n", 20, "number of records to print")
 	follow := fs.Bool("follow", false, "keep printing new records")
 	asJSON := fs.Bool("json", false, "print JSON lines")
+	adminURL := fs.String("admin-url", auditAdminURL, "admin listener of the running broker: http://HOST:PORT or unix:/path/to/socket")
+	adminToken := fs.String("admin-token-file", "", "file holding the admin token (default: $SEALRELAY_ADMIN_TOKEN_FILE)")
 	r, err := parseFlags(l, args[1:], getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, auditHelp)
@@ -84,6 +98,9 @@ func cmdAudit(ctx context.Context, args []string, getenv func(string) string, st
 	if *n < 1 || *n > 100000 {
 		return usageError{"-n must be between 1 and 100000"}
 	}
+	if r.Given("admin-url") && (r.Given("redis-url") || r.Given("redis-url-file") || r.Given("redis-cluster-addrs") || r.Given("redis-sentinel-master")) {
+		return usageError{"--admin-url reads through a running broker; the Redis flags open its store directly: give one of them"}
+	}
 	c := &config{}
 	r.storage(c)
 	var warnings []string
@@ -91,7 +108,17 @@ func cmdAudit(ctx context.Context, args []string, getenv func(string) string, st
 	if err := r.Err(); err != nil {
 		return err
 	}
-	st, closeStore, err := openAuditStore(ctx, c)
+	var st audit.Store
+	var closeStore func()
+	if r.Given("admin-url") {
+		st, closeStore, err = openAdminAuditStore(*adminURL, *adminToken, getenv)
+	} else {
+		st, closeStore, err = openAuditStore(ctx, c)
+		if errors.Is(err, errStoreLocked) {
+			// A running embedded broker: read through its admin listener.
+			st, closeStore, err = lockedFallback(ctx, err, *adminURL, *adminToken, getenv)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -117,6 +144,37 @@ func openAuditStore(ctx context.Context, c *config) (audit.Store, func(), error)
 		return redisstore.NewAuditStore(rdb, c.RedisPrefix), func() { _ = rdb.Close() }, nil
 	}
 	return boltstore.OpenAuditReadOnly(c.DataDir)
+}
+
+// errStoreLocked: the embedded state.db is held by a running broker.
+var errStoreLocked = boltstore.ErrLocked
+
+// openAdminAuditStore reads the audit log through the admin listener at
+// rawURL (token from tokenFile, else $SEALRELAY_ADMIN_TOKEN_FILE).
+func openAdminAuditStore(rawURL, tokenFile string, getenv func(string) string) (audit.Store, func(), error) {
+	h, err := dialAdmin(rawURL, tokenFile, getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	return httpAuditStore{h}, func() { _ = h.Close() }, nil
+}
+
+// lockedFallback opens the admin listener when the embedded store is
+// locked, or explains both ways out when there is no admin token to use.
+func lockedFallback(ctx context.Context, locked error, rawURL, tokenFile string, getenv func(string) string) (audit.Store, func(), error) {
+	if tokenFile == "" && getenv("SEALRELAY_ADMIN_TOKEN_FILE") == "" {
+		return nil, nil, fmt.Errorf("%w: pass --admin-token-file (and --admin-url if the listener is not at %s) to read its audit log through the admin listener, or stop the broker", locked, defaultAdminURL)
+	}
+	st, closeStore, err := openAdminAuditStore(rawURL, tokenFile, getenv)
+	if err == nil {
+		if _, err = st.Chains(ctx); err != nil {
+			closeStore()
+		}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w, and reading it through the admin listener failed: %w", locked, err)
+	}
+	return st, closeStore, nil
 }
 
 // auditBrokenError reports a failed verification (exit code 1).

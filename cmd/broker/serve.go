@@ -192,11 +192,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- l
 		}
 	}
 
-	var tailer broker.AuditTailer
-	if s.audit != nil {
-		tailer = auditTailer{s.audit}
-	}
-	al, err := startAdmin(cfg, srv, reg, tailer, logger) // admin.go
+	al, err := startAdmin(cfg, srv, reg, s.audit, logger) // admin.go
 	if err != nil {
 		_ = ln.Close()
 		if mln != nil {

@@ -184,6 +184,9 @@ func (s *AuditStore) Checkpoints(ctx context.Context, chain string) ([][]byte, e
 	return out, ctx.Err()
 }
 
+// ErrLocked means the embedded state file is held by a running broker.
+var ErrLocked = errors.New("locked by a running `broker serve` (the embedded store allows one process)")
+
 // AuditBucket is the top-level bucket of the audit log in the state file.
 const AuditBucket = "audit"
 
@@ -202,7 +205,7 @@ func OpenAuditReadOnly(dir string) (*AuditStore, func(), error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, nil, fmt.Errorf("%s is locked by a running `broker serve` (the embedded store allows one process): read its audit log through the admin listener (--admin-url), or stop the broker", path)
+		return nil, nil, fmt.Errorf("%s is %w", path, ErrLocked)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("open %s: %w", path, err)
