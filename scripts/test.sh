@@ -4,9 +4,11 @@
 # page driver (installing chromium with apt-get when missing), and
 # `go test -race ./...` against a real Redis: $REDIS_URL if set, else a
 # private redis-server on a random free port that is stopped afterwards
-# (never the machine's 6379). Every test package finds Redis only through
-# $REDIS_URL (internal/testredis). A missing Redis
-# fails the run; nothing is skipped.
+# (never the machine's 6379). When it can (root, unshare and ip present;
+# SEALRELAY_TEST_NETNS=0 turns it off) the tests run inside a network
+# namespace of their own where nothing listens on 6379, which proves that
+# every test package finds Redis only through $REDIS_URL
+# (internal/testredis). A missing Redis fails the run; nothing is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +41,45 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# run_tests starts a private redis-server unless $REDIS_URL is set and runs
+# the Go test suite against it.
+run_tests() {
+  step "redis"
+  # Tests that kill and restart Redis start their own redis-server, so the
+  # binary is required even when a server is already running.
+  ensure_redis_server
+  if [ -z "${REDIS_URL:-}" ]; then
+    # Always a private server on a random port: the suite must not depend on
+    # (or disturb) whatever runs on 6379, and proves it finds Redis only
+    # through $REDIS_URL.
+    private_redis_dir=$(mktemp -d)
+    for _ in $(seq 1 50); do
+      private_redis_port=$((20000 + RANDOM % 20000))
+      port_open 127.0.0.1 "$private_redis_port" || break
+    done
+    redis-server --port "$private_redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+      --dir "$private_redis_dir" --daemonize yes --pidfile "$private_redis_dir/redis.pid" \
+      --logfile "$private_redis_dir/redis.log"
+    for _ in $(seq 1 100); do port_open 127.0.0.1 "$private_redis_port" && break; sleep 0.05; done
+    port_open 127.0.0.1 "$private_redis_port" || { echo "error: private redis-server did not start:" >&2; cat "$private_redis_dir/redis.log" >&2; exit 1; }
+    export REDIS_URL="redis://127.0.0.1:$private_redis_port/0"
+  fi
+  echo "using $REDIS_URL"
+
+  step "go test -race ./..."
+  go test -race -count=1 ./...
+}
+
+if [ "${1:-}" = "--tests-in-netns" ]; then
+  ip link set lo up
+  if (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+    echo "error: something listens on 127.0.0.1:6379 inside the test network namespace" >&2
+    exit 1
+  fi
+  run_tests
+  exit 0
+fi
+
 step "gofmt"
 unformatted=$(gofmt -l .)
 if [ -n "$unformatted" ]; then
@@ -55,28 +96,6 @@ if ! staticcheck -version 2>/dev/null | grep -q "(${STATICCHECK_VERSION#v})"; th
   go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
 fi
 staticcheck ./...
-
-step "redis"
-# Tests that kill and restart Redis start their own redis-server, so the
-# binary is required even when a server is already running.
-ensure_redis_server
-if [ -z "${REDIS_URL:-}" ]; then
-  # Always a private server on a random port: the suite must not depend on
-  # (or disturb) whatever runs on 6379, and proves it finds Redis only
-  # through $REDIS_URL.
-  private_redis_dir=$(mktemp -d)
-  for _ in $(seq 1 50); do
-    private_redis_port=$((20000 + RANDOM % 20000))
-    port_open 127.0.0.1 "$private_redis_port" || break
-  done
-  redis-server --port "$private_redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-    --dir "$private_redis_dir" --daemonize yes --pidfile "$private_redis_dir/redis.pid" \
-    --logfile "$private_redis_dir/redis.log"
-  for _ in $(seq 1 100); do port_open 127.0.0.1 "$private_redis_port" && break; sleep 0.05; done
-  port_open 127.0.0.1 "$private_redis_port" || { echo "error: private redis-server did not start:" >&2; cat "$private_redis_dir/redis.log" >&2; exit 1; }
-  export REDIS_URL="redis://127.0.0.1:$private_redis_port/0"
-fi
-echo "using $REDIS_URL"
 
 step "npm ci (e2e/apps/bolt)"
 # The end-to-end suite runs a real Bolt for JavaScript app (e2e/apps_test.go);
@@ -111,5 +130,15 @@ fi
 /usr/bin/chromium --version 2>/dev/null || true
 (cd e2e/apps/admin && npm ci --no-audit --no-fund --loglevel=error)
 
-step "go test -race ./..."
-go test -race -count=1 ./...
+ensure_redis_server
+if [ -z "${REDIS_URL:-}" ] && [ "${SEALRELAY_TEST_NETNS:-1}" != 0 ] &&
+  command -v unshare >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 && unshare -n true 2>/dev/null; then
+  # The proof that the suite needs nothing on 6379: run it in a network
+  # namespace of its own, where only loopback exists and nothing but the
+  # private redis-server (and what the tests start) listens. Everything
+  # the tests need was downloaded above.
+  step "entering a private network namespace (loopback only; nothing listens on 6379)"
+  unshare -n "$0" --tests-in-netns
+else
+  run_tests
+fi
