@@ -19,29 +19,45 @@ type Store struct {
 	// Inbox holds the agents' inboxes.
 	Inbox *Inbox
 
-	dir string
+	dir  string
+	lock *os.File
 }
+
+// LockFileName is the data directory's lock file: the one lock of the
+// embedded store, held by the process that opened it (Open, OpenStateDir)
+// until Close.
+const LockFileName = "LOCK"
+
+// ErrDirInUse means another process has the data directory open.
+var ErrDirInUse = errors.New("the embedded store's data directory is in use by another process (a running `broker serve`?): it allows one process; stop it first, or use --redis-url")
 
 // Dir returns the data directory.
 func (s *Store) Dir() string { return s.dir }
 
 // Open opens (creating them, mode 0700/0600, if needed) the data
-// directory dir and both files. Each file is locked by this process; when
-// another process holds them Open fails with an error naming the path.
+// directory dir and both files, under the directory's one lock
+// (LockFileName): while another process has the store open, Open fails at
+// once with ErrDirInUse naming the directory.
 func Open(dir string, opts queue.Options, inboxOpts ...InboxOption) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", dir, err)
 	}
-	st, err := OpenStateDir(dir)
+	lock, err := lockDataDir(dir)
 	if err != nil {
 		return nil, err
+	}
+	st, err := OpenState(filepath.Join(dir, StateFileName))
+	if err != nil {
+		_ = lock.Close()
+		return nil, lockError(filepath.Join(dir, StateFileName), err)
 	}
 	q, err := OpenInbox(dir, opts, inboxOpts...)
 	if err != nil {
 		_ = st.Close()
+		_ = lock.Close()
 		return nil, lockError(filepath.Join(dir, InboxFileName), fmt.Errorf("open embedded inboxes in %s: %w", dir, err))
 	}
-	return &Store{State: st, Inbox: q, dir: dir}, nil
+	return &Store{State: st, Inbox: q, dir: dir, lock: lock}, nil
 }
 
 // OpenStateDir opens the State Open would use, without the inboxes (for
@@ -64,7 +80,12 @@ func lockError(path string, err error) error {
 	return err
 }
 
-// Close closes the inboxes (waking every waiting Pull) and the state.
+// Close closes the inboxes (waking every waiting Pull) and the state, and
+// releases the data directory's lock.
 func (s *Store) Close() error {
-	return errors.Join(s.Inbox.Close(), s.State.Close())
+	err := errors.Join(s.Inbox.Close(), s.State.Close())
+	if s.lock != nil {
+		err = errors.Join(err, s.lock.Close())
+	}
+	return err
 }
