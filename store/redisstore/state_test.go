@@ -83,6 +83,18 @@ func TestRedisStateCluster(t *testing.T) {
 	statetest.Run(t, func(t *testing.T) state.Store {
 		return NewState(rdb, testredis.Prefix(t, rdb, "redisstore"))
 	}, statetest.Options{AdvanceLimiter: advanceLimiter})
+	// The held-request hub's records and pub/sub on the cluster too.
+	t.Run("HoldHub", func(t *testing.T) {
+		st := NewState(rdb, testredis.Prefix(t, rdb, "redisstore"))
+		statetest.RunHoldHub(t, func(t *testing.T) state.HoldHub {
+			hub, err := st.NewHoldHub(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = hub.Close() })
+			return hub
+		})
+	})
 }
 
 func TestHoldHub(t *testing.T) {
