@@ -77,6 +77,7 @@ func NewAdminHandler(a *Admin, opts AdminHandlerOptions) http.Handler {
 	api("POST", "/admin/api/agents/{id}/dead-letters/redrive", h.redrive)
 	api("POST", "/admin/api/agents/{id}/dead-letters/purge", h.purge)
 	api("GET", "/admin/api/audit", h.auditTail)
+	api("POST", "/admin/api/orgs/{org}/registration-tokens", h.mintToken)
 	mux.Handle("/admin/api/", h.wrap("/admin/api/", true, func(w http.ResponseWriter, r *http.Request) error {
 		return adminErr(http.StatusNotFound, "no admin API route %s %s", r.Method, r.URL.Path)
 	}))
