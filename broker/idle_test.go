@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -167,4 +168,34 @@ func TestIdleFanoutCache(t *testing.T) {
 			t.Fatal("the agent that pulled on replica 2 did not get the event after the refresh")
 		}
 	})
+}
+
+// failingPulls fails every LastPulls.
+type failingPulls struct{ state.Store }
+
+func (failingPulls) LastPulls(context.Context, []string) (map[string]time.Time, error) {
+	return nil, errors.New("injected: last pulls unavailable")
+}
+
+// TestPauseIdleFailsOpen: when the last pulls cannot be read, fan-out
+// pauses nobody (the idle agent gets its copy) and says so in the log.
+func TestPauseIdleFailsOpen(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, withConfig(func(c *Config) { c.PauseIdleFanout, c.AgentIdleAfter = true, time.Hour }),
+		func(h *harness) { h.wrapSt = func(st state.Store) state.Store { return failingPulls{st} } })
+	h.clock.Freeze()
+	org, tok := h.install(slackfake.Install{TeamID: "T0IDL0004"})
+	a := h.register(org, tok)
+	h.clock.Advance(2 * time.Hour)
+	ev, _ := eventBody(org, "store trouble")
+	h.postEvent(h.url, ev)
+	if st, err := h.q.Stats(context.Background(), agentID(t, h, a)); err != nil || st.Depth() != 1 {
+		t.Fatalf("idle agent's inbox %+v %v, want the copy", st, err)
+	}
+	if p := h.pausedCount(h.srv); p != 0 {
+		t.Fatalf("paused %v, want 0", p)
+	}
+	if !strings.Contains(h.logs.String(), "fan-out pauses no idle agent") {
+		t.Fatal("no log line about the failed last-pull read")
+	}
 }

@@ -42,8 +42,8 @@ func (s *State) PutRegistrationTokenMode(ctx context.Context, h state.TokenHash,
 // registerScript consumes a registration token and creates an agent; with
 // a replace token it first deletes the org's other agents, which the
 // caller read beforehand and passes in (so every key the script touches is
-// declared): the script answers 'changed' when the org's agents are no
-// longer exactly that snapshot, and the caller retries.
+// declared): the script answers 'changed' when the org's agents are not
+// exactly that snapshot, and the caller retries with a fresh one.
 //
 // KEYS: token, new agentkey, new agent, agents of org, new atok, then per
 // snapshot agent: agent, atok, agentkey. ARGV: org, now (ms), new id, new
@@ -102,10 +102,18 @@ func (s *State) Register(ctx context.Context, h state.TokenHash, a *state.Agent,
 	if err != nil {
 		return state.RegisterResult{}, err
 	}
+	// The first attempt passes no snapshot: an add token (the common case)
+	// needs none, and costs one round trip as before. A replace token then
+	// answers 'changed' unless the org has no agents, and the next attempts
+	// carry the snapshot.
+	withSnapshot := false
 	for range registerAttempts {
-		snap, err := s.rdb.HGetAll(ctx, s.k.orgAgents(a.OrgID)).Result()
-		if err != nil {
-			return state.RegisterResult{}, fmt.Errorf("register agent: read agents of %s: %w", a.OrgID, err)
+		snap := map[string]string{}
+		if withSnapshot {
+			var err error
+			if snap, err = s.rdb.HGetAll(ctx, s.k.orgAgents(a.OrgID)).Result(); err != nil {
+				return state.RegisterResult{}, fmt.Errorf("register agent: read agents of %s: %w", a.OrgID, err)
+			}
 		}
 		ids := make([]string, 0, len(snap))
 		for id := range snap {
@@ -145,6 +153,7 @@ func (s *State) Register(ctx context.Context, h state.TokenHash, a *state.Agent,
 			}
 			return state.RegisterResult{Mode: state.RegistrationAdd, Replaced: []*state.Agent{}}, nil
 		case "changed":
+			withSnapshot = true
 			continue
 		case "notfound":
 			return state.RegisterResult{}, state.ErrNotFound
