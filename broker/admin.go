@@ -65,6 +65,13 @@ type AdminOptions struct {
 	// OnRevoke, when set, is called after an agent was revoked (the
 	// running Server forgets its per-agent caches).
 	OnRevoke func(a *state.Agent)
+	// PauseIdleFanout says fan-out skips idle agents (Config.PauseIdleFanout):
+	// idle agents are shown as "idle (fan-out paused)".
+	PauseIdleFanout bool
+	// MintToken mints a registration token (Server.MintRegistrationToken);
+	// nil: Admin.MintToken answers ErrMintUnavailable (the token hash key
+	// is the running broker's).
+	MintToken func(ctx context.Context, org string, mode state.RegistrationMode) (string, time.Time, error)
 }
 
 // Admin is the operator's view of the broker's store: installations,
@@ -138,6 +145,10 @@ type AgentView struct {
 	// Idle: no pull recorded for IdleAfter (counted from registration
 	// when it never pulled).
 	Idle bool `json:"idle"`
+	// FanoutPaused: the agent is idle and the broker pauses fan-out to
+	// idle agents (--pause-idle-fanout); its copies are counted as
+	// dropped (agent_idle) until it pulls again.
+	FanoutPaused bool `json:"fanout_paused"`
 }
 
 // DeadLetterView describes one dead letter without its body.
@@ -267,11 +278,8 @@ func (a *Admin) view(ctx context.Context, ag *state.Agent, lastPull, now time.Ti
 	if ag.RespondUntil.After(now) {
 		v.Capabilities = append(v.Capabilities, CapabilityRespond)
 	}
-	since := lastPull
-	if since.IsZero() {
-		since = ag.CreatedAt
-	}
-	v.Idle = now.Sub(since) >= a.opts.IdleAfter
+	v.Idle = agentIdle(ag.CreatedAt, lastPull, now, a.opts.IdleAfter)
+	v.FanoutPaused = v.Idle && a.opts.PauseIdleFanout
 	return v, nil
 }
 
@@ -424,4 +432,31 @@ func (p *pullMarks) undo(id string) {
 	p.mu.Lock()
 	delete(p.m, id)
 	p.mu.Unlock()
+}
+
+// ErrMintUnavailable is Admin.MintToken's answer when the Admin was built
+// without a running broker (NewAdmin on the Redis store from the CLI):
+// only the broker holds the key that hashes registration tokens.
+var ErrMintUnavailable = errors.New("minting registration tokens needs the running broker's admin listener")
+
+// MintedToken is a registration token Admin.MintToken issued; the token
+// is shown once and stored only as a keyed hash.
+type MintedToken struct {
+	OrgID     string    `json:"org_id"`
+	Mode      string    `json:"mode"`
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// MintToken issues a registration token of mode for org (see
+// Server.MintRegistrationToken).
+func (a *Admin) MintToken(ctx context.Context, org string, mode state.RegistrationMode) (MintedToken, error) {
+	if a.opts.MintToken == nil {
+		return MintedToken{}, ErrMintUnavailable
+	}
+	tok, exp, err := a.opts.MintToken(ctx, org, mode)
+	if err != nil {
+		return MintedToken{}, err
+	}
+	return MintedToken{OrgID: org, Mode: string(mode), Token: tok, ExpiresAt: exp}, nil
 }

@@ -86,6 +86,7 @@ func NewAdminHandler(a *Admin, opts AdminHandlerOptions) http.Handler {
 	api("GET", "/admin/api/audit/chains", h.auditChains) // admin_audit.go
 	api("GET", "/admin/api/audit/chains/{chain}/records", h.auditRecords)
 	api("GET", "/admin/api/audit/chains/{chain}/checkpoints", h.auditCheckpoints)
+	api("POST", "/admin/api/orgs/{org}/registration-tokens", h.mintToken)
 	mux.Handle("/admin/api/", h.wrap("/admin/api/", true, func(w http.ResponseWriter, r *http.Request) error {
 		return adminErr(http.StatusNotFound, "no admin API route %s %s", r.Method, r.URL.Path)
 	}))

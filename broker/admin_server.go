@@ -16,11 +16,19 @@ func (s *Server) Admin(opts AdminOptions) (*Admin, error) {
 	if opts.Now == nil {
 		opts.Now = s.now
 	}
+	if opts.IdleAfter <= 0 {
+		opts.IdleAfter = s.cfg.AgentIdleAfter
+	}
+	opts.PauseIdleFanout = s.cfg.PauseIdleFanout
+	if opts.MintToken == nil {
+		opts.MintToken = s.MintRegistrationToken
+	}
 	next := opts.OnRevoke
 	opts.OnRevoke = func(a *state.Agent) {
 		s.shared.Forget(a.BoxPublicKey)
 		s.depth.forget(a.ID)
 		s.pullMarks.undo(a.ID)
+		s.idle.forget(a.ID)
 		s.revokeWatch.cancel(a.ID) // waiting pulls answer empty now; the next one gets 401
 		s.log.Info("agent revoked by an operator", "agent_id", a.ID, "org_id", a.OrgID)
 		s.audit(context.Background(), audit.Event{Kind: audit.KindRevoke, Agent: a.ID, Org: a.OrgID, Outcome: "ok"})
@@ -40,6 +48,7 @@ const pullRecordTimeout = time.Second
 func (s *Server) recordPull(ctx context.Context, a *state.Agent) {
 	as := s.st
 	now := s.now()
+	s.idle.note(a.ID, now)
 	if !s.pullMarks.due(a.ID, now) {
 		return
 	}

@@ -152,7 +152,7 @@ func (s *Server) register(ctx context.Context, req *protocol.RegisterRequest, re
 	if respond {
 		a.RespondUntil = now.Add(s.cfg.RespondCapabilityTTL).UTC()
 	}
-	err = s.st.RegisterAgent(ctx, s.hk.Hash(KindRegistrationToken, token), a, now, s.cfg.AgentsPerOrg)
+	res, err := s.st.Register(ctx, s.hk.Hash(KindRegistrationToken, token), a, now, s.cfg.AgentsPerOrg)
 	switch {
 	case errors.Is(err, state.ErrNotFound), errors.Is(err, state.ErrExpired):
 		return nil, errf(http.StatusForbidden, protocol.ErrInvalidRegistrationToken)
@@ -169,7 +169,8 @@ func (s *Server) register(ctx context.Context, req *protocol.RegisterRequest, re
 	info(ctx).agent = a.ID
 	s.depth.track(a.ID, org)
 	s.audit(ctx, audit.Event{Kind: audit.KindRegister, Outcome: "ok"})
-	s.logger(ctx).Info("agent registered")
+	s.logger(ctx).Info("agent registered", "mode", res.Mode, "replaced", len(res.Replaced))
+	s.afterReplace(ctx, res.Replaced)
 	return &protocol.RegisterResponse{
 		OK:                         true,
 		BrokerPubkey:               s.keys.Box.Public.String(),

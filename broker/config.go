@@ -76,6 +76,12 @@ type Config struct {
 	// registration beyond it is answered 409 "workspace already active"
 	// (as the Baudbot broker does with 1). 0 = unlimited.
 	AgentsPerOrg int
+	// AgentIdleAfter is how long without a pull makes an agent idle (default
+	// DefaultAgentIdleAfter; counted from registration when it never pulled).
+	AgentIdleAfter time.Duration
+	// PauseIdleFanout skips idle agents in fan-out; each skipped copy is
+	// counted and recorded as drop reason agent_idle (broker/idle.go).
+	PauseIdleFanout bool
 	// RegistrationTokenTTL is the lifetime of registration tokens (default 1 h).
 	RegistrationTokenTTL time.Duration
 	// OAuthStateTTL is how long an install's state stays valid (default 10 min).
@@ -150,6 +156,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AccessTokenOverlap <= 0 {
 		c.AccessTokenOverlap = DefaultAccessTokenOverlap
+	}
+	if c.AgentIdleAfter <= 0 {
+		c.AgentIdleAfter = DefaultAgentIdleAfter
 	}
 	if c.OAuthStateTTL <= 0 {
 		c.OAuthStateTTL = state.DefaultOAuthStateTTL

@@ -74,6 +74,9 @@ func (s *Server) fanOutHold(ctx context.Context, org, eventID, source, typ strin
 		s.logger(ctx).Info("event dropped: no active agent", "source", source, "type", typ)
 		return nil
 	}
+	if active = s.pauseIdle(ctx, active, eventID, now); len(active) == 0 {
+		return nil // every copy paused, counted and recorded (idle.go)
+	}
 	ts := now.Unix()
 	env := protocol.Envelope{Source: source, Type: typ, BrokerTimestamp: ts, Payload: payload}
 	if h != nil {

@@ -125,9 +125,15 @@ func (s *Server) handleOAuthCallback(w http.ResponseWriter, r *http.Request) {
 		s.htmlError(w, http.StatusServiceUnavailable, "Storage unavailable", "The installation could not be stored. Try again later.")
 		return
 	}
+	grant, err := s.putMintGrant(ctx, inst.OrgID)
+	if err != nil {
+		// The install and its add token stand; only the replace button is missing.
+		s.logger(ctx).Warn("store mint grant failed; the page offers no replace button", "err", err)
+		grant = ""
+	}
 	s.m.installs.WithLabelValues("ok").Inc()
 	s.logger(ctx).Info("slack app installed", "enterprise_install", inst.IsEnterpriseInstall)
-	s.installedPage(w, inst, regToken)
+	s.installedPage(w, inst, regToken, grant)
 }
 
 // storeInstallation encrypts the tokens, looks up the bot id, stores the
@@ -178,11 +184,8 @@ func (s *Server) storeInstallation(ctx context.Context, inst *state.Installation
 		return "", err
 	}
 	s.auditInstall(ctx, inst.OrgID, reinstall)
-	reg, err := crypto.RandomToken(32)
+	reg, _, err := s.putRegistrationToken(ctx, inst.OrgID, state.RegistrationAdd)
 	if err != nil {
-		return "", err
-	}
-	if err := s.st.PutRegistrationToken(ctx, s.hk.Hash(KindRegistrationToken, reg), inst.OrgID, now.Add(s.cfg.RegistrationTokenTTL)); err != nil {
 		return "", err
 	}
 	return reg, nil
@@ -197,11 +200,17 @@ pre{background:#f4f4f4;padding:1rem;overflow-x:auto;white-space:pre-wrap;word-br
 <h1>{{.Title}}</h1>
 {{if .Token}}
 <p>The Slack app is installed for <strong>{{.Name}}</strong> (routing id <code>{{.OrgID}}</code>).</p>
-<p>Register your bridge with this one-time registration token. It works once and expires at {{.Expires}}.</p>
+{{if .Replace}}<p><strong>Replace the current agents.</strong> Registering a bridge with this token deletes every agent registered for this workspace (their inboxes too; their next request is refused) and registers the new one in their place. It works once and expires at {{.Expires}}.</p>
+{{else}}<p><strong>Add an agent.</strong> Register your bridge with this one-time registration token; agents already registered keep running. It works once and expires at {{.Expires}}.</p>
+{{end}}
 <pre><code>{{.Token}}</code></pre>
 <p>Run this on the machine where your agent and bridge run:</p>
 <pre><code>{{.Command}}</code></pre>
 <p>This page is shown once; the broker stores only a hash of the token. To get a new token, install the app again from <code>/slack/install</code>.</p>
+{{if .Grant}}<h2>Replace the current agents instead</h2>
+<p>If an agent of this workspace is broken or lost, get a token that replaces every registered agent instead of adding one. The button works once, for {{.GrantMinutes}} minutes.</p>
+<form method="post" action="{{.GrantAction}}"><input type="hidden" name="grant" value="{{.Grant}}"><button type="submit">Get a "replace the current agents" token</button></form>
+{{end}}
 {{else}}
 <p>{{.Message}}</p>
 {{end}}
@@ -210,6 +219,12 @@ pre{background:#f4f4f4;padding:1rem;overflow-x:auto;white-space:pre-wrap;word-br
 
 type pageData struct {
 	Title, Message, Name, OrgID, Token, Command, Expires string
+	// Replace marks a "replace the current agents" token.
+	Replace bool
+	// Grant is the one-time mint grant of the replace button (empty: no
+	// button), posted to GrantAction.
+	Grant, GrantAction string
+	GrantMinutes       int
 }
 
 func (s *Server) writePage(w http.ResponseWriter, status int, d pageData) {
@@ -219,7 +234,7 @@ func (s *Server) writePage(w http.ResponseWriter, status int, d pageData) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 	w.WriteHeader(status)
 	_ = pageTemplate.Execute(w, d)
 }
@@ -234,7 +249,13 @@ func RegisterCommand(publicURL, orgID, token string) string {
 	return "bridge register --broker-url " + publicURL + " --org-id " + orgID + " --registration-token " + token
 }
 
-func (s *Server) installedPage(w http.ResponseWriter, inst *state.Installation, token string) {
+func (s *Server) installedPage(w http.ResponseWriter, inst *state.Installation, token, grant string) {
+	s.writePage(w, http.StatusOK, s.tokenPage(inst, token, s.now().Add(s.cfg.RegistrationTokenTTL), state.RegistrationAdd, grant))
+}
+
+// tokenPage is the page that shows a registration token of mode (and,
+// with grant, the replace button).
+func (s *Server) tokenPage(inst *state.Installation, token string, exp time.Time, mode state.RegistrationMode, grant string) pageData {
 	name := inst.TeamName
 	if inst.IsEnterpriseInstall {
 		name = inst.EnterpriseName
@@ -242,9 +263,19 @@ func (s *Server) installedPage(w http.ResponseWriter, inst *state.Installation, 
 	if name == "" {
 		name = inst.OrgID
 	}
-	s.writePage(w, http.StatusOK, pageData{
-		Title: "sealrelay installed", Name: name, OrgID: inst.OrgID, Token: token,
+	title := "sealrelay installed"
+	if mode == state.RegistrationReplace {
+		title = "Replace the current agents"
+	}
+	return pageData{
+		Title: title, Name: name, OrgID: inst.OrgID, Token: token,
 		Command: RegisterCommand(s.cfg.PublicURL, inst.OrgID, token),
-		Expires: s.now().Add(s.cfg.RegistrationTokenTTL).UTC().Format(time.RFC3339),
-	})
+		Expires: exp.UTC().Format(time.RFC3339),
+		Replace: mode == state.RegistrationReplace,
+		Grant:   grant, GrantAction: MintReplacePath,
+		GrantMinutes: int(state.DefaultMintGrantTTL / time.Minute),
+	}
 }
+
+// MintReplacePath is where the install page's replace button posts.
+const MintReplacePath = "/slack/install/replace-token"

@@ -57,6 +57,8 @@ type Server struct {
 	pullMarks    pullMarks // last pull writes per agent (admin_server.go)
 	revokeWatch  pollWatch // waiting pulls per agent, ended by a revoke (admin_server.go)
 
+	idle *idleFanout // last-pull cache of the paused fan-out (idle.go)
+
 	knownOrgs sync.Map // installation ids seen to exist (see routeOrg)
 
 	// onLongPoll, when set (tests), is called when a pull starts waiting.
@@ -116,6 +118,10 @@ func New(cfg Config, st state.Store, q queue.Store, keys Keys, logger *slog.Logg
 	if err != nil {
 		return nil, fmt.Errorf("broker: register audit metrics: %w", err)
 	}
+	idle, err := newIdleFanout(registry)
+	if err != nil {
+		return nil, fmt.Errorf("broker: register fan-out metrics: %w", err)
+	}
 	holds, err := st.NewHoldHub(logger.With("component", "broker.holds"))
 	if err != nil {
 		return nil, fmt.Errorf("broker: hold hub: %w", err)
@@ -123,7 +129,7 @@ func New(cfg Config, st state.Store, q queue.Store, keys Keys, logger *slog.Logg
 	s := &Server{
 		cfg: cfg, st: st, q: q, keys: keys, hk: keys.HashKey,
 		log:      logger.With("component", "broker"),
-		gatherer: gatherer, m: m, cm: cm, rm: rm, am: am, depth: depth, holds: holds,
+		gatherer: gatherer, m: m, cm: cm, rm: rm, am: am, depth: depth, holds: holds, idle: idle,
 		shared: crypto.NewSharedKeyCache(keys.Box, 0),
 		slackHTTP: &http.Client{
 			Timeout: cfg.SlackTimeout,
@@ -315,6 +321,7 @@ func (s *Server) routes() http.Handler {
 	}
 	handle("GET", "/slack/install", "install", s.handleInstall)
 	handle("GET", "/slack/oauth/callback", "oauth_callback", s.handleOAuthCallback)
+	handle("POST", MintReplacePath, "mint_replace", s.handleMintReplace)
 	handle("POST", "/slack/events", "slack_events", s.withDeadline("slack_events", s.handleSlackEvents))
 	handle("POST", "/slack/interactivity", "slack_interactivity", s.withDeadline("slack_interactivity", s.handleSlackInteractivity))
 	handle("POST", "/slack/commands", "slack_commands", s.withDeadline("slack_commands", s.handleSlackCommands))
@@ -331,7 +338,7 @@ func (s *Server) routes() http.Handler {
 	handle("GET", "/healthz", "healthz", s.handleHealthz)
 	handle("GET", "/readyz", "readyz", s.handleReadyz)
 	// Anything else, and known paths with another method, answer JSON.
-	for _, p := range []string{"/slack/install", "/slack/oauth/callback", "/slack/events", "/slack/interactivity",
+	for _, p := range []string{"/slack/install", "/slack/oauth/callback", MintReplacePath, "/slack/events", "/slack/interactivity",
 		"/slack/commands", "/api/broker-pubkey", "/api/register", "/api/inbox/pull", "/api/inbox/ack",
 		"/api/send", "/api/call", "/api/inbox/respond", "/api/agent/renew", "/api/agent/rekey", "/healthz", "/readyz"} {
 		mux.HandleFunc(p, s.wrap("method_not_allowed", func(w http.ResponseWriter, _ *http.Request) {

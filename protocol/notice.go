@@ -25,6 +25,10 @@ const (
 	DropTooLarge DropReason = "too_large"
 	// DropSealFailed: the agent's stored key cannot be sealed to.
 	DropSealFailed DropReason = "seal_failed"
+	// DropAgentIdle: fan-out to the agent was paused because it had not
+	// pulled for the broker's idle threshold (sealrelay extension,
+	// docs/protocol.md §8.1).
+	DropAgentIdle DropReason = "agent_idle"
 )
 
 // maxDropReasonLength bounds a reason name on the wire.
@@ -33,7 +37,7 @@ const maxDropReasonLength = 64
 // Known reports whether r is one of the reasons this package defines.
 func (r DropReason) Known() bool {
 	switch r {
-	case DropInboxFull, DropTooLarge, DropSealFailed:
+	case DropInboxFull, DropTooLarge, DropSealFailed, DropAgentIdle:
 		return true
 	}
 	return false

@@ -13,7 +13,7 @@ func TestDropReasonKnown(t *testing.T) {
 		r     DropReason
 		known bool
 	}{
-		{DropInboxFull, true}, {DropTooLarge, true}, {DropSealFailed, true},
+		{DropInboxFull, true}, {DropTooLarge, true}, {DropSealFailed, true}, {DropAgentIdle, true},
 		{"inbox_full ", false}, {"other", false}, {"", false}, {"INBOX_FULL", false},
 	} {
 		if got := tc.r.Known(); got != tc.known {

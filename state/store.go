@@ -181,6 +181,7 @@ type Store interface {
 	HoldHubs
 	Lifecycle
 	Admin
+	Registration
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.

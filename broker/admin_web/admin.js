@@ -95,7 +95,7 @@
       cell(tr, a.dead_letters, 'num dead-letters');
       cell(tr, fmtTime(a.token_expires_at) + (a.token_expired ? ' (expired)' : ''));
       cell(tr, (a.capabilities || []).join(', '));
-      cell(tr, a.idle ? 'idle' : '', 'idle-flag');
+      cell(tr, a.fanout_paused ? 'idle (fan-out paused)' : (a.idle ? 'idle' : ''), 'idle-flag');
       const td = cell(tr, '');
       td.appendChild(button('Revoke', 'danger revoke', () => confirmThen(
         'Revoke agent ' + a.id + ' of ' + a.org_id + '? Its access token and inbox (' +

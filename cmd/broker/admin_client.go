@@ -33,6 +33,7 @@ type adminBackend interface {
 	DeadLetters(ctx context.Context, agentID string, limit int) ([]broker.DeadLetterView, error)
 	Redrive(ctx context.Context, agentID string, ids []string) (int, error)
 	Purge(ctx context.Context, agentID string) (int, error)
+	MintToken(ctx context.Context, org string, mode state.RegistrationMode) (broker.MintedToken, error)
 	Close() error
 }
 
@@ -107,6 +108,14 @@ func (d *directAdmin) Redrive(ctx context.Context, id string, ids []string) (int
 func (d *directAdmin) Purge(ctx context.Context, id string) (int, error) {
 	n, err := d.Admin.Purge(ctx, id)
 	return n, directErr(err, id)
+}
+
+func (d *directAdmin) MintToken(ctx context.Context, org string, mode state.RegistrationMode) (broker.MintedToken, error) {
+	t, err := d.Admin.MintToken(ctx, org, mode)
+	if errors.Is(err, broker.ErrMintUnavailable) {
+		return t, usageError{"`broker agents token` needs the running broker's admin listener (--admin-url, --admin-token-file): only the broker holds the key that hashes registration tokens"}
+	}
+	return t, err
 }
 
 func directErr(err error, id string) error {
@@ -229,6 +238,14 @@ func (h *httpAdmin) call(ctx context.Context, method, path string, body any, age
 		return fmt.Errorf("decode admin answer: %w", err)
 	}
 	return nil
+}
+
+func (h *httpAdmin) MintToken(ctx context.Context, org string, mode state.RegistrationMode) (broker.MintedToken, error) {
+	var out struct {
+		Token broker.MintedToken `json:"registration_token"`
+	}
+	err := h.call(ctx, "POST", "orgs/"+url.PathEscape(org)+"/registration-tokens", map[string]any{"mode": string(mode), "confirm": org}, "", &out)
+	return out.Token, err
 }
 
 func agentPath(id string, rest string) string { return "agents/" + url.PathEscape(id) + rest }

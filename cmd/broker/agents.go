@@ -16,11 +16,14 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sealrelay/sealrelay/broker"
+	"github.com/sealrelay/sealrelay/protocol"
+	"github.com/sealrelay/sealrelay/state"
 )
 
 const agentsUsage = `Usage:
   broker agents list [--org ORG] [--json] [connection flags]
   broker agents revoke [--yes] [connection flags] AGENT_ID
+  broker agents token [--replace] [--yes] [connection flags] ORG
 
 list    every registered agent: id, org, registered at, last pull, inbox
         (ready / leased), dead letters, token expiry, declared capabilities,
@@ -28,6 +31,11 @@ list    every registered agent: id, org, registered at, last pull, inbox
 revoke  delete the agent, its access token and its inbox: its next pull is
         answered 401 and it must register again (asks for confirmation
         unless --yes)
+token   mint a one-time registration token for ORG (shown once; valid for
+        --registration-token-ttl): by default it adds an agent; with
+        --replace, registering with it deletes every other agent of ORG
+        (their access tokens and inboxes) in the same step (asks for
+        confirmation unless --yes). Needs the admin listener.
 
 Connection flags (default: the local admin listener):
   --admin-url URL          http://127.0.0.1:8081 (default) or unix:/path/to/socket
@@ -72,12 +80,12 @@ func cmdAgents(ctx context.Context, args []string, getenv func(string) string, s
 }
 
 func runAgents(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, tio cliIO) error {
-	if len(args) == 0 || (args[0] != "list" && args[0] != "revoke") {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "revoke" && args[0] != "token") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 			fmt.Fprint(stdout, agentsUsage)
 			return flag.ErrHelp
 		}
-		return usageError{"want `broker agents list` or `broker agents revoke AGENT_ID` (see broker agents --help)"}
+		return usageError{"want `broker agents list`, `broker agents revoke AGENT_ID` or `broker agents token ORG` (see broker agents --help)"}
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("broker agents "+sub, flag.ContinueOnError)
@@ -87,6 +95,7 @@ func runAgents(ctx context.Context, args []string, getenv func(string) string, s
 	org := fs.String("org", "", "only the agents of this org (team or enterprise id)")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	replace := fs.Bool("replace", false, "with token: mint a token that replaces the org's agents")
 	pos, err := parseInterleaved(fs, args[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -100,6 +109,13 @@ func runAgents(ctx context.Context, args []string, getenv func(string) string, s
 		return usageError{fmt.Sprintf("unexpected argument %q (see broker agents --help)", pos[0])}
 	case sub == "revoke" && len(pos) != 1:
 		return usageError{"want exactly one AGENT_ID: broker agents revoke [--yes] AGENT_ID"}
+	case sub == "token" && len(pos) != 1:
+		return usageError{"want exactly one ORG: broker agents token [--replace] ORG"}
+	case sub != "token" && *replace:
+		return usageError{"--replace is a flag of `broker agents token`"}
+	}
+	if sub == "token" {
+		return runAgentsToken(ctx, &af, getenv, pos[0], *replace, *yes, *asJSON, stdout, stderr, tio)
 	}
 	b, err := af.open(ctx, getenv)
 	if err != nil {
@@ -132,6 +148,39 @@ func runAgents(ctx context.Context, args []string, getenv func(string) string, s
 		return writeCLIJSON(stdout, res)
 	}
 	fmt.Fprintf(stdout, "revoked agent %s of %s (%d queued messages deleted)\n", res.AgentID, res.OrgID, res.Dropped)
+	return nil
+}
+
+// runAgentsToken is `broker agents token [--replace] ORG`.
+func runAgentsToken(ctx context.Context, af *adminFlags, getenv func(string) string, org string, replace, yes, asJSON bool,
+	stdout, stderr io.Writer, tio cliIO) error {
+	if err := protocol.ValidateID(org); err != nil {
+		return usageError{fmt.Sprintf("ORG %q: %v", org, err)}
+	}
+	mode := state.RegistrationAdd
+	if replace {
+		mode = state.RegistrationReplace
+		if err := tio.confirm(stderr, yes, fmt.Sprintf("Mint a token that replaces every agent of %s? The agent registering with it deletes the others (their inboxes too).", org), org); err != nil {
+			return err
+		}
+	}
+	b, err := af.open(ctx, getenv)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	t, err := b.MintToken(ctx, org, mode)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeCLIJSON(stdout, t)
+	}
+	what := "adds an agent"
+	if mode == state.RegistrationReplace {
+		what = "REPLACES every current agent"
+	}
+	fmt.Fprintf(stdout, "registration token for %s (%s; one use, expires %s):\n%s\n", t.OrgID, what, cliTime(t.ExpiresAt), t.Token)
 	return nil
 }
 
@@ -180,7 +229,10 @@ func printAgents(w io.Writer, agents []broker.AgentView, now time.Time) {
 			caps = "-"
 		}
 		idle := "-"
-		if a.Idle {
+		switch {
+		case a.FanoutPaused:
+			idle = "idle (fan-out paused)"
+		case a.Idle:
 			idle = "idle"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", a.ID, a.OrgID, cliTime(a.RegisteredAt),

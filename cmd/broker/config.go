@@ -122,6 +122,8 @@ var serveTable = []settings.Setting{
 	{Name: "admin-listen", Env: "SEALRELAY_ADMIN_LISTEN", Default: defaultAdminListen, Check: checkAdminListen, Arg: "ADDR", Usage: adminListenUsage},
 	{Name: "admin-token", Env: "SEALRELAY_ADMIN_TOKEN", Secret: true, Arg: "TOKEN", Usage: adminTokenUsage},
 	{Name: "agent-idle-after", Env: "SEALRELAY_AGENT_IDLE_AFTER", Default: defaultAgentIdleAfter, Check: checkAgentIdleAfter, Arg: "DURATION", Usage: agentIdleAfterUsage},
+	{Name: "pause-idle-fanout", Env: "SEALRELAY_PAUSE_IDLE_FANOUT", Default: "off", Check: checkOnOff, Arg: "on|off",
+		Usage: "skip agents idle for --agent-idle-after when fanning out events; each skipped copy is counted (sealrelay_broker_fanout_paused_total) and reported to the agent as dropped (agent_idle) when it pulls again"},
 	{Name: "tls-cert", Env: "SEALRELAY_TLS_CERT", Arg: "FILE",
 		Usage: "TLS certificate chain (PEM) for the public listener; with --tls-key. Empty = plain HTTP (put a TLS proxy in front)"},
 	{Name: "tls-key", Env: "SEALRELAY_TLS_KEY", Arg: "FILE",
@@ -506,7 +508,9 @@ type config struct {
 	RedisCluster  *redis.ClusterOptions
 	RedisFailover *redis.FailoverOptions
 	// AgentsPerOrg is --agents-per-org (0 = unlimited).
-	AgentsPerOrg       int
+	AgentsPerOrg int
+	// PauseIdleFanout is --pause-idle-fanout.
+	PauseIdleFanout    bool
 	RedisPrefix        string
 	DataDir            string
 	KeysDir            string

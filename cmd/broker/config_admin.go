@@ -89,4 +89,5 @@ func (r *resolver) admin(c *config) {
 			ts.Names(), c.Admin.Addr)
 	}
 	c.Admin.IdleAfter, _ = settings.ParseDays(r.Text("agent-idle-after"))
+	c.PauseIdleFanout, _ = onOff(r.Text("pause-idle-fanout"))
 }

@@ -122,6 +122,8 @@ func brokerConfig(cfg *config) broker.Config {
 		SendRate:             rate,
 		MaxLongPollsPerAgent: cfg.MaxPollsPerAgent,
 		AgentsPerOrg:         cfg.AgentsPerOrg,
+		AgentIdleAfter:       cfg.Admin.IdleAfter,
+		PauseIdleFanout:      cfg.PauseIdleFanout,
 		CallPolicy:           cfg.Call.Policy,
 		CallPostRate:         cfg.Call.PostRate,
 		CallReadRate:         cfg.Call.ReadRate,

@@ -38,10 +38,11 @@ var (
 	boltBktSig      = []byte("usig")     // signature hash → exp
 	boltBktDrops    = []byte("drops")    // agent id → exp ‖ dropRecord JSON
 	boltBktDropsP   = []byte("dropsp")   // agent id → exp ‖ pending notice JSON
+	boltBktMint     = []byte("mint")     // mint grant hash → exp ‖ org
 
 	// boltTTLBuckets hold values that start with an 8-byte expiry and are
 	// swept by Cleanup.
-	boltTTLBuckets = [][]byte{boltBktRegTok, boltBktAccess, boltBktOAuth, boltBktNonce, boltBktSig, boltBktDrops, boltBktDropsP}
+	boltTTLBuckets = [][]byte{boltBktRegTok, boltBktAccess, boltBktOAuth, boltBktNonce, boltBktSig, boltBktDrops, boltBktDropsP, boltBktMint}
 	boltAllBuckets = append([][]byte{boltBktInst, boltBktAgent, boltBktAgentOrg, boltBktAgentKey}, boltTTLBuckets...)
 )
 
@@ -397,24 +398,9 @@ type boltRegToken struct {
 	Org  string `json:"org"`
 	Exp  int64  `json:"exp"` // Unix ms
 	Used bool   `json:"used,omitempty"`
-}
-
-// PutRegistrationToken implements state.Store.
-func (s *State) PutRegistrationToken(ctx context.Context, h state.TokenHash, orgID string, expiresAt time.Time) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	p, err := json.Marshal(boltRegToken{Org: orgID, Exp: expiresAt.UnixMilli()})
-	if err != nil {
-		return fmt.Errorf("encode registration token: %w", err)
-	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(boltBktRegTok).Put(h[:], boltExp(expiresAt, p))
-	})
-	if err != nil {
-		return fmt.Errorf("put registration token: %w", err)
-	}
-	return nil
+	// Mode is "replace" for a replace token; empty (older records) or
+	// "add" otherwise.
+	Mode string `json:"mode,omitempty"`
 }
 
 type boltAccess struct {
@@ -422,82 +408,11 @@ type boltAccess struct {
 	Org   string `json:"org"`
 }
 
-// RegisterAgent implements state.Agents; the org's agents are counted in
-// the same write transaction.
+// RegisterAgent implements state.Agents through Register (a replace token
+// replaces the org's other agents here too).
 func (s *State) RegisterAgent(ctx context.Context, h state.TokenHash, a *state.Agent, now time.Time, maxPerOrg int) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	rec, err := json.Marshal(a)
-	if err != nil {
-		return fmt.Errorf("encode agent: %w", err)
-	}
-	acc, err := json.Marshal(boltAccess{Agent: a.ID, Org: a.OrgID})
-	if err != nil {
-		return fmt.Errorf("encode access token: %w", err)
-	}
-	clock := s.now()
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		rb := tx.Bucket(boltBktRegTok)
-		v := rb.Get(h[:])
-		if v == nil {
-			return state.ErrNotFound
-		}
-		exp, p, ok := boltSplitExp(v)
-		if !ok || !clock.Before(exp.Add(state.UsedRegistrationTokenRetention)) {
-			return state.ErrNotFound // past retention: forgotten
-		}
-		var rt boltRegToken
-		if err := json.Unmarshal(p, &rt); err != nil {
-			return fmt.Errorf("decode registration token: %w", err)
-		}
-		if rt.Org != a.OrgID {
-			return state.ErrNotFound
-		}
-		if rt.Used {
-			return state.ErrUsed
-		}
-		if rt.Exp <= now.UnixMilli() {
-			return state.ErrExpired
-		}
-		kb := tx.Bucket(boltBktAgentKey)
-		if kb.Get(a.SigningPublicKey[:]) != nil {
-			return state.ErrAgentExists
-		}
-		ab := tx.Bucket(boltBktAgent)
-		if maxPerOrg > 0 && boltCountAgents(tx, a.OrgID) >= maxPerOrg {
-			return state.ErrOrgFull
-		}
-		if ab.Get([]byte(a.ID)) != nil {
-			return fmt.Errorf("agent id %s: %w", a.ID, state.ErrConflict)
-		}
-		rt.Used = true
-		np, err := json.Marshal(rt)
-		if err != nil {
-			return fmt.Errorf("encode registration token: %w", err)
-		}
-		if err := rb.Put(h[:], boltExp(exp, np)); err != nil {
-			return err
-		}
-		if err := kb.Put(a.SigningPublicKey[:], []byte(a.ID)); err != nil {
-			return err
-		}
-		if err := ab.Put([]byte(a.ID), rec); err != nil {
-			return err
-		}
-		if err := tx.Bucket(boltBktAgentOrg).Put(boltAgentOrgKey(a.OrgID, a.ID), nil); err != nil {
-			return err
-		}
-		return tx.Bucket(boltBktAccess).Put(a.AccessTokenHash[:], boltExp(a.AccessTokenExpiresAt, acc))
-	})
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, state.ErrNotFound), errors.Is(err, state.ErrUsed), errors.Is(err, state.ErrExpired), errors.Is(err, state.ErrAgentExists), errors.Is(err, state.ErrOrgFull):
-		return err
-	default:
-		return fmt.Errorf("register agent: %w", err)
-	}
+	_, err := s.Register(ctx, h, a, now, maxPerOrg)
+	return err
 }
 
 func boltAgentOrgKey(org, id string) []byte {

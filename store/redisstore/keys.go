@@ -41,6 +41,10 @@ func (k stateKeys) insts() string { return k.p + "insts" }
 // regToken is a registration token {org, exp, used}, hash in hex.
 func (k stateKeys) regToken(hash string) string { return k.p + "rtok:" + hash }
 
+// mintGrant is the install page's one-time grant to mint a replace
+// token: "<expiry ms> <org>", hash in hex.
+func (k stateKeys) mintGrant(hash string) string { return k.p + "mintgrant:" + hash }
+
 // agent is agent id (JSON, public keys only).
 func (k stateKeys) agent(id string) string { return k.p + "agent:" + id }
 

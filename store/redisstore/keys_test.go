@@ -49,7 +49,7 @@ func renderedKeys() []string {
 	s := newStateKeys(prefix + stateNamespace)
 	q := inboxKeys{prefix + inboxNamespace}
 	keys := []string{
-		s.inst("<org>"), s.insts(), s.regToken("<hash>"), s.agent("<id>"),
+		s.inst("<org>"), s.insts(), s.regToken("<hash>"), s.mintGrant("<hash>"), s.agent("<id>"),
 		s.orgAgents("<org>"), s.agentKey("<hex>"), s.accessToken("<hash>"),
 		s.oauthState("<hash>"), s.event("<event_id>"), s.nonce("<agent>", "<nonce>"),
 		s.hold("<id>"), s.usedSig("<hash>"), s.bucket("<key>"), s.lastPull("<agent>"),

@@ -208,20 +208,6 @@ func (s *State) ForEachSecret(ctx context.Context, fn func(owner, stored string)
 	return nil
 }
 
-// PutRegistrationToken implements state.Store.
-func (s *State) PutRegistrationToken(ctx context.Context, h state.TokenHash, orgID string, expiresAt time.Time) error {
-	k := s.k.regToken(h.String())
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, k, "org", orgID, "exp", strconv.FormatInt(expiresAt.UnixMilli(), 10), "used", "0")
-		p.PExpireAt(ctx, k, expiresAt.Add(state.UsedRegistrationTokenRetention))
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("put registration token: %w", err)
-	}
-	return nil
-}
-
 // encodeAgent returns the stored form of a (state.Agent's JSON).
 func encodeAgent(a *state.Agent) ([]byte, error) {
 	b, err := json.Marshal(a)
@@ -240,56 +226,11 @@ func decodeAgent(b []byte) (*state.Agent, error) {
 	return a, nil
 }
 
-var registerScript = redis.NewScript(`
-local t = redis.call('HMGET', KEYS[1], 'org', 'exp', 'used')
-if not t[1] or t[1] ~= ARGV[1] then return 'notfound' end
-if t[3] == '1' then return 'used' end
-if tonumber(t[2]) <= tonumber(ARGV[2]) then return 'expired' end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 'exists' end
-local max = tonumber(ARGV[6])
-if max > 0 and redis.call('HLEN', KEYS[4]) >= max then return 'full' end
-redis.call('HSET', KEYS[1], 'used', '1')
-redis.call('SET', KEYS[2], ARGV[3])
-redis.call('SET', KEYS[3], ARGV[4])
-redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
-redis.call('HSET', KEYS[5], 'agent', ARGV[3], 'org', ARGV[1], 'exp', ARGV[5])
-redis.call('PEXPIREAT', KEYS[5], ARGV[5])
-return 'ok'
-`)
-
-// RegisterAgent implements state.Agents: the agent count of the org is
-// checked inside the registration script, so replicas cannot overshoot.
+// RegisterAgent implements state.Agents through Register (a replace token
+// replaces the org's other agents here too).
 func (s *State) RegisterAgent(ctx context.Context, h state.TokenHash, a *state.Agent, now time.Time, maxPerOrg int) error {
-	rec, err := encodeAgent(a)
-	if err != nil {
-		return err
-	}
-	keys := []string{
-		s.k.regToken(h.String()),
-		s.k.agentKey(hex.EncodeToString(a.SigningPublicKey[:])),
-		s.k.agent(a.ID),
-		s.k.orgAgents(a.OrgID),
-		s.k.accessToken(a.AccessTokenHash.String()),
-	}
-	res, err := registerScript.Run(ctx, s.rdb, keys, a.OrgID, now.UnixMilli(), a.ID, rec, a.AccessTokenExpiresAt.UnixMilli(), maxPerOrg).Text()
-	if err != nil {
-		return fmt.Errorf("register agent: %w", err)
-	}
-	switch res {
-	case "ok":
-		return nil
-	case "notfound":
-		return state.ErrNotFound
-	case "used":
-		return state.ErrUsed
-	case "expired":
-		return state.ErrExpired
-	case "exists":
-		return state.ErrAgentExists
-	case "full":
-		return state.ErrOrgFull
-	}
-	return fmt.Errorf("register agent: unexpected script result %q", res)
+	_, err := s.Register(ctx, h, a, now, maxPerOrg)
+	return err
 }
 
 // GetAgent implements state.Store.
