@@ -56,7 +56,7 @@ var (
 // expiry (Unix milliseconds) in the first 8 bytes of the value: reads treat an
 // expired record as absent, and a cleanup goroutine deletes expired records
 // every cleanup interval (see Cleanup). A registration token is kept for
-// UsedRegistrationTokenRetention past its expiry, like RedisState does.
+// UsedRegistrationTokenRetention past its expiry, like the Redis engine does.
 //
 // Two kinds of records are kept in memory only, because they matter only to
 // the running process and writing them would put two more fsyncs on every
