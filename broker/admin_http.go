@@ -54,6 +54,11 @@ type AdminHandlerOptions struct {
 	// to check with the operator's keys (it never trusts this answer). nil
 	// answers those routes 404 "audit log is off".
 	AuditStore audit.Store
+	// AuditKeys are the broker's audit keys (audit.DeriveKeys of its
+	// signing key), for POST /admin/api/audit/verify, which verifies
+	// AuditStore on the server. nil (or a nil AuditStore) answers that
+	// route 404 "audit log is off".
+	AuditKeys *audit.Keys
 	// Logger logs one line per request (method, route, status; never the
 	// token). nil means slog.Default().
 	Logger *slog.Logger
@@ -63,7 +68,7 @@ type AdminHandlerOptions struct {
 // page at /admin/. See docs/operations.md ("Admin listener") for the routes
 // and docs/security.md for the design.
 func NewAdminHandler(a *Admin, opts AdminHandlerOptions) http.Handler {
-	h := &adminHandler{a: a, token: opts.Token, audit: opts.Audit, auditStore: opts.AuditStore, log: opts.Logger}
+	h := &adminHandler{a: a, token: opts.Token, audit: opts.Audit, auditStore: opts.AuditStore, auditKeys: opts.AuditKeys, log: opts.Logger}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -86,6 +91,7 @@ func NewAdminHandler(a *Admin, opts AdminHandlerOptions) http.Handler {
 	api("GET", "/admin/api/audit/chains", h.auditChains) // admin_audit.go
 	api("GET", "/admin/api/audit/chains/{chain}/records", h.auditRecords)
 	api("GET", "/admin/api/audit/chains/{chain}/checkpoints", h.auditCheckpoints)
+	api("POST", "/admin/api/audit/verify", h.auditVerify) // admin_audit_verify.go
 	api("POST", "/admin/api/orgs/{org}/registration-tokens", h.mintToken)
 	mux.Handle("/admin/api/", h.wrap("/admin/api/", true, func(w http.ResponseWriter, r *http.Request) error {
 		return adminErr(http.StatusNotFound, "no admin API route %s %s", r.Method, r.URL.Path)
@@ -122,6 +128,7 @@ type adminHandler struct {
 	tokenHash  []byte
 	audit      AuditTailer
 	auditStore audit.Store
+	auditKeys  *audit.Keys
 	log        *slog.Logger
 }
 

@@ -64,6 +64,12 @@ func startAdmin(cfg *config, srv *broker.Server, reg prometheus.Registerer, aud 
 	opts := broker.AdminHandlerOptions{Token: cfg.Admin.Token, Logger: logger}
 	if aud != nil {
 		opts.Audit, opts.AuditStore = auditTailer{aud}, aud
+		keys, err := audit.DeriveKeys(cfg.SigningKey) // for POST /admin/api/audit/verify
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("admin listener: audit keys: %w", err)
+		}
+		opts.AuditKeys = keys
 	}
 	al.ln = ln
 	al.hs = &http.Server{
