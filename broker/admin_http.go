@@ -59,6 +59,10 @@ type AdminHandlerOptions struct {
 	// AuditStore on the server. nil (or a nil AuditStore) answers that
 	// route 404 "audit log is off".
 	AuditKeys *audit.Keys
+	// PublicURL is the broker's public base URL (Config.PublicURL): the
+	// mint answer carries it as broker_url, so the page can show the whole
+	// `bridge register --broker-url ...` command. Empty leaves it out.
+	PublicURL string
 	// Logger logs one line per request (method, route, status; never the
 	// token). nil means slog.Default().
 	Logger *slog.Logger
@@ -68,7 +72,8 @@ type AdminHandlerOptions struct {
 // page at /admin/. See docs/operations.md ("Admin listener") for the routes
 // and docs/security.md for the design.
 func NewAdminHandler(a *Admin, opts AdminHandlerOptions) http.Handler {
-	h := &adminHandler{a: a, token: opts.Token, audit: opts.Audit, auditStore: opts.AuditStore, auditKeys: opts.AuditKeys, log: opts.Logger}
+	h := &adminHandler{a: a, token: opts.Token, audit: opts.Audit, auditStore: opts.AuditStore, auditKeys: opts.AuditKeys,
+		publicURL: opts.PublicURL, log: opts.Logger}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -129,6 +134,7 @@ type adminHandler struct {
 	audit      AuditTailer
 	auditStore audit.Store
 	auditKeys  *audit.Keys
+	publicURL  string
 	log        *slog.Logger
 }
 

@@ -61,7 +61,7 @@ func startAdmin(cfg *config, srv *broker.Server, reg prometheus.Registerer, aud 
 			return nil, fmt.Errorf("restrict admin socket %s: %w", al.socket, err)
 		}
 	}
-	opts := broker.AdminHandlerOptions{Token: cfg.Admin.Token, Logger: logger}
+	opts := broker.AdminHandlerOptions{Token: cfg.Admin.Token, PublicURL: cfg.PublicURL, Logger: logger}
 	if aud != nil {
 		opts.Audit, opts.AuditStore = auditTailer{aud}, aud
 		keys, err := audit.DeriveKeys(cfg.SigningKey) // for POST /admin/api/audit/verify
