@@ -34,7 +34,14 @@ func testAuditKeys(t testing.TB) *audit.Keys {
 // closes the chain (a final checkpoint); it returns the chain id.
 func writeKeyedChain(t testing.TB, st audit.Store, keys *audit.Keys, n int) string {
 	t.Helper()
-	l, err := audit.NewLog(st, keys, audit.Options{CheckpointEvery: 3, CheckpointInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+	return writeKeyedChainEvery(t, st, keys, n, 3)
+}
+
+// writeKeyedChainEvery is writeKeyedChain with a checkpoint every
+// cpEvery records.
+func writeKeyedChainEvery(t testing.TB, st audit.Store, keys *audit.Keys, n, cpEvery int) string {
+	t.Helper()
+	l, err := audit.NewLog(st, keys, audit.Options{CheckpointEvery: cpEvery, CheckpointInterval: -1, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,6 +270,55 @@ func TestAdminAuditVerifyErrors(t *testing.T) {
 			if strings.Contains(e, errAuditDisk.Error()) {
 				t.Fatalf("the answer leaks the internal error: %q", e)
 			}
+		})
+	}
+}
+
+// BenchmarkAdminAuditVerify measures POST /admin/api/audit/verify over one
+// closed chain of 10,000 records (a checkpoint every 100, serve's cadence)
+// in a MemStore and on Redis: the server-side verify of the admin page,
+// request to decoded answer.
+func BenchmarkAdminAuditVerify(b *testing.B) {
+	const n = 10000
+	for _, tc := range []struct {
+		name string
+		open func(b *testing.B) audit.Store
+	}{
+		{"mem", func(*testing.B) audit.Store { return audit.NewMemStore() }},
+		{"redis", func(b *testing.B) audit.Store {
+			rdb, prefix := testRedis(b)
+			return redisstore.NewAuditStore(rdb, prefix)
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			st := tc.open(b)
+			keys := testAuditKeys(b)
+			writeKeyedChainEvery(b, st, keys, n, 100)
+			e := adminEngines[1].open(b, queue.Options{})
+			adm, err := NewAdmin(e.st, e.q, AdminOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := httptest.NewServer(NewAdminHandler(adm, AdminHandlerOptions{Token: testAdminToken, AuditStore: st, AuditKeys: keys,
+				Logger: slog.New(slog.DiscardHandler)}))
+			defer srv.Close()
+			b.ResetTimer()
+			for b.Loop() {
+				req, _ := http.NewRequest("POST", srv.URL+"/admin/api/audit/verify", strings.NewReader("{}"))
+				req.Header.Set("Authorization", "Bearer "+testAdminToken)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var ans AuditVerifyAnswer
+				err = json.NewDecoder(resp.Body).Decode(&ans)
+				resp.Body.Close()
+				if err != nil || !ans.Intact || ans.RecordCount != n {
+					b.Fatalf("%+v %v", ans, err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/record")
 		})
 	}
 }
