@@ -47,7 +47,7 @@ func (h *adminHandler) auditVerify(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	// The wrap's context allows adminCallTimeout; a whole log may need more.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), auditVerifyTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.verifyTimeout)
 	defer cancel()
 	stop := context.AfterFunc(r.Context(), func() {
 		if !errors.Is(r.Context().Err(), context.DeadlineExceeded) {
@@ -56,6 +56,10 @@ func (h *adminHandler) auditVerify(w http.ResponseWriter, r *http.Request) error
 	})
 	defer stop()
 	rep, err := audit.Verify(ctx, h.auditStore, h.auditKeys)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		h.log.Warn("audit verify timed out", "timeout", h.verifyTimeout)
+		return adminErr(http.StatusServiceUnavailable, "audit verify did not finish within %s: the log is too long (or the store too slow) to verify here; run `broker audit verify`", h.verifyTimeout)
+	}
 	if err != nil {
 		return fmt.Errorf("audit verify: %w", err)
 	}

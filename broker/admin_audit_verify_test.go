@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sealrelay/sealrelay/audit"
 	"github.com/sealrelay/sealrelay/crypto"
@@ -320,5 +321,40 @@ func BenchmarkAdminAuditVerify(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/record")
 		})
+	}
+}
+
+// stuckAuditStore's Len waits for its context to end.
+type stuckAuditStore struct{ *audit.MemStore }
+
+func (stuckAuditStore) Len(ctx context.Context, _ string) (int64, error) {
+	<-ctx.Done()
+	return 0, ctx.Err()
+}
+
+// TestAdminAuditVerifyTimeout: a verify that cannot finish within its bound
+// is a 503 that says so and points at `broker audit verify`, not a generic
+// store failure.
+func TestAdminAuditVerifyTimeout(t *testing.T) {
+	t.Parallel()
+	st := audit.NewMemStore()
+	keys := testAuditKeys(t)
+	writeKeyedChain(t, st, keys, 2)
+	e := adminEngines[1].open(t, queue.Options{})
+	adm, err := NewAdmin(e.st, e.q, AdminOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	srv := httptest.NewServer(NewAdminHandler(adm, AdminHandlerOptions{Token: testAdminToken, AuditStore: stuckAuditStore{st}, AuditKeys: keys,
+		Logger: slog.New(slog.NewJSONHandler(logs, nil)), verifyTimeout: 50 * time.Millisecond}))
+	t.Cleanup(srv.Close)
+	a := &adminHTTP{url: srv.URL, env: e, logs: logs}
+	status, _, body := a.do(t, "POST", "/admin/api/audit/verify", testAdminToken, "{}", nil)
+	if e, _ := body["error"].(string); status != 503 || !strings.Contains(e, "did not finish within 50ms") || !strings.Contains(e, "broker audit verify") {
+		t.Fatalf("%d %q, want 503 naming the bound and the CLI", status, e)
+	}
+	if !strings.Contains(logs.String(), "audit verify timed out") {
+		t.Fatalf("timeout not logged:\n%s", logs.String())
 	}
 }

@@ -66,6 +66,9 @@ type AdminHandlerOptions struct {
 	// Logger logs one line per request (method, route, status; never the
 	// token). nil means slog.Default().
 	Logger *slog.Logger
+
+	// verifyTimeout overrides auditVerifyTimeout (tests).
+	verifyTimeout time.Duration
 }
 
 // NewAdminHandler serves the admin JSON API under /admin/api/ and the admin
@@ -73,7 +76,10 @@ type AdminHandlerOptions struct {
 // and docs/security.md for the design.
 func NewAdminHandler(a *Admin, opts AdminHandlerOptions) http.Handler {
 	h := &adminHandler{a: a, token: opts.Token, audit: opts.Audit, auditStore: opts.AuditStore, auditKeys: opts.AuditKeys,
-		publicURL: opts.PublicURL, log: opts.Logger}
+		publicURL: opts.PublicURL, verifyTimeout: opts.verifyTimeout, log: opts.Logger}
+	if h.verifyTimeout <= 0 {
+		h.verifyTimeout = auditVerifyTimeout
+	}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -135,7 +141,9 @@ type adminHandler struct {
 	auditStore audit.Store
 	auditKeys  *audit.Keys
 	publicURL  string
-	log        *slog.Logger
+	// verifyTimeout bounds POST /admin/api/audit/verify.
+	verifyTimeout time.Duration
+	log           *slog.Logger
 }
 
 // adminError is an answer with a status and an error text.
