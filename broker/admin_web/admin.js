@@ -1,7 +1,9 @@
 // sealrelay broker admin page. No framework, no build step. The admin token
 // lives only in the `token` variable below (never in storage, cookies or
 // the URL) and is sent as a bearer header on every API call; all data is
-// inserted with textContent, never as HTML.
+// inserted with textContent, never as HTML. A minted registration token is
+// likewise only put in the page (never logged or stored) until "Hide
+// token" or a reload.
 'use strict';
 
 (function () {
