@@ -54,16 +54,32 @@ type AdminHandlerOptions struct {
 	// to check with the operator's keys (it never trusts this answer). nil
 	// answers those routes 404 "audit log is off".
 	AuditStore audit.Store
+	// AuditKeys are the broker's audit keys (audit.DeriveKeys of its
+	// signing key), for POST /admin/api/audit/verify, which verifies
+	// AuditStore on the server. nil (or a nil AuditStore) answers that
+	// route 404 "audit log is off".
+	AuditKeys *audit.Keys
+	// PublicURL is the broker's public base URL (Config.PublicURL): the
+	// mint answer carries it as broker_url, so the page can show the whole
+	// `bridge register --broker-url ...` command. Empty leaves it out.
+	PublicURL string
 	// Logger logs one line per request (method, route, status; never the
 	// token). nil means slog.Default().
 	Logger *slog.Logger
+
+	// verifyTimeout overrides auditVerifyTimeout (tests).
+	verifyTimeout time.Duration
 }
 
 // NewAdminHandler serves the admin JSON API under /admin/api/ and the admin
 // page at /admin/. See docs/operations.md ("Admin listener") for the routes
 // and docs/security.md for the design.
 func NewAdminHandler(a *Admin, opts AdminHandlerOptions) http.Handler {
-	h := &adminHandler{a: a, token: opts.Token, audit: opts.Audit, auditStore: opts.AuditStore, log: opts.Logger}
+	h := &adminHandler{a: a, token: opts.Token, audit: opts.Audit, auditStore: opts.AuditStore, auditKeys: opts.AuditKeys,
+		publicURL: opts.PublicURL, verifyTimeout: opts.verifyTimeout, log: opts.Logger}
+	if h.verifyTimeout <= 0 {
+		h.verifyTimeout = auditVerifyTimeout
+	}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -86,6 +102,7 @@ func NewAdminHandler(a *Admin, opts AdminHandlerOptions) http.Handler {
 	api("GET", "/admin/api/audit/chains", h.auditChains) // admin_audit.go
 	api("GET", "/admin/api/audit/chains/{chain}/records", h.auditRecords)
 	api("GET", "/admin/api/audit/chains/{chain}/checkpoints", h.auditCheckpoints)
+	api("POST", "/admin/api/audit/verify", h.auditVerify) // admin_audit_verify.go
 	api("POST", "/admin/api/orgs/{org}/registration-tokens", h.mintToken)
 	mux.Handle("/admin/api/", h.wrap("/admin/api/", true, func(w http.ResponseWriter, r *http.Request) error {
 		return adminErr(http.StatusNotFound, "no admin API route %s %s", r.Method, r.URL.Path)
@@ -122,7 +139,11 @@ type adminHandler struct {
 	tokenHash  []byte
 	audit      AuditTailer
 	auditStore audit.Store
-	log        *slog.Logger
+	auditKeys  *audit.Keys
+	publicURL  string
+	// verifyTimeout bounds POST /admin/api/audit/verify.
+	verifyTimeout time.Duration
+	log           *slog.Logger
 }
 
 // adminError is an answer with a status and an error text.

@@ -325,6 +325,9 @@ func FuzzAdminAPI(f *testing.F) {
 		{"GET", "audit/chains/abc/records?start=1&n=2", ""},
 		{"GET", "audit/chains/abc/checkpoints", ""},
 		{"GET", "audit/chains/ABC/records?start=-1&n=1001", ""},
+		{"POST", "audit/verify", ""},
+		{"POST", "audit/verify", "{}"},
+		{"POST", "audit/verify", `{"chain":"abc"}`},
 	} {
 		f.Add(s[0], s[1], s[2])
 	}
@@ -339,7 +342,8 @@ func FuzzAdminAPI(f *testing.F) {
 	}
 	ast := audit.NewMemStore()
 	writeTestChain(f, ast, 4)
-	h := NewAdminHandler(adm, AdminHandlerOptions{Token: testAdminToken, AuditStore: ast, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h := NewAdminHandler(adm, AdminHandlerOptions{Token: testAdminToken, AuditStore: ast, AuditKeys: testAuditKeys(f),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	f.Fuzz(func(t *testing.T, method, path, body string) {
 		if method != "GET" {
 			method = "POST"

@@ -19,7 +19,8 @@ type mintRequest struct {
 }
 
 // mintToken mints a registration token for the org of the path; the
-// answer carries the token once.
+// answer carries the token once (and broker_url, the public URL a bridge
+// registers at, when the handler knows it).
 func (h *adminHandler) mintToken(w http.ResponseWriter, r *http.Request) error {
 	org := r.PathValue("org")
 	if err := protocol.ValidateID(org); err != nil {
@@ -60,6 +61,10 @@ func (h *adminHandler) mintToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.log.Info("registration token minted", "org_id", org, "mode", mode)
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "registration_token": tok})
+	ans := map[string]any{"ok": true, "registration_token": tok}
+	if h.publicURL != "" {
+		ans["broker_url"] = h.publicURL
+	}
+	writeJSON(w, http.StatusOK, ans)
 	return nil
 }

@@ -3,9 +3,12 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -124,12 +127,125 @@ type cliAgent struct {
 	Idle     bool      `json:"idle"`
 }
 
+// agents returns `broker agents list --json`.
+func (ab *adminBroker) agents(t *testing.T, e *env) []cliAgent {
+	t.Helper()
+	out, errOut, code := ab.cli(t, e, "agents", "list", "--json")
+	if code != 0 {
+		t.Fatalf("broker agents list: exit %d: %s", code, errOut)
+	}
+	var list []cliAgent
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("broker agents list --json: %q (%v)", out, err)
+	}
+	return list
+}
+
+// mintAdd mints an add registration token for org through the admin API.
+func (ab *adminBroker) mintAdd(t *testing.T, org string) string {
+	t.Helper()
+	req, err := http.NewRequest("POST", ab.adminURL+"/admin/api/orgs/"+org+"/registration-tokens",
+		strings.NewReader(`{"mode":"add","confirm":"`+org+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+ab.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var ans struct {
+		RegistrationToken struct {
+			Token string `json:"token"`
+		} `json:"registration_token"`
+	}
+	if err := json.Unmarshal(b, &ans); err != nil || resp.StatusCode != 200 || ans.RegistrationToken.Token == "" {
+		t.Fatalf("mint add token: %d %q (%v)", resp.StatusCode, b, err)
+	}
+	return ans.RegistrationToken.Token
+}
+
+// pageResult is the driver's output (both steps; unset fields are zero).
+type pageResult struct {
+	Step                  string   `json:"step"`
+	CSP                   string   `json:"csp"`
+	RowsBefore            int      `json:"rowsBefore"`
+	LastPull              string   `json:"lastPull"`
+	Idle                  string   `json:"idle"`
+	Installations         int      `json:"installations"`
+	AuditHint             string   `json:"auditHint"`
+	TokenFieldAfter       string   `json:"tokenFieldAfter"`
+	DialogText            string   `json:"dialogText"`
+	StillThereAfterCancel int      `json:"stillThereAfterCancel"`
+	Status                string   `json:"status"`
+	Verify                string   `json:"verify"`
+	VerifyClass           string   `json:"verifyClass"`
+	MintedBefore          bool     `json:"mintedBefore"`
+	MintedAfterCancel     bool     `json:"mintedAfterCancel"`
+	MintText              string   `json:"mintText"`
+	WarningOnAdd          bool     `json:"warningOnAdd"`
+	MintWarning           string   `json:"mintWarning"`
+	MintedWhat            string   `json:"mintedWhat"`
+	MintedToken           string   `json:"mintedToken"`
+	MintedCommand         string   `json:"mintedCommand"`
+	MintStatus            string   `json:"mintStatus"`
+	MintedSelect          string   `json:"mintedSelect"`
+	Agents                []string `json:"agents"`
+	MintedOnLoad          bool     `json:"mintedOnLoad"`
+	Problems              []string `json:"problems"`
+}
+
+// drivePage runs the Chromium driver for one step (see admin_page.js).
+func drivePage(t *testing.T, e *env, node string, ab *adminBroker, vars ...string) pageResult {
+	t.Helper()
+	cmd := exec.Command(node, "admin_page.js")
+	cmd.Dir = adminDir
+	cmd.Env = append(append(minimalEnv(e.dir), "ADMIN_URL="+ab.adminURL, "ADMIN_TOKEN="+ab.token), vars...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("admin page driver %v: %v\n%s", vars, err, stderr.String())
+	}
+	var res pageResult
+	if err := json.Unmarshal([]byte(stdout.String()), &res); err != nil {
+		t.Fatalf("driver output %q: %v", stdout.String(), err)
+	}
+	return res
+}
+
+type pageCheck struct {
+	what string
+	ok   bool
+}
+
+func checkPage(t *testing.T, res pageResult, checks []pageCheck) {
+	t.Helper()
+	checks = append(checks,
+		pageCheck{"strict CSP", strings.Contains(res.CSP, "script-src 'self'") && !strings.Contains(res.CSP, "unsafe-inline")},
+		pageCheck{"no rows before the token", res.RowsBefore == 0},
+		pageCheck{"no page errors (CSP violations included)", len(res.Problems) == 0})
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("admin page (step %s): %s: %+v", res.Step, c.what, res)
+		}
+	}
+}
+
+var pageVerifyIntact = regexp.MustCompile(`^intact: [1-9]\d* chains, [1-9]\d* records$`)
+
 // TestAdminPageRevokeStopsPulls: a registered, pulling agent is listed
 // (with its last pull) by `broker agents list` and by the admin page in
 // headless Chromium; revoking it from the page (Cancel first changes
 // nothing, Confirm revokes) makes the broker answer its bridge's next pull
-// with 401 — on the embedded store, whose bbolt file the running server
-// holds locked, and on Redis.
+// with 401. Then, from the page, "Verify audit log" reports the log intact,
+// and "New registration token…" (Cancel first mints nothing; replace warns
+// that the current agents stop) shows a replace token once with its
+// `bridge register` command: a bridge registered with it replaces the
+// remaining agent, and the page lists only the new one. On the embedded
+// store, whose bbolt file the running server holds locked, and on Redis.
 func TestAdminPageRevokeStopsPulls(t *testing.T) {
 	node := requireAdminDriver(t)
 	for _, store := range []string{"embedded", "redis"} {
@@ -144,13 +260,9 @@ func TestAdminPageRevokeStopsPulls(t *testing.T) {
 			// The bridge's first pull is recorded as its last pull.
 			var ag cliAgent
 			waitFor(t, "`broker agents list` to show the agent's last pull", 30*time.Second, func() bool {
-				out, errOut, code := ab.cli(t, e, "agents", "list", "--json")
-				if code != 0 {
-					t.Fatalf("broker agents list: exit %d: %s", code, errOut)
-				}
-				var list []cliAgent
-				if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 1 {
-					t.Fatalf("broker agents list --json: %q (%v)", out, err)
+				list := ab.agents(t, e)
+				if len(list) != 1 {
+					t.Fatalf("agents: %+v, want one", list)
 				}
 				ag = list[0]
 				return !ag.LastPull.IsZero()
@@ -162,38 +274,26 @@ func TestAdminPageRevokeStopsPulls(t *testing.T) {
 			if !strings.Contains(table, "LAST PULL") || !strings.Contains(table, ag.ID) || !strings.Contains(table, "ago") {
 				t.Fatalf("agents table:\n%s", table)
 			}
+
+			// A second agent, added next to the first: the replace token
+			// minted on the page must end it.
+			two := e.newAgent("two")
+			two.register(ab.r.url, org, ab.mintAdd(t, org))
+			two.startBridge()
+			var twoID string
+			for _, a := range ab.agents(t, e) {
+				if a.ID != ag.ID {
+					twoID = a.ID
+				}
+			}
+			if twoID == "" {
+				t.Fatal("the second agent is not listed")
+			}
 			rejectedBefore := countLines(ab.r.proc, `"route":"pull"`, `"status":401`)
 
-			cmd := exec.Command(node, "admin_page.js")
-			cmd.Dir = adminDir
-			cmd.Env = append(minimalEnv(e.dir), "ADMIN_URL="+ab.adminURL, "ADMIN_TOKEN="+ab.token, "AGENT_ID="+ag.ID)
-			var stdout, stderr strings.Builder
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			if err := cmd.Run(); err != nil {
-				t.Fatalf("admin page driver: %v\n%s", err, stderr.String())
-			}
-			var res struct {
-				CSP                   string   `json:"csp"`
-				RowsBefore            int      `json:"rowsBefore"`
-				LastPull              string   `json:"lastPull"`
-				Idle                  string   `json:"idle"`
-				Installations         int      `json:"installations"`
-				AuditHint             string   `json:"auditHint"`
-				TokenFieldAfter       string   `json:"tokenFieldAfter"`
-				DialogText            string   `json:"dialogText"`
-				StillThereAfterCancel int      `json:"stillThereAfterCancel"`
-				Status                string   `json:"status"`
-				Problems              []string `json:"problems"`
-			}
-			if err := json.Unmarshal([]byte(stdout.String()), &res); err != nil {
-				t.Fatalf("driver output %q: %v", stdout.String(), err)
-			}
-			checks := []struct {
-				what string
-				ok   bool
-			}{
-				{"strict CSP", strings.Contains(res.CSP, "script-src 'self'") && !strings.Contains(res.CSP, "unsafe-inline")},
-				{"no rows before the token", res.RowsBefore == 0},
+			res := drivePage(t, e, node, ab, "STEP=revoke", "AGENT_ID="+ag.ID, "ORG_ID="+org)
+			minted := registerLine.FindStringSubmatch(res.MintedCommand)
+			checkPage(t, res, []pageCheck{
 				{"last pull shown", res.LastPull != "" && res.LastPull != "never"},
 				{"not idle", res.Idle == ""},
 				{"one installation", res.Installations == 1},
@@ -202,12 +302,22 @@ func TestAdminPageRevokeStopsPulls(t *testing.T) {
 				{"dialog names the agent", strings.Contains(res.DialogText, ag.ID)},
 				{"cancel keeps the agent", res.StillThereAfterCancel == 1},
 				{"revoked status", strings.Contains(res.Status, "Revoked "+ag.ID)},
-				{"no page errors (CSP violations included)", len(res.Problems) == 0},
-			}
-			for _, c := range checks {
-				if !c.ok {
-					t.Errorf("admin page: %s: %+v", c.what, res)
-				}
+				{"verify: intact", pageVerifyIntact.MatchString(res.Verify) && res.VerifyClass == "ok"},
+				{"no token before minting", !res.MintedBefore},
+				{"cancel mints nothing", !res.MintedAfterCancel},
+				{"mint dialog names the workspace", strings.Contains(res.MintText, "E2E Team") && strings.Contains(res.MintText, org)},
+				{"no warning for add", !res.WarningOnAdd},
+				{"replace warns that the current agent stops at once", strings.Contains(res.MintWarning, "the 1 current agent(s) of E2E Team") &&
+					strings.Contains(res.MintWarning, "stop at once")},
+				{"minted token says replace", strings.Contains(res.MintedWhat, "REPLACES") && strings.Contains(res.MintedWhat, org)},
+				{"register command with the broker URL, org and token", minted != nil && minted[1] == ab.r.url && minted[2] == org &&
+					minted[3] == res.MintedToken && minted[0] == res.MintedCommand},
+				{"token selectable", res.MintedSelect == "all"},
+				{"status without the token", res.MintedToken != "" && strings.Contains(res.MintStatus, "replaces the current agents") &&
+					!strings.Contains(res.MintStatus, res.MintedToken)},
+			})
+			if t.Failed() {
+				t.FailNow()
 			}
 
 			// The broker refuses the bridge's next pull (the one in flight
@@ -215,16 +325,36 @@ func TestAdminPageRevokeStopsPulls(t *testing.T) {
 			waitFor(t, "the broker to answer the revoked bridge's pull with 401", 60*time.Second, func() bool {
 				return countLines(ab.r.proc, `"route":"pull"`, `"status":401`) > rejectedBefore
 			})
-			out, _, code := ab.cli(t, e, "agents", "list", "--json")
-			if code != 0 || strings.TrimSpace(out) != "[]" {
-				t.Fatalf("agents after revoke: exit %d %q", code, out)
+			if list := ab.agents(t, e); len(list) != 1 || list[0].ID != twoID {
+				t.Fatalf("agents after revoke: %+v, want only %s", list, twoID)
 			}
 			_, errOut, code := ab.cli(t, e, "dlq", "list", ag.ID)
 			if code != 1 || !strings.Contains(errOut, "unknown agent "+ag.ID) {
 				t.Fatalf("dlq list of the revoked agent: exit %d %q", code, errOut)
 			}
-			if strings.Contains(ab.r.proc.log(), ab.token) {
+
+			// Replace: the page's token registers a new agent in place of
+			// the second one.
+			three := e.newAgent("three")
+			three.register(minted[1], minted[2], minted[3])
+			three.startBridge()
+			list := ab.agents(t, e)
+			if len(list) != 1 || list[0].ID == twoID || list[0].ID == ag.ID {
+				t.Fatalf("agents after the replace registration: %+v, want one new agent (not %s or %s)", list, ag.ID, twoID)
+			}
+			threeID := list[0].ID
+			res = drivePage(t, e, node, ab, "STEP=list", "AGENT_ID="+threeID)
+			checkPage(t, res, []pageCheck{
+				{"only the new agent listed", len(res.Agents) == 1 && res.Agents[0] == threeID},
+				{"the token is not shown again", !res.MintedOnLoad},
+			})
+
+			log := ab.r.proc.log()
+			if strings.Contains(log, ab.token) {
 				t.Fatal("the admin token appears in the broker log")
+			}
+			if strings.Contains(log, minted[3]) {
+				t.Fatal("the minted registration token appears in the broker log")
 			}
 		})
 	}

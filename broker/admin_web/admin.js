@@ -1,12 +1,15 @@
 // sealrelay broker admin page. No framework, no build step. The admin token
 // lives only in the `token` variable below (never in storage, cookies or
 // the URL) and is sent as a bearer header on every API call; all data is
-// inserted with textContent, never as HTML.
+// inserted with textContent, never as HTML. A minted registration token is
+// likewise only put in the page (never logged or stored) until "Hide
+// token" or a reload.
 'use strict';
 
 (function () {
   let token = '';
   let pending = null; // action waiting for the confirmation dialog
+  let minting = null; // installation the "New registration token" dialog is for
 
   const $ = (sel) => document.querySelector(sel);
 
@@ -58,6 +61,7 @@
   function confirmThen(text, action) {
     pending = action;
     $('#confirm-text').textContent = text;
+    $('#confirm').returnValue = ''; // Escape keeps the last value: never let it confirm
     $('#confirm').showModal();
   }
 
@@ -73,7 +77,81 @@
       cell(tr, i.bot_token_expires_at ? fmtTime(i.bot_token_expires_at) : '—');
       cell(tr, i.revoked ? 'uninstalled ' + fmtTime(i.revoked_at) : 'active');
       cell(tr, i.agents, 'num');
+      const td = cell(tr, '');
+      if (!i.revoked) td.appendChild(button('New registration token…', 'mint', () => openMint(i)));
       tb.appendChild(tr);
+    }
+  }
+
+  function workspaceName(i) {
+    const name = i.team_name || i.enterprise_name || '';
+    return name ? name + ' (' + i.org_id + ')' : i.org_id;
+  }
+
+  function mintMode() {
+    return $('#mint-replace').checked ? 'replace' : 'add';
+  }
+
+  function showMintWarning() {
+    const w = $('#mint-warning');
+    const i = minting;
+    w.hidden = !i || mintMode() !== 'replace';
+    if (i) {
+      w.textContent = 'Replace: as soon as an agent registers with this token, the ' + i.agents +
+        ' current agent(s) of ' + workspaceName(i) + ' stop at once: their access tokens and inboxes are deleted.';
+    }
+  }
+
+  function openMint(i) {
+    minting = i;
+    $('#mint-text').textContent = 'Mint a one-time registration token for the workspace ' + workspaceName(i) + '?';
+    $('#mint-add').checked = true;
+    showMintWarning();
+    $('#mint').returnValue = '';
+    $('#mint').showModal();
+  }
+
+  // showMinted puts the token and its register command on the page (text
+  // only, selectable); it is never logged or stored.
+  function showMinted(r) {
+    const t = r.registration_token;
+    const what = t.mode === 'replace' ? 'REPLACES the current agents' : 'adds an agent';
+    $('#minted-what').textContent = 'Registration token for ' + t.org_id + ' (' + what + '; one use, expires ' + fmtTime(t.expires_at) + ').';
+    $('#minted-token').textContent = t.token;
+    $('#minted-command').textContent = 'bridge register ' + (r.broker_url ? '--broker-url ' + r.broker_url + ' ' : '') +
+      '--org-id ' + t.org_id + ' --registration-token ' + t.token;
+    $('#minted').hidden = false;
+  }
+
+  function hideMinted() {
+    $('#minted-token').textContent = '';
+    $('#minted-command').textContent = '';
+    $('#minted-what').textContent = '';
+    $('#minted').hidden = true;
+  }
+
+  async function verifyAudit() {
+    const out = $('#audit-verify-result');
+    const b = $('#audit-verify');
+    b.disabled = true;
+    out.className = '';
+    out.textContent = 'Verifying…';
+    try {
+      const r = await api('POST', 'audit/verify', {});
+      if (r.intact) {
+        out.textContent = 'intact: ' + r.chain_count + ' chains, ' + r.record_count + ' records';
+        out.className = 'ok';
+      } else {
+        out.textContent = 'BROKEN: ' + r.problems.map((p) =>
+          'chain ' + p.chain + ' at seq ' + p.seq + ': ' + p.reason + ' (' + p.detail + ')').join('; ') +
+          ' — ' + r.chain_count + ' chains, ' + r.record_count + ' records';
+        out.className = 'error';
+      }
+    } catch (e) {
+      out.textContent = 'Verify failed: ' + e.message;
+      out.className = 'error';
+    } finally {
+      b.disabled = false;
     }
   }
 
@@ -144,6 +222,7 @@
       renderAgents(agents);
       renderAudit(audit);
       $('#refresh').disabled = false;
+      $('#audit-verify').disabled = false;
       document.body.dataset.loaded = String(Date.now());
       return true;
     } catch (e) {
@@ -160,6 +239,26 @@
       if (await load()) setStatus('Connected.');
     });
     $('#refresh').addEventListener('click', load);
+    $('#audit-verify').addEventListener('click', verifyAudit);
+    $('#minted-hide').addEventListener('click', hideMinted);
+    $('#mint-add').addEventListener('change', showMintWarning);
+    $('#mint-replace').addEventListener('change', showMintWarning);
+    $('#mint').addEventListener('close', async () => {
+      const i = minting;
+      minting = null;
+      if ($('#mint').returnValue !== 'ok' || !i) return;
+      const mode = mintMode();
+      try {
+        const r = await api('POST', 'orgs/' + encodeURIComponent(i.org_id) + '/registration-tokens', { mode, confirm: i.org_id });
+        showMinted(r);
+        setStatus('Minted a registration token for ' + workspaceName(i) + ' that ' +
+          (mode === 'replace' ? 'replaces the current agents.' : 'adds an agent.'));
+      } catch (e) {
+        setStatus('Error: ' + e.message, true);
+        return;
+      }
+      await load();
+    });
     $('#confirm').addEventListener('close', async () => {
       const action = pending;
       pending = null;

@@ -61,9 +61,15 @@ func startAdmin(cfg *config, srv *broker.Server, reg prometheus.Registerer, aud 
 			return nil, fmt.Errorf("restrict admin socket %s: %w", al.socket, err)
 		}
 	}
-	opts := broker.AdminHandlerOptions{Token: cfg.Admin.Token, Logger: logger}
+	opts := broker.AdminHandlerOptions{Token: cfg.Admin.Token, PublicURL: cfg.PublicURL, Logger: logger}
 	if aud != nil {
 		opts.Audit, opts.AuditStore = auditTailer{aud}, aud
+		keys, err := audit.DeriveKeys(cfg.SigningKey) // for POST /admin/api/audit/verify
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("admin listener: audit keys: %w", err)
+		}
+		opts.AuditKeys = keys
 	}
 	al.ln = ln
 	al.hs = &http.Server{

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -237,6 +239,25 @@ func TestServeAuditThroughAdminListener(t *testing.T) {
 	code, out, errOut := runAudit(t, env, "verify", "--admin-url", url, "--admin-token-file", tokenFile)
 	if code != 0 || !strings.Contains(out, "1 chains, ") || !strings.Contains(out, ": intact") {
 		t.Fatalf("verify --admin-url on the running broker: exit %d, out %q, err %q", code, out, errOut)
+	}
+	// The page's verify (on the server, with the keys serve passes) agrees
+	// with the client-side one.
+	var cliRecords int
+	if _, err := fmt.Sscanf(out[strings.LastIndex(out, "\n1 chains, ")+1:], "1 chains, %d records", &cliRecords); err != nil || cliRecords == 0 {
+		t.Fatalf("verify output %q: %v", out, err)
+	}
+	req, _ := http.NewRequest("POST", url+"/admin/api/audit/verify", strings.NewReader("{}"))
+	req.Header.Set("Authorization", "Bearer "+cliAdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ans broker.AuditVerifyAnswer
+	err = json.NewDecoder(resp.Body).Decode(&ans)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || !ans.Intact || ans.ChainCount != 1 || ans.RecordCount != int64(cliRecords) {
+		t.Fatalf("POST /admin/api/audit/verify: %d %+v (%v), want intact, 1 chain, %d records", resp.StatusCode, ans, err, cliRecords)
 	}
 	code, out, _ = runAudit(t, env, "tail", "-n", "100", "--admin-url", url, "--admin-token-file", tokenFile)
 	for _, want := range []string{"kind=install", "kind=register", "kind=send phase=intent", "kind=send phase=result"} {
