@@ -105,13 +105,59 @@ func BenchmarkWebhookLatency(b *testing.B) {
 	h := benchHarness(b)
 	org, tok := h.install(slackfake.Install{TeamID: "T0BENCH2"})
 	h.register(org, tok)
+	benchWebhookLatency(b, h, org, 500)
+}
+
+// BenchmarkWebhookLatencyDeep is BenchmarkWebhookLatency at 200 events/s on
+// the embedded store, empty and holding deepQueued 2 KB messages across 20
+// other inboxes (issue 13: webhook p99 ≤ 50 ms at that depth).
+//
+//	go test -run XXX -bench BenchmarkWebhookLatencyDeep -benchtime 2000x ./broker
+func BenchmarkWebhookLatencyDeep(b *testing.B) {
+	for _, depth := range []int{0, deepQueued} {
+		b.Run("queued="+strconv.Itoa(depth), func(b *testing.B) {
+			h := benchHarness(b, withEngine(engineBolt))
+			org, tok := h.install(slackfake.Install{TeamID: "T0BENCH3"})
+			h.register(org, tok)
+			fillDeep(b, h, depth)
+			benchWebhookLatency(b, h, org, 200)
+		})
+	}
+}
+
+// deepQueued is the backlog BenchmarkWebhookLatencyDeep runs at.
+const deepQueued = 100_000
+
+// fillDeep stores n 2 KB messages over 20 inboxes of h's embedded store,
+// 1,000 to a transaction.
+func fillDeep(b *testing.B, h *harness, n int) {
+	b.Helper()
+	b.StopTimer()
+	defer b.StartTimer()
+	body := bytes.Repeat([]byte("x"), 2048)
+	items := make([]queue.Item, 0, 1000)
+	for i := 0; i < n; {
+		items = items[:0]
+		for ; i < n && len(items) < cap(items); i++ {
+			items = append(items, queue.Item{Inbox: "deep-" + strconv.Itoa(i%20), ID: "fill" + strconv.Itoa(i), Body: body})
+		}
+		for _, r := range h.bolt.Inbox.EnqueueIDs(b.Context(), items) {
+			if r.Err != nil {
+				b.Fatal(r.Err)
+			}
+		}
+	}
+}
+
+// benchWebhookLatency sends b.N events to org over HTTP at rate events/s
+// and reports the 50th and 99th percentile and the longest response time.
+func benchWebhookLatency(b *testing.B, h *harness, org string, rate int) {
 	srv := httptest.NewServer(h.srv.Handler())
 	defer srv.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
-	const rate = 500
 	lat := make([]time.Duration, b.N)
 	var wg sync.WaitGroup
-	tick := time.NewTicker(time.Second / rate)
+	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
