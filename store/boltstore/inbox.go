@@ -43,19 +43,32 @@ const InboxFileName = "queue.db"
 // # Layout
 //
 // Bucket "inboxes" holds one bucket per inbox with sub-buckets m (seq → meta:
-// enqueue time, delivery count, lease deadline, state), b (seq → body), r
-// (ready seqs, in seq order), l (lease deadline ‖ seq), d (dead-letter seqs),
-// i (message id → seq) and n (seq → message id), and two counters. Seqs come
-// from one store-wide sequence and give the FIFO order; they are internal.
+// enqueue time, delivery count, lease deadline, state, then the message id),
+// r (ready seqs, in seq order), l (lease deadline ‖ seq), d (dead-letter
+// seqs), i (message id → seq, for ids Enqueue chose; an EnqueueID copy is
+// found through its remembered id, below), and two counters. Bucket
+// "bodies" holds every inbox's bodies (seq → body). Seqs come from one
+// store-wide sequence and give the FIFO order; they are internal.
+//
+// The layout is shaped by what a commit writes: bbolt rewrites every page
+// a transaction touched, and a leaf holds at least two values, so a body
+// appended to a bucket of its own per inbox rewrote that inbox's last two
+// to four bodies, and every further per-message index cost a leaf (and its
+// branch pages) per inbox. One bodies bucket shares its last leaf among
+// all the messages of a transaction, whatever their inbox; buckets keyed by
+// growing seqs fill their pages (FillPercent 1). Measured with
+// BenchmarkBoltEnqueueDeep (docs/operations.md, Capacity). Data written by
+// earlier versions is read as it is: bodies in the inbox's bucket b, ids in
+// bucket n (seq → id) and i, remembered ids without a seq.
 // Message ids are 128 random bits chosen at Enqueue (or the caller's, for
 // EnqueueID), never derived from the sequence: restoring an older copy of
 // queue.db, or starting over with an empty data directory, rewinds the
 // sequence but cannot make an id a bridge has already seen come back.
-// Messages written by versions that used the decimal sequence as id (no n
-// entry) keep that id. An empty inbox's bucket is deleted.
+// Messages written by versions that used the decimal sequence as id (no id
+// anywhere) keep that id. An empty inbox's bucket is deleted.
 //
 // Bucket "ids" holds, per inbox, the ids EnqueueID stored within
-// Options.DedupWindow: t (id → forget-at), x (forget-at ‖ id) and a counter;
+// Options.DedupWindow: t (id → forget-at ‖ seq), x (forget-at ‖ id) and a counter;
 // it outlives the inbox's own bucket and is trimmed by EnqueueID and the
 // sweeper. The file is opened with an
 // exclusive lock: a second process opening the same directory waits up to a
@@ -111,7 +124,8 @@ func WithLogger(l *slog.Logger) InboxOption {
 }
 
 var (
-	bktRoot  = []byte("inboxes")
+	bktRoot   = []byte("inboxes")
+	bktBodies = []byte("bodies") // top level: seq → body, all inboxes
 	bktMeta  = []byte("m")
 	bktBody  = []byte("b")
 	bktReady = []byte("r")
@@ -164,6 +178,9 @@ func OpenInbox(dir string, opts queue.Options, options ...InboxOption) (*Inbox, 
 	db.MaxBatchDelay = cfg.batchDelay
 	if err := db.Update(func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(bktRoot); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucketIfNotExists(bktBodies); err != nil {
 			return err
 		}
 		_, err := tx.CreateBucketIfNotExists(bktIDs)
@@ -257,6 +274,7 @@ func parseID(id string) (uint64, bool) {
 // read-only transaction on an inbox written by an older version.
 type ibx struct {
 	root, b, m, body, r, l, d, i, n *bolt.Bucket
+	bodies                          *bolt.Bucket // top-level bodies
 	name                            []byte
 }
 
@@ -290,16 +308,16 @@ func openInbox(tx *bolt.Tx, inbox string, create bool) (*ibx, error) {
 			}
 		}
 	}
-	x := &ibx{root: root, b: b, name: name, m: b.Bucket(bktMeta), body: b.Bucket(bktBody),
+	x := &ibx{root: root, b: b, name: name, bodies: tx.Bucket(bktBodies), m: b.Bucket(bktMeta), body: b.Bucket(bktBody),
 		r: b.Bucket(bktReady), l: b.Bucket(bktLease), d: b.Bucket(bktDead),
 		i: b.Bucket(bktID), n: b.Bucket(bktName)}
-	if x.m == nil || x.body == nil || x.r == nil || x.l == nil || x.d == nil {
+	if x.m == nil || x.body == nil || x.r == nil || x.l == nil || x.d == nil || x.bodies == nil {
 		return nil, fmt.Errorf("queue: inbox %s: bucket layout damaged", inbox)
 	}
 	if tx.Writable() {
 		// Keys grow (seqs, deadlines): pack the pages an append splits
 		// off instead of leaving them half empty.
-		for _, b := range []*bolt.Bucket{x.m, x.body, x.r, x.l, x.d} {
+		for _, b := range []*bolt.Bucket{x.m, x.bodies, x.r, x.l, x.d} {
 			b.FillPercent = appendFill
 		}
 	}
@@ -356,6 +374,25 @@ func (x *ibx) add(k []byte, delta int64) error {
 	return x.b.Put(k, binary.BigEndian.AppendUint64(nil, uint64(x.counter(k)+delta)))
 }
 
+// getBody returns the body stored under seq key k: in the top-level
+// bucket bodies, or in the inbox's own bucket b where versions before it
+// stored them.
+func (x *ibx) getBody(k []byte) []byte {
+	if v := x.bodies.Get(k); v != nil {
+		return v
+	}
+	return x.body.Get(k)
+}
+
+// delBody deletes the body stored under k (deleting an absent key only
+// looks).
+func (x *ibx) delBody(k []byte) error {
+	if err := x.bodies.Delete(k); err != nil {
+		return err
+	}
+	return x.body.Delete(k)
+}
+
 // unlink removes seq from the ready, lease or dead index, per its state.
 func (x *ibx) unlink(seq uint64, md meta) error {
 	switch md.state {
@@ -384,7 +421,7 @@ func (x *ibx) drop(seq uint64, md meta, v []byte) error {
 	if err := x.m.Delete(k); err != nil {
 		return err
 	}
-	if err := x.body.Delete(k); err != nil {
+	if err := x.delBody(k); err != nil {
 		return err
 	}
 	if x.n != nil {
@@ -530,7 +567,7 @@ func (s *Inbox) putTx(tx *bolt.Tx, inbox, id string, keyed bool, body []byte) (s
 	if err := x.m.Put(k, meta{enq: now, state: stReady}.encode([]byte(id))); err != nil {
 		return false, false, err
 	}
-	if err := x.body.Put(k, body); err != nil {
+	if err := x.bodies.Put(k, body); err != nil {
 		return false, false, err
 	}
 	if err := x.r.Put(k, nil); err != nil {
@@ -665,7 +702,7 @@ func (s *Inbox) pullOnce(inbox string, n int) ([]queue.Message, time.Duration, e
 			if err := x.l.Put(leaseKey(deadline, seq), nil); err != nil {
 				return err
 			}
-			body := bytes.Clone(x.body.Get(seqKey(seq)))
+			body := bytes.Clone(x.getBody(sk))
 			size += len(body)
 			msgs = append(msgs, queue.Message{
 				ID:         id,
@@ -837,7 +874,7 @@ func (s *Inbox) DeadLetters(ctx context.Context, inbox string, limit int) ([]que
 			v := x.m.Get(k)
 			md, _ := decodeMeta(v)
 			id := x.idOf(binary.BigEndian.Uint64(k), v)
-			out = append(out, queue.Message{ID: id, Body: bytes.Clone(x.body.Get(k)), Deliveries: int(md.deliveries),
+			out = append(out, queue.Message{ID: id, Body: bytes.Clone(x.getBody(k)), Deliveries: int(md.deliveries),
 				EnqueuedAt: time.Unix(0, md.enq), Receipt: queue.FormatReceipt(id, int(md.deliveries))})
 		}
 		return nil
@@ -953,11 +990,26 @@ func (s *Inbox) DeleteInbox(ctx context.Context, inbox string) error {
 				return err
 			}
 		}
-		root := tx.Bucket(bktRoot)
-		if root.Bucket([]byte(inbox)) == nil {
+		x, err := openInbox(tx, inbox, false)
+		if err != nil {
+			return tx.Bucket(bktRoot).DeleteBucket([]byte(inbox)) // damaged: drop what is there
+		}
+		if x == nil {
 			return nil
 		}
-		return root.DeleteBucket([]byte(inbox))
+		var keys [][]byte
+		if err := x.m.ForEach(func(k, _ []byte) error {
+			keys = append(keys, bytes.Clone(k))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := x.bodies.Delete(k); err != nil {
+				return err
+			}
+		}
+		return x.root.DeleteBucket(x.name)
 	})
 	if err != nil {
 		return fmt.Errorf("queue: delete inbox %s: %w", inbox, err)
