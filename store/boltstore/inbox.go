@@ -126,19 +126,19 @@ func WithLogger(l *slog.Logger) InboxOption {
 var (
 	bktRoot   = []byte("inboxes")
 	bktBodies = []byte("bodies") // top level: seq → body, all inboxes
-	bktMeta  = []byte("m")
-	bktBody  = []byte("b")
-	bktReady = []byte("r")
-	bktLease = []byte("l")
-	bktDead  = []byte("d")
-	bktID    = []byte("i")
-	bktName  = []byte("n")
-	bktIDs   = []byte("ids") // top level: ids remembered by EnqueueID
-	bktTomb  = []byte("t")
-	bktTombX = []byte("x")
-	keyTombN = []byte("count")
-	keyLive  = []byte("live") // ready + leased count
-	keyDeadN = []byte("dead") // dead-letter count
+	bktMeta   = []byte("m")
+	bktBody   = []byte("b")
+	bktReady  = []byte("r")
+	bktLease  = []byte("l")
+	bktDead   = []byte("d")
+	bktID     = []byte("i")
+	bktName   = []byte("n")
+	bktIDs    = []byte("ids") // top level: ids remembered by EnqueueID
+	bktTomb   = []byte("t")
+	bktTombX  = []byte("x")
+	keyTombN  = []byte("count")
+	keyLive   = []byte("live") // ready + leased count
+	keyDeadN  = []byte("dead") // dead-letter count
 )
 
 // appendFill is the FillPercent of the buckets keyed by growing seqs.
