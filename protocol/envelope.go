@@ -195,7 +195,7 @@ func AppendStored(dst []byte, m *InboxMessage) []byte {
 			return dst
 		}
 	}
-	return appendStoredJSON(dst[:start], m)
+	return AppendStoredJSON(dst[:start], m)
 }
 
 // appendCanonical appends the bytes s encodes in standard base64 when s is
@@ -210,8 +210,9 @@ func appendCanonical(dst []byte, s string) ([]byte, bool) {
 	return out, true
 }
 
-// appendStoredJSON appends the StoredMessage JSON of m.
-func appendStoredJSON(dst []byte, m *InboxMessage) []byte {
+// AppendStoredJSON appends the StoredMessage JSON of m (what earlier
+// versions stored, and what every version reads) to dst.
+func AppendStoredJSON(dst []byte, m *InboxMessage) []byte {
 	dst = append(dst, `{"o":`...)
 	dst = appendJSONString(dst, m.OrgID)
 	dst = append(dst, `,"e":`...)
@@ -226,6 +227,12 @@ func appendStoredJSON(dst []byte, m *InboxMessage) []byte {
 // Stored returns the stored form of m (AppendStored) in a buffer of its own.
 func Stored(m *InboxMessage) []byte {
 	return AppendStored(make([]byte, 0, len(m.OrgID)+len(m.Encrypted)+len(m.BrokerSignature)+storedReserve), m)
+}
+
+// StoredJSON returns the JSON stored form of m (AppendStoredJSON) in a
+// buffer of its own.
+func StoredJSON(m *InboxMessage) []byte {
+	return AppendStoredJSON(make([]byte, 0, len(m.OrgID)+len(m.Encrypted)+len(m.BrokerSignature)+storedReserve), m)
 }
 
 // ErrStoredMalformed is returned by ParseStored for a body that is not a
