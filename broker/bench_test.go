@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -69,8 +70,72 @@ func BenchmarkIngress(b *testing.B) { benchIngress(b, "T0BENCH1", 1) }
 //	go test -run XXX -bench BenchmarkIngressFanout10 -benchtime 5000x ./broker
 func BenchmarkIngressFanout10(b *testing.B) { benchIngress(b, "T0BENCH10", 10) }
 
-func benchIngress(b *testing.B, team string, agents int) {
-	h := benchHarness(b)
+// BenchmarkIngressEmbedded is BenchmarkIngress on the embedded bbolt store
+// (one fsync'd transaction per batch of concurrent webhooks).
+//
+//	go test -run XXX -bench BenchmarkIngressEmbedded -benchtime 10000x ./broker
+func BenchmarkIngressEmbedded(b *testing.B) {
+	benchIngress(b, "T0BENCH1", 1, withEngine(engineBolt))
+}
+
+// BenchmarkIngressFanout10Embedded is BenchmarkIngressFanout10 on the
+// embedded store.
+//
+//	go test -run XXX -bench BenchmarkIngressFanout10Embedded -benchtime 3000x ./broker
+func BenchmarkIngressFanout10Embedded(b *testing.B) {
+	benchIngress(b, "T0BENCH10", 10, withEngine(engineBolt))
+}
+
+// BenchmarkPullAck measures the agent API's pull and ack per message: b.N
+// events are queued (untimed, through the webhook), then pulled 100 at a
+// time (a bridge's pull when a backlog exists) and acked, on both engines.
+// The CPU is this process's, the agent's signing and JSON included.
+//
+//	go test -run XXX -bench BenchmarkPullAck -benchtime 10000x ./broker
+func BenchmarkPullAck(b *testing.B) {
+	for _, engine := range []string{engineRedis, engineBolt} {
+		b.Run(engine, func(b *testing.B) {
+			h := benchHarness(b, withEngine(engine))
+			org, tok := h.install(slackfake.Install{TeamID: "T0BENCHP"})
+			c := h.register(org, tok)
+			handler := h.srv.Handler()
+			parallel(b.N, func(int) {
+				rec := httptest.NewRecorder()
+				handler.ServeHTTP(rec, signedEvent(org))
+				if rec.Code != 200 {
+					b.Errorf("status %d: %s", rec.Code, rec.Body.Bytes())
+				}
+			})
+			b.ReportAllocs()
+			start, cpu0 := time.Now(), processCPU()
+			b.ResetTimer()
+			got := 0
+			for i := 0; got < b.N; i++ {
+				// Vary the timestamp: a repeated signature is refused as a replay.
+				status, body := c.pullRaw(c.pullBody(100, 0, c.now()-int64(i%60)))
+				var pr protocol.PullResponse
+				if err := json.Unmarshal(body, &pr); status != 200 || err != nil || len(pr.Messages) == 0 {
+					b.Fatalf("pull %d: %d %s", i, status, body)
+				}
+				ids := make([]string, len(pr.Messages))
+				for j, m := range pr.Messages {
+					ids[j] = m.MessageID
+				}
+				status, _, ab := do(b, http.MethodPost, c.base+"/api/inbox/ack", c.token, c.ackBody(ids, c.now()-int64(i%60)), nil)
+				if status != 200 {
+					b.Fatalf("ack: %d %s", status, ab)
+				}
+				got += len(ids)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(got)/time.Since(start).Seconds(), "msgs/s")
+			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(got), "cpu-µs/msg")
+		})
+	}
+}
+
+func benchIngress(b *testing.B, team string, agents int, opts ...harnessOpt) {
+	h := benchHarness(b, opts...)
 	org, tok := h.install(slackfake.Install{TeamID: team})
 	h.register(org, tok)
 	for range agents - 1 {
@@ -105,13 +170,59 @@ func BenchmarkWebhookLatency(b *testing.B) {
 	h := benchHarness(b)
 	org, tok := h.install(slackfake.Install{TeamID: "T0BENCH2"})
 	h.register(org, tok)
+	benchWebhookLatency(b, h, org, 500)
+}
+
+// BenchmarkWebhookLatencyDeep is BenchmarkWebhookLatency at 200 events/s on
+// the embedded store, empty and holding deepQueued 2 KB messages across 20
+// other inboxes (issue 13: webhook p99 ≤ 50 ms at that depth).
+//
+//	go test -run XXX -bench BenchmarkWebhookLatencyDeep -benchtime 2000x ./broker
+func BenchmarkWebhookLatencyDeep(b *testing.B) {
+	for _, depth := range []int{0, deepQueued} {
+		b.Run("queued="+strconv.Itoa(depth), func(b *testing.B) {
+			h := benchHarness(b, withEngine(engineBolt))
+			org, tok := h.install(slackfake.Install{TeamID: "T0BENCH3"})
+			h.register(org, tok)
+			fillDeep(b, h, depth)
+			benchWebhookLatency(b, h, org, 200)
+		})
+	}
+}
+
+// deepQueued is the backlog BenchmarkWebhookLatencyDeep runs at.
+const deepQueued = 100_000
+
+// fillDeep stores n 2 KB messages over 20 inboxes of h's embedded store,
+// 1,000 to a transaction.
+func fillDeep(b *testing.B, h *harness, n int) {
+	b.Helper()
+	b.StopTimer()
+	defer b.StartTimer()
+	body := bytes.Repeat([]byte("x"), 2048)
+	items := make([]queue.Item, 0, 1000)
+	for i := 0; i < n; {
+		items = items[:0]
+		for ; i < n && len(items) < cap(items); i++ {
+			items = append(items, queue.Item{Inbox: "deep-" + strconv.Itoa(i%20), ID: "fill" + strconv.Itoa(i), Body: body})
+		}
+		for _, r := range h.bolt.Inbox.EnqueueIDs(b.Context(), items) {
+			if r.Err != nil {
+				b.Fatal(r.Err)
+			}
+		}
+	}
+}
+
+// benchWebhookLatency sends b.N events to org over HTTP at rate events/s
+// and reports the 50th and 99th percentile and the longest response time.
+func benchWebhookLatency(b *testing.B, h *harness, org string, rate int) {
 	srv := httptest.NewServer(h.srv.Handler())
 	defer srv.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
-	const rate = 500
 	lat := make([]time.Duration, b.N)
 	var wg sync.WaitGroup
-	tick := time.NewTicker(time.Second / rate)
+	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

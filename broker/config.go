@@ -129,6 +129,13 @@ type Config struct {
 	// AuditRequired refuses (503 audit_unavailable) an api.call or send
 	// whose audit record cannot be written, before Slack is called.
 	AuditRequired bool
+	// CompactStored stores inbox copies in the binary stored form
+	// (protocol.AppendStored) instead of the JSON every version reads
+	// (protocol.AppendStoredJSON). Brokers before it cannot read that
+	// form and drop such a copy as malformed, so set it only when no older
+	// broker shares the store: cmd/broker sets it for the embedded store
+	// (one process) and not for Redis, until a later release.
+	CompactStored bool
 	// Now returns the current time; nil means time.Now. For tests.
 	Now func() time.Time
 }

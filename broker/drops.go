@@ -94,7 +94,7 @@ func (s *Server) queueDropNotice(ctx context.Context, a *state.Agent, p state.Pe
 	if err != nil {
 		return fmt.Errorf("%w: notice: %w", errSealFailed, err)
 	}
-	body := protocol.Stored(&msg)
+	body := s.stored(&msg)
 	id := s.hk.Hash(KindDropNotice, a.ID+"\x00"+p.Token).String()[:32]
 	if _, err := s.q.EnqueueID(ctx, a.ID, id, body); err != nil {
 		return fmt.Errorf("enqueue notice: %w", err)

@@ -114,7 +114,7 @@ func (s *Server) fanOutHold(ctx context.Context, org, eventID, source, typ strin
 			c.err = fmt.Errorf("%w: %w", errSealFailed, err)
 			return
 		}
-		c.body = protocol.Stored(&msg)
+		c.body = s.stored(&msg)
 	}
 	parallel(len(copies), seal)
 	s.storeCopies(ctx, copies)

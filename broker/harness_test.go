@@ -185,6 +185,7 @@ func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 		o(h)
 	}
 	if h.engine == engineBolt {
+		h.cfg.CompactStored = true // as cmd/broker configures the embedded store
 		bs, err := boltstore.Open(t.TempDir(), h.qopts)
 		if err != nil {
 			t.Fatal(err)

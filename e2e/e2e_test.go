@@ -18,6 +18,7 @@ import (
 
 	"github.com/sealrelay/sealrelay/bridge"
 	"github.com/sealrelay/sealrelay/internal/slackfake"
+	"github.com/sealrelay/sealrelay/protocol"
 )
 
 // TestEndToEnd drives one deployment through install and register, events
@@ -578,7 +579,7 @@ func stepSecondAgent(t *testing.T, e *env, a, b *replica) {
 	values := redisValues(t, e.redis)
 	sealed := 0
 	for _, v := range values {
-		if longBase64.MatchString(v) {
+		if isSealedCopy(v) {
 			sealed++ // a ciphertext (the event bodies are ~700 bytes)
 		}
 		for what, c := range canaries {
@@ -607,9 +608,20 @@ func stepSecondAgent(t *testing.T, e *env, a, b *replica) {
 	}
 }
 
-// longBase64 matches a long run of standard base64, as a sealed box is
-// stored.
+// longBase64 matches a long run of standard base64, as earlier versions
+// stored a sealed box.
 var longBase64 = regexp.MustCompile(`[A-Za-z0-9+/]{400,}={0,2}`)
+
+// isSealedCopy reports whether a Redis value is a stored inbox copy holding
+// a sealed box of at least 300 bytes: the binary stored form
+// (protocol.AppendStored) or base64 in the JSON of earlier versions.
+func isSealedCopy(v string) bool {
+	if longBase64.MatchString(v) {
+		return true
+	}
+	m, err := protocol.ParseStored("x", []byte(v))
+	return err == nil && v[0] != '{' && len(m.Encrypted) >= 400
+}
 
 // envValue reads one variable of a bridge configuration file.
 func envValue(t *testing.T, path, key string) string {

@@ -2,9 +2,11 @@ package protocol
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/sealrelay/sealrelay/crypto"
@@ -149,9 +151,12 @@ func signSealed(sealed []byte, orgID, messageID string, brokerTimestamp int64, b
 	}
 }
 
-// StoredMessage is what an inbox holds for one sealed copy: the signed
-// fields of an InboxMessage under short keys. The wire message_id is the
-// queue's message id, added when the copy is pulled (ParseStored).
+// StoredMessage is the JSON form of what an inbox holds for one sealed
+// copy: the signed fields of an InboxMessage under short keys. The wire
+// message_id is the queue's message id, added when the copy is pulled
+// (ParseStored). Copies are stored in the compact binary form (see
+// AppendStored) when their fields allow; ParseStored reads both, so
+// messages stored in JSON by earlier versions are still delivered.
 type StoredMessage struct {
 	OrgID           string `json:"o"`
 	Encrypted       string `json:"e"`
@@ -162,10 +167,52 @@ type StoredMessage struct {
 // storedReserve is the JSON a StoredMessage adds around its strings.
 const storedReserve = 48
 
-// AppendStored appends the stored form of m (StoredMessage JSON, byte for
-// byte what json.Marshal produces) to dst. m.MessageID and m.WorkspaceID
-// are not stored.
+// storedV1 is the first byte of the binary stored form (a JSON form starts
+// with '{').
+const storedV1 = 0x01
+
+// AppendStored appends the stored form of m to dst. m.MessageID and
+// m.WorkspaceID are not stored.
+//
+// The form is binary — 0x01, the org id's length (uvarint) and bytes, the
+// broker timestamp (8 bytes, big-endian), the raw 64-byte signature, then
+// the raw sealed box — when m.Encrypted and m.BrokerSignature are canonical
+// standard base64 (as SealEnvelope makes them), so that ParseStored gives
+// back the very strings that were signed. It stores a 2 KB sealed box in
+// about 2.1 KB instead of 2.9 KB of base64 in JSON, and ParseStored needs
+// no JSON decoding. Otherwise it is the StoredMessage JSON, byte for byte
+// what json.Marshal produces.
 func AppendStored(dst []byte, m *InboxMessage) []byte {
+	start := len(dst)
+	dst = append(dst, storedV1)
+	dst = binary.AppendUvarint(dst, uint64(len(m.OrgID)))
+	dst = append(dst, m.OrgID...)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(m.BrokerTimestamp))
+	sig := len(dst)
+	dst, ok := appendCanonical(dst, m.BrokerSignature)
+	if ok && len(dst)-sig == crypto.SignatureSize {
+		if dst, ok = appendCanonical(slices.Grow(dst, base64.StdEncoding.DecodedLen(len(m.Encrypted))), m.Encrypted); ok {
+			return dst
+		}
+	}
+	return AppendStoredJSON(dst[:start], m)
+}
+
+// appendCanonical appends the bytes s encodes in standard base64 when s is
+// exactly what EncodeToString writes for them (strict padding, no skipped
+// newlines), so that encoding them again gives back s.
+func appendCanonical(dst []byte, s string) ([]byte, bool) {
+	start := len(dst)
+	out, err := base64.StdEncoding.Strict().AppendDecode(dst, []byte(s))
+	if err != nil || base64.StdEncoding.EncodedLen(len(out)-start) != len(s) {
+		return dst[:start], false
+	}
+	return out, true
+}
+
+// AppendStoredJSON appends the StoredMessage JSON of m (what earlier
+// versions stored, and what every version reads) to dst.
+func AppendStoredJSON(dst []byte, m *InboxMessage) []byte {
 	dst = append(dst, `{"o":`...)
 	dst = appendJSONString(dst, m.OrgID)
 	dst = append(dst, `,"e":`...)
@@ -182,14 +229,23 @@ func Stored(m *InboxMessage) []byte {
 	return AppendStored(make([]byte, 0, len(m.OrgID)+len(m.Encrypted)+len(m.BrokerSignature)+storedReserve), m)
 }
 
+// StoredJSON returns the JSON stored form of m (AppendStoredJSON) in a
+// buffer of its own.
+func StoredJSON(m *InboxMessage) []byte {
+	return AppendStoredJSON(make([]byte, 0, len(m.OrgID)+len(m.Encrypted)+len(m.BrokerSignature)+storedReserve), m)
+}
+
 // ErrStoredMalformed is returned by ParseStored for a body that is not a
 // stored message.
 var ErrStoredMalformed = errors.New("stored inbox message: malformed")
 
-// ParseStored turns a stored body (see AppendStored) back into the inbox
-// message the agent pulls, with messageID as its id. It checks only that
-// body is a JSON object; the bridge verifies the signature.
+// ParseStored turns a stored body (either form of AppendStored) back into
+// the inbox message the agent pulls, with messageID as its id. It checks
+// only the form; the bridge verifies the signature.
 func ParseStored(messageID string, body []byte) (InboxMessage, error) {
+	if len(body) > 0 && body[0] == storedV1 {
+		return parseStoredV1(messageID, body)
+	}
 	var sm StoredMessage
 	if err := json.Unmarshal(body, &sm); err != nil {
 		return InboxMessage{}, fmt.Errorf("%w: %s", ErrStoredMalformed, jsonErrorKind(err))
@@ -197,6 +253,29 @@ func ParseStored(messageID string, body []byte) (InboxMessage, error) {
 	return InboxMessage{
 		MessageID: messageID, OrgID: sm.OrgID, WorkspaceID: sm.OrgID, Encrypted: sm.Encrypted,
 		BrokerTimestamp: sm.BrokerTimestamp, BrokerSignature: sm.BrokerSignature,
+	}, nil
+}
+
+// parseStoredV1 reads the binary form.
+func parseStoredV1(messageID string, body []byte) (InboxMessage, error) {
+	rest := body[1:]
+	n, k := binary.Uvarint(rest)
+	if k <= 0 || n > uint64(len(rest)-k) {
+		return InboxMessage{}, fmt.Errorf("%w: binary form: bad org id length", ErrStoredMalformed)
+	}
+	rest = rest[k:]
+	org := string(rest[:n])
+	rest = rest[n:]
+	if len(rest) < 8+crypto.SignatureSize {
+		return InboxMessage{}, fmt.Errorf("%w: binary form: truncated", ErrStoredMalformed)
+	}
+	ts := int64(binary.BigEndian.Uint64(rest))
+	sig := rest[8 : 8+crypto.SignatureSize]
+	sealed := rest[8+crypto.SignatureSize:]
+	return InboxMessage{
+		MessageID: messageID, OrgID: org, WorkspaceID: org,
+		Encrypted:       base64.StdEncoding.EncodeToString(sealed),
+		BrokerTimestamp: ts, BrokerSignature: base64.StdEncoding.EncodeToString(sig),
 	}, nil
 }
 

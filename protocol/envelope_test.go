@@ -2,11 +2,13 @@ package protocol
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/sealrelay/sealrelay/crypto"
 )
@@ -173,24 +175,56 @@ func storedInputs(t *testing.T) []InboxMessage {
 	return out
 }
 
-// TestStoredMatchesLegacy compares the stored form with both former
-// encoders: fanOut's appender and the drop notice's json.Marshal.
+// TestStoredMatchesLegacy: a message whose encrypted box and signature are
+// canonical base64 (as the broker signs them) is stored in the binary form,
+// smaller than the JSON, and reads back exactly as the JSON that earlier
+// versions stored (json.Marshal for drop notices, fanOut's appender) reads;
+// any other message is stored as that JSON, byte for byte.
 func TestStoredMatchesLegacy(t *testing.T) {
 	t.Parallel()
+	binaries := 0
 	for _, m := range storedInputs(t) {
 		got := Stored(&m)
 		want, err := json.Marshal(legacyStoredMessage{m.OrgID, m.Encrypted, m.BrokerTimestamp, m.BrokerSignature})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(got, want) {
+		orgJSON, _ := json.Marshal(m.OrgID)
+		if legacy := legacyAppendStored(nil, orgJSON, m); !bytes.Equal(want, legacy) {
+			t.Fatalf("the former encoders differ for %+v:\n %s\n %s", m, want, legacy)
+		}
+		canonical := isCanonical(m.Encrypted) && isCanonical(m.BrokerSignature) && len(m.BrokerSignature) == 88
+		switch {
+		case canonical && (got[0] != storedV1 || len(got) >= len(want)):
+			t.Fatalf("stored %+v: %d bytes, first %#x; want the binary form, smaller than the JSON (%d bytes)", m, len(got), got[0], len(want))
+		case !canonical && !bytes.Equal(got, want):
 			t.Fatalf("stored %+v:\n got  %s\n want %s", m, got, want)
 		}
-		orgJSON, _ := json.Marshal(m.OrgID)
-		if legacy := legacyAppendStored(nil, orgJSON, m); !bytes.Equal(got, legacy) {
-			t.Fatalf("stored %+v differs from fanOut's former appender:\n got  %s\n want %s", m, got, legacy)
+		if canonical {
+			binaries++
+		}
+		fromBinary, err := ParseStored("m-1", got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromJSON, err := ParseStored("m-1", want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if utf8.ValidString(m.OrgID) && fromBinary != fromJSON {
+			t.Fatalf("%+v: the stored form reads as %+v, the JSON as %+v", m, fromBinary, fromJSON)
 		}
 	}
+	if binaries == 0 {
+		t.Fatal("no input took the binary form")
+	}
+}
+
+// isCanonical reports whether s is what base64.StdEncoding.EncodeToString
+// writes for some bytes.
+func isCanonical(s string) bool {
+	b, err := base64.StdEncoding.DecodeString(s)
+	return err == nil && base64.StdEncoding.EncodeToString(b) == s
 }
 
 // TestParseStored checks the round trip and the refusals.
@@ -205,7 +239,8 @@ func TestParseStored(t *testing.T) {
 			}
 		}
 	}
-	for _, bad := range []string{``, `[]`, `{"o":1}`, `{"t":"x"}`, `not json`, `{"o":"T1"`} {
+	for _, bad := range []string{``, `[]`, `{"o":1}`, `{"t":"x"}`, `not json`, `{"o":"T1"`,
+		"\x01", "\x01\x05T1", "\x01\x02T1" + strings.Repeat("\x00", 8+63), "\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"} {
 		if _, err := ParseStored("m", []byte(bad)); !errors.Is(err, ErrStoredMalformed) {
 			t.Fatalf("ParseStored(%q): %v, want ErrStoredMalformed", bad, err)
 		} else if strings.Contains(err.Error(), bad) && bad != "" {
@@ -262,6 +297,8 @@ func FuzzParseStored(f *testing.F) {
 	f.Add([]byte(`{"o":"<\u2028>","t":-1}`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`[`))
+	f.Add([]byte("\x01\x02T1" + strings.Repeat("\x00", 8+64) + "sealed"))
+	f.Add([]byte("\x01\x00" + strings.Repeat("\xff", 8+64)))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		m, err := ParseStored("m-1", body)
 		if err != nil {

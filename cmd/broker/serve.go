@@ -132,6 +132,7 @@ func brokerConfig(cfg *config) broker.Config {
 		SyncResponseTimeout:  cfg.SyncResponseTimeout,
 		TokenRefreshMargin:   cfg.TokenRefreshMargin,
 		AuditRequired:        cfg.AuditRequired,
+		CompactStored:        !cfg.usesRedis(), // one process: no older replica reads it
 	}
 }
 

@@ -43,19 +43,32 @@ const InboxFileName = "queue.db"
 // # Layout
 //
 // Bucket "inboxes" holds one bucket per inbox with sub-buckets m (seq → meta:
-// enqueue time, delivery count, lease deadline, state), b (seq → body), r
-// (ready seqs, in seq order), l (lease deadline ‖ seq), d (dead-letter seqs),
-// i (message id → seq) and n (seq → message id), and two counters. Seqs come
-// from one store-wide sequence and give the FIFO order; they are internal.
+// enqueue time, delivery count, lease deadline, state, then the message id),
+// r (ready seqs, in seq order), l (lease deadline ‖ seq), d (dead-letter
+// seqs), i (message id → seq, for ids Enqueue chose; an EnqueueID copy is
+// found through its remembered id, below), and two counters. Bucket
+// "bodies" holds every inbox's bodies (seq → body). Seqs come from one
+// store-wide sequence and give the FIFO order; they are internal.
+//
+// The layout is shaped by what a commit writes: bbolt rewrites every page
+// a transaction touched, and a leaf holds at least two values, so a body
+// appended to a bucket of its own per inbox rewrote that inbox's last two
+// to four bodies, and every further per-message index cost a leaf (and its
+// branch pages) per inbox. One bodies bucket shares its last leaf among
+// all the messages of a transaction, whatever their inbox; buckets keyed by
+// growing seqs fill their pages (FillPercent 1). Measured with
+// BenchmarkBoltEnqueueDeep (docs/operations.md, Capacity). Data written by
+// earlier versions is read as it is: bodies in the inbox's bucket b, ids in
+// bucket n (seq → id) and i, remembered ids without a seq.
 // Message ids are 128 random bits chosen at Enqueue (or the caller's, for
 // EnqueueID), never derived from the sequence: restoring an older copy of
 // queue.db, or starting over with an empty data directory, rewinds the
 // sequence but cannot make an id a bridge has already seen come back.
-// Messages written by versions that used the decimal sequence as id (no n
-// entry) keep that id. An empty inbox's bucket is deleted.
+// Messages written by versions that used the decimal sequence as id (no id
+// anywhere) keep that id. An empty inbox's bucket is deleted.
 //
 // Bucket "ids" holds, per inbox, the ids EnqueueID stored within
-// Options.DedupWindow: t (id → forget-at), x (forget-at ‖ id) and a counter;
+// Options.DedupWindow: t (id → forget-at ‖ seq), x (forget-at ‖ id) and a counter;
 // it outlives the inbox's own bucket and is trimmed by EnqueueID and the
 // sweeper. The file is opened with an
 // exclusive lock: a second process opening the same directory waits up to a
@@ -111,21 +124,25 @@ func WithLogger(l *slog.Logger) InboxOption {
 }
 
 var (
-	bktRoot  = []byte("inboxes")
-	bktMeta  = []byte("m")
-	bktBody  = []byte("b")
-	bktReady = []byte("r")
-	bktLease = []byte("l")
-	bktDead  = []byte("d")
-	bktID    = []byte("i")
-	bktName  = []byte("n")
-	bktIDs   = []byte("ids") // top level: ids remembered by EnqueueID
-	bktTomb  = []byte("t")
-	bktTombX = []byte("x")
-	keyTombN = []byte("count")
-	keyLive  = []byte("live") // ready + leased count
-	keyDeadN = []byte("dead") // dead-letter count
+	bktRoot   = []byte("inboxes")
+	bktBodies = []byte("bodies") // top level: seq → body, all inboxes
+	bktMeta   = []byte("m")
+	bktBody   = []byte("b")
+	bktReady  = []byte("r")
+	bktLease  = []byte("l")
+	bktDead   = []byte("d")
+	bktID     = []byte("i")
+	bktName   = []byte("n")
+	bktIDs    = []byte("ids") // top level: ids remembered by EnqueueID
+	bktTomb   = []byte("t")
+	bktTombX  = []byte("x")
+	keyTombN  = []byte("count")
+	keyLive   = []byte("live") // ready + leased count
+	keyDeadN  = []byte("dead") // dead-letter count
 )
+
+// appendFill is the FillPercent of the buckets keyed by growing seqs.
+const appendFill = 1.0
 
 // Message states in meta.
 const (
@@ -163,6 +180,9 @@ func OpenInbox(dir string, opts queue.Options, options ...InboxOption) (*Inbox, 
 		if _, err := tx.CreateBucketIfNotExists(bktRoot); err != nil {
 			return err
 		}
+		if _, err := tx.CreateBucketIfNotExists(bktBodies); err != nil {
+			return err
+		}
 		_, err := tx.CreateBucketIfNotExists(bktIDs)
 		return err
 	}); err != nil {
@@ -192,17 +212,31 @@ type meta struct {
 
 const metaLen = 8 + 4 + 8 + 1
 
-func (m meta) encode() []byte {
-	b := make([]byte, metaLen)
+// encode returns the meta record of a message with the given id: the fixed
+// fields, then the id. Records written before ids moved into meta are the
+// fixed fields alone (the id is in bucket n, or the decimal seq).
+func (m meta) encode(id []byte) []byte {
+	b := make([]byte, metaLen, metaLen+len(id))
 	binary.BigEndian.PutUint64(b[0:], uint64(m.enq))
 	binary.BigEndian.PutUint32(b[8:], m.deliveries)
 	binary.BigEndian.PutUint64(b[12:], uint64(m.deadline))
 	b[20] = m.state
-	return b
+	return append(b, id...)
+}
+
+// reencode is encode keeping the id of the record old.
+func (m meta) reencode(old []byte) []byte { return m.encode(metaID(old)) }
+
+// metaID returns the id a meta record carries (nil for an old record).
+func metaID(v []byte) []byte {
+	if len(v) <= metaLen {
+		return nil
+	}
+	return v[metaLen:]
 }
 
 func decodeMeta(b []byte) (meta, bool) {
-	if len(b) != metaLen {
+	if len(b) < metaLen {
 		return meta{}, false
 	}
 	return meta{
@@ -240,6 +274,7 @@ func parseID(id string) (uint64, bool) {
 // read-only transaction on an inbox written by an older version.
 type ibx struct {
 	root, b, m, body, r, l, d, i, n *bolt.Bucket
+	bodies                          *bolt.Bucket // top-level bodies
 	name                            []byte
 }
 
@@ -273,34 +308,55 @@ func openInbox(tx *bolt.Tx, inbox string, create bool) (*ibx, error) {
 			}
 		}
 	}
-	x := &ibx{root: root, b: b, name: name, m: b.Bucket(bktMeta), body: b.Bucket(bktBody),
+	x := &ibx{root: root, b: b, name: name, bodies: tx.Bucket(bktBodies), m: b.Bucket(bktMeta), body: b.Bucket(bktBody),
 		r: b.Bucket(bktReady), l: b.Bucket(bktLease), d: b.Bucket(bktDead),
 		i: b.Bucket(bktID), n: b.Bucket(bktName)}
-	if x.m == nil || x.body == nil || x.r == nil || x.l == nil || x.d == nil {
+	if x.m == nil || x.body == nil || x.r == nil || x.l == nil || x.d == nil || x.bodies == nil {
 		return nil, fmt.Errorf("queue: inbox %s: bucket layout damaged", inbox)
+	}
+	if tx.Writable() {
+		// Keys grow (seqs, deadlines): pack the pages an append splits
+		// off instead of leaving them half empty.
+		for _, b := range []*bolt.Bucket{x.m, x.bodies, x.r, x.l, x.d} {
+			b.FillPercent = appendFill
+		}
 	}
 	return x, nil
 }
 
-// idOf returns the message id of seq.
-func (x *ibx) idOf(seq uint64) string {
-	if x.n != nil {
+// idOf returns the message id of seq, whose meta record is v.
+func (x *ibx) idOf(seq uint64, v []byte) string {
+	if id := metaID(v); id != nil {
+		return string(id)
+	}
+	if x.n != nil { // written before ids moved into meta
 		if v := x.n.Get(seqKey(seq)); v != nil {
 			return string(v)
 		}
 	}
-	return strconv.FormatUint(seq, 10) // written by an older version
+	return strconv.FormatUint(seq, 10) // written before ids were random
 }
 
-// seqOf resolves a message id to its seq.
-func (x *ibx) seqOf(id string) (uint64, bool) {
+// holds reports whether the inbox holds seq under id.
+func (x *ibx) holds(seq uint64, id string) bool {
+	v := x.m.Get(seqKey(seq))
+	return v != nil && x.idOf(seq, v) == id
+}
+
+// seqOf resolves a message id to its seq. Messages stored by EnqueueID
+// are found through the remembered id (bucket ids, which records the seq),
+// the others through bucket i.
+func (x *ibx) seqOf(tx *bolt.Tx, id string) (uint64, bool) {
 	if x.i != nil {
 		if v := x.i.Get([]byte(id)); len(v) == 8 {
 			return binary.BigEndian.Uint64(v), true
 		}
 	}
+	if _, seq, ok := remembered(tx, string(x.name), id); ok && x.holds(seq, id) {
+		return seq, true
+	}
 	seq, ok := parseID(id)
-	if !ok || (x.n != nil && x.n.Get(seqKey(seq)) != nil) {
+	if !ok || metaID(x.m.Get(seqKey(seq))) != nil || (x.n != nil && x.n.Get(seqKey(seq)) != nil) {
 		return 0, false
 	}
 	return seq, true
@@ -318,6 +374,25 @@ func (x *ibx) add(k []byte, delta int64) error {
 	return x.b.Put(k, binary.BigEndian.AppendUint64(nil, uint64(x.counter(k)+delta)))
 }
 
+// getBody returns the body stored under seq key k: in the top-level
+// bucket bodies, or in the inbox's own bucket b where versions before it
+// stored them.
+func (x *ibx) getBody(k []byte) []byte {
+	if v := x.bodies.Get(k); v != nil {
+		return v
+	}
+	return x.body.Get(k)
+}
+
+// delBody deletes the body stored under k (deleting an absent key only
+// looks).
+func (x *ibx) delBody(k []byte) error {
+	if err := x.bodies.Delete(k); err != nil {
+		return err
+	}
+	return x.body.Delete(k)
+}
+
 // unlink removes seq from the ready, lease or dead index, per its state.
 func (x *ibx) unlink(seq uint64, md meta) error {
 	switch md.state {
@@ -330,16 +405,23 @@ func (x *ibx) unlink(seq uint64, md meta) error {
 	}
 }
 
-// drop removes a message entirely.
-func (x *ibx) drop(seq uint64, md meta) error {
+// drop removes a message entirely; v is its meta record.
+func (x *ibx) drop(seq uint64, md meta, v []byte) error {
 	k := seqKey(seq)
 	if err := x.unlink(seq, md); err != nil {
 		return err
 	}
+	if id := metaID(v); id != nil && x.i != nil {
+		// Deleting an absent key (the id of an EnqueueID copy, found
+		// through the remembered ids) only looks.
+		if err := x.i.Delete(bytes.Clone(id)); err != nil {
+			return err
+		}
+	}
 	if err := x.m.Delete(k); err != nil {
 		return err
 	}
-	if err := x.body.Delete(k); err != nil {
+	if err := x.delBody(k); err != nil {
 		return err
 	}
 	if x.n != nil {
@@ -358,13 +440,14 @@ func (x *ibx) drop(seq uint64, md meta) error {
 	return x.add(keyLive, -1)
 }
 
-// deadletter moves a ready or leased message to the dead letters.
-func (x *ibx) deadletter(seq uint64, md meta) error {
+// deadletter moves a ready or leased message (meta record v) to the dead
+// letters.
+func (x *ibx) deadletter(seq uint64, md meta, v []byte) error {
 	if err := x.unlink(seq, md); err != nil {
 		return err
 	}
 	md.state, md.deadline = stDead, 0
-	if err := x.m.Put(seqKey(seq), md.encode()); err != nil {
+	if err := x.m.Put(seqKey(seq), md.reencode(v)); err != nil {
 		return err
 	}
 	if err := x.d.Put(seqKey(seq), nil); err != nil {
@@ -384,7 +467,7 @@ func (x *ibx) retain(cutoff int64) error {
 		if ok && md.enq >= cutoff {
 			return nil
 		}
-		if err := x.drop(binary.BigEndian.Uint64(k), md); err != nil {
+		if err := x.drop(binary.BigEndian.Uint64(k), md, v); err != nil {
 			return err
 		}
 	}
@@ -460,7 +543,11 @@ func (s *Inbox) putTx(tx *bolt.Tx, inbox, id string, keyed bool, body []byte) (s
 		if x.i.Get([]byte(id)) != nil {
 			return false, false, nil
 		}
-		if rememberedUntil(tx, inbox, id) > now {
+		until, seq, ok := remembered(tx, inbox, id)
+		if ok && x.holds(seq, id) {
+			return false, false, nil
+		}
+		if until > now {
 			return false, false, x.cleanup()
 		}
 	}
@@ -477,25 +564,22 @@ func (s *Inbox) putTx(tx *bolt.Tx, inbox, id string, keyed bool, body []byte) (s
 		return false, false, err
 	}
 	k := seqKey(seq)
-	if err := x.m.Put(k, meta{enq: now, state: stReady}.encode()); err != nil {
+	if err := x.m.Put(k, meta{enq: now, state: stReady}.encode([]byte(id))); err != nil {
 		return false, false, err
 	}
-	if err := x.body.Put(k, body); err != nil {
+	if err := x.bodies.Put(k, body); err != nil {
 		return false, false, err
 	}
 	if err := x.r.Put(k, nil); err != nil {
 		return false, false, err
 	}
-	if err := x.i.Put([]byte(id), k); err != nil {
-		return false, false, err
-	}
-	if err := x.n.Put(k, []byte(id)); err != nil {
-		return false, false, err
-	}
 	if keyed {
-		if err := s.remember(tx, inbox, id, now); err != nil {
+		// The remembered id records seq: no entry in bucket i.
+		if err := s.remember(tx, inbox, id, now, seq); err != nil {
 			return false, false, err
 		}
+	} else if err := x.i.Put([]byte(id), k); err != nil {
+		return false, false, err
 	}
 	return true, false, x.add(keyLive, 1)
 }
@@ -559,7 +643,9 @@ func (s *Inbox) pullOnce(inbox string, n int) ([]queue.Message, time.Duration, e
 		lc := x.l.Cursor()
 		for k, _ := lc.First(); k != nil && int64(binary.BigEndian.Uint64(k)) <= now; k, _ = lc.First() {
 			seq := binary.BigEndian.Uint64(k[8:])
-			md, ok := decodeMeta(x.m.Get(k[8:]))
+			sk := seqKey(seq)
+			v := x.m.Get(sk)
+			md, ok := decodeMeta(v)
 			if !ok {
 				if err := x.l.Delete(k); err != nil {
 					return err
@@ -567,7 +653,7 @@ func (s *Inbox) pullOnce(inbox string, n int) ([]queue.Message, time.Duration, e
 				continue
 			}
 			if md.deliveries >= maxd {
-				if err := x.deadletter(seq, md); err != nil {
+				if err := x.deadletter(seq, md, v); err != nil {
 					return err
 				}
 				continue
@@ -576,10 +662,10 @@ func (s *Inbox) pullOnce(inbox string, n int) ([]queue.Message, time.Duration, e
 				return err
 			}
 			md.state, md.deadline = stReady, 0
-			if err := x.m.Put(k[8:], md.encode()); err != nil {
+			if err := x.m.Put(sk, md.reencode(v)); err != nil {
 				return err
 			}
-			if err := x.r.Put(k[8:], nil); err != nil {
+			if err := x.r.Put(sk, nil); err != nil {
 				return err
 			}
 		}
@@ -589,7 +675,9 @@ func (s *Inbox) pullOnce(inbox string, n int) ([]queue.Message, time.Duration, e
 		size := 0
 		for k, _ := rc.First(); k != nil && len(msgs) < n && size < queue.MaxPullBytes; k, _ = rc.First() {
 			seq := binary.BigEndian.Uint64(k)
-			md, ok := decodeMeta(x.m.Get(k))
+			sk := seqKey(seq)
+			v := x.m.Get(sk)
+			md, ok := decodeMeta(v)
 			if !ok {
 				if err := x.r.Delete(k); err != nil {
 					return err
@@ -597,24 +685,24 @@ func (s *Inbox) pullOnce(inbox string, n int) ([]queue.Message, time.Duration, e
 				continue
 			}
 			if md.deliveries >= maxd {
-				if err := x.deadletter(seq, md); err != nil {
+				if err := x.deadletter(seq, md, v); err != nil {
 					return err
 				}
 				continue
 			}
-			if err := x.r.Delete(k); err != nil {
+			if err := x.r.Delete(sk); err != nil {
 				return err
 			}
+			id := x.idOf(seq, v)
 			md.state, md.deadline = stLeased, deadline
 			md.deliveries++
-			if err := x.m.Put(seqKey(seq), md.encode()); err != nil {
+			if err := x.m.Put(sk, md.reencode(v)); err != nil {
 				return err
 			}
 			if err := x.l.Put(leaseKey(deadline, seq), nil); err != nil {
 				return err
 			}
-			id := x.idOf(seq)
-			body := bytes.Clone(x.body.Get(seqKey(seq)))
+			body := bytes.Clone(x.getBody(sk))
 			size += len(body)
 			msgs = append(msgs, queue.Message{
 				ID:         id,
@@ -707,16 +795,17 @@ func (s *Inbox) Ack(ctx context.Context, inbox string, receipts []string) (int, 
 			return err
 		}
 		for _, r := range rs {
-			seq, ok := x.seqOf(r.ID)
+			seq, ok := x.seqOf(tx, r.ID)
 			if !ok {
 				continue
 			}
-			md, ok := decodeMeta(x.m.Get(seqKey(seq)))
+			v := x.m.Get(seqKey(seq))
+			md, ok := decodeMeta(v)
 			if !ok || md.state == stDead || md.deliveries == 0 ||
 				(r.Deliveries != 0 && uint32(r.Deliveries) != md.deliveries) {
 				continue
 			}
-			if err := x.drop(seq, md); err != nil {
+			if err := x.drop(seq, md, v); err != nil {
 				return err
 			}
 			removed++
@@ -782,9 +871,10 @@ func (s *Inbox) DeadLetters(ctx context.Context, inbox string, limit int) ([]que
 		}
 		c := x.d.Cursor()
 		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
-			md, _ := decodeMeta(x.m.Get(k))
-			id := x.idOf(binary.BigEndian.Uint64(k))
-			out = append(out, queue.Message{ID: id, Body: bytes.Clone(x.body.Get(k)), Deliveries: int(md.deliveries),
+			v := x.m.Get(k)
+			md, _ := decodeMeta(v)
+			id := x.idOf(binary.BigEndian.Uint64(k), v)
+			out = append(out, queue.Message{ID: id, Body: bytes.Clone(x.getBody(k)), Deliveries: int(md.deliveries),
 				EnqueuedAt: time.Unix(0, md.enq), Receipt: queue.FormatReceipt(id, int(md.deliveries))})
 		}
 		return nil
@@ -816,13 +906,14 @@ func (s *Inbox) Redrive(ctx context.Context, inbox string, ids []string) (int, e
 			}
 		}
 		for _, id := range ids {
-			if seq, ok := x.seqOf(id); ok {
+			if seq, ok := x.seqOf(tx, id); ok {
 				seqs = append(seqs, seq)
 			}
 		}
 		for _, seq := range seqs {
 			k := seqKey(seq)
-			md, ok := decodeMeta(x.m.Get(k))
+			v := x.m.Get(k)
+			md, ok := decodeMeta(v)
 			if !ok || md.state != stDead {
 				continue
 			}
@@ -830,7 +921,7 @@ func (s *Inbox) Redrive(ctx context.Context, inbox string, ids []string) (int, e
 				return err
 			}
 			md.state, md.deliveries, md.deadline = stReady, 0, 0
-			if err := x.m.Put(k, md.encode()); err != nil {
+			if err := x.m.Put(k, md.reencode(v)); err != nil {
 				return err
 			}
 			if err := x.r.Put(k, nil); err != nil {
@@ -870,11 +961,12 @@ func (s *Inbox) PurgeDeadLetters(ctx context.Context, inbox string) (int, error)
 		c := x.d.Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.First() {
 			seq := binary.BigEndian.Uint64(k)
-			md, ok := decodeMeta(x.m.Get(k))
+			v := x.m.Get(k)
+			md, ok := decodeMeta(v)
 			if !ok {
 				md = meta{state: stDead}
 			}
-			if err := x.drop(seq, md); err != nil {
+			if err := x.drop(seq, md, v); err != nil {
 				return err
 			}
 			purged++
@@ -898,11 +990,26 @@ func (s *Inbox) DeleteInbox(ctx context.Context, inbox string) error {
 				return err
 			}
 		}
-		root := tx.Bucket(bktRoot)
-		if root.Bucket([]byte(inbox)) == nil {
+		x, err := openInbox(tx, inbox, false)
+		if err != nil {
+			return tx.Bucket(bktRoot).DeleteBucket([]byte(inbox)) // damaged: drop what is there
+		}
+		if x == nil {
 			return nil
 		}
-		return root.DeleteBucket([]byte(inbox))
+		var keys [][]byte
+		if err := x.m.ForEach(func(k, _ []byte) error {
+			keys = append(keys, bytes.Clone(k))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := x.bodies.Delete(k); err != nil {
+				return err
+			}
+		}
+		return x.root.DeleteBucket(x.name)
 	})
 	if err != nil {
 		return fmt.Errorf("queue: delete inbox %s: %w", inbox, err)

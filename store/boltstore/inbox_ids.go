@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"time"
 
@@ -9,28 +10,42 @@ import (
 
 // This file holds the bbolt store's memory of ids stored by EnqueueID
 // (bucket "ids", see Inbox).
+//
+// An entry of t is forget-at (unix ns), then the seq the id was stored
+// under (entries written before that are forget-at alone). The seq is how
+// Ack and Redrive find a message stored by EnqueueID, which has no entry in
+// its inbox's bucket i: one random-key index per message instead of two.
+// When an entry is forgotten while its message is still in the inbox, the
+// id moves to bucket i (see trimRemembered).
 
-// rememberedUntil returns when the remembered id of inbox is forgotten (unix
-// ns), 0 when it is not remembered.
-func rememberedUntil(tx *bolt.Tx, inbox, id string) int64 {
+// remembered returns when the remembered id of inbox is forgotten (unix
+// ns; 0 when it is not remembered) and, when the entry records one, the
+// seq it was stored under.
+func remembered(tx *bolt.Tx, inbox, id string) (until int64, seq uint64, hasSeq bool) {
 	b := tx.Bucket(bktIDs).Bucket([]byte(inbox))
 	if b == nil {
-		return 0
+		return 0, 0, false
 	}
 	t := b.Bucket(bktTomb)
 	if t == nil {
-		return 0
+		return 0, 0, false
 	}
-	v := t.Get([]byte(id))
-	if len(v) != 8 {
-		return 0
-	}
-	return int64(binary.BigEndian.Uint64(v))
+	return decodeTomb(t.Get([]byte(id)))
 }
 
-// remember records id as stored in inbox at now, forgetting expired ids and
-// the oldest ones beyond Options.DedupCapacity.
-func (s *Inbox) remember(tx *bolt.Tx, inbox, id string, now int64) error {
+func decodeTomb(v []byte) (until int64, seq uint64, hasSeq bool) {
+	switch len(v) {
+	case 8:
+		return int64(binary.BigEndian.Uint64(v)), 0, false
+	case 16:
+		return int64(binary.BigEndian.Uint64(v)), binary.BigEndian.Uint64(v[8:]), true
+	}
+	return 0, 0, false
+}
+
+// remember records id as stored in inbox under seq at now, forgetting
+// expired ids and the oldest ones beyond Options.DedupCapacity.
+func (s *Inbox) remember(tx *bolt.Tx, inbox, id string, now int64, seq uint64) error {
 	b, err := tx.Bucket(bktIDs).CreateBucketIfNotExists([]byte(inbox))
 	if err != nil {
 		return err
@@ -43,35 +58,53 @@ func (s *Inbox) remember(tx *bolt.Tx, inbox, id string, now int64) error {
 	if err != nil {
 		return err
 	}
+	xb.FillPercent = appendFill // keyed by forget-at, which grows
 	n := counterOf(b)
-	if old := t.Get([]byte(id)); len(old) == 8 {
-		// An expired entry of the same id: replace it.
-		if err := xb.Delete(tombKey(int64(binary.BigEndian.Uint64(old)), id)); err != nil {
+	if old, _, _ := decodeTomb(t.Get([]byte(id))); old != 0 {
+		// An expired entry of the same id (whose message, if any, is
+		// gone: putTx checked): replace it.
+		if err := xb.Delete(tombKey(old, id)); err != nil {
 			return err
 		}
 		n--
 	}
 	until := now + int64(s.opts.DedupWindow)
-	if err := t.Put([]byte(id), binary.BigEndian.AppendUint64(nil, uint64(until))); err != nil {
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), uint64(until))
+	if err := t.Put([]byte(id), binary.BigEndian.AppendUint64(v, seq)); err != nil {
 		return err
 	}
 	if err := xb.Put(tombKey(until, id), nil); err != nil {
 		return err
 	}
 	n++
-	if n, err = trimRemembered(t, xb, n, now, int64(s.opts.DedupCapacity)); err != nil {
+	if n, err = trimRemembered(tx, inbox, t, xb, n, now, int64(s.opts.DedupCapacity)); err != nil {
 		return err
 	}
 	return b.Put(keyTombN, binary.BigEndian.AppendUint64(nil, uint64(n)))
 }
 
-// trimRemembered forgets ids whose time is up, then the oldest beyond limit,
-// and returns the new count.
-func trimRemembered(t, xb *bolt.Bucket, n, now, limit int64) (int64, error) {
+// trimRemembered forgets ids of inbox whose time is up, then the oldest
+// beyond limit, and returns the new count. An id whose message is still in
+// the inbox moves to the inbox's bucket i, so that it can still be acked.
+func trimRemembered(tx *bolt.Tx, inbox string, t, xb *bolt.Bucket, n, now, limit int64) (int64, error) {
+	var x *ibx
 	c := xb.Cursor()
 	for k, _ := c.First(); len(k) > 8; k, _ = c.First() {
 		if int64(binary.BigEndian.Uint64(k)) > now && n <= limit {
 			break
+		}
+		if _, seq, ok := decodeTomb(t.Get(k[8:])); ok {
+			if x == nil {
+				var err error
+				if x, err = openInbox(tx, inbox, false); err != nil {
+					return n, err
+				}
+			}
+			if x != nil && x.holds(seq, string(k[8:])) {
+				if err := x.i.Put(bytes.Clone(k[8:]), seqKey(seq)); err != nil {
+					return n, err
+				}
+			}
 		}
 		if err := t.Delete(k[8:]); err != nil {
 			return n, err
@@ -118,7 +151,7 @@ func (s *Inbox) sweepRemembered() error {
 			if t == nil || xb == nil {
 				return ids.DeleteBucket(name)
 			}
-			n, err := trimRemembered(t, xb, counterOf(b), time.Now().UnixNano(), int64(s.opts.DedupCapacity))
+			n, err := trimRemembered(tx, string(name), t, xb, counterOf(b), time.Now().UnixNano(), int64(s.opts.DedupCapacity))
 			if err != nil {
 				return err
 			}

@@ -82,6 +82,8 @@ type State struct {
 	eventMu sync.Mutex
 	events  map[string]boltEvent
 
+	agents agentCache
+
 	closeOnce sync.Once
 	done      chan struct{}
 	wg        sync.WaitGroup
@@ -422,6 +424,46 @@ func boltAgentOrgKey(org, id string) []byte {
 	return append(k, id...)
 }
 
+// agentCache remembers decoded agent records by their stored bytes, so
+// that the webhook path (ListAgents on every event) does not decode the
+// same JSON again. An entry is used only when the record read in the
+// current transaction is byte for byte the one it was decoded from, so a
+// change made anywhere (registration, renewal, deletion) is seen at once.
+type agentCache struct {
+	mu sync.Mutex
+	m  map[string]agentCacheEntry // agent id →
+}
+
+type agentCacheEntry struct {
+	raw   []byte
+	agent state.Agent
+}
+
+// maxAgentCache bounds the cache (it is dropped when full).
+const maxAgentCache = 4096
+
+// decode returns the agent stored as v (a copy the caller may keep).
+func (c *agentCache) decode(id, v []byte) (*state.Agent, error) {
+	c.mu.Lock()
+	e, ok := c.m[string(id)]
+	c.mu.Unlock()
+	if ok && bytes.Equal(e.raw, v) {
+		a := e.agent
+		return &a, nil
+	}
+	a, err := boltDecodeAgent(v)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxAgentCache {
+		c.m = make(map[string]agentCacheEntry)
+	}
+	c.m[string(id)] = agentCacheEntry{raw: bytes.Clone(v), agent: *a}
+	c.mu.Unlock()
+	return a, nil
+}
+
 func boltDecodeAgent(v []byte) (*state.Agent, error) {
 	a := new(state.Agent)
 	if err := json.Unmarshal(v, a); err != nil {
@@ -469,7 +511,7 @@ func (s *State) ListAgents(ctx context.Context, orgID string) ([]*state.Agent, e
 			if v == nil {
 				continue
 			}
-			a, err := boltDecodeAgent(v)
+			a, err := s.agents.decode(k[len(prefix):], v)
 			if err != nil {
 				return err
 			}

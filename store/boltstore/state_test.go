@@ -385,3 +385,59 @@ func TestBoltStateRegistrationRetention(t *testing.T) {
 		}
 	}
 }
+
+// TestBoltListAgentsCache: ListAgents decodes each agent record once, yet
+// every change to a record (renewal, rekey, deletion) shows in the next
+// call, and what a caller does with a returned agent does not leak into
+// the next one.
+func TestBoltListAgentsCache(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestBoltState(t, filepath.Join(t.TempDir(), "s.db"), WithCleanupInterval(0))
+	hk := testHashKey(t)
+	now := time.Now()
+	reg := hk.Hash(KindRegistrationToken, "r")
+	if err := st.PutRegistrationToken(ctx, reg, "T1", now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	a := testAgent(t, hk, "a1", "T1", now)
+	if err := st.RegisterAgent(ctx, reg, a, now, 0); err != nil {
+		t.Fatal(err)
+	}
+	list := func() *state.Agent {
+		t.Helper()
+		agents, err := st.ListAgents(ctx, "T1")
+		if err != nil || len(agents) > 1 {
+			t.Fatalf("ListAgents: %d agents, %v", len(agents), err)
+		}
+		if len(agents) == 0 {
+			return nil
+		}
+		return agents[0]
+	}
+	first := list()
+	first.AccessTokenExpiresAt = time.Time{} // a caller's change
+	if got := list(); !got.AccessTokenExpiresAt.Equal(a.AccessTokenExpiresAt) {
+		t.Fatalf("a caller's change leaked into the cache: expiry %v", got.AccessTokenExpiresAt)
+	}
+	newHash, newExpiry := hk.Hash(KindAccessToken, "renewed"), now.Add(3*time.Hour).Truncate(time.Second)
+	if err := st.RenewAccessToken(ctx, "a1", newHash, newExpiry, now); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(); got.AccessTokenHash != newHash || !got.AccessTokenExpiresAt.Equal(newExpiry) {
+		t.Fatalf("after renewal: %v until %v", got.AccessTokenHash, got.AccessTokenExpiresAt)
+	}
+	other := testAgent(t, hk, "a2", "T1", now)
+	if err := st.RekeyAgent(ctx, "a1", other.BoxPublicKey, other.SigningPublicKey); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(); got.BoxPublicKey != other.BoxPublicKey || got.SigningPublicKey != other.SigningPublicKey {
+		t.Fatal("after rekey: ListAgents returns the old keys")
+	}
+	if err := st.DeleteAgent(ctx, "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(); got != nil {
+		t.Fatalf("after delete: %+v", got)
+	}
+}
