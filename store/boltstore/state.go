@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sealrelay/sealrelay/internal/boundedcache"
 	"github.com/sealrelay/sealrelay/state"
 	"log/slog"
 	"math"
@@ -429,9 +430,10 @@ func boltAgentOrgKey(org, id string) []byte {
 // same JSON again. An entry is used only when the record read in the
 // current transaction is byte for byte the one it was decoded from, so a
 // change made anywhere (registration, renewal, deletion) is seen at once.
+// It is an internal/boundedcache (maxAgentCache entries, oldest evicted).
 type agentCache struct {
-	mu sync.Mutex
-	m  map[string]agentCacheEntry // agent id →
+	once sync.Once
+	c    *boundedcache.Cache[string, agentCacheEntry] // agent id →
 }
 
 type agentCacheEntry struct {
@@ -439,15 +441,15 @@ type agentCacheEntry struct {
 	agent state.Agent
 }
 
-// maxAgentCache bounds the cache (it is dropped when full).
+// maxAgentCache bounds the cache.
 const maxAgentCache = 4096
 
 // decode returns the agent stored as v (a copy the caller may keep).
 func (c *agentCache) decode(id, v []byte) (*state.Agent, error) {
-	c.mu.Lock()
-	e, ok := c.m[string(id)]
-	c.mu.Unlock()
-	if ok && bytes.Equal(e.raw, v) {
+	c.once.Do(func() {
+		c.c = boundedcache.New(boundedcache.Options[string, agentCacheEntry]{Max: maxAgentCache})
+	})
+	if e, ok := c.c.Get(string(id)); ok && bytes.Equal(e.raw, v) {
 		a := e.agent
 		return &a, nil
 	}
@@ -455,12 +457,7 @@ func (c *agentCache) decode(id, v []byte) (*state.Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= maxAgentCache {
-		c.m = make(map[string]agentCacheEntry)
-	}
-	c.m[string(id)] = agentCacheEntry{raw: bytes.Clone(v), agent: *a}
-	c.mu.Unlock()
+	c.c.Put(string(id), agentCacheEntry{raw: bytes.Clone(v), agent: *a})
 	return a, nil
 }
 

@@ -9,12 +9,12 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sealrelay/sealrelay/internal/boundedcache"
 	"github.com/sealrelay/sealrelay/state"
 )
 
@@ -30,11 +30,10 @@ type State struct {
 	rdb redis.UniversalClient
 	k   stateKeys
 
-	// decoded caches parsed agent records by their stored JSON (records
-	// are immutable once written), saving a JSON and key decode per agent
-	// on every fan-out.
-	decodedMu sync.Mutex
-	decoded   map[string]*state.Agent
+	// decoded caches parsed agent records by their stored JSON (a record's
+	// bytes identify its content), saving a JSON and key decode per agent
+	// on every fan-out; an internal/boundedcache of maxDecodedAgents.
+	decoded *boundedcache.Cache[string, *state.Agent]
 
 	// clockOffset (ms) is added to the server's clock by the rate-limit
 	// script; only tests move it (export_test.go).
@@ -45,20 +44,13 @@ const maxDecodedAgents = 10000
 
 // agentFromRecord decodes rec, using the cache. It returns a copy.
 func (s *State) agentFromRecord(rec string) (*state.Agent, error) {
-	s.decodedMu.Lock()
-	a, ok := s.decoded[rec]
-	s.decodedMu.Unlock()
+	a, ok := s.decoded.Get(rec)
 	if !ok {
 		var err error
 		if a, err = decodeAgent([]byte(rec)); err != nil {
 			return nil, err
 		}
-		s.decodedMu.Lock()
-		if s.decoded == nil || len(s.decoded) >= maxDecodedAgents {
-			s.decoded = make(map[string]*state.Agent)
-		}
-		s.decoded[rec] = a
-		s.decodedMu.Unlock()
+		s.decoded.Put(rec, a)
 	}
 	c := *a
 	return &c, nil
@@ -69,7 +61,8 @@ var _ state.Store = (*State)(nil)
 // NewState returns a State on rdb whose keys all start with prefix
 // (for example "sealrelay:"). The caller owns rdb; Close does not close it.
 func NewState(rdb redis.UniversalClient, prefix string) *State {
-	return &State{rdb: rdb, k: newStateKeys(prefix)}
+	return &State{rdb: rdb, k: newStateKeys(prefix),
+		decoded: boundedcache.New(boundedcache.Options[string, *state.Agent]{Max: maxDecodedAgents})}
 }
 
 // Ping implements state.Store.
