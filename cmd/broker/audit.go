@@ -114,7 +114,7 @@ func cmdAudit(ctx context.Context, args []string, getenv func(string) string, st
 		st, closeStore, err = openAdminAuditStore(*adminURL, *adminToken, getenv)
 	} else {
 		st, closeStore, err = openAuditStore(ctx, c)
-		if errors.Is(err, errStoreLocked) {
+		if errors.Is(err, boltstore.ErrInUse) {
 			// A running embedded broker: read through its admin listener.
 			st, closeStore, err = lockedFallback(ctx, err, *adminURL, *adminToken, getenv)
 		}
@@ -145,9 +145,6 @@ func openAuditStore(ctx context.Context, c *config) (audit.Store, func(), error)
 	}
 	return boltstore.OpenAuditReadOnly(c.DataDir)
 }
-
-// errStoreLocked: the embedded state.db is held by a running broker.
-var errStoreLocked = boltstore.ErrLocked
 
 // openAdminAuditStore reads the audit log through the admin listener at
 // rawURL (token from tokenFile, else $SEALRELAY_ADMIN_TOKEN_FILE).

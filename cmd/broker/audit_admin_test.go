@@ -269,7 +269,7 @@ func TestServeAuditThroughAdminListener(t *testing.T) {
 	// No --admin-url: state.db is locked, so the command says so, and with
 	// a token it reads through the (default) listener instead.
 	code, _, errOut = runAudit(t, env, "verify")
-	if code != 1 || !strings.Contains(errOut, "locked by a running `broker serve`") || !strings.Contains(errOut, "--admin-token-file") {
+	if code != 1 || !strings.Contains(errOut, "in use by another process (a running `broker serve`?)") || !strings.Contains(errOut, "--admin-token-file") {
 		t.Fatalf("verify on the locked store without a token: exit %d, %q", code, errOut)
 	}
 	saved := auditAdminURL
@@ -279,7 +279,7 @@ func TestServeAuditThroughAdminListener(t *testing.T) {
 	auditAdminURL = closed.URL
 	closed.Close()
 	code, _, errOut = runAudit(t, env, "verify")
-	if code != 1 || !strings.Contains(errOut, "locked by a running `broker serve`") || !strings.Contains(errOut, "admin listener not reachable at "+auditAdminURL) {
+	if code != 1 || !strings.Contains(errOut, "in use by another process (a running `broker serve`?)") || !strings.Contains(errOut, "admin listener not reachable at "+auditAdminURL) {
 		t.Fatalf("verify on the locked store, listener down: exit %d, %q", code, errOut)
 	}
 	auditAdminURL = url

@@ -112,7 +112,7 @@ func TestAuditCLIEmbedded(t *testing.T) {
 
 	// The open state stands for a running broker.
 	code, _, errOut := runAudit(t, env, "verify")
-	if code != 1 || !strings.Contains(errOut, "locked by a running `broker serve`") {
+	if code != 1 || !strings.Contains(errOut, "in use by another process (a running `broker serve`?)") {
 		t.Fatalf("verify with the store locked: exit %d, %q", code, errOut)
 	}
 	if err := bst.Close(); err != nil {

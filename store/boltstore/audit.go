@@ -184,9 +184,6 @@ func (s *AuditStore) Checkpoints(ctx context.Context, chain string) ([][]byte, e
 	return out, ctx.Err()
 }
 
-// ErrLocked means the embedded state file is held by a running broker.
-var ErrLocked = errors.New("locked by a running `broker serve` (the embedded store allows one process)")
-
 // AuditBucket is the top-level bucket of the audit log in the state file.
 const AuditBucket = "audit"
 
@@ -205,7 +202,7 @@ func OpenAuditReadOnly(dir string) (*AuditStore, func(), error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, nil, fmt.Errorf("%s is %w", path, ErrLocked)
+		return nil, nil, fmt.Errorf("%s is %w", path, ErrInUse)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("open %s: %w", path, err)

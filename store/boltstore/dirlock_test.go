@@ -8,7 +8,7 @@ import (
 )
 
 // TestOneLockPerDataDir: while a store is open, a second Open of the same
-// data directory fails at once with ErrDirInUse; after Close it opens.
+// data directory fails at once with ErrInUse; after Close it opens.
 func TestOneLockPerDataDir(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -16,8 +16,8 @@ func TestOneLockPerDataDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(dir, queue.Options{}); !errors.Is(err, ErrDirInUse) {
-		t.Fatalf("second Open = %v, want ErrDirInUse", err)
+	if _, err := Open(dir, queue.Options{}); !errors.Is(err, ErrInUse) {
+		t.Fatalf("second Open = %v, want ErrInUse", err)
 	}
 	if err := first.Close(); err != nil {
 		t.Fatal(err)

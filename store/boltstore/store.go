@@ -28,8 +28,9 @@ type Store struct {
 // until Close.
 const LockFileName = "LOCK"
 
-// ErrDirInUse means another process has the data directory open.
-var ErrDirInUse = errors.New("the embedded store's data directory is in use by another process (a running `broker serve`?): it allows one process; stop it first, or use --redis-url")
+// ErrInUse means another process has the embedded store open (its data
+// directory lock or one of its files): the store allows one process.
+var ErrInUse = errors.New("in use by another process (a running `broker serve`?): the embedded store allows one process")
 
 // Dir returns the data directory.
 func (s *Store) Dir() string { return s.dir }
@@ -37,7 +38,7 @@ func (s *Store) Dir() string { return s.dir }
 // Open opens (creating them, mode 0700/0600, if needed) the data
 // directory dir and both files, under the directory's one lock
 // (LockFileName): while another process has the store open, Open fails at
-// once with ErrDirInUse naming the directory.
+// once with ErrInUse naming the directory.
 func Open(dir string, opts queue.Options, inboxOpts ...InboxOption) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", dir, err)
@@ -75,7 +76,7 @@ func OpenStateDir(dir string, opts ...StateOption) (*State, error) {
 // has the file open.
 func lockError(path string, err error) error {
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return fmt.Errorf("%s is in use by another process (a running `broker serve`?): the embedded store allows one process; stop it first, or use --redis-url", path)
+		return fmt.Errorf("%s is %w; stop it first, or use --redis-url", path, ErrInUse)
 	}
 	return err
 }
