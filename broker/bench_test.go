@@ -141,6 +141,12 @@ func benchIngress(b *testing.B, team string, agents int, opts ...harnessOpt) {
 	for range agents - 1 {
 		h.register(org, h.extraRegToken(org))
 	}
+	postEventsParallel(b, h, org)
+}
+
+// postEventsParallel posts b.N signed events for org to h's handler from 8
+// goroutines per CPU and reports events/s and CPU-µs per event.
+func postEventsParallel(b *testing.B, h *harness, org string) {
 	handler := h.srv.Handler()
 	b.ReportAllocs()
 	b.SetParallelism(8)

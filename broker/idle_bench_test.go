@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -32,24 +31,7 @@ func BenchmarkPausedFanout10(b *testing.B) {
 			for _, a := range agents[:5] {
 				a.pull(1, 0)
 			}
-			handler := h.srv.Handler()
-			b.ReportAllocs()
-			b.SetParallelism(8)
-			start, cpu0 := time.Now(), processCPU()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					rec := httptest.NewRecorder()
-					handler.ServeHTTP(rec, signedEvent(org))
-					if rec.Code != 200 {
-						b.Errorf("status %d: %s", rec.Code, rec.Body.Bytes())
-						return
-					}
-				}
-			})
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
-			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/event")
+			postEventsParallel(b, h, org)
 		})
 	}
 }
