@@ -48,13 +48,6 @@ type AuditRow struct {
 	Summary string    `json:"summary,omitempty"`
 }
 
-// AuditTailer returns the n most recent audit records, newest last. The
-// admin page's "Recent audit records" section is fed by it; without one
-// the section says auditing is not wired.
-type AuditTailer interface {
-	Tail(ctx context.Context, n int) ([]AuditRow, error)
-}
-
 // AdminOptions configure an Admin.
 type AdminOptions struct {
 	// IdleAfter is how long without a pull makes an agent idle (default

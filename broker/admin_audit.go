@@ -1,9 +1,11 @@
 package broker
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/sealrelay/sealrelay/audit"
 )
@@ -138,4 +140,28 @@ func (h *adminHandler) auditCheckpoints(w http.ResponseWriter, r *http.Request) 
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "chain": id, "len": l, "start": start, "checkpoints": cps})
 	return nil
+}
+
+// auditRows returns the n newest records of st as the page's display rows
+// (never arguments: the records hold none).
+func auditRows(ctx context.Context, st audit.Store, n int) ([]AuditRow, error) {
+	recs, err := audit.Tail(ctx, st, n)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]AuditRow, 0, len(recs))
+	for _, r := range recs {
+		var sum []string
+		for _, f := range []struct{ k, v string }{
+			{"phase", string(r.Phase)}, {"method", r.Method}, {"channel", r.Channel},
+			{"outcome", r.Outcome}, {"error", r.ErrorCode},
+		} {
+			if f.v != "" {
+				sum = append(sum, f.k+"="+f.v)
+			}
+		}
+		rows = append(rows, AuditRow{Seq: r.Seq, Time: r.Time, Kind: string(r.Kind),
+			OrgID: r.Org, AgentID: r.Agent, Summary: strings.Join(sum, " ")})
+	}
+	return rows, nil
 }

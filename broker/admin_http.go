@@ -46,10 +46,8 @@ type AdminHandlerOptions struct {
 	// (compared in constant time). Empty disables the check: allowed only
 	// for a unix socket whose file mode keeps others out.
 	Token string
-	// Audit feeds the page's "Recent audit records" section; nil shows it
-	// as not configured.
-	Audit AuditTailer
-	// AuditStore serves the raw audit API (/admin/api/audit/chains...):
+	// AuditStore feeds the page's "Recent audit records" (GET
+	// /admin/api/audit) and serves the raw audit API (/admin/api/audit/chains...):
 	// records and checkpoints exactly as stored, for `broker audit verify`
 	// to check with the operator's keys (it never trusts this answer). nil
 	// answers those routes 404 "audit log is off".
@@ -75,7 +73,7 @@ type AdminHandlerOptions struct {
 // page at /admin/. See docs/operations.md ("Admin listener") for the routes
 // and docs/security.md for the design.
 func NewAdminHandler(a *Admin, opts AdminHandlerOptions) http.Handler {
-	h := &adminHandler{a: a, token: opts.Token, audit: opts.Audit, auditStore: opts.AuditStore, auditKeys: opts.AuditKeys,
+	h := &adminHandler{a: a, token: opts.Token, auditStore: opts.AuditStore, auditKeys: opts.AuditKeys,
 		publicURL: opts.PublicURL, verifyTimeout: opts.verifyTimeout, log: opts.Logger}
 	if h.verifyTimeout <= 0 {
 		h.verifyTimeout = auditVerifyTimeout
@@ -137,7 +135,6 @@ type adminHandler struct {
 	a          *Admin
 	token      string
 	tokenHash  []byte
-	audit      AuditTailer
 	auditStore audit.Store
 	auditKeys  *audit.Keys
 	publicURL  string
@@ -416,16 +413,13 @@ func (h *adminHandler) auditTail(w http.ResponseWriter, r *http.Request) error {
 			return adminErr(http.StatusBadRequest, "invalid n: want 1 to %d", MaxAuditTail)
 		}
 	}
-	if h.audit == nil {
+	if h.auditStore == nil {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "enabled": false, "records": []AuditRow{}})
 		return nil
 	}
-	rows, err := h.audit.Tail(r.Context(), n)
+	rows, err := auditRows(r.Context(), h.auditStore, n)
 	if err != nil {
 		return fmt.Errorf("audit tail: %w", err)
-	}
-	if rows == nil {
-		rows = []AuditRow{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "enabled": true, "records": rows})
 	return nil

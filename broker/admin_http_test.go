@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,15 +21,38 @@ import (
 
 const testAdminToken = "admin-token-0123456789abcdef0123456789"
 
-type fakeTailer struct {
-	rows []AuditRow
-	err  error
-	n    int
+// failingAuditReads is an audit store whose reads fail while fail is set.
+type failingAuditReads struct {
+	audit.Store
+	fail atomic.Bool
 }
 
-func (f *fakeTailer) Tail(_ context.Context, n int) ([]AuditRow, error) {
-	f.n = n
-	return f.rows, f.err
+func (f *failingAuditReads) Chains(ctx context.Context) ([]string, error) {
+	if f.fail.Load() {
+		return nil, errors.New("disk on fire")
+	}
+	return f.Store.Chains(ctx)
+}
+
+// auditLogOf writes n revoke records of agent ag-1 to a fresh MemStore.
+func auditLogOf(t *testing.T, n int) *failingAuditReads {
+	t.Helper()
+	st := &failingAuditReads{Store: audit.NewMemStore()}
+	keys, err := audit.DeriveKeys(newTestKeys(t).Signing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := audit.NewLog(st, keys, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close(context.Background()) })
+	for range n {
+		if _, err := l.Record(context.Background(), audit.Event{Kind: audit.KindRevoke, Agent: "ag-1", Org: "T1", Outcome: "ok"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st
 }
 
 type adminHTTP struct {
@@ -37,7 +61,7 @@ type adminHTTP struct {
 	logs *syncBuffer
 }
 
-func newAdminHTTP(t *testing.T, tailer AuditTailer) *adminHTTP {
+func newAdminHTTP(t *testing.T, aud audit.Store) *adminHTTP {
 	t.Helper()
 	e := adminEngines[1].open(t, queue.Options{Lease: 50 * time.Millisecond, MaxDeliveries: 1})
 	adm, err := NewAdmin(e.st, e.q, AdminOptions{})
@@ -46,8 +70,8 @@ func newAdminHTTP(t *testing.T, tailer AuditTailer) *adminHTTP {
 	}
 	logs := &syncBuffer{}
 	opts := AdminHandlerOptions{Token: testAdminToken, Logger: slog.New(slog.NewJSONHandler(logs, nil))}
-	if tailer != nil {
-		opts.Audit = tailer
+	if aud != nil {
+		opts.AuditStore = aud
 	}
 	srv := httptest.NewServer(NewAdminHandler(adm, opts))
 	t.Cleanup(srv.Close)
@@ -145,8 +169,8 @@ func TestAdminHTTPAuth(t *testing.T) {
 
 func TestAdminHTTPEndpoints(t *testing.T) {
 	t.Parallel()
-	tailer := &fakeTailer{rows: []AuditRow{{Seq: 7, Kind: "agent.revoke", AgentID: "ag-1", Summary: "by operator"}}}
-	a := newAdminHTTP(t, tailer)
+	aud := auditLogOf(t, 7)
+	a := newAdminHTTP(t, aud)
 	now := time.Now().UTC()
 	a.env.addAgent(t, "T1", "ag-1", now)
 	a.env.addAgent(t, "T2", "ag-2", now)
@@ -191,8 +215,11 @@ func TestAdminHTTPEndpoints(t *testing.T) {
 	}
 	status, _, body = a.do(t, "GET", "/admin/api/audit?n=5", tok, "", nil)
 	recs, _ := body["records"].([]any)
-	if status != 200 || body["enabled"] != true || len(recs) != 1 || tailer.n != 5 {
-		t.Fatalf("audit: %d %v (tail asked for %d)", status, body, tailer.n)
+	if status != 200 || body["enabled"] != true || len(recs) != 5 {
+		t.Fatalf("audit: %d %v, want the 5 newest of 7 records", status, body)
+	}
+	if last, _ := recs[4].(map[string]any); last["seq"] != float64(7) || last["kind"] != "revoke" || last["agent_id"] != "ag-1" || last["summary"] != "outcome=ok" {
+		t.Fatalf("newest audit row: %v", recs[4])
 	}
 	status, _, body = a.do(t, "POST", "/admin/api/agents/ag-1/revoke", tok, `{"confirm":"ag-1"}`, nil)
 	if rv, _ := body["revoked"].(map[string]any); status != 200 || rv["agent_id"] != "ag-1" || rv["dropped"] != float64(1) {
@@ -205,7 +232,7 @@ func TestAdminHTTPEndpoints(t *testing.T) {
 	if status != 404 || body["error"] != "unknown agent ag-1" {
 		t.Fatalf("second revoke: %d %v", status, body)
 	}
-	tailer.err = errors.New("disk on fire")
+	aud.fail.Store(true)
 	if status, _, body = a.do(t, "GET", "/admin/api/audit", tok, "", nil); status != 503 || strings.Contains(body["error"].(string), "fire") {
 		t.Fatalf("failing tailer: %d %v, want 503 without the internal error", status, body)
 	}

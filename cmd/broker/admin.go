@@ -63,7 +63,7 @@ func startAdmin(cfg *config, srv *broker.Server, reg prometheus.Registerer, aud 
 	}
 	opts := broker.AdminHandlerOptions{Token: cfg.Admin.Token, PublicURL: cfg.PublicURL, Logger: logger}
 	if aud != nil {
-		opts.Audit, opts.AuditStore = auditTailer{aud}, aud
+		opts.AuditStore = aud
 		keys, err := audit.DeriveKeys(cfg.SigningKey) // for POST /admin/api/audit/verify
 		if err != nil {
 			_ = ln.Close()

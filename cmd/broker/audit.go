@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/sealrelay/sealrelay/audit"
-	"github.com/sealrelay/sealrelay/broker"
 	"github.com/sealrelay/sealrelay/internal/settings"
 	"github.com/sealrelay/sealrelay/store/boltstore"
 	"github.com/sealrelay/sealrelay/store/redisstore"
@@ -330,32 +329,4 @@ func stopAudit(rec audit.Recorder, timeout time.Duration, logger *slog.Logger) {
 	if err := l.Close(ctx); err != nil {
 		logger.Warn("final audit checkpoint failed", "chain", l.Chain(), "err", err)
 	}
-}
-
-// auditTailer feeds the admin page's "Recent audit records" from the store
-// serve writes.
-type auditTailer struct{ st audit.Store }
-
-// Tail returns the n newest records as display rows (never arguments: the
-// records hold none).
-func (t auditTailer) Tail(ctx context.Context, n int) ([]broker.AuditRow, error) {
-	recs, err := audit.Tail(ctx, t.st, n)
-	if err != nil {
-		return nil, err
-	}
-	rows := make([]broker.AuditRow, 0, len(recs))
-	for _, r := range recs {
-		var sum []string
-		for _, f := range []struct{ k, v string }{
-			{"phase", string(r.Phase)}, {"method", r.Method}, {"channel", r.Channel},
-			{"outcome", r.Outcome}, {"error", r.ErrorCode},
-		} {
-			if f.v != "" {
-				sum = append(sum, f.k+"="+f.v)
-			}
-		}
-		rows = append(rows, broker.AuditRow{Seq: r.Seq, Time: r.Time, Kind: string(r.Kind),
-			OrgID: r.Org, AgentID: r.Agent, Summary: strings.Join(sum, " ")})
-	}
-	return rows, nil
 }

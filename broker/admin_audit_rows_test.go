@@ -1,4 +1,4 @@
-package main
+package broker
 
 import (
 	"context"
@@ -8,9 +8,9 @@ import (
 	"github.com/sealrelay/sealrelay/crypto"
 )
 
-// TestAuditTailerRows checks what the admin page's audit section shows:
+// TestAuditRows checks what the admin page's audit section shows:
 // the newest records, newest last, with the fields the records hold.
-func TestAuditTailerRows(t *testing.T) {
+func TestAuditRows(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	sk, err := crypto.GenerateSigningKey()
@@ -36,7 +36,7 @@ func TestAuditTailerRows(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rows, err := auditTailer{st}.Tail(ctx, 2)
+	rows, err := auditRows(ctx, st, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
