@@ -79,6 +79,7 @@ func TestBridgeVariables(t *testing.T) {
 		{run, "SEALRELAY_LOG_LEVEL", "debug", "log-level", "debug"},
 		{run, "SEALRELAY_LOG_FORMAT", "json", "log-format", "json"},
 		{run, "SEALRELAY_BRIDGE_METRICS_LISTEN", "127.0.0.1:9464", "metrics-listen", "127.0.0.1:9464"},
+		{run, "SEALRELAY_BRIDGE_PPROF_LISTEN", "127.0.0.1:6061", "pprof-listen", "127.0.0.1:6061"},
 		{run, "SEALRELAY_BRIDGE_WEB_API_ALLOW_ORIGINS", "http://localhost:5173", "web-api-allow-origin", "http://localhost:5173"},
 		{run, "SEALRELAY_BRIDGE_INSECURE_HTTP", "true", "insecure-http", "true"},
 		{run, "SEALRELAY_BRIDGE_ALLOW_REMOTE", "true", "allow-remote", "true"},

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/sealrelay/sealrelay/bridge"
+	"github.com/sealrelay/sealrelay/internal/pprofserve"
 	"golang.org/x/term"
 )
 
@@ -268,6 +269,13 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		logger.Info("metrics listening", "addr", mln.Addr().String())
 	}
 
+	var profSrv *pprofserve.Server
+	if addr := l.Text("pprof-listen"); addr != "" {
+		if profSrv, err = pprofserve.Start(addr, "--pprof-listen", logger); err != nil {
+			return err
+		}
+	}
+
 	ctx, cancel := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	runErr := b.Run(ctx)
@@ -279,5 +287,6 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if metricsSrv != nil {
 		_ = metricsSrv.Shutdown(sctx)
 	}
+	_ = profSrv.Shutdown(sctx)
 	return runErr
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sealrelay/sealrelay/bridge"
+	"github.com/sealrelay/sealrelay/internal/pprofserve"
 	"github.com/sealrelay/sealrelay/internal/settings"
 )
 
@@ -100,6 +101,8 @@ func runSettings() []*settings.Setting {
 			Usage: "text or json"},
 		{Name: "metrics-listen", Env: "SEALRELAY_BRIDGE_METRICS_LISTEN", Arg: "ADDR", Check: settings.Optional(settings.ListenAddr),
 			Usage: "serve Prometheus metrics on this address (off when empty)"},
+		{Name: "pprof-listen", Env: "SEALRELAY_BRIDGE_PPROF_LISTEN", Arg: "ADDR", Check: pprofserve.CheckListen,
+			Usage: "serve Go runtime profiles (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6061 (off when empty)"},
 		{Name: "web-api-allow-origin", Env: "SEALRELAY_BRIDGE_WEB_API_ALLOW_ORIGINS", Arg: "ORIGINS",
 			Usage: "comma-separated web origins (scheme://host:port) whose browser requests the Slack Web API on /api/<method> answers (none: browsers are refused)"},
 	})

@@ -20,6 +20,7 @@ import (
 	"github.com/sealrelay/sealrelay/broker"
 	"github.com/sealrelay/sealrelay/crypto"
 	"github.com/sealrelay/sealrelay/internal/netutil"
+	"github.com/sealrelay/sealrelay/internal/pprofserve"
 	"github.com/sealrelay/sealrelay/internal/settings"
 )
 
@@ -119,6 +120,8 @@ var serveTable = []settings.Setting{
 		Usage: "master keyring, entries VERSION:BASE64 separated by newlines or commas (default: read <keys-dir>/" + masterKeysFile + ")"},
 	{Name: "metrics-listen", Env: "SEALRELAY_METRICS_LISTEN", Check: settings.Optional(settings.ListenAddr), Arg: "ADDR",
 		Usage: "address of the Prometheus /metrics listener (e.g. 127.0.0.1:9090); empty = off"},
+	{Name: "pprof-listen", Env: "SEALRELAY_PPROF_LISTEN", Check: pprofserve.CheckListen, Arg: "ADDR",
+		Usage: "serve Go runtime profiles (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060; empty = off"},
 	{Name: "admin-listen", Env: "SEALRELAY_ADMIN_LISTEN", Default: defaultAdminListen, Check: checkAdminListen, Arg: "ADDR", Usage: adminListenUsage},
 	{Name: "admin-token", Env: "SEALRELAY_ADMIN_TOKEN", Secret: true, Arg: "TOKEN", Usage: adminTokenUsage},
 	{Name: "agent-idle-after", Env: "SEALRELAY_AGENT_IDLE_AFTER", Default: defaultAgentIdleAfter, Check: checkAgentIdleAfter, Arg: "DURATION", Usage: agentIdleAfterUsage},
@@ -269,6 +272,7 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 	c := &config{}
 	c.Listen = r.Text("listen")
 	c.MetricsListen = r.Text("metrics-listen")
+	c.PprofListen = r.Text("pprof-listen")
 	if c.MetricsListen != "" && c.MetricsListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
 		r.Problem("--metrics-listen and --listen are both %q: the metrics listener needs its own address (e.g. 127.0.0.1:9090)", c.Listen)
 	}
@@ -518,6 +522,7 @@ type config struct {
 	SigningKey         *crypto.SigningKey
 	Keyring            *crypto.Keyring
 	MetricsListen      string
+	PprofListen        string // --pprof-listen; "" = off
 	TLSCert, TLSKey    string
 	LogLevel           slog.Level
 	LogFormat          string

@@ -227,6 +227,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"bad port", []string{"--listen", ":99999"}, nil, []string{`--listen=":99999" is not a listen address`}},
 		{"metrics equals listen", []string{"--listen", ":9000", "--metrics-listen", ":9000"}, nil,
 			[]string{"the metrics listener needs its own address"}},
+		{"pprof on a public address", []string{"--pprof-listen", "0.0.0.0:6060"}, nil,
+			[]string{`--pprof-listen="0.0.0.0:6060" profiles are served on loopback only`}},
 		{"value and file for one secret in env", nil,
 			map[string]string{"SEALRELAY_SLACK_CLIENT_SECRET_FILE": writeFile(t, "x")},
 			[]string{"SEALRELAY_SLACK_CLIENT_SECRET and SEALRELAY_SLACK_CLIENT_SECRET_FILE are both set: keep one"}},

@@ -21,6 +21,7 @@ import (
 	"github.com/sealrelay/sealrelay/audit"
 	"github.com/sealrelay/sealrelay/broker"
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/internal/pprofserve"
 	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
 	"github.com/sealrelay/sealrelay/state"
@@ -233,6 +234,18 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- l
 		addrs.Metrics = mln.Addr()
 		attrs = append(attrs, "metrics_listen", mln.Addr().String())
 	}
+	var prof *pprofserve.Server
+	if cfg.PprofListen != "" {
+		if prof, err = pprofserve.Start(cfg.PprofListen, "--pprof-listen / SEALRELAY_PPROF_LISTEN", logger); err != nil {
+			_ = hs.Close()
+			al.shutdown(context.Background())
+			if ms != nil {
+				_ = ms.Close()
+			}
+			return err
+		}
+		attrs = append(attrs, "pprof_listen", prof.Addr().String())
+	}
 	if cfg.RedisOptions != nil {
 		attrs = append(attrs, "redis_addr", cfg.RedisOptions.Addr)
 	} else if s.where != "" {
@@ -267,6 +280,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, ready chan<- l
 		logger.Warn("long polls did not finish in time", "err", err)
 	}
 	al.shutdown(sctx)
+	_ = prof.Shutdown(sctx)
 	if ms != nil {
 		if err := ms.Shutdown(sctx); err != nil {
 			_ = ms.Close()
