@@ -14,3 +14,11 @@ func advanceLimiter(st state.Store, d time.Duration) {
 
 // waiting reports how many Pulls of this process wait on inbox.
 func (s *Inbox) waiting(inbox string) int { return s.hub.Count(inbox) }
+
+// onQueue makes st's coalescer call f (its lock held) each time a call
+// joins its queue.
+func (s *State) onQueue(f func()) {
+	s.co.mu.Lock()
+	defer s.co.mu.Unlock()
+	s.co.afterQueue = f
+}

@@ -26,9 +26,14 @@ import (
 // Races are closed with Lua scripts (registration, buckets), SET NX GET
 // (event claims), SET NX (nonces, signatures), GETDEL (OAuth state) and
 // WATCH transactions (installation updates).
+//
+// The per-event calls (ClaimEvent, ClaimEventAndListAgents, CompleteEvent,
+// ReleaseEvent) and the replay records (UseNonce, UseSignature) of
+// concurrent callers share round trips: see coalescer (coalesce.go).
 type State struct {
 	rdb redis.UniversalClient
 	k   stateKeys
+	co  *coalescer
 
 	// decoded caches parsed agent records by their stored JSON (a record's
 	// bytes identify its content), saving a JSON and key decode per agent
@@ -61,7 +66,7 @@ var _ state.Store = (*State)(nil)
 // NewState returns a State on rdb whose keys all start with prefix
 // (for example "sealrelay:"). The caller owns rdb; Close does not close it.
 func NewState(rdb redis.UniversalClient, prefix string) *State {
-	return &State{rdb: rdb, k: newStateKeys(prefix),
+	return &State{rdb: rdb, k: newStateKeys(prefix), co: newCoalescer(rdb),
 		decoded: boundedcache.New(boundedcache.Options[string, *state.Agent]{Max: maxDecodedAgents})}
 }
 
@@ -73,9 +78,14 @@ func (s *State) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close implements state.Store. The Redis client belongs to the caller and stays
-// open.
-func (s *State) Close() error { return nil }
+// Close implements state.Store. It fails the per-event calls still queued
+// for a round trip and waits for those on the wire; afterwards those calls
+// (see State) fail with ErrClosed. The Redis client belongs to the caller
+// and stays open, so the other calls keep working.
+func (s *State) Close() error {
+	s.co.close()
+	return nil
+}
 
 // PutInstallation implements state.Store.
 func (s *State) PutInstallation(ctx context.Context, inst *state.Installation) error {
@@ -332,12 +342,11 @@ func eventKeyPart(eventID string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(eventID))
 }
 
-// claimCmd queues the claim of an event id: SET NX GET answers the previous
-// value, so one atomic command both claims and reports an existing record.
-func (s *State) claimCmd(ctx context.Context, c interface {
-	Do(context.Context, ...any) *redis.Cmd
-}, eventID string) *redis.Cmd {
-	return c.Do(ctx, "SET", s.k.event(eventKeyPart(eventID)), "p", "PX", state.EventPendingTTL.Milliseconds(), "NX", "GET")
+// claimCmd queues the claim of an event id on p: SET NX GET answers the
+// previous value, so one atomic command both claims and reports an existing
+// record.
+func (s *State) claimCmd(ctx context.Context, p redis.Pipeliner, eventID string) *redis.Cmd {
+	return p.Do(ctx, "SET", s.k.event(eventKeyPart(eventID)), "p", "PX", state.EventPendingTTL.Milliseconds(), "NX", "GET")
 }
 
 func claimResult(cmd *redis.Cmd) (state.EventClaim, error) {
@@ -355,16 +364,26 @@ func claimResult(cmd *redis.Cmd) (state.EventClaim, error) {
 
 // ClaimEvent implements state.Store.
 func (s *State) ClaimEvent(ctx context.Context, eventID string) (state.EventClaim, error) {
-	return claimResult(s.claimCmd(ctx, s.rdb, eventID))
+	var claim *redis.Cmd
+	if err := s.co.do(ctx, func(p redis.Pipeliner) { claim = s.claimCmd(ctx, p, eventID) }); err != nil {
+		return 0, fmt.Errorf("claim event: %w", err)
+	}
+	return claimResult(claim)
 }
 
 // ClaimEventAndListAgents implements state.Agents: ClaimEvent and
-// ListAgents in one round trip (the webhook hot path).
+// ListAgents in one round trip (the webhook hot path), shared with
+// concurrent callers.
 func (s *State) ClaimEventAndListAgents(ctx context.Context, eventID, orgID string) (state.EventClaim, []*state.Agent, error) {
-	pipe := s.rdb.Pipeline()
-	claim := s.claimCmd(ctx, pipe, eventID)
-	recs := pipe.HGetAll(ctx, s.k.orgAgents(orgID))
-	_, _ = pipe.Exec(ctx) // errors are read per command below
+	var claim *redis.Cmd
+	var recs *redis.MapStringStringCmd
+	err := s.co.do(ctx, func(p redis.Pipeliner) {
+		claim = s.claimCmd(ctx, p, eventID)
+		recs = p.HGetAll(ctx, s.k.orgAgents(orgID))
+	})
+	if err != nil {
+		return 0, nil, fmt.Errorf("claim event: %w", err)
+	}
 	c, err := claimResult(claim)
 	if err != nil {
 		return 0, nil, err
@@ -378,23 +397,49 @@ func (s *State) ClaimEventAndListAgents(ctx context.Context, eventID, orgID stri
 
 // CompleteEvent implements state.Store.
 func (s *State) CompleteEvent(ctx context.Context, eventID string, ttl time.Duration) error {
-	if err := s.rdb.Set(ctx, s.k.event(eventKeyPart(eventID)), "d", ttl).Err(); err != nil {
+	var set *redis.StatusCmd
+	err := s.co.do(ctx, func(p redis.Pipeliner) { set = p.Set(ctx, s.k.event(eventKeyPart(eventID)), "d", ttl) })
+	if err == nil {
+		err = set.Err()
+	}
+	if err != nil {
 		return fmt.Errorf("complete event: %w", err)
 	}
 	return nil
 }
 
-// ReleaseEvent implements state.Store.
+// ReleaseEvent implements state.Store. The script goes out by its hash;
+// after a script cache flush (NOSCRIPT) it is sent again on its own, with
+// its body.
 func (s *State) ReleaseEvent(ctx context.Context, eventID string) error {
-	if err := releaseScript.Run(ctx, s.rdb, []string{s.k.event(eventKeyPart(eventID))}).Err(); err != nil {
+	keys := []string{s.k.event(eventKeyPart(eventID))}
+	var run *redis.Cmd
+	err := s.co.do(ctx, func(p redis.Pipeliner) { run = releaseScript.EvalSha(ctx, p, keys) })
+	if err == nil {
+		err = run.Err()
+		if isNoScript(err) {
+			err = releaseScript.Run(ctx, s.rdb, keys).Err()
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("release event: %w", err)
 	}
 	return nil
 }
 
+// setNX records a one-time value under key for ttl through the coalescer,
+// reporting whether it was new.
+func (s *State) setNX(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	var set *redis.BoolCmd
+	if err := s.co.do(ctx, func(p redis.Pipeliner) { set = p.SetNX(ctx, key, "1", ttl) }); err != nil {
+		return false, err
+	}
+	return set.Result()
+}
+
 // UseNonce implements state.Store.
 func (s *State) UseNonce(ctx context.Context, agentID, nonce string, ttl time.Duration) (bool, error) {
-	ok, err := s.rdb.SetNX(ctx, s.k.nonce(agentID, eventKeyPart(nonce)), "1", ttl).Result()
+	ok, err := s.setNX(ctx, s.k.nonce(agentID, eventKeyPart(nonce)), ttl)
 	if err != nil {
 		return false, fmt.Errorf("record nonce: %w", err)
 	}
@@ -403,7 +448,7 @@ func (s *State) UseNonce(ctx context.Context, agentID, nonce string, ttl time.Du
 
 // UseSignature implements state.Store.
 func (s *State) UseSignature(ctx context.Context, h state.TokenHash, ttl time.Duration) (bool, error) {
-	ok, err := s.rdb.SetNX(ctx, s.k.usedSig(h.String()), "1", ttl).Result()
+	ok, err := s.setNX(ctx, s.k.usedSig(h.String()), ttl)
 	if err != nil {
 		return false, fmt.Errorf("record signature: %w", err)
 	}

@@ -83,6 +83,13 @@ func TestRedisStateCluster(t *testing.T) {
 	statetest.Run(t, func(t *testing.T) state.Store {
 		return NewState(rdb, testredis.Prefix(t, rdb, "redisstore"))
 	}, statetest.Options{AdvanceLimiter: advanceLimiter})
+	// Concurrent per-event calls share pipelines on the cluster too (a
+	// client of its own: the test hooks it).
+	t.Run("Coalesce", func(t *testing.T) {
+		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+		t.Cleanup(func() { _ = c.Close() })
+		testCoalesceRoundTrips(t, c, testredis.Prefix(t, c, "redisstore"))
+	})
 	// The held-request hub's records and pub/sub on the cluster too.
 	t.Run("HoldHub", func(t *testing.T) {
 		st := NewState(rdb, testredis.Prefix(t, rdb, "redisstore"))
