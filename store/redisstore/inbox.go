@@ -91,12 +91,16 @@ func (o InboxOptions) withDefaults() InboxOptions {
 //
 // # Batching
 //
-// Concurrent Enqueue calls of one Inbox are grouped: four flusher
-// goroutines each take whatever calls are queued (up to 128 messages or
-// 4 MiB) and send them as one MULTI/EXEC holding the bodies' HSETs and one
-// enqueue script call for all their inboxes (one transaction per inbox on a
-// cluster). A lone call is sent at once, so batching adds no latency; under
-// load it saves the per-script overhead that dominates Redis's CPU time.
+// Concurrent Enqueue calls of one Inbox are group-committed: one flusher
+// goroutine takes whatever calls are queued (up to 128 messages or 4 MiB)
+// and sends them as one MULTI/EXEC holding the bodies' HSETs and one enqueue
+// script call for all their inboxes (one transaction per inbox on a
+// cluster, sent concurrently). The batching is self-clocking: the calls
+// that arrive while a round trip is in flight go out together as soon as it
+// returns. A lone call is sent at once, so batching adds no latency beyond
+// at most one round trip already in flight; under load it saves the
+// per-round-trip and per-script overhead that dominates Redis's CPU time (a
+// round trip costs the server more than the whole script).
 // Scripts pass whole batches of ids to each Redis command for the same
 // reason.
 //
@@ -331,7 +335,16 @@ end
 var enqueueScript = redis.NewScript(luaCommon + `
 local capacity, retention, channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local window, dcap = tonumber(ARGV[4]), tonumber(ARGV[5])
-local now = nowms()
+-- slack: how much longer than its newest entry the ids key may live, so
+-- that its TTL is renewed at most once per slack rather than every batch.
+local slack = math.max(math.floor(window / 16), 1)
+-- now is read from the server clock the first time it is needed (a batch
+-- of repeats needs no clock).
+local now
+local function clock()
+  if not now then now = nowms() end
+  return now
+end
 local out = {}
 local a = 6
 for ib = 0, #KEYS / 8 - 1 do
@@ -352,7 +365,7 @@ for ib = 0, #KEYS / 8 - 1 do
   if #ask > 0 then
     local exp = redis.call('ZMSCORE', K_IDS, unpack(ask))
     for j, e in ipairs(exp) do
-      if e and tonumber(e) > now then remembered[at[j]] = true end
+      if e and tonumber(e) > clock() then remembered[at[j]] = true end
     end
   end
   local nready = redis.call('ZCARD', K_READY)
@@ -360,7 +373,7 @@ for ib = 0, #KEYS / 8 - 1 do
   local nfresh = 0
   for i = 1, k do if not present[i] and not remembered[i] then nfresh = nfresh + 1 end end
   if live + nfresh > capacity then
-    retain(now, retention)
+    retain(clock(), retention)
     nready = redis.call('ZCARD', K_READY)
     live = nready + redis.call('ZCARD', K_LEASE)
   end
@@ -377,7 +390,7 @@ for ib = 0, #KEYS / 8 - 1 do
       accepted[#accepted + 1] = ids[i]
       linked[ids[i]] = true
       if keyed[i] then
-        remember[#remember + 1] = fmt(now + window)
+        remember[#remember + 1] = fmt(clock() + window)
         remember[#remember + 1] = ids[i]
       end
     else
@@ -391,7 +404,7 @@ for ib = 0, #KEYS / 8 - 1 do
     local last = redis.call('INCRBY', K_SEQ, #accepted)
     if last == #accepted then created = 1 end
     local meta, ready, enq = {}, {}, {}
-    local t = fmt(now)
+    local t = fmt(clock())
     for i, id in ipairs(accepted) do
       local seq = fmt(last - #accepted + i)
       meta[#meta + 1] = id
@@ -406,10 +419,17 @@ for ib = 0, #KEYS / 8 - 1 do
     redis.call('ZADD', K_ENQ, unpack(enq))
     if #remember > 0 then
       redis.call('ZADD', K_IDS, unpack(remember))
-      redis.call('ZREMRANGEBYSCORE', K_IDS, '-inf', fmt(now))
-      local n = redis.call('ZCARD', K_IDS)
-      if n > dcap then redis.call('ZREMRANGEBYRANK', K_IDS, 0, n - dcap - 1) end
-      redis.call('PEXPIRE', K_IDS, window)
+      -- Keep the newest dcap ids: removes the lowest ranks beyond dcap, and
+      -- nothing (no ZCARD needed) while there are fewer.
+      redis.call('ZREMRANGEBYRANK', K_IDS, 0, -dcap - 1)
+      -- The key must outlive its newest entry (now + window). Renew its TTL
+      -- (to window + slack) only when it would not, and drop the forgotten
+      -- entries then: lookups ignore them anyway (score <= now), and the
+      -- rank trim bounds them, so between renewals they only take memory.
+      if redis.call('PTTL', K_IDS) < window then
+        redis.call('ZREMRANGEBYSCORE', K_IDS, '-inf', fmt(now))
+        redis.call('PEXPIRE', K_IDS, window + slack)
+      end
     end
     if nready == 0 then redis.call('PUBLISH', channel, name) end
   else
@@ -435,16 +455,19 @@ type enqueueReq struct {
 }
 
 const (
-	enqueueFlushers  = 4       // batches in flight at once
+	// enqueueFlushers is the number of batches in flight at once. One makes
+	// the batching self-clocking (a group commit): more flushers in flight
+	// only split the same arrivals into more, smaller round trips.
+	enqueueFlushers  = 1
 	enqueueMaxBatch  = 128     // messages per batch
 	enqueueMaxBytes  = 4 << 20 // body bytes per batch
 	enqueueQueueSize = 1024
 )
 
-// Enqueue implements queue.Store. Concurrent calls are grouped: a few flusher
-// goroutines each take whatever calls are queued (up to 128 messages or
-// 4 MiB) and send them in one round trip (MULTI, HSET bodies, EVALSHA
-// enqueue, EXEC). A lone call is sent at once, without waiting for company.
+// Enqueue implements queue.Store. Concurrent calls are grouped: the flusher
+// takes whatever calls are queued (up to 128 messages or 4 MiB) and sends
+// them in one round trip (MULTI, HSET bodies, EVALSHA enqueue, EXEC). A lone
+// call is sent at once, without waiting for company.
 func (s *Inbox) Enqueue(ctx context.Context, inbox string, body []byte) (string, error) {
 	if err := inboxutil.CheckEnqueue(inbox, body); err != nil {
 		return "", err
@@ -776,7 +799,15 @@ local now = nowms()
 local want, leasems, maxd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local budget, bytes = tonumber(ARGV[5]), 0
 retain(now, tonumber(ARGV[4]))
-local lapsed = redis.call('ZRANGEBYSCORE', K_LEASE, '-inf', fmt(now), 'LIMIT', 0, 1000)
+-- The earliest lease deadline tells both whether any lease lapsed and, when
+-- none did, the deadline to report: one call where a search for lapsed
+-- leases plus a second look at the deadline at the end would take two.
+local first = redis.call('ZRANGE', K_LEASE, 0, 0, 'WITHSCORES')[2]
+local lapsed = {}
+if first and tonumber(first) <= now then
+  lapsed = redis.call('ZRANGEBYSCORE', K_LEASE, '-inf', fmt(now), 'LIMIT', 0, 1000)
+  first = nil -- unknown after the reclaim; looked up at the end if needed
+end
 if #lapsed > 0 then
   local metas = redis.call('HMGET', K_META, unpack(lapsed))
   local back, dead, deadmeta = {}, {}, {}
@@ -844,8 +875,13 @@ while got < want and bytes < budget do
   if #dead > 0 then deadletterall(dead, deadmeta) end
   if #broken > 0 then dropall(broken) end
 end
-local first = redis.call('ZRANGE', K_LEASE, 0, 0, 'WITHSCORES')
-if #first > 0 then out[2] = first[2] end
+if not first and #lapsed > 0 then
+  first = redis.call('ZRANGE', K_LEASE, 0, 0, 'WITHSCORES')[2]
+elseif got > 0 and (not first or tonumber(first) > tonumber(deadline)) then
+  -- This pull's leases end at deadline; first, if any, predates them.
+  first = deadline
+end
+if first then out[2] = first end
 if got == 0 then cleanup() end
 return out
 `)
@@ -998,7 +1034,14 @@ for i, id in ipairs(ids) do
   end
 end
 if #del > 0 then
-  droplive(del)
+  redis.call('HDEL', K_BODY, unpack(del))
+  redis.call('HDEL', K_META, unpack(del))
+  -- A delivered message is leased, or ready again after its lease lapsed:
+  -- look in the ready list only for those the lease set did not hold.
+  if redis.call('ZREM', K_LEASE, unpack(del)) < #del then
+    redis.call('ZREM', K_READY, unpack(del))
+  end
+  redis.call('ZREM', K_ENQ, unpack(del))
   cleanup()
 end
 return #del
