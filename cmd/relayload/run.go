@@ -66,6 +66,19 @@ func run(stop, abort context.Context, o options, stderr io.Writer) (result, erro
 	failed := true
 	defer func() { d.close(failed) }()
 
+	// The crypto floor, before any load, on a body of the run's size.
+	floor, err := measureCryptoFloor(newBodyTemplate(d.teamID, runID).appendBody(nil, 0, 0, 1, time.Now().Unix()), floorIterations)
+	if err != nil {
+		return result{}, err
+	}
+	var rw *redisWatch
+	if o.RedisURL != "" {
+		if rw, err = newRedisWatch(abort, o.RedisURL); err != nil {
+			return result{}, err
+		}
+		defer rw.close()
+	}
+
 	consumers := len(d.sseURLs)
 	if fwdLn != nil {
 		consumers = max(1, o.Agents)
@@ -106,6 +119,11 @@ func run(stop, abort context.Context, o options, stderr io.Writer) (result, erro
 		procs = append(procs, watchedProc{Name: fmt.Sprintf("pid %d", pid), PID: pid})
 	}
 	cpuBefore := cpuSnapshot(procs)
+	var redisBefore, redisAfter time.Duration
+	var redisErr error
+	if rw != nil {
+		redisBefore, redisErr = rw.cpu(abort)
+	}
 	what := fmt.Sprintf("for %s", o.Duration)
 	if o.Events > 0 {
 		what = fmt.Sprintf("%d events", o.Events)
@@ -125,10 +143,26 @@ func run(stop, abort context.Context, o options, stderr io.Writer) (result, erro
 	}
 	end := time.Now()
 	cpuAfter := cpuSnapshot(procs)
+	if rw != nil && redisErr == nil {
+		redisAfter, redisErr = rw.cpu(context.WithoutCancel(abort))
+	}
 	stopConsumers()
 
 	rep := buildReport(&o, d, tr, errs, start, postEnd, end, drained)
 	rep.CPU = cpuReport(procs, cpuBefore, cpuAfter, rep.Accepted, rep.Delivered)
+	if rw != nil {
+		if redisErr != nil {
+			errs.add(redisErr.Error())
+			rep.Errors, rep.ErrorCount = errs.snapshot()
+		}
+		rep.CPU = append(rep.CPU, redisLine(rw.pid, redisBefore, redisAfter, redisErr, rep.Accepted, rep.Delivered))
+		rep.RedisShared = true
+	}
+	rep.SystemUnderTest = systemUnderTest(rep.CPU, os.Getpid(), rep.Accepted, rep.Delivered)
+	rep.CryptoFloor = &floor
+	if rep.SystemUnderTest != nil {
+		rep.SystemUnderTest.FloorRatio = floorRatio(rep.SystemUnderTest.USPerDelivered, &floor)
+	}
 	failed = !rep.OK
 	return result{report: rep, failed: !rep.OK}, nil
 }
