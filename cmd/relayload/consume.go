@@ -25,6 +25,7 @@ type sseFrame struct {
 
 // readSSE parses a text/event-stream and calls fn for every complete event
 // that has data, until r ends, a line exceeds maxDeliveryBody or fn fails.
+// The frame's Data is valid only during the call (the buffer is reused).
 func readSSE(r io.Reader, fn func(sseFrame) error) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), maxDeliveryBody)
@@ -39,7 +40,8 @@ func readSSE(r io.Reader, fn func(sseFrame) error) error {
 					return err
 				}
 			}
-			f, data = sseFrame{}, bytes.Buffer{}
+			f = sseFrame{}
+			data.Reset()
 			continue
 		}
 		if line[0] == ':' {
@@ -51,7 +53,14 @@ func readSSE(r io.Reader, fn func(sseFrame) error) error {
 		case "id":
 			f.ID = string(value)
 		case "event":
-			f.Event = string(value)
+			switch string(value) { // the names the bridge sends, without an allocation
+			case "message":
+				f.Event = "message"
+			case "dropped":
+				f.Event = "dropped"
+			default:
+				f.Event = string(value)
+			}
 		case "data":
 			if data.Len()+len(value) > maxDeliveryBody {
 				return errors.New("SSE event larger than the limit")

@@ -101,7 +101,7 @@ func newFlagSet(o *options, sse *string, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.ForwardListen, "forward-listen", "", "consume a bridge's forwarded webhooks on this loopback address (bridge run --forward-url http://ADDR/slack/events)")
 	fs.StringVar(&o.ForwardSecretFile, "forward-signing-secret-file", "", "file holding the bridge's forward signing secret (verifies the forwarded requests)")
 	fs.BoolVar(&o.Spawn, "spawn", false, "start a broker, a simulated Slack and --agents bridges, install and register them, then load them")
-	fs.StringVar(&o.RedisURL, "redis-url", "", "spawn: run the broker on this Redis (under a unique key prefix, removed afterwards); empty = embedded store")
+	fs.StringVar(&o.RedisURL, "redis-url", "", "spawn: run the broker on this Redis (under a unique key prefix, removed afterwards; empty = embedded store); existing deployment: its Redis, only read (INFO) for the redis CPU row")
 	fs.StringVar(&o.BrokerBin, "broker-bin", "", "spawn: broker binary (empty = go build ./cmd/broker)")
 	fs.StringVar(&o.BridgeBin, "bridge-bin", "", "spawn: bridge binary (empty = go build ./cmd/bridge)")
 	fs.IntVar(&o.Agents, "agents", 1, "spawn: bridges registered on the one org (every event fans out to each)")
@@ -180,11 +180,20 @@ func (o *options) validate() error {
 	if o.BrokerURL == "" || o.SigningSecretFile == "" || o.TeamID == "" {
 		return errors.New("give --spawn, or --broker-url, --signing-secret-file and --team-id of an existing deployment")
 	}
-	if o.RedisURL != "" || o.BrokerBin != "" || o.BridgeBin != "" || o.Agents != 1 || o.KeepData {
-		return errors.New("--redis-url, --broker-bin, --bridge-bin, --agents and --keep-data are for --spawn")
+	if o.BrokerBin != "" || o.BridgeBin != "" || o.Agents != 1 || o.KeepData {
+		return errors.New("--broker-bin, --bridge-bin, --agents and --keep-data are for --spawn")
 	}
 	if err := checkTarget("--broker-url", o.BrokerURL, o.AllowRemote); err != nil {
 		return err
+	}
+	if o.RedisURL != "" {
+		u, err := url.Parse(o.RedisURL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			return errors.New("--redis-url: want a redis:// or rediss:// URL")
+		}
+		if !o.AllowRemote && !isLoopback(u.Hostname()) {
+			return errors.New("--redis-url is not a loopback address: reading a remote Redis needs --allow-remote")
+		}
 	}
 	switch {
 	case len(o.SSEURLs) > 0 && o.ForwardListen != "":

@@ -44,7 +44,19 @@ type report struct {
 	EndToEnd      latencyStats `json:"end_to_end"`
 
 	PerConsumer []consumerCounts `json:"per_consumer"`
-	CPU         []cpuLine        `json:"cpu"`
+	// CPU has a line per watched process, then one for Redis when the run
+	// knows it (--redis-url).
+	CPU []cpuLine `json:"cpu"`
+	// RedisShared says the redis line is the whole server's CPU: every
+	// client of that Redis counts, not only this deployment.
+	RedisShared bool `json:"redis_cpu_covers_all_clients,omitempty"`
+	// SystemUnderTest totals the lines other than the harness's own
+	// (broker, bridges, --pid processes, Redis); absent when there are
+	// none.
+	SystemUnderTest *sutLine `json:"system_under_test,omitempty"`
+	// CryptoFloor is the protocol's mandatory cryptography on this
+	// machine, measured before the load.
+	CryptoFloor *cryptoFloor `json:"crypto_floor,omitempty"`
 
 	LoadAverage string   `json:"load_average"`
 	CPUs        int      `json:"cpus"`
@@ -61,6 +73,57 @@ type cpuLine struct {
 	CPUms          float64 `json:"cpu_ms"`
 	USPerEvent     float64 `json:"cpu_us_per_event"`    // per accepted event
 	USPerDelivered float64 `json:"cpu_us_per_delivery"` // per delivery (events × consumers)
+}
+
+// sutLine is the system under test's CPU: every line but the harness's.
+type sutLine struct {
+	Parts []string `json:"parts"`
+	// CPUms is -1 when a part's CPU could not be read.
+	CPUms          float64 `json:"cpu_ms"`
+	USPerEvent     float64 `json:"cpu_us_per_event"`
+	USPerDelivered float64 `json:"cpu_us_per_delivery"`
+	// FloorRatio is USPerDelivered in crypto floors (0: unknown).
+	FloorRatio float64 `json:"crypto_floor_ratio"`
+}
+
+// redisLine is the CPU line of the Redis server.
+func redisLine(pid int, before, after time.Duration, err error, accepted, delivered int) cpuLine {
+	l := cpuLine{Name: "redis", PID: pid, CPUms: -1}
+	if err == nil {
+		l = usage(l, after-before, accepted, delivered)
+	}
+	return l
+}
+
+// systemUnderTest sums the lines of every process but the harness (self).
+func systemUnderTest(lines []cpuLine, self, accepted, delivered int) *sutLine {
+	var s sutLine
+	var used float64 // ms
+	for _, l := range lines {
+		if l.PID == self && l.Name == "relayload" {
+			continue
+		}
+		s.Parts = append(s.Parts, l.Name)
+		if l.CPUms < 0 || used < 0 {
+			used = -1
+			continue
+		}
+		used += l.CPUms
+	}
+	if len(s.Parts) == 0 {
+		return nil
+	}
+	s.CPUms = -1
+	if used >= 0 {
+		s.CPUms = round1(used)
+		if accepted > 0 {
+			s.USPerEvent = round1(used * 1000 / float64(accepted))
+		}
+		if delivered > 0 {
+			s.USPerDelivered = round1(used * 1000 / float64(delivered))
+		}
+	}
+	return &s
 }
 
 func buildReport(o *options, d *deployment, tr *tracker, errs *errorLog, start, postEnd, end time.Time, drained bool) report {
@@ -100,18 +163,23 @@ func cpuReport(procs []watchedProc, before, after map[int]time.Duration, accepte
 		b, ok1 := before[p.PID]
 		a, ok2 := after[p.PID]
 		if ok1 && ok2 {
-			used := a - b
-			l.CPUms = round1(float64(used.Microseconds()) / 1000)
-			if accepted > 0 {
-				l.USPerEvent = round1(float64(used.Microseconds()) / float64(accepted))
-			}
-			if delivered > 0 {
-				l.USPerDelivered = round1(float64(used.Microseconds()) / float64(delivered))
-			}
+			l = usage(l, a-b, accepted, delivered)
 		}
 		out = append(out, l)
 	}
 	return out
+}
+
+// usage fills l's CPU figures from used.
+func usage(l cpuLine, used time.Duration, accepted, delivered int) cpuLine {
+	l.CPUms = round1(float64(used.Microseconds()) / 1000)
+	if accepted > 0 {
+		l.USPerEvent = round1(float64(used.Microseconds()) / float64(accepted))
+	}
+	if delivered > 0 {
+		l.USPerDelivered = round1(float64(used.Microseconds()) / float64(delivered))
+	}
+	return l
 }
 
 func round1(f float64) float64 { return math.Round(f*10) / 10 }
@@ -150,6 +218,24 @@ func writeHuman(w io.Writer, r *report) {
 				continue
 			}
 			fmt.Fprintf(w, "    %-28s %7.0f  %9.1f  %11.1f\n", fmt.Sprintf("%s [%d]", c.Name, c.PID), c.CPUms, c.USPerEvent, c.USPerDelivered)
+		}
+		if s := r.SystemUnderTest; s != nil {
+			if s.CPUms < 0 {
+				fmt.Fprintf(w, "    %-28s  unknown (a part's CPU is unreadable)\n", "system under test")
+			} else {
+				fmt.Fprintf(w, "    %-28s %7.0f  %9.1f  %11.1f\n", "system under test", s.CPUms, s.USPerEvent, s.USPerDelivered)
+			}
+			fmt.Fprintf(w, "      (%s; not the harness)\n", strings.Join(s.Parts, " + "))
+		}
+		if r.RedisShared {
+			fmt.Fprintf(w, "      (redis is the whole server's CPU: every client of that Redis counts, not only this deployment)\n")
+		}
+	}
+	if f := r.CryptoFloor; f != nil {
+		fmt.Fprintf(w, "  crypto floor: %.0f µs/event (broker %.0f, bridge %.0f)  — seal+sign and verify+open of one copy, %d envelopes of a %d-byte body, %s\n",
+			f.TotalUS, f.BrokerUS, f.BridgeUS, f.Iterations, f.BodyBytes, f.Clock)
+		if s := r.SystemUnderTest; s != nil && s.FloorRatio > 0 {
+			fmt.Fprintf(w, "  system under test = %.1f x crypto floor (%.0f µs per delivery)\n", s.FloorRatio, s.USPerDelivered)
 		}
 	}
 	fmt.Fprintf(w, "  machine: %d CPUs, load average %s\n", r.CPUs, r.LoadAverage)

@@ -66,6 +66,19 @@ func run(stop, abort context.Context, o options, stderr io.Writer) (result, erro
 	failed := true
 	defer func() { d.close(failed) }()
 
+	// The crypto floor, before any load, on a body of the run's size.
+	floor, err := measureCryptoFloor(newBodyTemplate(d.teamID, runID).appendBody(nil, 0, 0, 1, time.Now().Unix()), floorIterations)
+	if err != nil {
+		return result{}, err
+	}
+	var rw *redisWatch
+	if o.RedisURL != "" {
+		if rw, err = newRedisWatch(abort, o.RedisURL); err != nil {
+			return result{}, err
+		}
+		defer rw.close()
+	}
+
 	consumers := len(d.sseURLs)
 	if fwdLn != nil {
 		consumers = max(1, o.Agents)
@@ -106,6 +119,11 @@ func run(stop, abort context.Context, o options, stderr io.Writer) (result, erro
 		procs = append(procs, watchedProc{Name: fmt.Sprintf("pid %d", pid), PID: pid})
 	}
 	cpuBefore := cpuSnapshot(procs)
+	var redisBefore, redisAfter time.Duration
+	var redisErr error
+	if rw != nil {
+		redisBefore, redisErr = rw.cpu(abort)
+	}
 	what := fmt.Sprintf("for %s", o.Duration)
 	if o.Events > 0 {
 		what = fmt.Sprintf("%d events", o.Events)
@@ -125,10 +143,26 @@ func run(stop, abort context.Context, o options, stderr io.Writer) (result, erro
 	}
 	end := time.Now()
 	cpuAfter := cpuSnapshot(procs)
+	if rw != nil && redisErr == nil {
+		redisAfter, redisErr = rw.cpu(context.WithoutCancel(abort))
+	}
 	stopConsumers()
 
 	rep := buildReport(&o, d, tr, errs, start, postEnd, end, drained)
 	rep.CPU = cpuReport(procs, cpuBefore, cpuAfter, rep.Accepted, rep.Delivered)
+	if rw != nil {
+		if redisErr != nil {
+			errs.add(redisErr.Error())
+			rep.Errors, rep.ErrorCount = errs.snapshot()
+		}
+		rep.CPU = append(rep.CPU, redisLine(rw.pid, redisBefore, redisAfter, redisErr, rep.Accepted, rep.Delivered))
+		rep.RedisShared = true
+	}
+	rep.SystemUnderTest = systemUnderTest(rep.CPU, os.Getpid(), rep.Accepted, rep.Delivered)
+	rep.CryptoFloor = &floor
+	if rep.SystemUnderTest != nil {
+		rep.SystemUnderTest.FloorRatio = floorRatio(rep.SystemUnderTest.USPerDelivered, &floor)
+	}
 	failed = !rep.OK
 	return result{report: rep, failed: !rep.OK}, nil
 }
@@ -178,9 +212,12 @@ func newRunID() (string, error) {
 // sequence order. With a rate, poster p's k-th event is due at
 // start + (k·concurrency + p)/rate.
 func post(stop context.Context, o *options, d *deployment, runID string, tr *tracker, errs *errorLog) {
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		MaxIdleConnsPerHost: o.Concurrency, MaxConnsPerHost: o.Concurrency, DisableCompression: true}}
-	defer client.CloseIdleConnections()
+	target, err := newBrokerTarget(d.brokerURL)
+	if err != nil {
+		errs.add(err.Error())
+		return
+	}
+	tmpl := newBodyTemplate(d.teamID, runID)
 	limit := o.Events
 	if limit == 0 {
 		limit = maxEvents
@@ -194,7 +231,12 @@ func post(stop context.Context, o *options, d *deployment, runID string, tr *tra
 	var wg sync.WaitGroup
 	for p := 0; p < o.Concurrency; p++ {
 		wg.Go(func() {
-			seq := map[int]int{}
+			ps := newPoster(target, tmpl, d.secret)
+			defer ps.close()
+			// This poster's channels are p, p+C, p+2C, … < channels.
+			owned := (o.Channels - p + o.Concurrency - 1) / o.Concurrency
+			seq := make([]int, owned)
+			var timer *time.Timer
 			for k := 0; ; k++ {
 				if stop.Err() != nil || !time.Now().Before(deadline) {
 					return
@@ -205,12 +247,16 @@ func post(stop context.Context, o *options, d *deployment, runID string, tr *tra
 						return
 					}
 					if wait := time.Until(due); wait > 0 {
-						t := time.NewTimer(wait)
+						if timer == nil {
+							timer = time.NewTimer(wait)
+						} else {
+							timer.Reset(wait)
+						}
 						select {
 						case <-stop.Done():
-							t.Stop()
+							timer.Stop()
 							return
-						case <-t.C:
+						case <-timer.C:
 						}
 					}
 				}
@@ -218,27 +264,22 @@ func post(stop context.Context, o *options, d *deployment, runID string, tr *tra
 				if n >= limit {
 					return
 				}
-				// This poster's channels are p, p+C, p+2C, … < channels.
-				owned := (o.Channels - p + o.Concurrency - 1) / o.Concurrency
-				ch := p + (k%owned)*o.Concurrency
-				seq[ch]++
-				postOne(stop, client, d, runID, tr, errs, n, ch, seq[ch])
+				slot := k % owned
+				seq[slot]++
+				postOne(ps, tr, errs, n, p+slot*o.Concurrency, seq[slot])
 			}
 		})
 	}
 	wg.Wait()
 }
 
-func postOne(ctx context.Context, client *http.Client, d *deployment, runID string, tr *tracker, errs *errorLog, n, ch, seq int) {
+// postOne posts event n (sequence seq on channel ch) and records it.
+func postOne(ps *poster, tr *tracker, errs *errorLog, n, ch, seq int) {
 	now := time.Now()
-	id := eventID(runID, n)
-	req, err := signedRequest(context.WithoutCancel(ctx), d.brokerURL, d.secret, eventBody(d.teamID, runID, n, ch, seq, now), now)
-	if err != nil {
-		errs.add(err.Error())
-		return
-	}
+	id := ps.eventID(n)
+	req := ps.build(n, ch, seq, now.Unix())
 	tr.sent(id, ch, seq, now)
-	err = postEvent(client, req)
+	err := ps.post(req)
 	tr.answered(id, err == nil, time.Since(now))
 	if err != nil {
 		errs.add(err.Error())
