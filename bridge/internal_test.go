@@ -169,11 +169,11 @@ func TestStreamHubBounds(t *testing.T) {
 	if n := h.stats().buffered; n != 1 {
 		t.Fatalf("oversized event: held %d", n)
 	}
-	items, missed, _ := h.since(0)
+	items, missed, _ := h.since(nil, 0)
 	if len(items) != 1 || missed != 0 {
 		t.Fatalf("since(0): %d items, %d missed", len(items), missed)
 	}
-	items, missed, _ = h.since(items[0].seq - 3)
+	items, missed, _ = h.since(nil, items[0].seq-3)
 	if len(items) != 1 || missed != 2 {
 		t.Fatalf("resume gap: %d items, %d missed", len(items), missed)
 	}

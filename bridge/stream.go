@@ -1,9 +1,7 @@
 package bridge
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -44,6 +42,11 @@ type streamHub struct {
 	maxSize int // bound on bytes
 	durable bool
 	blocked bool // a publish was refused; cleared when sent advances
+	// pending says that, in durable mode, events were published since the
+	// last sync: consumers are woken once per pulled batch, after its
+	// spool sync, so that a stream consumer gets a batch in one write and
+	// one flush rather than one wake-up per event.
+	pending bool
 	notify  chan struct{}
 	room    chan struct{}
 	spool   *spool
@@ -110,9 +113,9 @@ func newSpooledHub(size, maxBytes int, now time.Time, durable bool, sp *spool, l
 // bound is full, except, in durable mode, events no consumer has had: then
 // it returns errStreamFull. It reports whether an event was evicted.
 func (h *streamHub) publish(ev *Event) (bool, error) {
-	data, err := json.Marshal(ev)
+	data, err := appendEventJSON(make([]byte, 0, len(ev.Payload)+len(ev.MessageID)+len(ev.ThreadID)+len(ev.Source)+len(ev.Type)+128), ev)
 	if err != nil {
-		return false, fmt.Errorf("encode event: %w", err)
+		return false, err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -151,14 +154,24 @@ func (h *streamHub) publish(ev *Event) (bool, error) {
 	h.bytes += len(data)
 	h.n++
 	h.nextSeq++
-	close(h.notify)
-	h.notify = make(chan struct{})
+	if h.durable {
+		h.pending = true
+	} else {
+		h.wakeLocked()
+	}
 	if h.spool != nil && h.spool.size > 2*int64(h.bytes)+int64(h.n)*64+1<<20 {
 		if err := h.spool.rewrite(h.first, h.nextSeq, h.itemsLocked()); err != nil {
 			return evicted, err
 		}
 	}
 	return evicted, nil
+}
+
+// wakeLocked wakes the consumers waiting for new events.
+func (h *streamHub) wakeLocked() {
+	h.pending = false
+	close(h.notify)
+	h.notify = make(chan struct{})
 }
 
 // spoolEvictLocked records the eviction floor in the spool.
@@ -177,10 +190,11 @@ func (h *streamHub) itemsLocked() []streamItem {
 	return out
 }
 
-// since returns the events after lastID, how many events after lastID
-// were evicted before the consumer could see them, and a channel closed on
-// the next publish.
-func (h *streamHub) since(lastID uint64) (items []streamItem, missed uint64, wait <-chan struct{}) {
+// since appends to items the events after lastID and returns them, how
+// many events after lastID were evicted before the consumer could see
+// them, and a channel closed when there are more (on the next publish; in
+// durable mode on the next sync after a publish).
+func (h *streamHub) since(items []streamItem, lastID uint64) (_ []streamItem, missed uint64, wait <-chan struct{}) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if lastID >= h.nextSeq {
@@ -229,10 +243,15 @@ func (h *streamHub) waitRoom() (blocked bool, room <-chan struct{}) {
 	return h.blocked, h.room
 }
 
-// sync makes the spooled events durable.
+// sync makes the spooled events durable, then wakes the consumers for
+// the events published since the last sync (durable mode; they are woken
+// even when the sync failed, as they were before it in the other modes).
 func (h *streamHub) sync() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.pending {
+		defer h.wakeLocked()
+	}
 	if h.spool == nil {
 		return nil
 	}
@@ -323,19 +342,32 @@ func (b *Bridge) serveEvents(w http.ResponseWriter, r *http.Request) {
 	defer b.metrics.streamConsumers.Dec()
 	ticker := time.NewTicker(sseKeepAlive)
 	defer ticker.Stop()
+	// Reused across wake-ups: the events of one wake-up (a pulled batch)
+	// go out in one write and one flush.
+	var items []streamItem
+	var buf []byte
 	for {
 		from := last
-		items, missed, wait := b.hub.since(from)
-		var sb strings.Builder
+		var missed uint64
+		var wait <-chan struct{}
+		items, missed, wait = b.hub.since(items[:0], from)
+		buf = buf[:0]
 		if missed > 0 {
-			fmt.Fprintf(&sb, "event: dropped\ndata: {\"dropped\":%d}\n\n", missed)
+			buf = append(buf, "event: dropped\ndata: {\"dropped\":"...)
+			buf = strconv.AppendUint(buf, missed, 10)
+			buf = append(buf, "}\n\n"...)
 		}
 		for _, it := range items {
-			fmt.Fprintf(&sb, "id: %d\ndata: %s\n\n", it.seq, it.data)
+			buf = append(buf, "id: "...)
+			buf = strconv.AppendUint(buf, it.seq, 10)
+			buf = append(buf, "\ndata: "...)
+			buf = append(buf, it.data...)
+			buf = append(buf, "\n\n"...)
 			last = it.seq
 		}
-		if sb.Len() > 0 {
-			if !write([]byte(sb.String())) {
+		clear(items) // do not pin evicted events until the next wake-up
+		if len(buf) > 0 {
+			if !write(buf) {
 				return
 			}
 			if missed > 0 {
