@@ -2,9 +2,9 @@ package crypto
 
 import (
 	"bytes"
-	"encoding/hex"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
