@@ -221,33 +221,33 @@ func (s *Server) handleUnregister(w http.ResponseWriter, r *http.Request) {
 	s.depth.forget(a.ID)
 	s.audit(ctx, audit.Event{Kind: audit.KindUnregister, Outcome: "ok"})
 	s.logger(ctx).Info("agent unregistered")
-	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+	writeOK(w)
 }
 
 func (s *Server) handlePull(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	var req protocol.PullRequest
 	if e := decodeJSON(w, r, &req); e != nil {
-		s.m.pulls.WithLabelValues("rejected").Inc()
+		s.m.pullsBy.with("rejected").Inc()
 		s.fail(w, e)
 		return
 	}
 	org, e := resolveOrg(ctx, req.OrgID, req.WorkspaceID)
 	if e != nil {
-		s.m.pulls.WithLabelValues("rejected").Inc()
+		s.m.pullsBy.with("rejected").Inc()
 		s.fail(w, e)
 		return
 	}
 	maxN, wait, err := req.Limits()
 	if err != nil {
-		s.m.pulls.WithLabelValues("rejected").Inc()
+		s.m.pullsBy.with("rejected").Inc()
 		s.fail(w, errf(http.StatusBadRequest, "%s", err.Error()))
 		return
 	}
 	a, e := s.authAgent(ctx, r, org, req.ProtocolVersion, req.Timestamp,
 		protocol.PullSigningBytes(org, req.Timestamp, maxN, wait), req.Signature)
 	if e != nil {
-		s.m.pulls.WithLabelValues("rejected").Inc()
+		s.m.pullsBy.with("rejected").Inc()
 		s.fail(w, e)
 		return
 	}
@@ -257,13 +257,13 @@ func (s *Server) handlePull(w http.ResponseWriter, r *http.Request) {
 	s.flushDrops(ctx, a)
 	msgs, e := s.pull(ctx, a, maxN, time.Duration(wait)*time.Second)
 	if e != nil {
-		s.m.pulls.WithLabelValues("error").Inc()
+		s.m.pullsBy.with("error").Inc()
 		s.fail(w, e)
 		return
 	}
-	s.m.pulls.WithLabelValues("ok").Inc()
+	s.m.pullsBy.with("ok").Inc()
 	s.m.pulledMessages.Add(float64(len(msgs)))
-	writeJSON(w, http.StatusOK, protocol.PullResponse{OK: true, Messages: msgs})
+	writePullResponse(w, msgs)
 }
 
 type pollStart int
@@ -347,14 +347,16 @@ func (s *Server) pull(ctx context.Context, a *state.Agent, maxN int, wait time.D
 		return nil, errf(http.StatusServiceUnavailable, "inbox store unavailable")
 	}
 	out := make([]protocol.InboxMessage, 0, len(qm))
+	org := ""
 	for _, m := range qm {
-		im, err := protocol.ParseStored(m.ID, m.Body)
+		im, err := parseStored(m.ID, m.Body, org)
 		if err != nil {
 			// Not ours: drop it so it cannot block the inbox.
 			s.logger(ctx).Error("malformed inbox message acked", "message_id", m.ID, "err", err)
 			_, _ = s.q.Ack(context.WithoutCancel(ctx), a.ID, []string{m.Receipt})
 			continue
 		}
+		org = im.OrgID
 		out = append(out, im)
 	}
 	return out, nil
@@ -364,25 +366,25 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	var req protocol.AckRequest
 	if e := decodeJSON(w, r, &req); e != nil {
-		s.m.acks.WithLabelValues("rejected").Inc()
+		s.m.acksBy.with("rejected").Inc()
 		s.fail(w, e)
 		return
 	}
 	org, e := resolveOrg(ctx, req.OrgID, req.WorkspaceID)
 	if e != nil {
-		s.m.acks.WithLabelValues("rejected").Inc()
+		s.m.acksBy.with("rejected").Inc()
 		s.fail(w, e)
 		return
 	}
 	if len(req.MessageIDs) > maxAckIDs {
-		s.m.acks.WithLabelValues("rejected").Inc()
+		s.m.acksBy.with("rejected").Inc()
 		s.fail(w, errf(http.StatusBadRequest, "invalid message_ids: at most %d per ack", maxAckIDs))
 		return
 	}
 	a, e := s.authAgent(ctx, r, org, req.ProtocolVersion, req.Timestamp,
 		protocol.AckSigningBytes(org, req.Timestamp, req.MessageIDs), req.Signature)
 	if e != nil {
-		s.m.acks.WithLabelValues("rejected").Inc()
+		s.m.acksBy.with("rejected").Inc()
 		s.fail(w, e)
 		return
 	}
@@ -398,7 +400,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 		var err error
 		n, err = s.q.Ack(ctx, a.ID, ids)
 		if err != nil && !errors.Is(err, queue.ErrInvalidArgument) {
-			s.m.acks.WithLabelValues("error").Inc()
+			s.m.acksBy.with("error").Inc()
 			s.logger(ctx).Error("inbox ack failed", "err", err)
 			s.fail(w, errf(http.StatusServiceUnavailable, "inbox store unavailable"))
 			return
@@ -407,7 +409,7 @@ func (s *Server) handleAck(w http.ResponseWriter, r *http.Request) {
 	if n > 0 {
 		s.flushDrops(ctx, a) // room was made: queue a waiting notice now
 	}
-	s.m.acks.WithLabelValues("ok").Inc()
+	s.m.acksBy.with("ok").Inc()
 	s.m.ackedMessages.Add(float64(n))
 	writeJSON(w, http.StatusOK, protocol.AckResponse{OK: true, Acked: n})
 }

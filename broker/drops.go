@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,7 +25,10 @@ const (
 // and nobody without the broker keys can predict one. 128 bits in hex, like
 // the ids the queue chooses itself.
 func (s *Server) messageID(org, eventID, agentID string) string {
-	return s.hk.Hash(KindMessageID, org+"\x00"+eventID+"\x00"+agentID).String()[:32]
+	h := s.hk.sum(KindMessageID, org, eventID, agentID)
+	var out [32]byte
+	hex.Encode(out[:], h[:16])
+	return string(out[:])
 }
 
 // recordDrop stores one dropped copy for the agent's next notice. A failure

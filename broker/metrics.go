@@ -27,6 +27,11 @@ type metrics struct {
 	latency        *prometheus.HistogramVec // route, code
 	dropNotices    prometheus.Counter
 	storeTimeouts  *prometheus.CounterVec // route
+
+	// Children of the vectors counted on every event, pull or ack.
+	received *childCache[string, prometheus.Counter] // eventsReceived
+	pullsBy  *childCache[string, prometheus.Counter] // pulls
+	acksBy   *childCache[string, prometheus.Counter] // acks
 }
 
 func newMetrics(reg prometheus.Registerer, depth *depthCollector) (*metrics, error) {
@@ -63,6 +68,7 @@ func newMetrics(reg prometheus.Registerer, depth *depthCollector) (*metrics, err
 		storeTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sealrelay_broker_store_timeouts_total",
 			Help: "Requests answered 503 because the state or inbox store did not answer within the deadline, by route."}, []string{"route"}),
 	}
+	m.received, m.pullsBy, m.acksBy = counterCache(m.eventsReceived), counterCache(m.pulls), counterCache(m.acks)
 	for _, c := range []prometheus.Collector{m.eventsReceived, m.eventsQueued, m.eventsDropped, m.pulls,
 		m.pulledMessages, m.acks, m.ackedMessages, m.sends, m.slackErrors, m.registrations, m.installs,
 		m.longPolls, m.latency, m.dropNotices, m.storeTimeouts, depth} {
@@ -131,4 +137,40 @@ func (d *depthCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d.desc, prometheus.GaugeValue, float64(st.Depth()), org, agent)
 		ch <- prometheus.MustNewConstMetric(d.dead, prometheus.GaugeValue, float64(st.DeadLetters), org, agent)
 	}
+}
+
+// childCache remembers the children of a metric vector by label key, so a
+// per-request path pays a read-locked map lookup instead of the hashing and
+// locking of WithLabelValues. A child is made on first use, as
+// WithLabelValues would make it: no series appears before it is counted.
+type childCache[K comparable, T any] struct {
+	mu   sync.RWMutex
+	m    map[K]T
+	make func(K) T
+}
+
+func newChildCache[K comparable, T any](make func(K) T) *childCache[K, T] {
+	return &childCache[K, T]{m: map[K]T{}, make: make}
+}
+
+// with returns the child for k.
+func (c *childCache[K, T]) with(k K) T {
+	c.mu.RLock()
+	v, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return v
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok = c.m[k]; !ok {
+		v = c.make(k)
+		c.m[k] = v
+	}
+	return v
+}
+
+// counterCache returns a childCache over vec's children by one label value.
+func counterCache(vec *prometheus.CounterVec) *childCache[string, prometheus.Counter] {
+	return newChildCache(func(v string) prometheus.Counter { return vec.WithLabelValues(v) })
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"regexp"
 	"strconv"
 	"sync"
 	"time"
@@ -234,10 +233,22 @@ func (s *Server) logger(ctx context.Context) *slog.Logger {
 	return l
 }
 
-var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+// validRequestID reports whether a client's X-Request-Id is 1–64 of
+// A–Z a–z 0–9 . _ - (and so safe to echo and log).
+func validRequestID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func requestID(r *http.Request) string {
-	if id := r.Header.Get("X-Request-Id"); requestIDPattern.MatchString(id) {
+	if id := r.Header.Get("X-Request-Id"); validRequestID(id) {
 		return id
 	}
 	id, err := crypto.RandomToken(9)
@@ -271,6 +282,9 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // wrap adds request id, panic recovery, latency metrics and an access log
 // line (metadata only) around h.
 func (s *Server) wrap(route string, h http.HandlerFunc) http.HandlerFunc {
+	latency := newChildCache(func(code int) prometheus.Observer {
+		return s.m.latency.WithLabelValues(route, strconv.Itoa(code))
+	})
 	return func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ri := &reqInfo{id: requestID(r), route: route}
@@ -292,7 +306,7 @@ func (s *Server) wrap(route string, h http.HandlerFunc) http.HandlerFunc {
 				code = http.StatusOK
 			}
 			dur := time.Since(start)
-			s.m.latency.WithLabelValues(route, strconv.Itoa(code)).Observe(dur.Seconds())
+			latency.with(code).Observe(dur.Seconds())
 			level := slog.LevelInfo
 			if code >= 500 {
 				level = slog.LevelWarn
@@ -372,11 +386,24 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		status = http.StatusInternalServerError
 		b = []byte(`{"ok":false,"error":"internal error"}`)
 	}
+	writeJSONBytes(w, status, append(b, '\n'))
+}
+
+// writeJSONBytes writes b, a JSON document and its trailing newline, as
+// writeJSON does.
+func writeJSONBytes(w http.ResponseWriter, status int, b []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(b)
 }
+
+// okBody is the JSON of a bare success answer, as writeJSON writes
+// map[string]any{"ok": true}.
+var okBody = []byte("{\"ok\":true}\n")
+
+// writeOK answers 200 {"ok":true}.
+func writeOK(w http.ResponseWriter) { writeJSONBytes(w, http.StatusOK, okBody) }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, protocol.ErrorResponse{OK: false, Error: msg})
@@ -440,7 +467,7 @@ func jsonErrorText(err error) string {
 // --- health -----------------------------------------------------------------
 
 func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+	writeOK(w)
 }
 
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
@@ -462,7 +489,7 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+	writeOK(w)
 }
 
 func (s *Server) handleBrokerPubkey(w http.ResponseWriter, _ *http.Request) {

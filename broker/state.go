@@ -15,7 +15,7 @@ import (
 // dump of the store alone does not let anyone test token guesses offline.
 // Rotating the signing key invalidates every stored token hash (agents must
 // re-register), which is the intended effect of replacing that key.
-type HashKey struct{ k []byte }
+type HashKey struct{ mac *crypto.HMACKey }
 
 // DeriveHashKey derives the token hash key from the broker's signing key.
 func DeriveHashKey(sk *crypto.SigningKey) (*HashKey, error) {
@@ -24,7 +24,9 @@ func DeriveHashKey(sk *crypto.SigningKey) (*HashKey, error) {
 		return nil, err
 	}
 	defer crypto.Wipe(seed)
-	return &HashKey{k: crypto.HMACSHA256(seed, []byte("sealrelay/broker/token-hash-key/v1"))}, nil
+	k := crypto.HMACSHA256(seed, []byte("sealrelay/broker/token-hash-key/v1"))
+	defer crypto.Wipe(k) // NewHMACKey keeps its own copy
+	return &HashKey{mac: crypto.NewHMACKey(k)}, nil
 }
 
 // Token hash kinds, so that a token of one kind never matches another.
@@ -37,12 +39,22 @@ const (
 
 // Hash returns the keyed hash of token for the given kind.
 func (k *HashKey) Hash(kind, token string) state.TokenHash {
-	msg := make([]byte, 0, len(kind)+1+len(token))
-	msg = append(msg, kind...)
-	msg = append(msg, 0)
-	msg = append(msg, token...)
+	return k.sum(kind, token)
+}
+
+// sum is Hash of parts joined with 0x00 bytes: sum(kind, a, b) is
+// Hash(kind, a+"\x00"+b) without building that string.
+func (k *HashKey) sum(kind string, parts ...string) state.TokenHash {
+	n := len(kind)
+	for _, p := range parts {
+		n += 1 + len(p)
+	}
+	msg := append(make([]byte, 0, n), kind...)
+	for _, p := range parts {
+		msg = append(append(msg, 0), p...)
+	}
 	var h state.TokenHash
-	copy(h[:], crypto.HMACSHA256(k.k, msg))
+	k.mac.Sum(h[:0], msg)
 	crypto.Wipe(msg)
 	return h
 }

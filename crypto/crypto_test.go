@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -395,5 +396,33 @@ func TestLowOrderPeerRefused(t *testing.T) {
 	// A sealed box whose ephemeral key is low-order does not open.
 	if _, err := kp.OpenAnonymous(make([]byte, SealedBoxOverhead+8)); err == nil {
 		t.Fatal("opened a box with a low-order ephemeral key")
+	}
+}
+
+func TestHMACKey(t *testing.T) {
+	t.Parallel()
+	// RFC 4231 test case 2.
+	want, _ := hex.DecodeString("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+	key := []byte("Jefe")
+	k := NewHMACKey(key)
+	key[0] = 'X' // NewHMACKey copied it
+	cases := []struct {
+		name string
+		msg  string
+		want []byte
+	}{
+		{"rfc4231", "what do ya want for nothing?", want},
+		{"empty", "", HMACSHA256([]byte("Jefe"), nil)},
+		{"long", strings.Repeat("m", 200), HMACSHA256([]byte("Jefe"), []byte(strings.Repeat("m", 200)))},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			for range 3 { // pooled states are reset between uses
+				if got := k.Sum([]byte("p"), []byte(c.msg)); !bytes.Equal(got, append([]byte("p"), c.want...)) {
+					t.Fatalf("Sum = %x, want p‖%x", got, c.want)
+				}
+			}
+		})
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
+	"hash"
+	"sync"
 )
 
 // Equal reports whether a and b are equal, in time that depends only on their
@@ -21,6 +23,30 @@ func HMACSHA256(key, msg []byte) []byte {
 	m := hmac.New(sha256.New, key)
 	m.Write(msg)
 	return m.Sum(nil)
+}
+
+// HMACKey computes HMAC-SHA256 under one fixed key, reusing keyed hash
+// states between calls: hmac.New allocates two SHA-256 states and derives
+// the key pads each time, which costs more than the MAC of a short message.
+// Safe for concurrent use.
+type HMACKey struct{ pool sync.Pool }
+
+// NewHMACKey returns an HMACKey for key (copied).
+func NewHMACKey(key []byte) *HMACKey {
+	key = append([]byte(nil), key...)
+	k := &HMACKey{}
+	k.pool.New = func() any { return hmac.New(sha256.New, key) }
+	return k
+}
+
+// Sum appends HMAC-SHA256(key, msg) to dst and returns the result.
+func (k *HMACKey) Sum(dst, msg []byte) []byte {
+	m := k.pool.Get().(hash.Hash)
+	m.Write(msg)
+	dst = m.Sum(dst)
+	m.Reset()
+	k.pool.Put(m)
+	return dst
 }
 
 // VerifyHMACSHA256 reports, in constant time, whether mac is
