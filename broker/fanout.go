@@ -103,18 +103,12 @@ func (s *Server) fanOutHold(ctx context.Context, org, eventID, source, typ strin
 		case eventID != "":
 			c.id = s.messageID(org, eventID, c.agent.ID)
 		}
-		var msg protocol.InboxMessage
-		var err error
-		if sealer != nil {
-			msg, err = protocol.SealEnvelopeMulti(sealer, plain, org, "", ts, c.agent.BoxPublicKey, s.keys.Signing)
-		} else {
-			msg, err = protocol.SealEnvelope(plain, org, "", ts, c.agent.BoxPublicKey, s.keys.Signing)
-		}
+		body, err := protocol.SealEnvelopeStored(sealer, plain, org, ts, c.agent.BoxPublicKey, s.keys.Signing, s.cfg.CompactStored)
 		if err != nil {
 			c.err = fmt.Errorf("%w: %w", errSealFailed, err)
 			return
 		}
-		c.body = s.stored(&msg)
+		c.body = body // the form s.stored gives
 	}
 	parallel(len(copies), seal)
 	s.storeCopies(ctx, copies)

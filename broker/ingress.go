@@ -114,11 +114,14 @@ type eventsBody struct {
 			Bot []string `json:"bot"`
 		} `json:"tokens"`
 	} `json:"event"`
-	Authorizations []struct {
-		TeamID              string `json:"team_id"`
-		EnterpriseID        string `json:"enterprise_id"`
-		IsEnterpriseInstall bool   `json:"is_enterprise_install"`
-	} `json:"authorizations"`
+	Authorizations []eventsAuth `json:"authorizations"`
+}
+
+// eventsAuth is one entry of an Events API body's authorizations.
+type eventsAuth struct {
+	TeamID              string `json:"team_id"`
+	EnterpriseID        string `json:"enterprise_id"`
+	IsEnterpriseInstall bool   `json:"is_enterprise_install"`
 }
 
 func (b *eventsBody) routing() []string {
@@ -139,7 +142,7 @@ func (s *Server) handleSlackEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	s.m.received.with("events").Inc()
 	var ev eventsBody
-	if err := json.Unmarshal(body, &ev); err != nil {
+	if err := decodeEventsBody(body, &ev); err != nil {
 		s.fail(w, errf(http.StatusBadRequest, "%s: %s", protocol.ErrInvalidJSON, jsonErrorText(err)))
 		return
 	}

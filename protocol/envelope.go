@@ -139,6 +139,57 @@ func SealEnvelopeMulti(sealer *crypto.MultiSealer, plaintext []byte, orgID, mess
 	return signSealed(sealed, orgID, messageID, brokerTimestamp, broker), nil
 }
 
+// SealEnvelopeStored seals and signs plaintext as SealEnvelope does (or
+// SealEnvelopeMulti when sealer is not nil) and returns the copy's stored
+// form directly: Stored(&msg) when compact, else StoredJSON(&msg), for the
+// InboxMessage msg those would return. It skips building msg's base64
+// strings and encoding them again (or, for the binary form, decoding them
+// back), which a fan-out does once per agent.
+func SealEnvelopeStored(sealer *crypto.MultiSealer, plaintext []byte, orgID string, brokerTimestamp int64, agent crypto.BoxPublicKey, broker *crypto.SigningKey, compact bool) ([]byte, error) {
+	var sealed []byte
+	var err error
+	if sealer != nil {
+		sealed, err = sealer.Seal(plaintext, agent)
+	} else {
+		sealed, err = crypto.SealAnonymous(plaintext, agent)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("seal envelope: %w", err)
+	}
+	// The signed bytes, "<org_id>|<broker_timestamp>|<encrypted>" as
+	// EnvelopeSigningBytes builds them; encrypted is their tail.
+	encLen := base64.StdEncoding.EncodedLen(len(sealed))
+	signed := make([]byte, 0, len(orgID)+24+encLen)
+	signed = append(signed, orgID...)
+	signed = append(signed, '|')
+	signed = strconv.AppendInt(signed, brokerTimestamp, 10)
+	signed = append(signed, '|')
+	signed = base64.StdEncoding.AppendEncode(signed, sealed)
+	sig := broker.Sign(signed)
+	if compact {
+		// AppendStored's binary form: what it writes for the canonical
+		// base64 SealEnvelope produces.
+		out := make([]byte, 0, 1+binary.MaxVarintLen64+len(orgID)+8+len(sig)+len(sealed))
+		out = append(out, storedV1)
+		out = binary.AppendUvarint(out, uint64(len(orgID)))
+		out = append(out, orgID...)
+		out = binary.BigEndian.AppendUint64(out, uint64(brokerTimestamp))
+		out = append(out, sig...)
+		return append(out, sealed...), nil
+	}
+	enc := signed[len(signed)-encLen:]
+	out := make([]byte, 0, len(orgID)+encLen+base64.StdEncoding.EncodedLen(len(sig))+storedReserve)
+	out = append(out, `{"o":`...)
+	out = appendJSONString(out, orgID)
+	out = append(out, `,"e":"`...) // base64 is written unescaped by AppendStoredJSON
+	out = append(out, enc...)
+	out = append(out, `","t":`...)
+	out = strconv.AppendInt(out, brokerTimestamp, 10)
+	out = append(out, `,"s":"`...)
+	out = base64.StdEncoding.AppendEncode(out, sig)
+	return append(out, `"}`...), nil
+}
+
 func signSealed(sealed []byte, orgID, messageID string, brokerTimestamp int64, broker *crypto.SigningKey) InboxMessage {
 	enc := base64.StdEncoding.EncodeToString(sealed)
 	return InboxMessage{

@@ -350,3 +350,65 @@ func BenchmarkEnvelope(b *testing.B) {
 		}
 	})
 }
+
+// TestSealEnvelopeStored checks that the stored form SealEnvelopeStored
+// writes is, byte for byte, Stored / StoredJSON of the message it holds,
+// and that the message opens and verifies like SealEnvelope's.
+func TestSealEnvelopeStored(t *testing.T) {
+	t.Parallel()
+	broker, err := crypto.GenerateSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := crypto.GenerateBoxKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt := []byte(`{"source":"slack","type":"event_callback","broker_timestamp":1771465000,"payload":{"a":1}}`)
+	multi, err := crypto.NewMultiSealer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name    string
+		sealer  *crypto.MultiSealer
+		org     string
+		compact bool
+	}{
+		{"single json", nil, "T1", false},
+		{"single binary", nil, "T1", true},
+		{"multi json", multi, "E0ORG", false},
+		{"multi binary", multi, "E0ORG", true},
+		{"escaped org json", nil, "T<&>\u00e9", false},
+		{"escaped org binary", nil, "T<&>\u00e9", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			body, err := SealEnvelopeStored(c.sealer, pt, c.org, 1771465000, agent.Public, broker, c.compact)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := body[0] == storedV1; got != c.compact {
+				t.Fatalf("binary form = %v, want %v", got, c.compact)
+			}
+			m, err := ParseStored("m1", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := StoredJSON(&m)
+			if c.compact {
+				want = Stored(&m)
+			}
+			if !bytes.Equal(body, want) {
+				t.Fatalf("stored form\n got %q\nwant %q", body, want)
+			}
+			if m.OrgID != c.org || m.BrokerTimestamp != 1771465000 {
+				t.Fatalf("message %+v", m)
+			}
+			_, got, err := OpenEnvelope(m, broker.Public(), agent)
+			if err != nil || !bytes.Equal(got, pt) {
+				t.Fatalf("open: %q %v", got, err)
+			}
+		})
+	}
+}
