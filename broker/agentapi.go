@@ -347,16 +347,14 @@ func (s *Server) pull(ctx context.Context, a *state.Agent, maxN int, wait time.D
 		return nil, errf(http.StatusServiceUnavailable, "inbox store unavailable")
 	}
 	out := make([]protocol.InboxMessage, 0, len(qm))
-	org := ""
 	for _, m := range qm {
-		im, err := parseStored(m.ID, m.Body, org)
+		im, err := protocol.ParseStored(m.ID, m.Body)
 		if err != nil {
 			// Not ours: drop it so it cannot block the inbox.
 			s.logger(ctx).Error("malformed inbox message acked", "message_id", m.ID, "err", err)
 			_, _ = s.q.Ack(context.WithoutCancel(ctx), a.ID, []string{m.Receipt})
 			continue
 		}
-		org = im.OrgID
 		out = append(out, im)
 	}
 	return out, nil

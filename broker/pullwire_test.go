@@ -2,7 +2,6 @@ package broker
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/http/httptest"
 	"reflect"
 	"testing"
@@ -10,137 +9,19 @@ import (
 	"github.com/sealrelay/sealrelay/protocol"
 )
 
-// storedSamples are inbox messages whose stored forms the pull path reads.
-var storedSamples = []protocol.InboxMessage{
-	{OrgID: "T0ABC", Encrypted: "c2VhbGVkIGJveA==", BrokerTimestamp: 1771465000, BrokerSignature: "c2lnbmF0dXJl"},
-	{OrgID: "E0ORG", Encrypted: "", BrokerTimestamp: 0, BrokerSignature: ""},
-	{OrgID: "T0ABC", Encrypted: "a+b/c=", BrokerTimestamp: -42, BrokerSignature: "x"},
-	{OrgID: "T<&>", Encrypted: "not base64 \"quoted\" \\ \u2028 é", BrokerTimestamp: 9223372036854775807, BrokerSignature: "s\x01"},
-	{OrgID: "bad\xffutf8", Encrypted: "e", BrokerTimestamp: -9223372036854775808, BrokerSignature: "s"},
-}
-
-func TestParseStoredMatchesProtocol(t *testing.T) {
+func TestWritePullResponseMatchesWriteJSON(t *testing.T) {
 	t.Parallel()
-	type tc struct {
-		name string
-		body []byte
+	msgs := []protocol.InboxMessage{
+		{MessageID: "m1", OrgID: "T0ABC", WorkspaceID: "T0ABC", Encrypted: "c2VhbGVkIGJveA==", BrokerTimestamp: 1771465000, BrokerSignature: "c2lnbmF0dXJl"},
+		{MessageID: "<&>", OrgID: "bad\xffutf8", WorkspaceID: "bad\xffutf8", Encrypted: "\u2028", BrokerTimestamp: -1, BrokerSignature: "s\x01"},
 	}
-	var cases []tc
-	for _, m := range storedSamples {
-		cases = append(cases, tc{"json " + m.OrgID, protocol.StoredJSON(&m)}, tc{"stored " + m.OrgID, protocol.Stored(&m)})
-	}
-	cases = append(cases,
-		tc{"spaces", []byte(`{ "o":"T1","e":"e","t":1,"s":"s"}`)},
-		tc{"other order", []byte(`{"e":"e","o":"T1","t":1,"s":"s"}`)},
-		tc{"leading zero", []byte(`{"o":"T1","e":"e","t":01,"s":"s"}`)},
-		tc{"minus zero", []byte(`{"o":"T1","e":"e","t":-0,"s":"s"}`)},
-		tc{"exponent", []byte(`{"o":"T1","e":"e","t":1e3,"s":"s"}`)},
-		tc{"overflow", []byte(`{"o":"T1","e":"e","t":92233720368547758070,"s":"s"}`)},
-		tc{"trailing", []byte(`{"o":"T1","e":"e","t":1,"s":"s"}x`)},
-		tc{"trailing space", []byte(`{"o":"T1","e":"e","t":1,"s":"s"} `)},
-		tc{"escape", []byte(`{"o":"T\u0031","e":"e","t":1,"s":"s"}`)},
-		tc{"literal lt", []byte(`{"o":"T<1","e":"e","t":1,"s":"s"}`)},
-		tc{"unterminated", []byte(`{"o":"T1","e":"e","t":1,"s":"s`)},
-		tc{"extra key", []byte(`{"o":"T1","e":"e","t":1,"s":"s","x":1}`)},
-		tc{"empty", nil},
-		tc{"not json", []byte(`nope`)},
-	)
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			checkParseStored(t, c.body, "")
-			checkParseStored(t, c.body, "T1")
-			checkParseStored(t, c.body, "T0ABC")
-		})
-	}
-}
-
-// checkParseStored fails unless parseStored gives what protocol.ParseStored
-// gives for body.
-func checkParseStored(t *testing.T, body []byte, prevOrg string) {
-	t.Helper()
-	want, wantErr := protocol.ParseStored("m1", body)
-	got, gotErr := parseStored("m1", body, prevOrg)
-	if (wantErr == nil) != (gotErr == nil) || !reflect.DeepEqual(got, want) {
-		t.Fatalf("parseStored(%q) = %+v, %v; protocol.ParseStored = %+v, %v", body, got, gotErr, want, wantErr)
-	}
-	if _, fast := parseStoredJSONFast("m1", body, prevOrg); fast && wantErr != nil {
-		t.Fatalf("fast path accepted %q, which protocol.ParseStored refuses", body)
-	}
-}
-
-func TestStoredFastPathTaken(t *testing.T) {
-	t.Parallel()
-	for _, m := range storedSamples[:3] {
-		body := protocol.StoredJSON(&m)
-		if _, ok := parseStoredJSONFast("m1", body, ""); !ok {
-			t.Errorf("fast path not taken for %s", body)
+	for _, c := range [][]protocol.InboxMessage{nil, {}, msgs[:1], msgs} {
+		rec := httptest.NewRecorder()
+		writePullResponse(rec, c)
+		ref := httptest.NewRecorder()
+		writeJSON(ref, 200, protocol.PullResponse{OK: true, Messages: c})
+		if !bytes.Equal(rec.Body.Bytes(), ref.Body.Bytes()) || !reflect.DeepEqual(rec.Header(), ref.Header()) || rec.Code != ref.Code {
+			t.Fatalf("writePullResponse: %d %v %s; writeJSON: %d %v %s", rec.Code, rec.Header(), rec.Body.Bytes(), ref.Code, ref.Header(), ref.Body.Bytes())
 		}
 	}
-}
-
-func FuzzParseStored(f *testing.F) {
-	for _, m := range storedSamples {
-		f.Add(protocol.StoredJSON(&m))
-	}
-	f.Add([]byte(`{"o":"T1","e":"e","t":-12,"s":"s"}`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		checkParseStored(t, body, "T1")
-	})
-}
-
-func TestAppendPullResponseMatchesMarshal(t *testing.T) {
-	t.Parallel()
-	withIDs := func(ms []protocol.InboxMessage) []protocol.InboxMessage {
-		out := make([]protocol.InboxMessage, len(ms))
-		for i, m := range ms {
-			m.MessageID, m.WorkspaceID = "msg-"+m.OrgID, m.OrgID
-			out[i] = m
-		}
-		return out
-	}
-	cases := []struct {
-		name string
-		msgs []protocol.InboxMessage
-	}{
-		{"nil", nil},
-		{"empty", []protocol.InboxMessage{}},
-		{"one", withIDs(storedSamples[:1])},
-		{"all", withIDs(storedSamples)},
-		{"zero message", []protocol.InboxMessage{{}}},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			want, err := json.Marshal(protocol.PullResponse{OK: true, Messages: c.msgs})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := appendPullResponse([]byte("x"), c.msgs); !bytes.Equal(got, append([]byte("x"), want...)) {
-				t.Fatalf("appendPullResponse:\n got %s\nwant x%s", got, want)
-			}
-			rec := httptest.NewRecorder()
-			writePullResponse(rec, c.msgs)
-			ref := httptest.NewRecorder()
-			writeJSON(ref, 200, protocol.PullResponse{OK: true, Messages: c.msgs})
-			if !bytes.Equal(rec.Body.Bytes(), ref.Body.Bytes()) || !reflect.DeepEqual(rec.Header(), ref.Header()) || rec.Code != ref.Code {
-				t.Fatalf("writePullResponse: %d %v %s; writeJSON: %d %v %s", rec.Code, rec.Header(), rec.Body.Bytes(), ref.Code, ref.Header(), ref.Body.Bytes())
-			}
-		})
-	}
-}
-
-func FuzzAppendPullResponse(f *testing.F) {
-	f.Add("m", "T1", "enc", int64(1), "sig")
-	f.Add("<&>", "\xff", "\u2028", int64(-1), "\"\\")
-	f.Fuzz(func(t *testing.T, id, org, enc string, ts int64, sig string) {
-		msgs := []protocol.InboxMessage{{MessageID: id, OrgID: org, WorkspaceID: org, Encrypted: enc, BrokerTimestamp: ts, BrokerSignature: sig}}
-		want, err := json.Marshal(protocol.PullResponse{OK: true, Messages: msgs})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := appendPullResponse(nil, msgs); !bytes.Equal(got, want) {
-			t.Fatalf("got %s, want %s", got, want)
-		}
-	})
 }

@@ -297,6 +297,14 @@ func ParseStored(messageID string, body []byte) (InboxMessage, error) {
 	if len(body) > 0 && body[0] == storedV1 {
 		return parseStoredV1(messageID, body)
 	}
+	if m, ok := parseStoredJSONFast(messageID, body); ok {
+		return m, nil
+	}
+	return parseStoredJSON(messageID, body)
+}
+
+// parseStoredJSON reads the JSON form with encoding/json.
+func parseStoredJSON(messageID string, body []byte) (InboxMessage, error) {
 	var sm StoredMessage
 	if err := json.Unmarshal(body, &sm); err != nil {
 		return InboxMessage{}, fmt.Errorf("%w: %s", ErrStoredMalformed, jsonErrorKind(err))
