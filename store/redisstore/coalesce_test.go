@@ -185,8 +185,8 @@ func testCoalesceRoundTrips(t *testing.T, c redis.UniversalClient, prefix string
 		}
 	}
 	sizes, singles := g.counts()
-	if max := coalesceMaxInFlight + 1; len(sizes) > max {
-		t.Errorf("%d calls took %d pipelines %v; want at most %d", n, len(sizes), sizes, max)
+	if limit := coalesceMaxInFlight + 1; len(sizes) > limit {
+		t.Errorf("%d calls took %d pipelines %v; want at most %d", n, len(sizes), sizes, limit)
 	}
 	total := 0
 	for _, s := range sizes {
