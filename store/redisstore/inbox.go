@@ -70,7 +70,8 @@ func (o InboxOptions) withDefaults() InboxOptions {
 //	<prefix>ib:{X}:dead   ZSET    dead-lettered ids, score = enqueue time (ms)
 //	<prefix>ib:{X}:ids    ZSET    ids stored by EnqueueID, score = when they
 //	                              are forgotten (server ms); expires with
-//	                              its newest entry
+//	                              its newest entry, or up to 1/16 of the
+//	                              dedup window later
 //
 // Two keys sit outside any hash tag: the registry <prefix>inboxes (ZSET of
 // inbox names scored by last activity, client clock, used only by the

@@ -93,3 +93,53 @@ func BenchmarkRedisWakeUp(b *testing.B) {
 	s := benchRedisStores(b, 2)
 	queuetest.BenchWakeUp(b, s[0], s[1], s[1].waiting)
 }
+
+// BenchmarkRedisPullAckSize pulls and acks b.N messages of one inbox in
+// pulls of n (1: a low rate, one message per pull; 100: a backlog
+// draining), filled beforehand in untimed rounds, and reports the Redis
+// server's CPU per message.
+func BenchmarkRedisPullAckSize(b *testing.B) {
+	for _, n := range []int{1, 100} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			s := benchRedisStores(b, 1)[0]
+			ctx := context.Background()
+			body := make([]byte, 2048)
+			var cpu time.Duration
+			b.SetBytes(int64(len(body)))
+			b.ResetTimer()
+			b.StopTimer()
+			for done := 0; done < b.N; {
+				round := min(1000, b.N-done)
+				items := make([]queue.Item, round)
+				for i := range items {
+					items[i] = queue.Item{Inbox: "size", Body: body}
+				}
+				for _, r := range s.EnqueueIDs(ctx, items) {
+					if r.Err != nil {
+						b.Fatal(r.Err)
+					}
+				}
+				b.StartTimer()
+				cpu0 := serverCPU(s)
+				for got := 0; got < round; {
+					msgs, err := s.Pull(ctx, "size", n, 0)
+					if err != nil || len(msgs) == 0 {
+						b.Fatalf("pull: %d messages, %v", len(msgs), err)
+					}
+					receipts := make([]string, len(msgs))
+					for i, m := range msgs {
+						receipts[i] = m.Receipt
+					}
+					if k, err := s.Ack(ctx, "size", receipts); err != nil || k != len(msgs) {
+						b.Fatalf("ack: %d of %d, %v", k, len(msgs), err)
+					}
+					got += len(msgs)
+				}
+				cpu += serverCPU(s) - cpu0
+				b.StopTimer()
+				done += round
+			}
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "redis-cpu-µs/msg")
+		})
+	}
+}
