@@ -41,10 +41,12 @@ var ErrClosed = errors.New("redisstore: state closed")
 // splits a pipeline by slot; the state keys share one hash tag (keys.go),
 // so a batch still goes to one node.
 //
-// A caller whose ctx ends while its call is queued gets ctx's error and its
-// commands are not sent. Once its batch is taken for sending the call waits
-// for the answer, like any command on the wire: the client's read and
-// write timeouts (and coalesceTimeout) bound the wait. Close fails the
+// A caller whose ctx ends gets ctx's error at once: while its call is
+// queued its commands are then not sent; once its batch is on the wire
+// their effect is unknown to it, as for any command whose ctx ends
+// mid-flight. A batch is sent with the latest deadline of its callers
+// (at most coalesceTimeout), so a Redis that stops answering is given up
+// on when the last of them leaves (the webhook's 503 deadline holds). Close fails the
 // queued calls with ErrClosed, waits for the batches in flight, and makes
 // every later call fail with ErrClosed. No goroutine outlives an empty
 // queue, so a State that is never closed leaks nothing.
@@ -116,13 +118,10 @@ func (c *coalescer) do(ctx context.Context, add func(redis.Pipeliner)) error {
 	}
 	c.mu.Unlock()
 	if batch != nil {
-		// Send this batch here; anything that queued meanwhile goes out
-		// from a goroutine of its own, so this caller returns as soon as
-		// its answer is in.
-		c.send(batch)
-		if next := c.next(); next != nil {
-			go c.run(next)
-		}
+		// The batch goes out from a goroutine of its own (which then sends
+		// whatever queued meanwhile), so that this caller, like every
+		// other, can leave when its ctx ends even while Redis is silent.
+		go c.run(batch)
 	}
 	select {
 	case <-call.done:
@@ -132,13 +131,12 @@ func (c *coalescer) do(ctx context.Context, add func(redis.Pipeliner)) error {
 	c.mu.Lock()
 	if !call.taken {
 		call.dropped = true
-		c.mu.Unlock()
-		return ctx.Err()
 	}
 	c.mu.Unlock()
-	// Taken: send drops it if ctx had ended by then, else it is on the wire.
-	<-call.done
-	return call.err
+	// Queued: never sent. Taken: it may be on the wire; like a single
+	// command whose ctx ends mid-flight, its effect is then unknown to the
+	// caller, who never reads its replies.
+	return ctx.Err()
 }
 
 // takeLocked removes up to coalesceMaxBatch live calls from the queue and
@@ -196,7 +194,25 @@ func (c *coalescer) send(batch []*coalesced) {
 		live = append(live, call)
 	}
 	if len(live) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), coalesceTimeout)
+		// The batch lives as long as its most patient caller wants it
+		// (at most coalesceTimeout): once every caller has left, go-redis
+		// stops waiting and retrying too.
+		deadline := time.Now().Add(coalesceTimeout)
+		latest := time.Time{}
+		for _, call := range live {
+			d, ok := call.ctx.Deadline()
+			if !ok {
+				latest = deadline
+				break
+			}
+			if d.After(latest) {
+				latest = d
+			}
+		}
+		if latest.After(deadline) {
+			latest = deadline
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), latest)
 		// Every command holds its own reply or error (go-redis stamps a
 		// connection error on all of them); Exec's is only the first.
 		_, _ = p.Exec(ctx)
