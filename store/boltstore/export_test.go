@@ -13,3 +13,14 @@ func (s *Inbox) inboxCount() (int, error) {
 	})
 	return n, err
 }
+
+// commits reports how many write transactions the inbox's group commit
+// has committed.
+func (s *Inbox) commits() int64 { return s.gc.commits.Load() }
+
+// pagesWritten reports how many writes (a page, or a run of overflow
+// pages, or a meta page) bbolt has made to the inbox file.
+func (s *Inbox) pagesWritten() int64 {
+	st := s.db.Stats()
+	return st.TxStats.GetWrite()
+}

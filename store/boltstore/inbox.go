@@ -31,9 +31,11 @@ const InboxFileName = "queue.db"
 // fsynced before the call returns, so nothing Enqueue returned for is lost
 // when the process is killed (kill -9) or the machine loses power, provided
 // the disk honours fsync. Concurrent calls are grouped into one transaction
-// and one fsync with DB.Batch (window DefaultBatchDelay, 1 ms by default), which
-// is what makes concurrent producers fast; a lone call pays the window plus
-// one commit. A Pull that finds nothing to lease, reclaim or expire uses a
+// and one fsync by a self-clocking group commit (groupCommit): a call made
+// while no commit is in flight commits at once, and the calls that arrive
+// during a commit (enqueues, pulls' leases and acks alike) share the next
+// one, which is what makes concurrent producers fast; a lone call pays one
+// commit and no window. A Pull that finds nothing to lease, reclaim or expire uses a
 // read-only transaction and writes nothing. Lease deadlines are stored as
 // wall-clock timestamps of the process clock, so after a restart leased
 // messages come back when their deadline passes. The freelist is not synced
@@ -83,6 +85,7 @@ type Inbox struct {
 	cfg  inboxConfig
 	log  *slog.Logger
 	hub  *inboxutil.Hub
+	gc   *groupCommit
 
 	closed chan struct{}
 	once   sync.Once
@@ -103,12 +106,15 @@ type inboxConfig struct {
 	logger        *slog.Logger
 }
 
-// DefaultBatchDelay is the default of WithBatchDelay.
-const DefaultBatchDelay = time.Millisecond
+// DefaultBatchDelay is the default of WithBatchDelay: none, the group
+// commit is self-clocking.
+const DefaultBatchDelay = 0
 
-// WithBatchDelay sets how long a write waits for others to join its
-// transaction (bbolt's MaxBatchDelay). Longer windows mean fewer fsyncs under
-// load and more latency for a lone writer.
+// WithBatchDelay sets how long the write that leads a group commit waits
+// for others to join its transaction before committing. Writes arriving
+// while a commit is in flight join the next one without it, so the default
+// (zero) already groups concurrent writers; a longer window trades a lone
+// writer's latency for fewer fsyncs.
 func WithBatchDelay(d time.Duration) InboxOption {
 	return func(c *inboxConfig) { c.batchDelay = d }
 }
@@ -141,6 +147,11 @@ var (
 	keyDeadN  = []byte("dead") // dead-letter count
 )
 
+// initialMmapSize is the address space mapped at open (not memory: pages
+// are only read in as used), so a growing file is not remapped, which
+// blocks every transaction, until it passes this size.
+const initialMmapSize = 256 << 20
+
 // appendFill is the FillPercent of the buckets keyed by growing seqs.
 const appendFill = 1.0
 
@@ -171,11 +182,11 @@ func OpenInbox(dir string, opts queue.Options, options ...InboxOption) (*Inbox, 
 	// pages when the file is opened), which roughly halves the bytes each
 	// small transaction writes; the map freelist keeps large ones fast.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second,
-		NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+		NoFreelistSync: true, FreelistType: bolt.FreelistMapType,
+		InitialMmapSize: initialMmapSize})
 	if err != nil {
 		return nil, fmt.Errorf("queue: opening %s: %w", path, err)
 	}
-	db.MaxBatchDelay = cfg.batchDelay
 	if err := db.Update(func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucketIfNotExists(bktRoot); err != nil {
 			return err
@@ -195,6 +206,7 @@ func OpenInbox(dir string, opts queue.Options, options ...InboxOption) (*Inbox, 
 		cfg:    cfg,
 		log:    cfg.logger.With("component", "queue.bolt"),
 		hub:    inboxutil.NewHub(),
+		gc:     &groupCommit{db: db, linger: cfg.batchDelay},
 		closed: make(chan struct{}),
 	}
 	s.wg.Add(1)
@@ -514,7 +526,7 @@ func (s *Inbox) put(ctx context.Context, inbox, id string, keyed bool, body []by
 		return false, queue.ErrClosed
 	}
 	var stored, full bool
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.gc.update(func(tx *bolt.Tx) error {
 		var err error
 		stored, full, err = s.putTx(tx, inbox, id, keyed, body)
 		return err
@@ -628,7 +640,7 @@ func (s *Inbox) pullOnce(inbox string, n int) ([]queue.Message, time.Duration, e
 		return []queue.Message{}, next, nil
 	}
 	var msgs []queue.Message
-	err = s.db.Batch(func(tx *bolt.Tx) error {
+	err = s.gc.update(func(tx *bolt.Tx) error {
 		msgs, next = msgs[:0], -1
 		x, err := openInbox(tx, inbox, false)
 		if err != nil || x == nil {
@@ -788,7 +800,7 @@ func (s *Inbox) Ack(ctx context.Context, inbox string, receipts []string) (int, 
 		return 0, nil
 	}
 	var removed int
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.gc.update(func(tx *bolt.Tx) error {
 		removed = 0
 		x, err := openInbox(tx, inbox, false)
 		if err != nil || x == nil {
@@ -892,7 +904,7 @@ func (s *Inbox) Redrive(ctx context.Context, inbox string, ids []string) (int, e
 		return 0, err
 	}
 	var moved int
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.gc.update(func(tx *bolt.Tx) error {
 		moved = 0
 		x, err := openInbox(tx, inbox, false)
 		if err != nil || x == nil {
@@ -952,7 +964,7 @@ func (s *Inbox) PurgeDeadLetters(ctx context.Context, inbox string) (int, error)
 		return 0, err
 	}
 	var purged int
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.gc.update(func(tx *bolt.Tx) error {
 		purged = 0
 		x, err := openInbox(tx, inbox, false)
 		if err != nil || x == nil {
@@ -984,7 +996,7 @@ func (s *Inbox) DeleteInbox(ctx context.Context, inbox string) error {
 	if err := queue.ValidateInbox(inbox); err != nil {
 		return err
 	}
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.gc.update(func(tx *bolt.Tx) error {
 		if ids := tx.Bucket(bktIDs); ids.Bucket([]byte(inbox)) != nil {
 			if err := ids.DeleteBucket([]byte(inbox)); err != nil {
 				return err
@@ -1115,7 +1127,7 @@ func (s *Inbox) Sweep(ctx context.Context) (int, error) {
 			continue
 		}
 		gone := false
-		err := s.db.Batch(func(tx *bolt.Tx) error {
+		err := s.gc.update(func(tx *bolt.Tx) error {
 			gone = false
 			x, err := openInbox(tx, inbox, false)
 			if err != nil || x == nil {

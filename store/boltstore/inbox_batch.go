@@ -44,7 +44,7 @@ func (s *Inbox) EnqueueIDs(ctx context.Context, items []queue.Item) []queue.Resu
 	if s.isClosed() {
 		return fail(queue.ErrClosed)
 	}
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.gc.update(func(tx *bolt.Tx) error {
 		for k := range ops {
 			o := &ops[k]
 			it := items[o.i]

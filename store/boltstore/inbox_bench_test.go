@@ -23,10 +23,24 @@ func benchBoltStore(b *testing.B) *Inbox {
 	return s
 }
 
+// withCommits runs body on a fresh store and reports the bbolt commits and
+// page writes per operation it caused.
+func withCommits(b *testing.B, body func(s *Inbox)) {
+	s := benchBoltStore(b)
+	c0, p0 := s.commits(), s.pagesWritten()
+	body(s)
+	c, p := s.commits()-c0, s.pagesWritten()-p0
+	b.ReportMetric(float64(c)/float64(b.N), "commits/op")
+	b.ReportMetric(float64(p)/float64(b.N), "writes/op")
+	if c > 0 {
+		b.ReportMetric(float64(p)/float64(c), "writes/commit")
+	}
+}
+
 func BenchmarkBoltEnqueue(b *testing.B) {
 	for _, n := range []int{1, benchProducers} {
 		b.Run(fmt.Sprintf("inboxes=%d", n), func(b *testing.B) {
-			queuetest.BenchEnqueue(b, benchBoltStore(b), n, false, nil)
+			withCommits(b, func(s *Inbox) { queuetest.BenchEnqueue(b, s, n, false, nil) })
 		})
 	}
 }
@@ -35,13 +49,13 @@ func BenchmarkBoltEnqueue(b *testing.B) {
 func BenchmarkBoltEnqueueID(b *testing.B) {
 	for _, n := range []int{1, benchProducers} {
 		b.Run(fmt.Sprintf("inboxes=%d", n), func(b *testing.B) {
-			queuetest.BenchEnqueue(b, benchBoltStore(b), n, true, nil)
+			withCommits(b, func(s *Inbox) { queuetest.BenchEnqueue(b, s, n, true, nil) })
 		})
 	}
 }
 
 func BenchmarkBoltPullAck(b *testing.B) {
-	queuetest.BenchPullAck(b, benchBoltStore(b), nil)
+	withCommits(b, func(s *Inbox) { queuetest.BenchPullAck(b, s, nil) })
 }
 
 func BenchmarkBoltWakeUp(b *testing.B) {

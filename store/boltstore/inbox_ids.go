@@ -141,7 +141,7 @@ func (s *Inbox) sweepRemembered() error {
 		return err
 	}
 	for _, name := range names {
-		if err := s.db.Batch(func(tx *bolt.Tx) error {
+		if err := s.gc.update(func(tx *bolt.Tx) error {
 			ids := tx.Bucket(bktIDs)
 			b := ids.Bucket(name)
 			if b == nil {
