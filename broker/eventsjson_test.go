@@ -41,7 +41,7 @@ func checkEventsBody(t *testing.T, body []byte) {
 		t.Fatalf("decodeEventsBody(%q) = %+v, json.Unmarshal %+v", body, got, want)
 	}
 	var fast eventsBody
-	if (&jsonScan{b: body}).eventsBody(&fast) && (wantErr != nil || !reflect.DeepEqual(fast, want)) {
+	if decodeEventsFast(body, &fast) && (wantErr != nil || !reflect.DeepEqual(fast, want)) {
 		t.Fatalf("fast path decoded %q to %+v; json.Unmarshal: %+v, %v", body, fast, want, wantErr)
 	}
 }
@@ -59,7 +59,7 @@ func TestDecodeEventsBodyFastPath(t *testing.T) {
 	t.Parallel()
 	for _, b := range eventsSamples[:9] {
 		var ev eventsBody
-		if !(&jsonScan{b: []byte(b)}).eventsBody(&ev) {
+		if !decodeEventsFast([]byte(b), &ev) {
 			t.Errorf("fast path not taken for %s", b)
 		}
 	}
