@@ -168,6 +168,9 @@ func TestDedupAcrossRestart(t *testing.T) {
 	if fb.Pending() != 1 {
 		t.Fatalf("message should still be unacked at the broker, pending=%d", fb.Pending())
 	}
+	// The stopped bridge's long poll must be gone, or it could lease the
+	// redelivery meant for the next run.
+	waitFor(t, fb, "the stopped bridge's pulls to end", func() bool { return fb.PullsInFlight() == 0 })
 	fb.ExpireLeases() // the unacked message's lease lapses while the bridge is down
 
 	// Second run with the same state dir: the broker redelivers, the bridge
@@ -184,6 +187,7 @@ func TestDedupAcrossRestart(t *testing.T) {
 	if h := r2.b.Health(); h.Duplicates != 1 {
 		t.Fatalf("duplicates = %d, want 1", h.Duplicates)
 	}
+	waitFor(t, fb, "the stopped bridge's pulls to end", func() bool { return fb.PullsInFlight() == 0 })
 
 	// A third run in a fresh state dir would deliver it again: the store is
 	// what prevents it (guards against a vacuous pass).

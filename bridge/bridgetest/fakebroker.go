@@ -66,24 +66,25 @@ type FakeBroker struct {
 	server *httptest.Server
 	addr   string
 
-	mu           sync.Mutex
-	agentBox     crypto.BoxPublicKey
-	agentSign    crypto.SigningPublicKey
-	registered   bool
-	regUsed      bool
-	tokenExpired bool
-	queue        []*queued
-	seq          int
-	changed      chan struct{}
-	acks         [][]string
-	handedOut    map[string]int
-	sends        []Sent
-	pulls        int
-	nonces       map[string]bool
-	lease        time.Duration
-	pullSizes    []int
-	ackGate      chan struct{} // while set, acks wait for it to close
-	acksHeld     int           // acks that arrived and wait at the gate
+	mu            sync.Mutex
+	agentBox      crypto.BoxPublicKey
+	agentSign     crypto.SigningPublicKey
+	registered    bool
+	regUsed       bool
+	tokenExpired  bool
+	queue         []*queued
+	seq           int
+	changed       chan struct{}
+	acks          [][]string
+	handedOut     map[string]int
+	sends         []Sent
+	pulls         int
+	pullsInFlight int // pull handlers running (a stopped bridge's may linger until its connection's close is seen)
+	nonces        map[string]bool
+	lease         time.Duration
+	pullSizes     []int
+	ackGate       chan struct{} // while set, acks wait for it to close
+	acksHeld      int           // acks that arrived and wait at the gate
 
 	// Scripted failures: the next call of that kind answers with it.
 	registerFailure *Failure
@@ -366,8 +367,18 @@ func (f *FakeBroker) Pending() int {
 	return n
 }
 
-// WaitChange returns a channel closed at the next change: enqueue, ack or
-// answered pull.
+// PullsInFlight returns how many pull requests the fake broker is still
+// serving. After a bridge stops, its last long poll lingers here until the
+// server sees its connection close; a test that enqueues for the next
+// bridge waits for 0 first, or that lingering pull may lease the message.
+func (f *FakeBroker) PullsInFlight() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pullsInFlight
+}
+
+// WaitChange returns a channel closed at the next change: enqueue, ack,
+// answered pull or a pull request ending.
 func (f *FakeBroker) WaitChange() <-chan struct{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -567,6 +578,16 @@ func (f *FakeBroker) pull(w http.ResponseWriter, r *http.Request) {
 		fail(w, Failure{Status: 400, Message: protocol.ErrUnsupportedVersion})
 		return
 	}
+	f.mu.Lock()
+	f.pullsInFlight++
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.pullsInFlight--
+		close(f.changed)
+		f.changed = make(chan struct{})
+		f.mu.Unlock()
+	}()
 	signedWait := wait // the signature covers the requested wait, not the one left
 	deadline := time.NewTimer(time.Duration(wait) * time.Second)
 	defer deadline.Stop()
