@@ -1,20 +1,18 @@
 package bridge
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
 )
 
 // appendEventJSON appends the JSON object of ev — the bytes json.Marshal(ev)
-// produces — to dst, without reflection and without re-scanning the
-// payload with encoding/json's validating scanner: the payload comes from
-// an envelope that json.Unmarshal already validated (protocol.OpenEnvelope),
-// so one pass that drops the whitespace between tokens and applies
-// json.Marshal's HTML and U+2028/U+2029 escapes gives the same bytes. The
-// output never holds a raw newline (the SSE data: line relies on it): a
-// payload with a control byte inside a string, an unterminated string, an
-// empty payload or a field that needs escaping takes json.Marshal itself.
+// produces — to dst without reflection: the fixed fields are written
+// directly and the payload goes through json.Compact and json.HTMLEscape,
+// as json.Marshal does with a json.RawMessage. The output never holds a raw
+// newline (the SSE data: line relies on it). A field that needs escaping, an
+// empty payload or an invalid one takes json.Marshal itself.
 func appendEventJSON(dst []byte, ev *Event) ([]byte, error) {
 	start := len(dst)
 	ok := plainJSONString(ev.MessageID) && plainJSONString(ev.Source) &&
@@ -58,57 +56,17 @@ func plainJSONString(s string) bool {
 	return true
 }
 
-// appendCompactHTML appends the valid JSON value src as json.Compact with
-// HTML escaping (what json.Marshal does with a json.RawMessage) writes it:
-// whitespace outside strings dropped; '<', '>', '&', U+2028 and U+2029
-// escaped. It reports false (dst unchanged) for a control byte inside a
-// string or an unterminated string; it does not otherwise validate src.
+// appendCompactHTML appends the JSON value src as json.Marshal writes a
+// json.RawMessage: compacted (json.Compact, which also validates it) and
+// HTML-escaped ('<', '>', '&', U+2028, U+2029; json.HTMLEscape). It reports
+// false, dst unchanged, when src is not valid JSON.
 func appendCompactHTML(dst, src []byte) ([]byte, bool) {
-	orig := len(dst)
-	inString, escaped := false, false
-	start := 0
-	for i := 0; i < len(src); i++ {
-		c := src[i]
-		switch {
-		case c == '<' || c == '>' || c == '&':
-			dst = append(dst, src[start:i]...)
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			start = i + 1
-			escaped = false
-			continue
-		case c == 0xE2 && i+2 < len(src) && src[i+1] == 0x80 && src[i+2]&^1 == 0xA8:
-			dst = append(dst, src[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[src[i+2]&0xF])
-			i += 2
-			start = i + 1
-			escaped = false
-			continue
-		}
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			case c < 0x20:
-				return dst[:orig], false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inString = true
-		case ' ', '\t', '\n', '\r':
-			dst = append(dst, src[start:i]...)
-			start = i + 1
-		}
+	var compact bytes.Buffer
+	compact.Grow(len(src))
+	if err := json.Compact(&compact, src); err != nil {
+		return dst, false
 	}
-	if inString {
-		return dst[:orig], false
-	}
-	return append(dst, src[start:]...), true
+	out := bytes.NewBuffer(dst)
+	json.HTMLEscape(out, compact.Bytes())
+	return out.Bytes(), true
 }
-
-const hexDigits = "0123456789abcdef"
