@@ -23,11 +23,12 @@
 // is removed afterwards) and --agents bridges from --broker-bin and
 // --bridge-bin (built with `go build` when not given), installed through
 // the OAuth flow and registered with `bridge register`, as cmd/sandbox
-// does.
+// does. With --profile DIR it also starts them with --pprof-listen and
+// writes a CPU profile of each over the posting time to DIR (profile.go).
 //
 // The exit code is 0 when every accepted event reached every consumer once
-// and in order, 1 on any loss, duplicate, reordering or refused webhook,
-// and 2 on bad flags. The first Ctrl-C stops posting (the drain and the
+// and in order, 1 on any loss, duplicate, reordering or refused webhook
+// (or a --profile it could not take), and 2 on bad flags. The first Ctrl-C stops posting (the drain and the
 // report still happen), the second ends the drain.
 package main
 

@@ -40,6 +40,7 @@ type options struct {
 	Agents    int
 	Consume   string // "sse" or "forward"
 	KeepData  bool
+	Profile   string // directory for the CPU profiles; "" = off
 
 	// Load shape.
 	Rate         float64 // events per second; 0 = flat out
@@ -107,6 +108,7 @@ func newFlagSet(o *options, sse *string, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.Agents, "agents", 1, "spawn: bridges registered on the one org (every event fans out to each)")
 	fs.StringVar(&o.Consume, "consume", "sse", "spawn: how the harness consumes the bridges: sse or forward")
 	fs.BoolVar(&o.KeepData, "keep-data", false, "spawn: keep the temporary directory (logs, keys, stores)")
+	fs.StringVar(&o.Profile, "profile", "", "spawn: run the broker and bridges with --pprof-listen and write a CPU profile of each over the posting time to this directory (DIR/broker.pprof, DIR/bridge-N.pprof)")
 	fs.Var(rateFlag{&o.Rate}, "rate", "events per second offered, N or N/s (0 = flat out)")
 	fs.IntVar(&o.Concurrency, "concurrency", 4, "concurrent posters")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "how long to post (ignored with --events)")
@@ -175,7 +177,13 @@ func (o *options) validate() error {
 		if o.Consume != "sse" && o.Consume != "forward" {
 			return fmt.Errorf("--consume %q: want sse or forward", o.Consume)
 		}
+		if _, known := plannedPosting(o); o.Profile != "" && !known {
+			return errors.New("--profile needs the posting time in advance: use --duration, or --events with --rate (a CPU profile's length is fixed when it starts)")
+		}
 		return nil
+	}
+	if o.Profile != "" {
+		return errors.New("--profile is for --spawn (it starts the broker and bridges with --pprof-listen); against an existing deployment, start them with --pprof-listen and fetch /debug/pprof/profile yourself (docs/operations.md)")
 	}
 	if o.BrokerURL == "" || o.SigningSecretFile == "" || o.TeamID == "" {
 		return errors.New("give --spawn, or --broker-url, --signing-secret-file and --team-id of an existing deployment")

@@ -59,6 +59,12 @@ func TestParseFlags(t *testing.T) {
 		{name: "bad consume", args: "--spawn --consume poll", wantErr: "--consume"},
 		{name: "bad pid", args: "--spawn --pid x", wantErr: "process id"},
 		{name: "stray argument", args: "--spawn extra", wantErr: "unexpected argument"},
+		{name: "spawn profile", args: "--spawn --profile out --duration 5s",
+			check: func(o options) bool { return o.Profile == "out" && o.Spawn }},
+		{name: "profile a count at a rate", args: "--spawn --profile out --events 100 --rate 50",
+			check: func(o options) bool { return o.Profile == "out" && o.Events == 100 }},
+		{name: "profile a count flat out", args: "--spawn --profile out --events 100", wantErr: "--profile needs the posting time"},
+		{name: "profile without spawn", args: existing + " --sse-url http://127.0.0.1:1/events --profile out", wantErr: "--profile is for --spawn"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -58,6 +58,10 @@ type report struct {
 	// machine, measured before the load.
 	CryptoFloor *cryptoFloor `json:"crypto_floor,omitempty"`
 
+	// Profile says where --profile wrote the CPU profiles and how to
+	// read them.
+	Profile *profileReport `json:"profile,omitempty"`
+
 	LoadAverage string   `json:"load_average"`
 	CPUs        int      `json:"cpus"`
 	Errors      []string `json:"errors,omitempty"`
@@ -238,6 +242,16 @@ func writeHuman(w io.Writer, r *report) {
 			fmt.Fprintf(w, "  system under test = %.1f x crypto floor (%.0f µs per delivery)\n", s.FloorRatio, s.USPerDelivered)
 		}
 	}
+	if p := r.Profile; p != nil {
+		fmt.Fprintf(w, "  CPU profiles (%d s each, from %.1f s into the posting) in %s; read them with:\n", p.Seconds, p.WarmupSeconds, p.Dir)
+		for _, f := range p.Files {
+			if f.Error != "" {
+				fmt.Fprintf(w, "    %s: NOT written (%s)\n", f.Name, f.Error)
+				continue
+			}
+			fmt.Fprintf(w, "    %s\n", f.Command)
+		}
+	}
 	fmt.Fprintf(w, "  machine: %d CPUs, load average %s\n", r.CPUs, r.LoadAverage)
 	if r.ErrorCount > 0 {
 		fmt.Fprintf(w, "  %d error(s); the first distinct ones:\n", r.ErrorCount)
@@ -260,6 +274,8 @@ func writeHuman(w io.Writer, r *report) {
 			why = append(why, "nothing posted")
 		}
 		verdict = "FAIL: " + strings.Join(why, ", ")
+	} else if r.Profile.failed() {
+		verdict += "; FAIL: a CPU profile is missing (see above)"
 	}
 	fmt.Fprintf(w, "  %s\n", verdict)
 }

@@ -48,6 +48,12 @@ func run(stop, abort context.Context, o options, stderr io.Writer) (result, erro
 		defer fwdLn.Close()
 	}
 
+	if o.Profile != "" {
+		if err := prepareProfileDir(&o); err != nil {
+			return result{}, err
+		}
+	}
+
 	var d *deployment
 	if o.Spawn {
 		fwdURL := ""
@@ -129,6 +135,16 @@ func run(stop, abort context.Context, o options, stderr io.Writer) (result, erro
 		what = fmt.Sprintf("%d events", o.Events)
 	}
 	fmt.Fprintf(stderr, "relayload: posting %s to %s, %d consumer(s) (Ctrl-C stops posting, a second one the drain)\n", what, d.brokerURL, consumers)
+	var prof *profileRun
+	if len(d.profiles) > 0 {
+		posting, _ := plannedPosting(&o) // known: validate refuses --profile otherwise
+		warmup, seconds := profileWindow(posting)
+		// The second Ctrl-C (abort) abandons them.
+		prof = startProfiles(abort, &http.Client{}, o.Profile, d.profiles, warmup, seconds)
+		defer prof.cancel()
+		fmt.Fprintf(stderr, "relayload: CPU profiles of %d process(es), %d s each from %s into the posting, to %s\n",
+			len(d.profiles), seconds, warmup, o.Profile)
+	}
 	start := time.Now()
 	post(stop, &o, d, runID, tr, errs)
 	postEnd := time.Now()
@@ -147,8 +163,26 @@ func run(stop, abort context.Context, o options, stderr io.Writer) (result, erro
 		redisAfter, redisErr = rw.cpu(context.WithoutCancel(abort))
 	}
 	stopConsumers()
+	var profiles *profileReport
+	if prof != nil {
+		if !prof.finished() {
+			how := "Ctrl-C twice"
+			if stop.Err() != nil {
+				how = "Ctrl-C again"
+			}
+			fmt.Fprintf(stderr, "relayload: waiting %s for the CPU profiles to end (%s skips them)\n",
+				time.Until(prof.due).Round(time.Second), how)
+		}
+		profiles = prof.wait()
+		for _, f := range profiles.Files {
+			if f.Error != "" {
+				errs.add(f.Error)
+			}
+		}
+	}
 
 	rep := buildReport(&o, d, tr, errs, start, postEnd, end, drained)
+	rep.Profile = profiles
 	rep.CPU = cpuReport(procs, cpuBefore, cpuAfter, rep.Accepted, rep.Delivered)
 	if rw != nil {
 		if redisErr != nil {
@@ -163,8 +197,8 @@ func run(stop, abort context.Context, o options, stderr io.Writer) (result, erro
 	if rep.SystemUnderTest != nil {
 		rep.SystemUnderTest.FloorRatio = floorRatio(rep.SystemUnderTest.USPerDelivered, &floor)
 	}
-	failed = !rep.OK
-	return result{report: rep, failed: !rep.OK}, nil
+	failed = !rep.OK || rep.Profile.failed()
+	return result{report: rep, failed: failed}, nil
 }
 
 // existing reads the secrets of an existing deployment.

@@ -38,7 +38,8 @@ type deployment struct {
 	teamID        string
 	sseURLs       []string // one per consumer, or none when consuming forwards
 	procs         []watchedProc
-	store         string // "embedded", "redis" or "" (unknown: an existing deployment)
+	profiles      []profileTarget // spawned with --pprof-listen (--profile)
+	store         string          // "embedded", "redis" or "" (unknown: an existing deployment)
 	dir           string
 	close         func(failed bool) // stops everything spawned
 }
@@ -206,7 +207,13 @@ func spawn(ctx context.Context, o *options, forwardURL string, stderr io.Writer)
 			d.close(true)
 		}
 	}()
-	if err := buildBinaries(ctx, o, dir); err != nil {
+	// With --profile the binaries built go beside the profiles: go tool
+	// pprof wants the binary that wrote a profile, and dir is removed.
+	buildDir := dir
+	if o.Profile != "" {
+		buildDir = o.Profile
+	}
+	if err := buildBinaries(ctx, o, buildDir); err != nil {
 		return nil, err
 	}
 
@@ -268,19 +275,24 @@ func spawn(ctx context.Context, o *options, forwardURL string, stderr io.Writer)
 		}
 		storeArgs = []string{"--redis-url-file", urlFile, "--redis-prefix", prefix}
 	}
+	brokerPprof := &pprofPort{on: o.Profile != ""}
 	brokerProc, brokerURL, err := startServing(ctx, dir, "broker", o.BrokerBin, "/readyz", func(port int) []string {
 		u := "http://127.0.0.1:" + strconv.Itoa(port)
-		return append([]string{"serve", "--listen", "127.0.0.1:" + strconv.Itoa(port), "--public-url", u,
+		args := append([]string{"serve", "--listen", "127.0.0.1:" + strconv.Itoa(port), "--public-url", u,
 			"--slack-client-id", spawnClientID,
 			"--slack-client-secret-file", filepath.Join(secretsDir, "client-secret"),
 			"--slack-signing-secret-file", filepath.Join(secretsDir, "signing-secret"),
 			"--slack-api-url", slackfake.APIURL(slackURL), "--slack-authorize-url", slackfake.AuthorizeURL(slackURL),
 			"--keys-dir", keys, "--send-rate", "0", "--log-format", "json", "--shutdown-timeout", "5s"}, storeArgs...)
+		return append(args, brokerPprof.args()...)
 	})
 	if err != nil {
 		return nil, err
 	}
 	cleanups = append(cleanups, brokerProc.stop)
+	if err := brokerPprof.ready(ctx, d, "broker", o.BrokerBin, brokerProc); err != nil {
+		return nil, err
+	}
 	d.brokerURL = brokerURL
 	d.procs = append(d.procs, watchedProc{Name: "broker", PID: brokerProc.cmd.Process.Pid})
 
@@ -302,9 +314,10 @@ func spawn(ctx context.Context, o *options, forwardURL string, stderr io.Writer)
 			return nil, fmt.Errorf("bridge register (%s): %w\n%s", name, err, out)
 		}
 		d.teamID = inst.OrgID
+		bridgePprof := &pprofPort{on: o.Profile != ""}
 		bp, base, err := startServing(ctx, dir, name, o.BridgeBin, "/health", func(port int) []string {
-			args := []string{"run", "--config", cfg, "--state-dir", filepath.Join(bdir, "state"),
-				"--listen", "127.0.0.1:" + strconv.Itoa(port), "--log-format", "json"}
+			args := append([]string{"run", "--config", cfg, "--state-dir", filepath.Join(bdir, "state"),
+				"--listen", "127.0.0.1:" + strconv.Itoa(port), "--log-format", "json"}, bridgePprof.args()...)
 			if forwardURL != "" {
 				args = append(args, "--stream=false", "--forward-url", fmt.Sprintf("%s/c/%d/slack/events", forwardURL, i),
 					"--forward-signing-secret-file", filepath.Join(secretsDir, "forward-secret"))
@@ -315,12 +328,53 @@ func spawn(ctx context.Context, o *options, forwardURL string, stderr io.Writer)
 			return nil, err
 		}
 		cleanups = append(cleanups, bp.stop)
+		if err := bridgePprof.ready(ctx, d, name, o.BridgeBin, bp); err != nil {
+			return nil, err
+		}
 		d.procs = append(d.procs, watchedProc{Name: name, PID: bp.cmd.Process.Pid})
 		if forwardURL == "" {
 			d.sseURLs = append(d.sseURLs, base+"/events")
 		}
 	}
 	return d, nil
+}
+
+// pprofPort gives a spawned process --pprof-listen on a free loopback
+// port (a new one at each start attempt) when on.
+type pprofPort struct {
+	on   bool
+	addr string
+	err  error
+}
+
+// args is the --pprof-listen flag of the next start attempt, or nothing.
+func (p *pprofPort) args() []string {
+	if !p.on {
+		return nil
+	}
+	port, err := freePort()
+	if p.err = err; err != nil {
+		return nil
+	}
+	p.addr = "127.0.0.1:" + strconv.Itoa(port)
+	return []string{"--pprof-listen", p.addr}
+}
+
+// ready waits for the profile listener of c, started from bin, and adds
+// it to d's profile targets.
+func (p *pprofPort) ready(ctx context.Context, d *deployment, name, bin string, c *child) error {
+	if !p.on {
+		return nil
+	}
+	if p.err != nil {
+		return fmt.Errorf("%s --pprof-listen: %w", name, p.err)
+	}
+	base := "http://" + p.addr
+	if err := waitHTTP(ctx, base+"/debug/pprof/", c); err != nil {
+		return fmt.Errorf("%s --pprof-listen: %w", name, err)
+	}
+	d.profiles = append(d.profiles, profileTarget{name: name, url: base, binary: executablePath(bin)})
+	return nil
 }
 
 // redisPrefix is a key prefix no other run uses.
