@@ -40,6 +40,13 @@ type relayloadReport struct {
 		PID   int     `json:"pid"`
 		CPUms float64 `json:"cpu_ms"`
 	} `json:"cpu"`
+	Profile *struct {
+		Files []struct {
+			Name  string `json:"name"`
+			Path  string `json:"path"`
+			Error string `json:"error"`
+		} `json:"files"`
+	} `json:"profile"`
 }
 
 // runRelayload runs the harness binary with args and --json and returns its
@@ -91,16 +98,17 @@ func checkClean(t *testing.T, rep relayloadReport, code, consumers int) {
 // TestRelayloadSpawnSmoke is CI's smoke of the load harness: a couple of
 // seconds at a modest rate in spawn mode against the real broker and
 // bridge binaries, once consuming SSE on the embedded store and once
-// consuming forwarded webhooks on Redis, two agents each. It checks
-// correctness only (no loss, no duplicate, in order; exit code 0), never
-// timing.
+// consuming forwarded webhooks on Redis, two agents each; the first also
+// takes CPU profiles (--profile) of the broker and the bridges. It checks
+// correctness only (no loss, no duplicate, in order; exit code 0; profiles
+// written), never timing.
 func TestRelayloadSpawnSmoke(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name, consume string
-		redis         bool
+		name, consume  string
+		redis, profile bool
 	}{
-		{name: "sse embedded", consume: "sse"},
+		{name: "sse embedded", consume: "sse", profile: true},
 		{name: "forward redis", consume: "forward", redis: true},
 	}
 	for _, tc := range tests {
@@ -114,8 +122,15 @@ func TestRelayloadSpawnSmoke(t *testing.T) {
 				args = append(args, "--redis-url", testredis.URL(t))
 				store = "redis"
 			}
+			profDir := filepath.Join(dir, "profiles")
+			if tc.profile {
+				args = append(args, "--profile", profDir)
+			}
 			rep, code := runRelayload(t, dir, args...)
 			checkClean(t, rep, code, 2)
+			if tc.profile {
+				checkProfiles(t, rep, profDir, "broker", "bridge-0", "bridge-1")
+			}
 			if rep.Store != store || rep.Consume != tc.consume {
 				t.Fatalf("report says store %q consume %q, want %q %q", rep.Store, rep.Consume, store, tc.consume)
 			}
@@ -132,6 +147,26 @@ func TestRelayloadSpawnSmoke(t *testing.T) {
 				t.Errorf("relayload left %v behind", left)
 			}
 		})
+	}
+}
+
+// checkProfiles asserts a --profile report naming a non-empty
+// gzip-compressed (pprof) file DIR/<name>.pprof for each of names.
+func checkProfiles(t *testing.T, rep relayloadReport, dir string, names ...string) {
+	t.Helper()
+	if rep.Profile == nil || len(rep.Profile.Files) != len(names) {
+		t.Fatalf("profile report %+v, want files for %v", rep.Profile, names)
+	}
+	for i, f := range rep.Profile.Files {
+		want := filepath.Join(dir, names[i]+".pprof")
+		if f.Name != names[i] || f.Path != want || f.Error != "" {
+			t.Errorf("profile file %+v, want %s at %s", f, names[i], want)
+			continue
+		}
+		b, err := os.ReadFile(want)
+		if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+			t.Errorf("%s: %d bytes (%v), want a gzip-compressed pprof profile", want, len(b), err)
+		}
 	}
 }
 
