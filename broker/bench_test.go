@@ -134,6 +134,43 @@ func BenchmarkPullAck(b *testing.B) {
 	}
 }
 
+// BenchmarkPullRepeated measures an inbox.pull that a bridge repeats
+// within one second: the same agent sends byte-identical bodies (same
+// timestamp, max_messages and wait_seconds, hence the same deterministic
+// Ed25519 signature) to an empty inbox with wait_seconds 0, in-process, on
+// both engines. It is the per-pull cost of the agent API when events arrive
+// one at a time (every event its own pull): token lookup, checks, the
+// signature check and an empty lease.
+//
+//	go test -run XXX -bench BenchmarkPullRepeated -count 6 ./broker
+func BenchmarkPullRepeated(b *testing.B) {
+	for _, engine := range []string{engineRedis, engineBolt} {
+		b.Run(engine, func(b *testing.B) {
+			h := benchHarness(b, withEngine(engine))
+			org, tok := h.install(slackfake.Install{TeamID: "T0BENCHR"})
+			c := h.register(org, tok)
+			handler := h.srv.Handler()
+			body := c.pullBody(10, 0, c.now())
+			b.ReportAllocs()
+			start, cpu0 := time.Now(), processCPU()
+			b.ResetTimer()
+			for range b.N {
+				req := httptest.NewRequest(http.MethodPost, "/api/inbox/pull", bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+c.token)
+				req.Header.Set("Content-Type", "application/json")
+				rec := httptest.NewRecorder()
+				handler.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("pull: %d %s", rec.Code, rec.Body.Bytes())
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "pulls/s")
+			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/pull")
+		})
+	}
+}
+
 func benchIngress(b *testing.B, team string, agents int, opts ...harnessOpt) {
 	h := benchHarness(b, opts...)
 	org, tok := h.install(slackfake.Install{TeamID: team})
