@@ -15,6 +15,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -83,6 +84,10 @@ type Bridge struct {
 	// life is the renewable access token and the previous box key
 	// (lifecycle.go).
 	life lifecycle
+
+	// pullSig is the last pull signature, reused while the signed bytes
+	// stay the same (pull).
+	pullSig pullSigMemo
 
 	mu     sync.Mutex
 	health Health
@@ -462,10 +467,10 @@ func (b *Bridge) pull(ctx context.Context) ([]protocol.InboxMessage, error) {
 	if b.backlog {
 		maxM = b.cfg.BacklogMaxMessages
 	}
-	sig := b.cfg.SigningKey.Sign(protocol.PullSigningBytes(b.cfg.OrgID, ts, maxM, wait))
+	sig, _ := b.pullSig.signature(b.cfg.SigningKey, protocol.PullSigningBytes(b.cfg.OrgID, ts, maxM, wait))
 	body, err := marshal(protocol.PullRequest{
 		OrgID: b.cfg.OrgID, WorkspaceID: b.cfg.OrgID, ProtocolVersion: protocol.Version,
-		MaxMessages: &maxM, WaitSeconds: &wait, Timestamp: ts, Signature: protocol.EncodeSignature(sig),
+		MaxMessages: &maxM, WaitSeconds: &wait, Timestamp: ts, Signature: sig,
 		Meta: b.pullMeta(),
 	})
 	if err != nil {
@@ -485,6 +490,39 @@ func (b *Bridge) pull(ctx context.Context) ([]protocol.InboxMessage, error) {
 	b.afterPull(len(resp.Messages))
 	b.backlog = len(resp.Messages) >= maxM
 	return resp.Messages, nil
+}
+
+// pullSigMemo holds the last inbox.pull signature the bridge made. A pull
+// has no nonce (protocol §4.4): one that follows the previous within the
+// same second with the same max_messages and wait_seconds signs the same
+// bytes, and Ed25519 signatures are deterministic, so signing again would
+// give the same signature. It is reused only when the signed bytes are
+// exactly the previous ones and the signing key has the same public key
+// (a key change signs afresh). Acks and every other request are signed
+// each time. Safe for concurrent use.
+type pullSigMemo struct {
+	mu     sync.Mutex
+	key    crypto.SigningPublicKey
+	signed []byte
+	sig    string // standard base64
+}
+
+// signature returns the standard-base64 signature of signed by k, and
+// whether it is the remembered one (no new signature was made).
+func (m *pullSigMemo) signature(k *crypto.SigningKey, signed []byte) (string, bool) {
+	pub := k.Public()
+	m.mu.Lock()
+	if m.sig != "" && m.key == pub && bytes.Equal(m.signed, signed) {
+		sig := m.sig
+		m.mu.Unlock()
+		return sig, true
+	}
+	m.mu.Unlock()
+	sig := protocol.EncodeSignature(k.Sign(signed))
+	m.mu.Lock()
+	m.key, m.signed, m.sig = pub, signed, sig
+	m.mu.Unlock()
+	return sig, false
 }
 
 func (b *Bridge) ack(ctx context.Context, ids []string) error {

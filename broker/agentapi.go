@@ -10,6 +10,7 @@ import (
 
 	"github.com/sealrelay/sealrelay/audit"
 	"github.com/sealrelay/sealrelay/crypto"
+	"github.com/sealrelay/sealrelay/internal/boundedcache"
 	"github.com/sealrelay/sealrelay/protocol"
 	"github.com/sealrelay/sealrelay/queue"
 	"github.com/sealrelay/sealrelay/state"
@@ -31,6 +32,20 @@ func bearerToken(r *http.Request) string {
 // known and unexpired (401) → belongs to org (403) → protocol_version (400)
 // → timestamp window (400) → signature over signed (403).
 func (s *Server) authAgent(ctx context.Context, r *http.Request, org, version string, ts int64, signed []byte, sig string) (*state.Agent, *apiError) {
+	return s.authenticate(ctx, r, org, version, ts, signed, sig, false)
+}
+
+// authPull is authAgent for inbox.pull, whose signed bytes carry no nonce:
+// every check runs as in authAgent, but the Ed25519 verification is skipped
+// when this replica has already verified exactly these signed bytes and
+// this signature under the agent's current signing key (pullSigCache).
+func (s *Server) authPull(ctx context.Context, r *http.Request, org, version string, ts int64, signed []byte, sig string) (*state.Agent, *apiError) {
+	return s.authenticate(ctx, r, org, version, ts, signed, sig, true)
+}
+
+// authenticate is authAgent; pull selects the pull signature cache for the
+// last check.
+func (s *Server) authenticate(ctx context.Context, r *http.Request, org, version string, ts int64, signed []byte, sig string, pull bool) (*state.Agent, *apiError) {
 	tok := bearerToken(r)
 	if tok == "" {
 		return nil, errf(http.StatusUnauthorized, protocol.ErrMissingToken)
@@ -64,11 +79,86 @@ func (s *Server) authAgent(ctx context.Context, r *http.Request, org, version st
 	if d := s.now().Unix() - ts; d > protocol.TimestampWindow || d < -protocol.TimestampWindow {
 		return nil, errf(http.StatusBadRequest, protocol.ErrTimestampWindow)
 	}
-	if !protocol.VerifySignature(a.SigningPublicKey, signed, sig) {
+	if pull {
+		if !s.verifyPullSignature(a, signed, sig) {
+			return nil, errf(http.StatusForbidden, protocol.ErrInvalidSignature)
+		}
+	} else if !protocol.VerifySignature(a.SigningPublicKey, signed, sig) {
 		return nil, errf(http.StatusForbidden, protocol.ErrInvalidSignature)
 	}
 	return a, nil
 }
+
+// verifyPullSignature checks the inbox.pull signature sig over signed by
+// a's signing key, answering from the pull signature cache when this
+// replica verified the same bytes and signature for that key before, and
+// remembering a successful verification.
+func (s *Server) verifyPullSignature(a *state.Agent, signed []byte, sig string) bool {
+	if s.pullSigs.verified(a.ID, a.SigningPublicKey, signed, sig) {
+		s.m.pullSigCacheHits.Inc()
+		return true
+	}
+	if !protocol.VerifySignature(a.SigningPublicKey, signed, sig) {
+		return false
+	}
+	s.pullSigs.remember(a.ID, a.SigningPublicKey, signed, sig)
+	return true
+}
+
+// pullSigCacheMax bounds the agents whose last verified pull a replica
+// remembers (one entry of a few hundred bytes each; a full cache evicts
+// the oldest, which then costs that agent one verification).
+const pullSigCacheMax = 10000
+
+// verifiedPull is one agent's last inbox.pull that passed Ed25519
+// verification on this replica. It is never modified after it is stored.
+type verifiedPull struct {
+	key    crypto.SigningPublicKey
+	signed []byte
+	sig    string
+}
+
+// pullSigCache remembers, per agent, the last inbox.pull whose signature
+// this replica verified. protocol §4.4 gives pulls no nonce, so a bridge
+// that pulls again within the same second sends byte-identical signed
+// bytes and (Ed25519 being deterministic) the same signature; verifying it
+// again would give the same answer. Only successful verifications are
+// stored; a hit needs the same agent, the same signing public key (a rekey
+// misses), the same signed bytes and the same signature string (any other
+// signature, such as a non-canonical or tampered one, is verified
+// normally). It is a cache of a pure function's positive results, not a
+// replay cache: nothing is ever refused because of it. Each replica keeps
+// its own; none is shared.
+type pullSigCache struct {
+	c *boundedcache.Cache[string, *verifiedPull] // agent id →
+}
+
+func newPullSigCache() *pullSigCache {
+	return &pullSigCache{c: boundedcache.New(boundedcache.Options[string, *verifiedPull]{Max: pullSigCacheMax})}
+}
+
+// verified reports whether agentID's last verified pull was exactly signed
+// and sig under key.
+func (c *pullSigCache) verified(agentID string, key crypto.SigningPublicKey, signed []byte, sig string) bool {
+	v, ok := c.c.Get(agentID)
+	if !ok {
+		return false
+	}
+	// Constant-time compares, all three run: the answer's timing must not
+	// tell a caller how much of a guessed signature was right.
+	sameKey := crypto.Equal(v.key[:], key[:])
+	sameBytes := crypto.Equal(v.signed, signed)
+	sameSig := crypto.EqualString(v.sig, sig)
+	return sameKey && sameBytes && sameSig
+}
+
+// remember records that sig over signed verified under key for agentID.
+func (c *pullSigCache) remember(agentID string, key crypto.SigningPublicKey, signed []byte, sig string) {
+	c.c.Put(agentID, &verifiedPull{key: key, signed: signed, sig: sig})
+}
+
+// forget drops agentID's entry (the agent was removed).
+func (c *pullSigCache) forget(agentID string) { c.c.Delete(agentID) }
 
 // resolveOrg applies §3/§4.4 step 3 and records the org for logging.
 func resolveOrg(ctx context.Context, orgID, workspaceID string) (string, *apiError) {
@@ -219,6 +309,7 @@ func (s *Server) handleUnregister(w http.ResponseWriter, r *http.Request) {
 	}
 	s.shared.Forget(a.BoxPublicKey)
 	s.depth.forget(a.ID)
+	s.pullSigs.forget(a.ID)
 	s.audit(ctx, audit.Event{Kind: audit.KindUnregister, Outcome: "ok"})
 	s.logger(ctx).Info("agent unregistered")
 	writeOK(w)
@@ -244,7 +335,7 @@ func (s *Server) handlePull(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, errf(http.StatusBadRequest, "%s", err.Error()))
 		return
 	}
-	a, e := s.authAgent(ctx, r, org, req.ProtocolVersion, req.Timestamp,
+	a, e := s.authPull(ctx, r, org, req.ProtocolVersion, req.Timestamp,
 		protocol.PullSigningBytes(org, req.Timestamp, maxN, wait), req.Signature)
 	if e != nil {
 		s.m.pullsBy.with("rejected").Inc()

@@ -27,6 +27,9 @@ type metrics struct {
 	latency        *prometheus.HistogramVec // route, code
 	dropNotices    prometheus.Counter
 	storeTimeouts  *prometheus.CounterVec // route
+	// pullSigCacheHits counts pulls whose signature check was answered by
+	// the pull signature cache (agentapi.go).
+	pullSigCacheHits prometheus.Counter
 
 	// Children of the vectors counted on every event, pull or ack.
 	received *childCache[string, prometheus.Counter] // eventsReceived
@@ -67,11 +70,13 @@ func newMetrics(reg prometheus.Registerer, depth *depthCollector) (*metrics, err
 			Help: "events_dropped notices queued to agents (each covers one or more dropped copies)."}),
 		storeTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sealrelay_broker_store_timeouts_total",
 			Help: "Requests answered 503 because the state or inbox store did not answer within the deadline, by route."}, []string{"route"}),
+		pullSigCacheHits: prometheus.NewCounter(prometheus.CounterOpts{Name: "sealrelay_broker_pull_signature_cache_hits_total",
+			Help: "inbox.pull requests whose Ed25519 check was skipped because this process had verified the same signed bytes and signature under the same agent key."}),
 	}
 	m.received, m.pullsBy, m.acksBy = counterCache(m.eventsReceived), counterCache(m.pulls), counterCache(m.acks)
 	for _, c := range []prometheus.Collector{m.eventsReceived, m.eventsQueued, m.eventsDropped, m.pulls,
 		m.pulledMessages, m.acks, m.ackedMessages, m.sends, m.slackErrors, m.registrations, m.installs,
-		m.longPolls, m.latency, m.dropNotices, m.storeTimeouts, depth} {
+		m.longPolls, m.latency, m.dropNotices, m.storeTimeouts, m.pullSigCacheHits, depth} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -58,6 +58,8 @@ type Server struct {
 
 	idle *idleFanout // last-pull cache of the paused fan-out (idle.go)
 
+	pullSigs *pullSigCache // last verified pull signature per agent (agentapi.go)
+
 	knownOrgs sync.Map // installation ids seen to exist (see routeOrg)
 
 	// onLongPoll, when set (tests), is called when a pull starts waiting.
@@ -129,7 +131,8 @@ func New(cfg Config, st state.Store, q queue.Store, keys Keys, logger *slog.Logg
 		cfg: cfg, st: st, q: q, keys: keys, hk: keys.HashKey,
 		log:      logger.With("component", "broker"),
 		gatherer: gatherer, m: m, cm: cm, rm: rm, am: am, depth: depth, holds: holds, idle: idle,
-		shared: crypto.NewSharedKeyCache(keys.Box, 0),
+		shared:   crypto.NewSharedKeyCache(keys.Box, 0),
+		pullSigs: newPullSigCache(),
 		slackHTTP: &http.Client{
 			Timeout: cfg.SlackTimeout,
 			Transport: &http.Transport{
