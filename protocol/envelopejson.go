@@ -26,9 +26,17 @@ func decodeEnvelope(pt []byte, env *Envelope) bool {
 	if decodeEnvelopeFast(pt, env) {
 		return true
 	}
-	*env = Envelope{}
-	err := json.Unmarshal(pt, env)
-	return err == nil || heldFieldTypeError(err)
+	var ok bool
+	*env, ok = decodeEnvelopeJSON(pt)
+	return ok
+}
+
+// decodeEnvelopeJSON is decodeEnvelope with json.Unmarshal (its own
+// envelope, so that the caller's need not escape to the heap).
+func decodeEnvelopeJSON(pt []byte) (Envelope, bool) {
+	var env Envelope
+	err := json.Unmarshal(pt, &env)
+	return env, err == nil || heldFieldTypeError(err)
 }
 
 // decodeEnvelopeFast decodes pt into env, or reports false when it is not
@@ -45,9 +53,9 @@ func decodeEnvelopeFast(pt []byte, env *Envelope) bool {
 		case !plain:
 			return false // encoding/json unquotes and folds it: leave it to it
 		case jsonscan.KeyIs(key, true, "source"):
-			return scanString(&s, &env.Source)
+			return scanName(&s, &env.Source)
 		case jsonscan.KeyIs(key, true, "type"):
-			return scanString(&s, &env.Type)
+			return scanName(&s, &env.Type)
 		case jsonscan.KeyIs(key, true, "broker_timestamp"):
 			return scanInt64(&s, &env.BrokerTimestamp)
 		case jsonscan.KeyIs(key, true, "response_expected"):
@@ -71,17 +79,46 @@ func decodeEnvelopeFast(pt []byte, env *Envelope) bool {
 	return ok
 }
 
-// scanString consumes a plain string or null into *dst (null leaves it
-// unchanged, as encoding/json does). Anything else is "not sure".
-func scanString(s *jsonscan.Scanner, dst *string) bool {
+// scanName consumes a plain string or null into *dst (null leaves it
+// unchanged, as encoding/json does). Anything else is "not sure". The
+// sources and types brokers write take no allocation.
+func scanName(s *jsonscan.Scanner, dst *string) bool {
 	if s.Null() {
 		return true
 	}
 	raw, plain, ok := s.String()
 	if ok && plain {
-		*dst = string(raw)
+		*dst = envelopeName(raw)
 	}
 	return ok && plain
+}
+
+// envelopeName returns string(raw), the constant itself for a known
+// envelope source or type.
+func envelopeName(raw []byte) string {
+	switch string(raw) {
+	case SourceSlack:
+		return SourceSlack
+	case SourceSystem:
+		return SourceSystem
+	case TypeEventCallback:
+		return TypeEventCallback
+	case TypeSlashCommand:
+		return TypeSlashCommand
+	case "block_actions":
+		return "block_actions"
+	case "view_submission":
+		return "view_submission"
+	case TypeAppUninstalled:
+		return TypeAppUninstalled
+	case TypeTokensRevoked:
+		return TypeTokensRevoked
+	case TypeAppRateLimited:
+		return TypeAppRateLimited
+	case TypeEventsDropped:
+		return TypeEventsDropped
+	}
+	return string(raw)
 }
 
 // scanInt64 consumes a canonical integer (jsonscan.Scanner.Int64) or null
