@@ -3,7 +3,6 @@ package bridge
 import (
 	"encoding/json"
 	"errors"
-	"regexp"
 	"strings"
 
 	"github.com/sealrelay/sealrelay/internal/jsonscan"
@@ -31,10 +30,47 @@ type Event struct {
 	ThreadID string `json:"thread_id,omitempty"`
 }
 
+// idPattern checks a fixed-shape Slack id with regexp's MatchString
+// signature but without a regexp: the receive path checks two per event.
+type idPattern func(string) bool
+
+// MatchString reports whether s has the pattern's shape.
+func (p idPattern) MatchString(s string) bool { return p(s) }
+
 var (
-	channelPattern = regexp.MustCompile(`^[CGD][A-Z0-9]{1,40}$`)
-	tsPattern      = regexp.MustCompile(`^[0-9]{1,20}\.[0-9]{1,20}$`)
+	// channelPattern is ^[CGD][A-Z0-9]{1,40}$.
+	channelPattern idPattern = isChannelID
+	// tsPattern is ^[0-9]{1,20}\.[0-9]{1,20}$.
+	tsPattern idPattern = isMessageTS
 )
+
+// isChannelID reports whether s is C, G or D and 1 to 40 of A-Z, 0-9.
+func isChannelID(s string) bool {
+	if len(s) < 2 || len(s) > 41 || (s[0] != 'C' && s[0] != 'G' && s[0] != 'D') {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// isMessageTS reports whether s is 1 to 20 digits, '.', 1 to 20 digits.
+func isMessageTS(s string) bool {
+	dot := strings.IndexByte(s, '.')
+	return dot >= 1 && dot <= 20 && allDigits(s[:dot]) && len(s)-dot-1 >= 1 && len(s)-dot-1 <= 20 && allDigits(s[dot+1:])
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // threadPayload picks the fields that locate a conversation in the Slack
 // payload shapes sealrelay carries: json.Unmarshal decodes a payload into

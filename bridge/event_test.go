@@ -3,6 +3,7 @@ package bridge
 import (
 	"encoding/json"
 	"errors"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,7 +13,13 @@ import (
 )
 
 // legacyThreadPayload and legacyInspectPayload are inspectPayload as it was
-// before payloadScan (json.Unmarshal only): the reference it must match.
+// before payloadScan (json.Unmarshal and regular expressions): the reference
+// it must match.
+var (
+	legacyChannelPattern = regexp.MustCompile(`^[CGD][A-Z0-9]{1,40}$`)
+	legacyTSPattern      = regexp.MustCompile(`^[0-9]{1,20}\.[0-9]{1,20}$`)
+)
+
 type legacyThreadPayload struct {
 	// Events API
 	Event *struct {
@@ -82,8 +89,8 @@ func legacyInspectPayload(typ string, payload []byte) payloadInfo {
 		ch = p.ChannelID
 	}
 	switch {
-	case !channelPattern.MatchString(ch):
-	case !tsPattern.MatchString(ts):
+	case !legacyChannelPattern.MatchString(ch):
+	case !legacyTSPattern.MatchString(ts):
 		info.threadID = ch
 	default:
 		info.threadID = ch + ":" + ts
@@ -234,4 +241,44 @@ func BenchmarkInspectPayload(b *testing.B) {
 			}
 		})
 	}
+}
+
+// checkIDPatterns compares channelPattern and tsPattern with the regular
+// expressions they replace.
+func checkIDPatterns(t *testing.T, s string) {
+	t.Helper()
+	if got, want := channelPattern.MatchString(s), legacyChannelPattern.MatchString(s); got != want {
+		t.Fatalf("channelPattern(%q) = %v, regexp %v", s, got, want)
+	}
+	if got, want := tsPattern.MatchString(s), legacyTSPattern.MatchString(s); got != want {
+		t.Fatalf("tsPattern(%q) = %v, regexp %v", s, got, want)
+	}
+}
+
+func TestIDPatterns(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		s           string
+		channel, ts bool
+	}{
+		{"C1", true, false}, {"G0123ABCD", true, false}, {"D" + strings.Repeat("9", 40), true, false},
+		{"D" + strings.Repeat("9", 41), false, false}, {"C", false, false}, {"c1", false, false}, {"X1", false, false},
+		{"C1a", false, false}, {"C1\n", false, false}, {"C-1", false, false}, {"", false, false}, {"CÉ", false, false},
+		{"1.2", false, true}, {"1771464999.000100", false, true}, {strings.Repeat("1", 20) + "." + strings.Repeat("2", 20), false, true},
+		{strings.Repeat("1", 21) + ".2", false, false}, {"1." + strings.Repeat("2", 21), false, false}, {".2", false, false},
+		{"1.", false, false}, {"1.2.3", false, false}, {"1..2", false, false}, {"-1.2", false, false}, {"1.2\n", false, false}, {"1,2", false, false},
+	}
+	for _, tc := range tests {
+		if channelPattern.MatchString(tc.s) != tc.channel || tsPattern.MatchString(tc.s) != tc.ts {
+			t.Errorf("%q: channel %v, ts %v; want %v, %v", tc.s, channelPattern.MatchString(tc.s), tsPattern.MatchString(tc.s), tc.channel, tc.ts)
+		}
+		checkIDPatterns(t, tc.s)
+	}
+}
+
+func FuzzIDPatterns(f *testing.F) {
+	for _, s := range []string{"C1", "D0123ABCD", "1.2", "1771464999.000100", "1.2.3", "C1\n", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(checkIDPatterns)
 }
