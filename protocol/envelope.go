@@ -385,7 +385,7 @@ func OpenEnvelope(m InboxMessage, broker crypto.SigningPublicKey, agent *crypto.
 		return nil, nil, ErrEnvelopeOpen
 	}
 	var env Envelope
-	if err := json.Unmarshal(pt, &env); err != nil && !heldFieldTypeError(err) {
+	if !decodeEnvelope(pt, &env) {
 		crypto.Wipe(pt)
 		return nil, nil, fmt.Errorf("%w: envelope is not JSON", ErrEnvelopeMalformed)
 	}
@@ -398,12 +398,4 @@ func OpenEnvelope(m InboxMessage, broker crypto.SigningPublicKey, agent *crypto.
 		return nil, nil, fmt.Errorf("%w: inner broker_timestamp differs from the signed one", ErrEnvelopeMalformed)
 	}
 	return &env, pt, nil
-}
-
-// heldFieldTypeError reports whether err is only a mistyped §8.2 field. Such
-// an envelope still opens, as if the field were absent: the fields are an
-// extension the bridge reads when it can.
-func heldFieldTypeError(err error) bool {
-	var te *json.UnmarshalTypeError
-	return errors.As(err, &te) && (te.Field == "response_expected" || te.Field == "respond_by")
 }

@@ -412,3 +412,36 @@ func TestSealEnvelopeStored(t *testing.T) {
 		})
 	}
 }
+
+// benchEnvelopePlaintext is the opened envelope of an ordinary Events API
+// message (~1 KiB), as the broker seals it.
+func benchEnvelopePlaintext() []byte {
+	payload, _ := json.Marshal(map[string]any{
+		"token": "t", "type": "event_callback", "team_id": "T0123ABCD", "api_app_id": "A0123ABCD", "event_id": "Ev0123ABCD",
+		"event_time": 1771465000, "authorizations": []any{map[string]any{"team_id": "T0123ABCD", "is_bot": true}},
+		"event": map[string]any{"type": "message", "channel": "C0123ABCD", "user": "U0123ABCD", "ts": "1771464999.000100",
+			"text": strings.Repeat("hello world ", 50), "blocks": []any{}},
+	})
+	e := Envelope{Source: SourceSlack, Type: TypeEventCallback, BrokerTimestamp: 1771465000, Payload: payload}
+	return e.Plaintext()
+}
+
+// BenchmarkOpenEnvelope measures OpenEnvelope on an ordinary event:
+// signature check, box open and envelope decode.
+//
+//	go test -run XXX -bench OpenEnvelope -benchmem ./protocol/
+func BenchmarkOpenEnvelope(b *testing.B) {
+	_, k := loadVectors(b)
+	m, err := SealEnvelope(benchEnvelopePlaintext(), "T0123ABCD", "m-1", 1771465000, k.agentBox.Public, k.brokerSigning)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_, pt, err := OpenEnvelope(m, k.brokerSigning.Public(), k.agentBox)
+		if err != nil {
+			b.Fatal(err)
+		}
+		crypto.Wipe(pt)
+	}
+}
