@@ -111,6 +111,17 @@ type Agents interface {
 	// LookupAccessToken resolves an access token hash: ErrNotFound when
 	// unknown, ErrExpired when past its expiry.
 	LookupAccessToken(ctx context.Context, h TokenHash, now time.Time) (AccessGrant, error)
+	// LookupAgentByAccessToken is LookupAccessToken(h, now) followed by
+	// GetAgent of the grant's agent, in one round trip where the engine
+	// can (every signed agent request starts with it). Both records are
+	// read fresh on every call; nothing mutable is cached. Errors, in this
+	// order: ErrNotFound (zero grant) when the token is unknown;
+	// ErrExpired (with the grant) when it is past its expiry; ErrNotFound
+	// (with the grant) when the token's agent record is gone, as for an
+	// old token still in its renewal overlap after its agent was deleted
+	// or replaced. The agent is nil with every error; any other error is
+	// the store's, wrapped. On success the agent's id is the grant's.
+	LookupAgentByAccessToken(ctx context.Context, h TokenHash, now time.Time) (AccessGrant, *Agent, error)
 	// SetRespondUntil sets Agent.RespondUntil of agent id (zero clears
 	// it). ErrNotFound when the agent is gone.
 	SetRespondUntil(ctx context.Context, id string, until time.Time) error

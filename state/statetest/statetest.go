@@ -47,6 +47,7 @@ func Run(t *testing.T, newState func(t *testing.T) state.Store, opts ...Options)
 	t.Run("Drops", func(t *testing.T) { stateDrops(t, newState(t)) })
 	t.Run("Renew", func(t *testing.T) { stateRenew(t, newState(t)) })
 	t.Run("Rekey", func(t *testing.T) { stateRekey(t, newState(t)) })
+	t.Run("LookupAgent", func(t *testing.T) { stateLookupAgent(t, newState(t)) })
 }
 
 // Token hash kinds of the suite (any distinct strings do).

@@ -571,20 +571,9 @@ func (s *State) LookupAccessToken(ctx context.Context, h state.TokenHash, now ti
 	}
 	var g state.AccessGrant
 	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(boltBktAccess).Get(h[:])
-		if v == nil {
-			return state.ErrNotFound
-		}
-		exp, p, ok := boltSplitExp(v)
-		if !ok {
-			return errors.New("malformed access token record")
-		}
-		var acc boltAccess
-		if err := json.Unmarshal(p, &acc); err != nil {
-			return fmt.Errorf("decode access token: %w", err)
-		}
-		g = state.AccessGrant{AgentID: acc.Agent, OrgID: acc.Org, ExpiresAt: exp}
-		return nil
+		var err error
+		g, err = boltAccessGrant(tx, h)
+		return err
 	})
 	if err != nil {
 		if errors.Is(err, state.ErrNotFound) {
@@ -596,6 +585,63 @@ func (s *State) LookupAccessToken(ctx context.Context, h state.TokenHash, now ti
 		return g, state.ErrExpired
 	}
 	return g, nil
+}
+
+// LookupAgentByAccessToken implements state.Agents: the access token and
+// its agent read in one read transaction (so both come from the same
+// snapshot).
+func (s *State) LookupAgentByAccessToken(ctx context.Context, h state.TokenHash, now time.Time) (state.AccessGrant, *state.Agent, error) {
+	if err := ctx.Err(); err != nil {
+		return state.AccessGrant{}, nil, err
+	}
+	var g state.AccessGrant
+	var a *state.Agent
+	found := false // the token record was read
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		if g, err = boltAccessGrant(tx, h); err != nil {
+			return err
+		}
+		found = true
+		if !now.Before(g.ExpiresAt) {
+			return state.ErrExpired
+		}
+		v := tx.Bucket(boltBktAgent).Get([]byte(g.AgentID))
+		if v == nil {
+			return state.ErrNotFound
+		}
+		a, err = boltDecodeAgent(v)
+		return err
+	})
+	switch {
+	case !found && errors.Is(err, state.ErrNotFound):
+		return state.AccessGrant{}, nil, err
+	case !found && err != nil:
+		return state.AccessGrant{}, nil, fmt.Errorf("lookup access token: %w", err)
+	case errors.Is(err, state.ErrNotFound), errors.Is(err, state.ErrExpired):
+		return g, nil, err
+	case err != nil:
+		return g, nil, fmt.Errorf("get agent %s: %w", g.AgentID, err)
+	}
+	return g, a, nil
+}
+
+// boltAccessGrant reads the access token h in tx (ErrNotFound when
+// absent), without checking its expiry.
+func boltAccessGrant(tx *bolt.Tx, h state.TokenHash) (state.AccessGrant, error) {
+	v := tx.Bucket(boltBktAccess).Get(h[:])
+	if v == nil {
+		return state.AccessGrant{}, state.ErrNotFound
+	}
+	exp, p, ok := boltSplitExp(v)
+	if !ok {
+		return state.AccessGrant{}, errors.New("malformed access token record")
+	}
+	var acc boltAccess
+	if err := json.Unmarshal(p, &acc); err != nil {
+		return state.AccessGrant{}, fmt.Errorf("decode access token: %w", err)
+	}
+	return state.AccessGrant{AgentID: acc.Agent, OrgID: acc.Org, ExpiresAt: exp}, nil
 }
 
 // PutOAuthState implements state.Store.

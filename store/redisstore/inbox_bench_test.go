@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/sealrelay/sealrelay/queue"
 	"github.com/sealrelay/sealrelay/queue/queuetest"
 )
@@ -24,8 +26,11 @@ func redisCPU(rs *Inbox) queuetest.ServerMeter {
 	return func() time.Duration { return serverCPU(rs) }
 }
 
-func serverCPU(rs *Inbox) time.Duration {
-	info, err := rs.c.Info(context.Background(), "cpu").Result()
+func serverCPU(rs *Inbox) time.Duration { return redisServerCPU(rs.c) }
+
+// redisServerCPU returns the CPU time of c's Redis server (INFO cpu).
+func redisServerCPU(c redis.UniversalClient) time.Duration {
+	info, err := c.Info(context.Background(), "cpu").Result()
 	if err != nil {
 		return 0
 	}

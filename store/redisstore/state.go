@@ -28,8 +28,9 @@ import (
 // WATCH transactions (installation updates).
 //
 // The per-event calls (ClaimEvent, ClaimEventAndListAgents, CompleteEvent,
-// ReleaseEvent) and the replay records (UseNonce, UseSignature) of
-// concurrent callers share round trips: see coalescer (coalesce.go).
+// ReleaseEvent), the replay records (UseNonce, UseSignature) and the
+// agent requests' token lookups (LookupAgentByAccessToken) of concurrent
+// callers share round trips: see coalescer (coalesce.go).
 type State struct {
 	rdb redis.UniversalClient
 	k   stateKeys
@@ -39,6 +40,12 @@ type State struct {
 	// bytes identify its content), saving a JSON and key decode per agent
 	// on every fan-out; an internal/boundedcache of maxDecodedAgents.
 	decoded *boundedcache.Cache[string, *state.Agent]
+
+	// tokenAgents maps access token hashes to the agent id their record
+	// names (see LookupAgentByAccessToken): a hint of which agent record
+	// to read with the token, never an answer; an internal/boundedcache of
+	// maxTokenAgents.
+	tokenAgents *boundedcache.Cache[state.TokenHash, string]
 
 	// clockOffset (ms) is added to the server's clock by the rate-limit
 	// script; only tests move it (export_test.go).
@@ -67,7 +74,8 @@ var _ state.Store = (*State)(nil)
 // (for example "sealrelay:"). The caller owns rdb; Close does not close it.
 func NewState(rdb redis.UniversalClient, prefix string) *State {
 	return &State{rdb: rdb, k: newStateKeys(prefix), co: newCoalescer(rdb),
-		decoded: boundedcache.New(boundedcache.Options[string, *state.Agent]{Max: maxDecodedAgents})}
+		decoded:     boundedcache.New(boundedcache.Options[string, *state.Agent]{Max: maxDecodedAgents}),
+		tokenAgents: boundedcache.New(boundedcache.Options[state.TokenHash, string]{Max: maxTokenAgents})}
 }
 
 // Ping implements state.Store.
@@ -290,9 +298,30 @@ func (s *State) DeleteAgent(ctx context.Context, id string) error {
 
 // LookupAccessToken implements state.Store.
 func (s *State) LookupAccessToken(ctx context.Context, h state.TokenHash, now time.Time) (state.AccessGrant, error) {
-	v, err := s.rdb.HMGet(ctx, s.k.accessToken(h.String()), "agent", "org", "exp").Result()
+	g, err := accessGrant(s.rdb.HMGet(ctx, s.k.accessToken(h.String()), accessTokenFields...))
+	if err != nil {
+		return g, err
+	}
+	if !now.Before(g.ExpiresAt) {
+		return g, state.ErrExpired
+	}
+	return g, nil
+}
+
+// accessTokenFields are the fields of an access token record, in the
+// order accessGrant reads them.
+var accessTokenFields = []string{"agent", "org", "exp"}
+
+// accessGrant parses the answer to HMGET accessTokenFields of an access
+// token record: ErrNotFound when the record is absent. It does not check
+// the expiry.
+func accessGrant(cmd *redis.SliceCmd) (state.AccessGrant, error) {
+	v, err := cmd.Result()
 	if err != nil {
 		return state.AccessGrant{}, fmt.Errorf("lookup access token: %w", err)
+	}
+	if len(v) != len(accessTokenFields) {
+		return state.AccessGrant{}, fmt.Errorf("lookup access token: %d fields, want %d", len(v), len(accessTokenFields))
 	}
 	agent, _ := v[0].(string)
 	org, _ := v[1].(string)
@@ -304,11 +333,74 @@ func (s *State) LookupAccessToken(ctx context.Context, h state.TokenHash, now ti
 	if err != nil {
 		return state.AccessGrant{}, fmt.Errorf("lookup access token: bad expiry")
 	}
-	g := state.AccessGrant{AgentID: agent, OrgID: org, ExpiresAt: time.UnixMilli(exp)}
-	if !now.Before(g.ExpiresAt) {
-		return g, state.ErrExpired
+	return state.AccessGrant{AgentID: agent, OrgID: org, ExpiresAt: time.UnixMilli(exp)}, nil
+}
+
+// maxTokenAgents bounds the token hash → agent id hints (one per agent
+// that authenticated recently on this process, about 100 bytes each).
+const maxTokenAgents = 10000
+
+// LookupAgentByAccessToken implements state.Agents in one round trip when
+// this process has seen the token before: an access token hash names one
+// agent for the token's whole life (registration, renewal and replacement
+// always write a fresh random token's hash; rekey keeps the token;
+// deletion removes the record), so tokenAgents remembers which agent
+// record to read along with the token record. Both are then read fresh, in
+// one pipeline shared with concurrent callers (coalescer), and the hint is
+// only trusted when the token record read names the same agent: a token
+// that is gone, expired or names another agent is answered from the
+// records read, exactly as LookupAccessToken and GetAgent would. Nothing
+// read from Redis is cached. A first lookup (or one after the hint was
+// evicted, or after Close stopped the coalescer) is the two calls in
+// sequence, and remembers the hint.
+func (s *State) LookupAgentByAccessToken(ctx context.Context, h state.TokenHash, now time.Time) (state.AccessGrant, *state.Agent, error) {
+	if id, ok := s.tokenAgents.Get(h); ok {
+		var tok *redis.SliceCmd
+		var rec *redis.StringCmd
+		err := s.co.do(ctx, func(p redis.Pipeliner) {
+			tok = p.HMGet(ctx, s.k.accessToken(h.String()), accessTokenFields...)
+			rec = p.Get(ctx, s.k.agent(id))
+		})
+		switch {
+		case errors.Is(err, ErrClosed):
+			// Fall through to the direct calls, which work after Close.
+		case err != nil:
+			return state.AccessGrant{}, nil, fmt.Errorf("lookup access token: %w", err)
+		default:
+			g, err := accessGrant(tok)
+			if errors.Is(err, state.ErrNotFound) {
+				s.tokenAgents.Delete(h)
+			}
+			if err != nil {
+				return g, nil, err
+			}
+			if !now.Before(g.ExpiresAt) {
+				return g, nil, state.ErrExpired
+			}
+			if g.AgentID != id {
+				// Not a hint for this token after all: read its agent.
+				s.tokenAgents.Put(h, g.AgentID)
+				a, err := s.GetAgent(ctx, g.AgentID)
+				return g, a, err
+			}
+			b, err := rec.Result()
+			if errors.Is(err, redis.Nil) {
+				return g, nil, state.ErrNotFound
+			}
+			if err != nil {
+				return g, nil, fmt.Errorf("get agent: %w", err)
+			}
+			a, err := s.agentFromRecord(b)
+			return g, a, err
+		}
 	}
-	return g, nil
+	g, err := s.LookupAccessToken(ctx, h, now)
+	if err != nil {
+		return g, nil, err
+	}
+	s.tokenAgents.Put(h, g.AgentID)
+	a, err := s.GetAgent(ctx, g.AgentID)
+	return g, a, err
 }
 
 // PutOAuthState implements state.Store.
