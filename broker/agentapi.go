@@ -53,20 +53,15 @@ func (s *Server) authenticate(ctx context.Context, r *http.Request, org, version
 	if len(tok) > 512 {
 		return nil, errf(http.StatusUnauthorized, protocol.ErrInvalidToken)
 	}
-	g, err := s.st.LookupAccessToken(ctx, s.hk.Hash(KindAccessToken, tok), s.now())
+	// The token and its agent in one store call (one Redis round trip
+	// once this replica knows the token's agent): unknown or expired
+	// token, or an agent that is gone, are all 401.
+	g, a, err := s.st.LookupAgentByAccessToken(ctx, s.hk.Hash(KindAccessToken, tok), s.now())
 	switch {
 	case errors.Is(err, state.ErrNotFound), errors.Is(err, state.ErrExpired):
 		return nil, errf(http.StatusUnauthorized, protocol.ErrInvalidToken)
 	case err != nil:
 		s.logger(ctx).Error("access token lookup failed", "err", err)
-		return nil, errf(http.StatusServiceUnavailable, "state store unavailable")
-	}
-	a, err := s.st.GetAgent(ctx, g.AgentID)
-	switch {
-	case errors.Is(err, state.ErrNotFound):
-		return nil, errf(http.StatusUnauthorized, protocol.ErrInvalidToken)
-	case err != nil:
-		s.logger(ctx).Error("agent lookup failed", "err", err)
 		return nil, errf(http.StatusServiceUnavailable, "state store unavailable")
 	}
 	info(ctx).agent = a.ID
