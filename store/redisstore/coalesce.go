@@ -11,15 +11,12 @@ import (
 
 // ErrClosed is returned by the State calls the coalescer serves (event
 // claims and completions, nonces, one-time signatures) once the State is
-// closed. (LookupAgentByAccessToken, which also uses it, then falls back
-// to direct calls instead.)
+// closed.
 var ErrClosed = errors.New("redisstore: state closed")
 
 // A coalescer is group commit for the State's small per-event commands: the
 // event claim (with the org's agent list), its completion or release, and
-// the replay records of nonces and one-time signatures, and the token and
-// agent records every signed agent request reads (LookupAgentByAccessToken,
-// when it knows the token's agent). Each webhook used to
+// the replay records of nonces and one-time signatures. Each webhook used to
 // cost Redis a round trip per call; with many concurrent webhooks, the
 // per-round-trip work (a read and a write syscall on each side, command
 // dispatch in go-redis, an event-loop turn in Redis) was most of the CPU

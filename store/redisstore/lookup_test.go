@@ -70,51 +70,6 @@ func TestLookupAgentRoundTrips(t *testing.T) {
 	}
 }
 
-// TestLookupAgentShares: concurrent lookups share the coalescer's
-// pipelines with each other and with the per-event calls.
-func TestLookupAgentShares(t *testing.T) {
-	t.Parallel()
-	st, agents := lookupState(t)
-	ctx := context.Background()
-	for _, a := range agents { // learn both tokens' agents
-		if _, _, err := st.LookupAgentByAccessToken(ctx, a.AccessTokenHash, time.Now()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	g := newGate(t, st.rdb)
-	fillers := occupy(t, st, g)
-	queued := countQueued(st)
-	const n = 8
-	errs := make(chan error, n+1)
-	for i := range n {
-		go func() {
-			a := agents[i%len(agents)]
-			_, got, err := st.LookupAgentByAccessToken(ctx, a.AccessTokenHash, time.Now())
-			if err == nil && got.ID != a.ID {
-				err = fmt.Errorf("lookup of %s answered %s", a.ID, got.ID)
-			}
-			errs <- err
-		}()
-	}
-	go func() {
-		_, err := st.ClaimEvent(ctx, "E1")
-		errs <- err
-	}()
-	waitQueued(queued, n+1)
-	g.release()
-	fillers()
-	for range n + 1 {
-		if err := <-errs; err != nil {
-			t.Error(err)
-		}
-	}
-	sizes, singles := g.counts()
-	// The fillers' pipelines, then one batch of everything queued.
-	if len(sizes) != coalesceMaxInFlight+1 || sizes[len(sizes)-1] != 2*n+1 || singles != 0 {
-		t.Errorf("pipelines %v and %d lone commands; want %d fillers and one of %d", sizes, singles, coalesceMaxInFlight, 2*n+1)
-	}
-}
-
 // TestLookupAgentHint: the remembered token → agent mapping is only a
 // hint. Whatever happens to the records behind it, each lookup answers
 // what LookupAccessToken and GetAgent answer now.

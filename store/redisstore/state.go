@@ -28,9 +28,8 @@ import (
 // WATCH transactions (installation updates).
 //
 // The per-event calls (ClaimEvent, ClaimEventAndListAgents, CompleteEvent,
-// ReleaseEvent), the replay records (UseNonce, UseSignature) and the
-// agent requests' token lookups (LookupAgentByAccessToken) of concurrent
-// callers share round trips: see coalescer (coalesce.go).
+// ReleaseEvent) and the replay records (UseNonce, UseSignature) of
+// concurrent callers share round trips: see coalescer (coalesce.go).
 type State struct {
 	rdb redis.UniversalClient
 	k   stateKeys
@@ -346,60 +345,61 @@ const maxTokenAgents = 10000
 // always write a fresh random token's hash; rekey keeps the token;
 // deletion removes the record), so tokenAgents remembers which agent
 // record to read along with the token record. Both are then read fresh, in
-// one pipeline shared with concurrent callers (coalescer), and the hint is
-// only trusted when the token record read names the same agent: a token
-// that is gone, expired or names another agent is answered from the
-// records read, exactly as LookupAccessToken and GetAgent would. Nothing
-// read from Redis is cached. A first lookup (or one after the hint was
-// evicted, or after Close stopped the coalescer) is the two calls in
-// sequence, and remembers the hint.
+// one pipeline, and the hint is only trusted when the token record read
+// names the same agent: a token that is gone, expired or names another
+// agent is answered from the records read, exactly as LookupAccessToken
+// and GetAgent would. Nothing read from Redis is cached. A first lookup
+// (or one after the hint was evicted) is the two calls in sequence, and
+// remembers the hint.
+//
+// The pipeline goes out from the caller's goroutine, not through the
+// coalescer: for a lone call (the common case, at low rates one per pull
+// and one per ack) the coalescer's goroutine hand-off cost more broker CPU
+// than the round trip it saved (BenchmarkPullRepeated).
 func (s *State) LookupAgentByAccessToken(ctx context.Context, h state.TokenHash, now time.Time) (state.AccessGrant, *state.Agent, error) {
-	if id, ok := s.tokenAgents.Get(h); ok {
-		var tok *redis.SliceCmd
-		var rec *redis.StringCmd
-		err := s.co.do(ctx, func(p redis.Pipeliner) {
-			tok = p.HMGet(ctx, s.k.accessToken(h.String()), accessTokenFields...)
-			rec = p.Get(ctx, s.k.agent(id))
-		})
-		switch {
-		case errors.Is(err, ErrClosed):
-			// Fall through to the direct calls, which work after Close.
-		case err != nil:
-			return state.AccessGrant{}, nil, fmt.Errorf("lookup access token: %w", err)
-		default:
-			g, err := accessGrant(tok)
-			if errors.Is(err, state.ErrNotFound) {
-				s.tokenAgents.Delete(h)
-			}
-			if err != nil {
-				return g, nil, err
-			}
-			if !now.Before(g.ExpiresAt) {
-				return g, nil, state.ErrExpired
-			}
-			if g.AgentID != id {
-				// Not a hint for this token after all: read its agent.
-				s.tokenAgents.Put(h, g.AgentID)
-				a, err := s.GetAgent(ctx, g.AgentID)
-				return g, a, err
-			}
-			b, err := rec.Result()
-			if errors.Is(err, redis.Nil) {
-				return g, nil, state.ErrNotFound
-			}
-			if err != nil {
-				return g, nil, fmt.Errorf("get agent: %w", err)
-			}
-			a, err := s.agentFromRecord(b)
-			return g, a, err
+	id, ok := s.tokenAgents.Get(h)
+	if !ok {
+		g, err := s.LookupAccessToken(ctx, h, now)
+		if err != nil {
+			return g, nil, err
 		}
+		s.tokenAgents.Put(h, g.AgentID)
+		a, err := s.GetAgent(ctx, g.AgentID)
+		return g, a, err
 	}
-	g, err := s.LookupAccessToken(ctx, h, now)
+	var tok *redis.SliceCmd
+	var rec *redis.StringCmd
+	// Every command holds its own reply or error; Pipelined's is only the
+	// first (redis.Nil for an absent agent record).
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		tok = p.HMGet(ctx, s.k.accessToken(h.String()), accessTokenFields...)
+		rec = p.Get(ctx, s.k.agent(id))
+		return nil
+	})
+	g, err := accessGrant(tok)
+	if errors.Is(err, state.ErrNotFound) {
+		s.tokenAgents.Delete(h)
+	}
 	if err != nil {
 		return g, nil, err
 	}
-	s.tokenAgents.Put(h, g.AgentID)
-	a, err := s.GetAgent(ctx, g.AgentID)
+	if !now.Before(g.ExpiresAt) {
+		return g, nil, state.ErrExpired
+	}
+	if g.AgentID != id {
+		// The hint was wrong for this token: read the agent it names.
+		s.tokenAgents.Put(h, g.AgentID)
+		a, err := s.GetAgent(ctx, g.AgentID)
+		return g, a, err
+	}
+	b2, err := rec.Result()
+	if errors.Is(err, redis.Nil) {
+		return g, nil, state.ErrNotFound
+	}
+	if err != nil {
+		return g, nil, fmt.Errorf("get agent: %w", err)
+	}
+	a, err := s.agentFromRecord(b2)
 	return g, a, err
 }
 
