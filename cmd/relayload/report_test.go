@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -125,10 +126,31 @@ func TestRunReportsRedisAndFloor(t *testing.T) {
 	}
 	fd := newFakeDeployment(t, "s3cret", "")
 	args := []string{"--broker-url", fd.broker.URL, "--signing-secret-file", secretFile, "--team-id", "T0FAKE",
-		"--sse-url", fd.bridge.URL + "/events", "--events", "20", "--concurrency", "2",
+		"--sse-url", fd.bridge.URL + "/events", "--events", "20", "--rate", "200", "--concurrency", "2",
 		"--redis-url", testredis.URL(t), "--pid", fmt.Sprint(os.Getpid())}
+	// The --pid is this process. Its CPU is read in 10 ms ticks, and a
+	// short run on a quiet machine can take none: keep a core busy while
+	// the harness runs (at --rate 200, about 100 ms) so that the system
+	// under test has a CPU time and therefore a floor ratio.
+	busy := func() (stop func()) {
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				if n%1024 == 0 && isDone(done) {
+					return
+				}
+			}
+		}()
+		return func() { close(done); wg.Wait() }
+	}
 	var stdout, stderr bytes.Buffer
-	if code := realMain(context.Background(), context.Background(), append(args, "--json"), &stdout, &stderr); code != 0 {
+	stop := busy()
+	code := realMain(context.Background(), context.Background(), append(args, "--json"), &stdout, &stderr)
+	stop()
+	if code != 0 {
 		t.Fatalf("exit %d:\n%s\n%s", code, stdout.String(), stderr.String())
 	}
 	var rep report
@@ -145,7 +167,9 @@ func TestRunReportsRedisAndFloor(t *testing.T) {
 		}
 	}
 	s, f := rep.SystemUnderTest, rep.CryptoFloor
-	if redisMS <= 0 || pidMS < 0 || !rep.RedisShared || s == nil || f == nil {
+	// Redis may well use less than a tick of CPU for 20 events: its row
+	// must be there (>= 0), not positive.
+	if redisMS < 0 || pidMS <= 0 || !rep.RedisShared || s == nil || f == nil {
 		t.Fatalf("report %s", stdout.String())
 	}
 	if strings.Join(s.Parts, ",") != fmt.Sprintf("pid %d,redis", os.Getpid()) || math.Abs(s.CPUms-(redisMS+pidMS)) > 0.11 {
@@ -155,12 +179,25 @@ func TestRunReportsRedisAndFloor(t *testing.T) {
 		t.Fatalf("floor %+v, ratio %v", f, s.FloorRatio)
 	}
 	stdout.Reset()
-	if code := realMain(context.Background(), context.Background(), args, &stdout, &stderr); code != 0 {
+	stop = busy()
+	code = realMain(context.Background(), context.Background(), args, &stdout, &stderr)
+	stop()
+	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, stderr.String())
 	}
 	for _, want := range []string{"    redis [", "    system under test ", "every client of that Redis", "crypto floor: ", "µs/event (broker ", "system under test = "} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, stdout.String())
 		}
+	}
+}
+
+// isDone reports whether c is closed.
+func isDone(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
