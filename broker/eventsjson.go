@@ -30,22 +30,22 @@ func decodeEventsFast(body []byte, ev *eventsBody) bool {
 	return scanFields(&s, func(key []byte) (uint, bool) {
 		switch {
 		case jsonscan.KeyIs(key, true, "type"):
-			return 1 << 0, scanStr(&s, &ev.Type)
+			return 1 << 0, s.StringOrNull(&ev.Type)
 		case jsonscan.KeyIs(key, true, "challenge"):
-			return 1 << 1, scanStr(&s, &ev.Challenge)
+			return 1 << 1, s.StringOrNull(&ev.Challenge)
 		case jsonscan.KeyIs(key, true, "team_id"):
-			return 1 << 2, scanStr(&s, &ev.TeamID)
+			return 1 << 2, s.StringOrNull(&ev.TeamID)
 		case jsonscan.KeyIs(key, true, "enterprise_id"):
-			return 1 << 3, scanStr(&s, &ev.EnterpriseID)
+			return 1 << 3, s.StringOrNull(&ev.EnterpriseID)
 		case jsonscan.KeyIs(key, true, "is_enterprise_install"):
-			return 1 << 4, scanBool(&s, &ev.IsEnterpriseInstall)
+			return 1 << 4, s.BoolOrNull(&ev.IsEnterpriseInstall)
 		case jsonscan.KeyIs(key, true, "event_id"):
-			return 1 << 5, scanStr(&s, &ev.EventID)
+			return 1 << 5, s.StringOrNull(&ev.EventID)
 		case jsonscan.KeyIs(key, true, "event"):
 			return 1 << 6, s.Null() || scanFields(&s, func(key []byte) (uint, bool) {
 				switch {
 				case jsonscan.KeyIs(key, true, "type"):
-					return 1 << 0, scanStr(&s, &ev.Event.Type)
+					return 1 << 0, s.StringOrNull(&ev.Event.Type)
 				case jsonscan.KeyIs(key, true, "tokens"):
 					return 1 << 1, s.Null() || scanFields(&s, func(key []byte) (uint, bool) {
 						if !jsonscan.KeyIs(key, true, "bot") {
@@ -88,7 +88,7 @@ func botTokens(s *jsonscan.Scanner, ev *eventsBody) bool {
 	bot := []string{}
 	ok := s.Array(func() bool {
 		var v string
-		if s.Peek() != '"' || !scanStr(s, &v) {
+		if s.Peek() != '"' || !s.StringOrNull(&v) {
 			return false
 		}
 		bot = append(bot, v)
@@ -112,40 +112,15 @@ func authorizations(s *jsonscan.Scanner, ev *eventsBody) bool {
 		return scanFields(s, func(key []byte) (uint, bool) {
 			switch {
 			case jsonscan.KeyIs(key, true, "team_id"):
-				return 1 << 0, scanStr(s, &e.TeamID)
+				return 1 << 0, s.StringOrNull(&e.TeamID)
 			case jsonscan.KeyIs(key, true, "enterprise_id"):
-				return 1 << 1, scanStr(s, &e.EnterpriseID)
+				return 1 << 1, s.StringOrNull(&e.EnterpriseID)
 			case jsonscan.KeyIs(key, true, "is_enterprise_install"):
-				return 1 << 2, scanBool(s, &e.IsEnterpriseInstall)
+				return 1 << 2, s.BoolOrNull(&e.IsEnterpriseInstall)
 			}
 			return 0, s.Skip()
 		})
 	})
 	ev.Authorizations = auths
-	return ok
-}
-
-// scanStr consumes a plain string or null into *dst (null leaves it unchanged,
-// as encoding/json does).
-func scanStr(s *jsonscan.Scanner, dst *string) bool {
-	if s.Null() {
-		return true
-	}
-	raw, plain, ok := s.String()
-	if ok && plain {
-		*dst = string(raw)
-	}
-	return ok && plain
-}
-
-// scanBool consumes true, false or null into *dst.
-func scanBool(s *jsonscan.Scanner, dst *bool) bool {
-	if s.Null() {
-		return true
-	}
-	v, ok := s.Bool()
-	if ok {
-		*dst = v
-	}
 	return ok
 }

@@ -57,19 +57,15 @@ func decodeEnvelopeFast(pt []byte, env *Envelope) bool {
 		case jsonscan.KeyIs(key, true, "type"):
 			return scanName(&s, &env.Type)
 		case jsonscan.KeyIs(key, true, "broker_timestamp"):
-			return scanInt64(&s, &env.BrokerTimestamp)
+			return s.Int64OrNull(&env.BrokerTimestamp)
 		case jsonscan.KeyIs(key, true, "response_expected"):
-			return scanBool(&s, &env.ResponseExpected)
+			return s.BoolOrNull(&env.ResponseExpected)
 		case jsonscan.KeyIs(key, true, "respond_by"):
-			return scanInt64(&s, &env.RespondBy)
+			return s.Int64OrNull(&env.RespondBy)
 		case jsonscan.KeyIs(key, true, "payload"):
-			s.Peek()
-			start := s.Pos()
-			if !s.Skip() {
-				return false
-			}
-			payload = s.Since(start)
-			return true
+			var ok bool
+			payload, ok = s.Raw()
+			return ok
 		}
 		return s.Skip()
 	}) && s.AtEnd()
@@ -119,31 +115,6 @@ func envelopeName(raw []byte) string {
 		return TypeEventsDropped
 	}
 	return string(raw)
-}
-
-// scanInt64 consumes a canonical integer (jsonscan.Scanner.Int64) or null
-// into *dst.
-func scanInt64(s *jsonscan.Scanner, dst *int64) bool {
-	if s.Null() {
-		return true
-	}
-	v, ok := s.Int64()
-	if ok {
-		*dst = v
-	}
-	return ok
-}
-
-// scanBool consumes true, false or null into *dst.
-func scanBool(s *jsonscan.Scanner, dst *bool) bool {
-	if s.Null() {
-		return true
-	}
-	v, ok := s.Bool()
-	if ok {
-		*dst = v
-	}
-	return ok
 }
 
 // heldFieldTypeError reports whether err is only a mistyped §8.2 field. Such

@@ -42,13 +42,9 @@ func sseEventID(data []byte) (string, error) {
 			var ignored string
 			return stringField(&s, &ignored)
 		case jsonscan.KeyIs(key, plain, "payload"):
-			s.Peek()
-			start := s.Pos()
-			if !s.Skip() {
-				return false
-			}
-			payload = s.Since(start)
-			return true
+			var ok bool
+			payload, ok = s.Raw()
+			return ok
 		}
 		return s.Skip()
 	}) && s.AtEnd()

@@ -293,6 +293,57 @@ func (s *Scanner) Skip() bool {
 	return false
 }
 
+// Raw consumes any one value, validating it, and returns its bytes (a
+// view into the input, without the white space around it).
+func (s *Scanner) Raw() ([]byte, bool) {
+	s.Peek()
+	start := s.i
+	if !s.Skip() {
+		return nil, false
+	}
+	return s.b[start:s.i], true
+}
+
+// StringOrNull consumes a plain string into *dst, or a null, which leaves
+// *dst as it was (as encoding/json does). Anything else, a string with
+// escapes included, reports false: the caller is not sure.
+func (s *Scanner) StringOrNull(dst *string) bool {
+	if s.Null() {
+		return true
+	}
+	raw, plain, ok := s.String()
+	if ok && plain {
+		*dst = string(raw)
+	}
+	return ok && plain
+}
+
+// BoolOrNull consumes true or false into *dst, or a null, which leaves
+// *dst as it was. Anything else reports false.
+func (s *Scanner) BoolOrNull(dst *bool) bool {
+	if s.Null() {
+		return true
+	}
+	v, ok := s.Bool()
+	if ok {
+		*dst = v
+	}
+	return ok
+}
+
+// Int64OrNull consumes a canonical integer (Int64) into *dst, or a null,
+// which leaves *dst as it was. Anything else reports false.
+func (s *Scanner) Int64OrNull(dst *int64) bool {
+	if s.Null() {
+		return true
+	}
+	v, ok := s.Int64()
+	if ok {
+		*dst = v
+	}
+	return ok
+}
+
 // Valid reports whether b is one JSON value with optional white space
 // around it, as json.Valid does.
 func Valid(b []byte) bool {

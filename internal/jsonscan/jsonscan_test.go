@@ -180,3 +180,49 @@ func FuzzValid(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) { checkDocument(t, b) })
 }
+
+// TestOrNull checks Raw and the *OrNull readers: what they store, that
+// null leaves the destination as it was, and that anything they are not
+// sure of reports false.
+func TestOrNull(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in       string
+		str      string // "keep": unchanged
+		strOK    bool
+		b        bool
+		bOK      bool
+		n        int64
+		nOK      bool
+		raw      string
+		rawValid bool
+	}{
+		{in: ` null `, str: "keep", strOK: true, b: true, bOK: true, n: 7, nOK: true, raw: "null", rawValid: true},
+		{in: `"abc"`, str: "abc", strOK: true, b: true, n: 7, raw: `"abc"`, rawValid: true},
+		{in: `"a\"b"`, str: "keep", b: true, n: 7, raw: `"a\"b"`, rawValid: true},
+		{in: `false`, str: "keep", b: false, bOK: true, n: 7, raw: "false", rawValid: true},
+		{in: `-12`, str: "keep", b: true, n: -12, nOK: true, raw: "-12", rawValid: true},
+		{in: `1.5`, str: "keep", b: true, n: 7, raw: "1.5", rawValid: true},
+		{in: ` {"a": [1, 2]} `, str: "keep", b: true, n: 7, raw: `{"a": [1, 2]}`, rawValid: true},
+		{in: `{"a": }`, str: "keep", b: true, n: 7},
+		{in: `nul`, str: "keep", b: true, n: 7},
+	} {
+		str, b, n := "keep", true, int64(7)
+		s := jsonscan.New([]byte(tc.in))
+		if ok := s.StringOrNull(&str); ok != tc.strOK || str != tc.str {
+			t.Errorf("StringOrNull(%s) = %q, %v; want %q, %v", tc.in, str, ok, tc.str, tc.strOK)
+		}
+		s = jsonscan.New([]byte(tc.in))
+		if ok := s.BoolOrNull(&b); ok != tc.bOK || b != tc.b {
+			t.Errorf("BoolOrNull(%s) = %v, %v; want %v, %v", tc.in, b, ok, tc.b, tc.bOK)
+		}
+		s = jsonscan.New([]byte(tc.in))
+		if ok := s.Int64OrNull(&n); ok != tc.nOK || n != tc.n {
+			t.Errorf("Int64OrNull(%s) = %d, %v; want %d, %v", tc.in, n, ok, tc.n, tc.nOK)
+		}
+		s = jsonscan.New([]byte(tc.in))
+		if raw, ok := s.Raw(); ok != tc.rawValid || string(raw) != tc.raw {
+			t.Errorf("Raw(%s) = %q, %v; want %q, %v", tc.in, raw, ok, tc.raw, tc.rawValid)
+		}
+	}
+}
