@@ -122,7 +122,7 @@ type validator struct{ errs []string }
 func (v *validator) channel(c string) {
 	if c == "" {
 		v.errs = append(v.errs, "channel is required")
-	} else if !channelPattern.MatchString(c) {
+	} else if !isChannelID(c) {
 		v.errs = append(v.errs, "channel must be a Slack channel id (C…, G… or D…, e.g. C0123ABCD), not a name")
 	}
 }
@@ -145,7 +145,7 @@ func (v *validator) ts(field, t string, required bool) {
 		}
 		return
 	}
-	if !tsPattern.MatchString(t) {
+	if !isMessageTS(t) {
 		v.errs = append(v.errs, field+` must be a Slack message timestamp like "1771464999.000100"`)
 	}
 }

@@ -30,21 +30,7 @@ type Event struct {
 	ThreadID string `json:"thread_id,omitempty"`
 }
 
-// idPattern checks a fixed-shape Slack id with regexp's MatchString
-// signature but without a regexp: the receive path checks two per event.
-type idPattern func(string) bool
-
-// MatchString reports whether s has the pattern's shape.
-func (p idPattern) MatchString(s string) bool { return p(s) }
-
-var (
-	// channelPattern is ^[CGD][A-Z0-9]{1,40}$.
-	channelPattern idPattern = isChannelID
-	// tsPattern is ^[0-9]{1,20}\.[0-9]{1,20}$.
-	tsPattern idPattern = isMessageTS
-)
-
-// isChannelID reports whether s is C, G or D and 1 to 40 of A-Z, 0-9.
+// isChannelID reports whether s is a Slack channel id: ^[CGD][A-Z0-9]{1,40}$.
 func isChannelID(s string) bool {
 	if len(s) < 2 || len(s) > 41 || (s[0] != 'C' && s[0] != 'G' && s[0] != 'D') {
 		return false
@@ -57,7 +43,7 @@ func isChannelID(s string) bool {
 	return true
 }
 
-// isMessageTS reports whether s is 1 to 20 digits, '.', 1 to 20 digits.
+// isMessageTS reports whether s is a Slack message ts: ^[0-9]{1,20}\.[0-9]{1,20}$.
 func isMessageTS(s string) bool {
 	dot := strings.IndexByte(s, '.')
 	return dot >= 1 && dot <= 20 && allDigits(s[:dot]) && len(s)-dot-1 >= 1 && len(s)-dot-1 <= 20 && allDigits(s[dot+1:])
@@ -235,8 +221,8 @@ func (f *payloadFields) info(typ string) payloadInfo {
 		ch = f.channelID
 	}
 	switch {
-	case !channelPattern.MatchString(ch):
-	case !tsPattern.MatchString(ts):
+	case !isChannelID(ch):
+	case !isMessageTS(ts):
 		info.threadID = ch
 	default:
 		info.threadID = ch + ":" + ts
@@ -422,10 +408,10 @@ func first(vs ...string) string {
 // channel-level id). It reports false for a malformed id.
 func ParseThreadID(id string) (channel, threadTS string, ok bool) {
 	ch, ts, hasTS := strings.Cut(id, ":")
-	if !channelPattern.MatchString(ch) {
+	if !isChannelID(ch) {
 		return "", "", false
 	}
-	if hasTS && !tsPattern.MatchString(ts) {
+	if hasTS && !isMessageTS(ts) {
 		return "", "", false
 	}
 	return ch, ts, true

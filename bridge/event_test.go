@@ -243,15 +243,15 @@ func BenchmarkInspectPayload(b *testing.B) {
 	}
 }
 
-// checkIDPatterns compares channelPattern and tsPattern with the regular
+// checkIDPatterns compares isChannelID and isMessageTS with the regular
 // expressions they replace.
 func checkIDPatterns(t *testing.T, s string) {
 	t.Helper()
-	if got, want := channelPattern.MatchString(s), legacyChannelPattern.MatchString(s); got != want {
-		t.Fatalf("channelPattern(%q) = %v, regexp %v", s, got, want)
+	if got, want := isChannelID(s), legacyChannelPattern.MatchString(s); got != want {
+		t.Fatalf("isChannelID(%q) = %v, regexp %v", s, got, want)
 	}
-	if got, want := tsPattern.MatchString(s), legacyTSPattern.MatchString(s); got != want {
-		t.Fatalf("tsPattern(%q) = %v, regexp %v", s, got, want)
+	if got, want := isMessageTS(s), legacyTSPattern.MatchString(s); got != want {
+		t.Fatalf("isMessageTS(%q) = %v, regexp %v", s, got, want)
 	}
 }
 
@@ -269,8 +269,8 @@ func TestIDPatterns(t *testing.T) {
 		{"1.", false, false}, {"1.2.3", false, false}, {"1..2", false, false}, {"-1.2", false, false}, {"1.2\n", false, false}, {"1,2", false, false},
 	}
 	for _, tc := range tests {
-		if channelPattern.MatchString(tc.s) != tc.channel || tsPattern.MatchString(tc.s) != tc.ts {
-			t.Errorf("%q: channel %v, ts %v; want %v, %v", tc.s, channelPattern.MatchString(tc.s), tsPattern.MatchString(tc.s), tc.channel, tc.ts)
+		if isChannelID(tc.s) != tc.channel || isMessageTS(tc.s) != tc.ts {
+			t.Errorf("%q: channel %v, ts %v; want %v, %v", tc.s, isChannelID(tc.s), isMessageTS(tc.s), tc.channel, tc.ts)
 		}
 		checkIDPatterns(t, tc.s)
 	}
