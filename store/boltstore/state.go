@@ -476,12 +476,8 @@ func (s *State) GetAgent(ctx context.Context, id string) (*state.Agent, error) {
 	}
 	var a *state.Agent
 	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(boltBktAgent).Get([]byte(id))
-		if v == nil {
-			return state.ErrNotFound
-		}
 		var err error
-		a, err = boltDecodeAgent(v)
+		a, err = boltAgent(tx, id)
 		return err
 	})
 	if err != nil {
@@ -491,6 +487,15 @@ func (s *State) GetAgent(ctx context.Context, id string) (*state.Agent, error) {
 		return nil, fmt.Errorf("get agent %s: %w", id, err)
 	}
 	return a, nil
+}
+
+// boltAgent reads and decodes agent id in tx: ErrNotFound when absent.
+func boltAgent(tx *bolt.Tx, id string) (*state.Agent, error) {
+	v := tx.Bucket(boltBktAgent).Get([]byte(id))
+	if v == nil {
+		return nil, state.ErrNotFound
+	}
+	return boltDecodeAgent(v)
 }
 
 // ListAgents implements state.Store.
@@ -596,32 +601,24 @@ func (s *State) LookupAgentByAccessToken(ctx context.Context, h state.TokenHash,
 	}
 	var g state.AccessGrant
 	var a *state.Agent
-	found := false // the token record was read
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
 		if g, err = boltAccessGrant(tx, h); err != nil {
 			return err
 		}
-		found = true
 		if !now.Before(g.ExpiresAt) {
 			return state.ErrExpired
 		}
-		v := tx.Bucket(boltBktAgent).Get([]byte(g.AgentID))
-		if v == nil {
-			return state.ErrNotFound
+		if a, err = boltAgent(tx, g.AgentID); err != nil && !errors.Is(err, state.ErrNotFound) {
+			return fmt.Errorf("get agent %s: %w", g.AgentID, err)
 		}
-		a, err = boltDecodeAgent(v)
 		return err
 	})
 	switch {
-	case !found && errors.Is(err, state.ErrNotFound):
-		return state.AccessGrant{}, nil, err
-	case !found && err != nil:
-		return state.AccessGrant{}, nil, fmt.Errorf("lookup access token: %w", err)
 	case errors.Is(err, state.ErrNotFound), errors.Is(err, state.ErrExpired):
-		return g, nil, err
+		return g, nil, err // g is zero when the token was not found
 	case err != nil:
-		return g, nil, fmt.Errorf("get agent %s: %w", g.AgentID, err)
+		return g, nil, fmt.Errorf("lookup access token: %w", err)
 	}
 	return g, a, nil
 }

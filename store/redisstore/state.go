@@ -245,14 +245,20 @@ func (s *State) RegisterAgent(ctx context.Context, h state.TokenHash, a *state.A
 
 // GetAgent implements state.Store.
 func (s *State) GetAgent(ctx context.Context, id string) (*state.Agent, error) {
-	b, err := s.rdb.Get(ctx, s.k.agent(id)).Bytes()
+	return s.agentResult(s.rdb.Get(ctx, s.k.agent(id)))
+}
+
+// agentResult decodes the answer to a GET of an agent record: ErrNotFound
+// when it is absent.
+func (s *State) agentResult(cmd *redis.StringCmd) (*state.Agent, error) {
+	rec, err := cmd.Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, state.ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get agent: %w", err)
 	}
-	return s.agentFromRecord(string(b))
+	return s.agentFromRecord(rec)
 }
 
 // ListAgents implements state.Store.
@@ -392,14 +398,7 @@ func (s *State) LookupAgentByAccessToken(ctx context.Context, h state.TokenHash,
 		a, err := s.GetAgent(ctx, g.AgentID)
 		return g, a, err
 	}
-	b2, err := rec.Result()
-	if errors.Is(err, redis.Nil) {
-		return g, nil, state.ErrNotFound
-	}
-	if err != nil {
-		return g, nil, fmt.Errorf("get agent: %w", err)
-	}
-	a, err := s.agentFromRecord(b2)
+	a, err := s.agentResult(rec)
 	return g, a, err
 }
 
