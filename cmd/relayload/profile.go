@@ -132,14 +132,7 @@ func startProfiles(ctx context.Context, client *http.Client, dir string, targets
 }
 
 // finished reports whether every profile is written or has failed.
-func (r *profileRun) finished() bool {
-	select {
-	case <-r.done:
-		return true
-	default:
-		return false
-	}
-}
+func (r *profileRun) finished() bool { return isDone(r.done) }
 
 // wait waits for every profile and returns the report.
 func (r *profileRun) wait() *profileReport {

@@ -191,13 +191,3 @@ func TestRunReportsRedisAndFloor(t *testing.T) {
 		}
 	}
 }
-
-// isDone reports whether c is closed.
-func isDone(c <-chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
-}

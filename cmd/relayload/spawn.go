@@ -71,9 +71,12 @@ func startChild(dir, name, bin string, args ...string) (*child, error) {
 	return c, nil
 }
 
-func (c *child) exited() bool {
+func (c *child) exited() bool { return isDone(c.done) }
+
+// isDone reports whether c is closed.
+func isDone(c <-chan struct{}) bool {
 	select {
-	case <-c.done:
+	case <-c:
 		return true
 	default:
 		return false
